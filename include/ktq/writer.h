@@ -1,0 +1,118 @@
+/*
+ * ktq/writer.h - engines and writers: turning a model into an output format.
+ *
+ * Data flows reader -> engine -> writer. A ktq_writer owns one output folder
+ * in one format; an engine (chosen in ktq_quantize_options) turns the tensors
+ * of one decoder layer at a time into what the writer stores. A converter
+ * calls, in any order and each layer once:
+ *
+ *     ktq_writer_open(&w, model, "out", KTQ_FORMAT_HF_BF16, &wopts, &err);
+ *     for (layer = 0; layer < info.num_layers; ++layer)
+ *         ktq_quantize_layer(model, layer, &qopts, w, &err);
+ *     ktq_quantize_layer(model, KTQ_LAYER_GLOBALS, &qopts, w, &err);
+ *     ktq_writer_finish(w, &err);
+ *     ktq_writer_free(w);
+ *
+ * or simply ktq_write(model, &qopts, w, &err), which does all of the above
+ * but the open/free. Output files are written under temporary names and only
+ * renamed to their final names by ktq_writer_finish(); a writer freed before
+ * finishing (error, cancellation) leaves no file with a final name.
+ *
+ * Thread-safety: a ktq_writer is used by one thread at a time (the engine
+ * parallelises inside each call). The model it reads may be shared.
+ */
+#ifndef KTQ_WRITER_H
+#define KTQ_WRITER_H
+
+#include "common.h"
+#include "model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum ktq_format {
+    /* A Hugging Face checkpoint with every floating tensor in BF16: FP8
+     * blocks dequantized (weight_scale_inv dropped), F16/F32 cast, the fp8
+     * quantization_config removed from config.json. */
+    KTQ_FORMAT_HF_BF16 = 1
+    /* Reserved for engines to come: KT-kernel AMX layout, compressed-tensors,
+     * GGUF. */
+} ktq_format;
+
+typedef enum ktq_engine {
+    KTQ_ENGINE_DEFAULT = 0, /* the natural engine for the writer's format */
+    KTQ_ENGINE_CAST = 1     /* dequantize / cast every tensor to the format's dtype */
+} ktq_engine;
+
+KTQ_API const char *ktq_format_name(ktq_format format);
+
+typedef struct ktq_writer ktq_writer;
+
+typedef struct ktq_writer_options {
+    unsigned version;          /* KTQ_WRITER_OPTIONS_VERSION */
+    /* Largest payload per output shard in bytes (0 = 5,000,000,000 as
+     * transformers' save_pretrained). One tensor larger than this gets a shard
+     * of its own. */
+    uint64_t max_shard_bytes;
+    /* Copy tokenizer, generation and chat-template files (default 1). */
+    int copy_aux_files;
+    /* Allow writing into a folder that already holds files (default 0). */
+    int overwrite;
+} ktq_writer_options;
+#define KTQ_WRITER_OPTIONS_VERSION 1
+KTQ_API ktq_status ktq_writer_options_init(ktq_writer_options *opts, unsigned version);
+
+/* Plan the output of `model` in `format` into folder `out_dir` (created if
+ * missing). The model must outlive the writer. `opts` may be NULL. */
+KTQ_API ktq_status ktq_writer_open(ktq_writer **out, const ktq_model *model,
+                                   const char *out_dir, ktq_format format,
+                                   const ktq_writer_options *opts, ktq_error **err);
+
+/* Number of output files and payload bytes the writer will produce (known
+ * once it is open; used for size estimates). */
+KTQ_API ktq_status ktq_writer_plan(uint64_t *output_bytes, size_t *output_files,
+                                   const ktq_writer *writer, ktq_error **err);
+
+/* Estimate, without writing anything, what writing `model` in `format`
+ * would produce: payload bytes, number of files, and peak resident memory of
+ * the conversion with `threads` workers (0 = one per core). */
+KTQ_API ktq_status ktq_estimate_output(uint64_t *output_bytes, size_t *output_files, uint64_t *peak_memory,
+                                       const ktq_model *model, ktq_format format,
+                                       const ktq_writer_options *opts, int threads, ktq_error **err);
+
+/* Write the index and config, rename every file to its final name. Fails
+ * with KTQ_ERR_STATE if some layer was not written. */
+KTQ_API ktq_status ktq_writer_finish(ktq_writer *writer, ktq_error **err);
+/* Release the writer; unfinished output is removed. NULL is a no-op. */
+KTQ_API void ktq_writer_free(ktq_writer *writer);
+
+/* ---- Engines --------------------------------------------------------- */
+
+#define KTQ_LAYER_GLOBALS (-1) /* embeddings, final norm, lm_head, extra tensors */
+
+typedef struct ktq_quantize_options {
+    unsigned version;          /* KTQ_QUANTIZE_OPTIONS_VERSION */
+    ktq_engine engine;
+    int threads;               /* 0 = one per core (hwloc) */
+    ktq_progress_cb progress;  /* may be NULL */
+    void *payload;             /* passed to progress */
+} ktq_quantize_options;
+#define KTQ_QUANTIZE_OPTIONS_VERSION 1
+KTQ_API ktq_status ktq_quantize_options_init(ktq_quantize_options *opts, unsigned version);
+
+/* Run the engine over decoder layer `layer` (or KTQ_LAYER_GLOBALS) and hand
+ * the result to the writer. Each layer may be written once. */
+KTQ_API ktq_status ktq_quantize_layer(const ktq_model *model, int layer,
+                                      const ktq_quantize_options *opts, ktq_writer *writer,
+                                      ktq_error **err);
+
+/* All layers, the globals, then ktq_writer_finish(). */
+KTQ_API ktq_status ktq_write(const ktq_model *model, const ktq_quantize_options *opts,
+                             ktq_writer *writer, ktq_error **err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KTQ_WRITER_H */

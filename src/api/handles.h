@@ -1,0 +1,79 @@
+// The structs behind the opaque handles of the C API, and the one function
+// that turns C++ exceptions into status codes + ktq_error.
+#pragma once
+
+#include <exception>
+#include <memory>
+#include <new>
+#include <string>
+
+#include "engines/engine.h"
+#include "ktq/ktq.h"
+#include "reading/model.h"
+#include "runtime/error.h"
+#include "writers/writer.h"
+
+struct ktq_error {
+    ktq_status status;
+    std::string message;
+};
+
+struct ktq_model {
+    std::unique_ptr<ktq::Model> impl;
+    std::string path;
+};
+
+struct ktq_writer {
+    const ktq_model *model = nullptr;
+    ktq_format format = KTQ_FORMAT_HF_BF16;
+    std::string out_dir;
+    std::unique_ptr<ktq::Writer> impl;
+    bool finished = false;
+};
+
+namespace ktq {
+
+inline void set_error(ktq_error **err, ktq_status status, const std::string &message) noexcept {
+    if (!err) return;
+    *err = nullptr;
+    try {
+        *err = new ktq_error{status, message};
+    } catch (...) {
+    }
+}
+
+// Runs `body`, mapping every exception to a status (and *err when asked).
+template <typename Body>
+ktq_status guarded(ktq_error **err, Body &&body) noexcept {
+    if (err) *err = nullptr;
+    try {
+        body();
+        return KTQ_OK;
+    } catch (const Error &e) {
+        set_error(err, e.status(), e.what());
+        return e.status();
+    } catch (const std::bad_alloc &) {
+        set_error(err, KTQ_ERR_NO_MEMORY, "out of memory");
+        return KTQ_ERR_NO_MEMORY;
+    } catch (const std::exception &e) {
+        set_error(err, KTQ_ERR_INTERNAL, std::string("internal error: ") + e.what());
+        return KTQ_ERR_INTERNAL;
+    } catch (...) {
+        set_error(err, KTQ_ERR_INTERNAL, "internal error: unknown exception");
+        return KTQ_ERR_INTERNAL;
+    }
+}
+
+inline void require(bool ok, const char *what) {
+    if (!ok) fail(KTQ_ERR_INVALID_ARGUMENT, what);
+}
+
+// Option structs: `version` must be one this library knows.
+inline void check_version(unsigned version, unsigned current, const char *what) {
+    if (version == 0 || version > current)
+        fail(KTQ_ERR_VERSION, std::string(what) + ": version " + std::to_string(version) +
+                                  " not supported by this libktq (knows up to " + std::to_string(current) +
+                                  "); call its *_init() first");
+}
+
+}  // namespace ktq

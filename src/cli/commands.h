@@ -1,0 +1,24 @@
+// The ktq subcommands. Each registers its options on the CLI11 app and
+// returns the process exit code when run. They use only the public C API.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+
+#include "ktq/ktq.h"
+
+namespace ktq_cli {
+
+struct Command {
+    CLI::App *app;             // the subcommand
+    std::function<int()> run;  // runs it once parsed
+};
+
+Command add_inspect_command(CLI::App &app);
+Command add_convert_command(CLI::App &app);
+Command add_doctor_command(CLI::App &app);
+
+// Prints "ktq: error: <message>" for a failed call and returns exit code 1.
+int report_error(int status, ktq_error *err);
+
+}  // namespace ktq_cli

@@ -1,0 +1,27 @@
+// ktq - command line front end of libktq.
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "ktq/ktq.h"
+
+namespace ktq_cli {
+
+int report_error(int status, ktq_error *err) {
+    std::fprintf(stderr, "ktq: error: %s\n", err ? ktq_error_message(err) : ktq_status_str(status));
+    ktq_error_free(err);
+    return 1;
+}
+
+}  // namespace ktq_cli
+
+int main(int argc, char **argv) {
+    CLI::App app{"ktq - quantize Hugging Face MoE checkpoints for hybrid CPU/GPU inference"};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", std::string("ktq ") + ktq_version());
+    const ktq_cli::Command commands[] = {ktq_cli::add_inspect_command(app), ktq_cli::add_convert_command(app),
+                                         ktq_cli::add_doctor_command(app)};
+    CLI11_PARSE(app, argc, argv);
+    for (const auto &c : commands)
+        if (c.app->parsed()) return c.run();
+    return 2;
+}

@@ -1,0 +1,19 @@
+// CastEngine - dequantizes / casts every tensor to the writer's dtype
+// (BF16 for KTQ_FORMAT_HF_BF16). Work is cut into row chunks of about 4 MiB
+// of output, converted in parallel into per-task buffers and written straight
+// to their final offsets, so memory stays at (threads x chunk) whatever the
+// model size, and the bytes never depend on the thread count.
+#pragma once
+
+#include "engines/engine.h"
+
+namespace ktq {
+
+class CastEngine : public Engine {
+public:
+    const char *name() const override { return "cast"; }
+    void run_layer(const Model &model, int layer, Writer &writer, ThreadPool &pool,
+                   const TensorDoneFn &on_tensor) override;
+};
+
+}  // namespace ktq

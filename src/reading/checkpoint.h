@@ -1,0 +1,52 @@
+// Checkpoint - the tensors of a checkpoint folder: one model.safetensors, or
+// the shards named by model.safetensors.index.json. Tensor names are unique
+// across the whole checkpoint; each resolves to (file, entry).
+//
+// Immutable after construction; safe to read from many threads.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "reading/safetensors_file.h"
+
+namespace ktq {
+
+struct TensorRef {
+    const SafetensorsFile *file = nullptr;
+    const TensorEntry *entry = nullptr;
+};
+
+class Checkpoint {
+public:
+    // `path` is a folder, or one .safetensors file (its folder is the model
+    // folder).
+    Checkpoint(const std::string &path, uint64_t max_header_bytes);
+
+    const std::string &dir() const { return dir_; }
+    // All tensor names, sorted.
+    const std::vector<std::string> &names() const { return names_; }
+    // nullptr if no such tensor.
+    const TensorRef *find(const std::string &name) const;
+    const TensorRef &at(const std::string &name) const;
+    const std::vector<std::unique_ptr<SafetensorsFile>> &files() const { return files_; }
+    uint64_t total_bytes() const { return total_bytes_; }
+
+private:
+    void open_single(const std::string &file, const std::string &display, uint64_t max_header_bytes);
+    void open_index(const std::string &index_path, uint64_t max_header_bytes);
+
+    std::string dir_;
+    std::vector<std::unique_ptr<SafetensorsFile>> files_;
+    std::map<std::string, TensorRef> tensors_;
+    std::vector<std::string> names_;
+    uint64_t total_bytes_ = 0;
+};
+
+// True if `name` is a relative path that stays inside its folder (no "..",
+// not absolute, no empty components).
+bool is_safe_relative_path(const std::string &name);
+
+}  // namespace ktq

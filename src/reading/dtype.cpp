@@ -1,0 +1,169 @@
+#include "reading/dtype.h"
+
+#include <array>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace ktq {
+
+namespace {
+
+struct DtypeRow {
+    ktq_dtype dtype;
+    const char *name;
+    size_t size;
+    bool is_float;
+};
+
+constexpr DtypeRow kDtypes[] = {
+    {KTQ_DTYPE_F32, "F32", 4, true},      {KTQ_DTYPE_F16, "F16", 2, true},
+    {KTQ_DTYPE_BF16, "BF16", 2, true},    {KTQ_DTYPE_F8_E4M3, "F8_E4M3", 1, true},
+    {KTQ_DTYPE_F8_E5M2, "F8_E5M2", 1, true}, {KTQ_DTYPE_F64, "F64", 8, true},
+    {KTQ_DTYPE_I8, "I8", 1, false},       {KTQ_DTYPE_U8, "U8", 1, false},
+    {KTQ_DTYPE_I16, "I16", 2, false},     {KTQ_DTYPE_I32, "I32", 4, false},
+    {KTQ_DTYPE_I64, "I64", 8, false},     {KTQ_DTYPE_BOOL, "BOOL", 1, false},
+};
+
+const DtypeRow *row_of(ktq_dtype dtype) {
+    for (const auto &row : kDtypes)
+        if (row.dtype == dtype) return &row;
+    return nullptr;
+}
+
+// value = (-1)^s * 2^(e - bias) * (1 + m / 2^mbits), subnormal when e == 0.
+float decode_minifloat(unsigned bits, int ebits, int mbits, int bias) {
+    unsigned sign = bits >> (ebits + mbits);
+    unsigned e = (bits >> mbits) & ((1u << ebits) - 1);
+    unsigned m = bits & ((1u << mbits) - 1);
+    float mag;
+    if (e == 0)
+        mag = std::ldexp(static_cast<float>(m), 1 - bias - mbits);
+    else
+        mag = std::ldexp(static_cast<float>(m + (1u << mbits)), static_cast<int>(e) - bias - mbits);
+    return sign ? -mag : mag;
+}
+
+std::array<float, 256> make_e4m3() {
+    std::array<float, 256> t{};
+    for (unsigned i = 0; i < 256; ++i) {
+        if ((i & 0x7f) == 0x7f)
+            t[i] = std::numeric_limits<float>::quiet_NaN();
+        else
+            t[i] = decode_minifloat(i, 4, 3, 7);
+    }
+    return t;
+}
+
+std::array<float, 256> make_e5m2() {
+    std::array<float, 256> t{};
+    for (unsigned i = 0; i < 256; ++i) {
+        unsigned e = (i >> 2) & 0x1f, m = i & 3;
+        if (e == 0x1f)
+            t[i] = m ? std::numeric_limits<float>::quiet_NaN()
+                     : ((i & 0x80) ? -std::numeric_limits<float>::infinity()
+                                   : std::numeric_limits<float>::infinity());
+        else
+            t[i] = decode_minifloat(i, 5, 2, 15);
+    }
+    return t;
+}
+
+float decode_f16(uint16_t h) {
+    unsigned e = (h >> 10) & 0x1f;
+    if (e == 0x1f) {
+        if (h & 0x3ff) return std::numeric_limits<float>::quiet_NaN();
+        return (h & 0x8000) ? -std::numeric_limits<float>::infinity()
+                            : std::numeric_limits<float>::infinity();
+    }
+    return decode_minifloat(h, 5, 10, 15);
+}
+
+std::vector<float> make_f16() {
+    std::vector<float> t(65536);
+    for (unsigned i = 0; i < 65536; ++i) t[i] = decode_f16(static_cast<uint16_t>(i));
+    return t;
+}
+
+const std::array<float, 256> kE4M3 = make_e4m3();
+const std::array<float, 256> kE5M2 = make_e5m2();
+const std::vector<float> kF16 = make_f16();
+
+template <typename Out, typename Convert>
+void convert_loop(Out *dst, const void *src, ktq_dtype from, size_t count, Convert &&out_of_f32) {
+    switch (from) {
+    case KTQ_DTYPE_F32: {
+        const float *s = static_cast<const float *>(src);
+        for (size_t i = 0; i < count; ++i) dst[i] = out_of_f32(s[i]);
+        break;
+    }
+    case KTQ_DTYPE_F64: {
+        const double *s = static_cast<const double *>(src);
+        for (size_t i = 0; i < count; ++i) dst[i] = out_of_f32(static_cast<float>(s[i]));
+        break;
+    }
+    case KTQ_DTYPE_F16: {
+        const uint16_t *s = static_cast<const uint16_t *>(src);
+        for (size_t i = 0; i < count; ++i) dst[i] = out_of_f32(kF16[s[i]]);
+        break;
+    }
+    case KTQ_DTYPE_BF16: {
+        const uint16_t *s = static_cast<const uint16_t *>(src);
+        for (size_t i = 0; i < count; ++i) dst[i] = out_of_f32(bf16_to_f32(s[i]));
+        break;
+    }
+    case KTQ_DTYPE_F8_E4M3: {
+        const uint8_t *s = static_cast<const uint8_t *>(src);
+        for (size_t i = 0; i < count; ++i) dst[i] = out_of_f32(kE4M3[s[i]]);
+        break;
+    }
+    case KTQ_DTYPE_F8_E5M2: {
+        const uint8_t *s = static_cast<const uint8_t *>(src);
+        for (size_t i = 0; i < count; ++i) dst[i] = out_of_f32(kE5M2[s[i]]);
+        break;
+    }
+    default:
+        break;  // callers check dtype_is_float first
+    }
+}
+
+}  // namespace
+
+ktq_dtype dtype_from_name(const std::string &name) {
+    for (const auto &row : kDtypes)
+        if (name == row.name) return row.dtype;
+    return KTQ_DTYPE_UNKNOWN;
+}
+
+const char *dtype_name(ktq_dtype dtype) {
+    const DtypeRow *row = row_of(dtype);
+    return row ? row->name : "UNKNOWN";
+}
+
+size_t dtype_size(ktq_dtype dtype) {
+    const DtypeRow *row = row_of(dtype);
+    return row ? row->size : 0;
+}
+
+bool dtype_is_float(ktq_dtype dtype) {
+    const DtypeRow *row = row_of(dtype);
+    return row && row->is_float;
+}
+
+float f16_to_f32(uint16_t h) { return kF16[h]; }
+float f8e4m3_to_f32(uint8_t v) { return kE4M3[v]; }
+float f8e5m2_to_f32(uint8_t v) { return kE5M2[v]; }
+
+void convert_to_f32(float *dst, const void *src, ktq_dtype from, size_t count) {
+    convert_loop(dst, src, from, count, [](float v) { return v; });
+}
+
+void convert_to_bf16(uint16_t *dst, const void *src, ktq_dtype from, size_t count) {
+    if (from == KTQ_DTYPE_BF16) {
+        std::memcpy(dst, src, count * 2);
+        return;
+    }
+    convert_loop(dst, src, from, count, [](float v) { return f32_to_bf16(v); });
+}
+
+}  // namespace ktq

@@ -1,0 +1,52 @@
+// Element types of safetensors and the scalar conversions between them.
+// Every conversion into BF16 rounds to nearest, ties to even (what torch,
+// numpy/ml_dtypes and safetensors' readers do), and keeps NaN a NaN.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#include "ktq/common.h"
+
+namespace ktq {
+
+// Safetensors dtype string ("BF16") -> enum; KTQ_DTYPE_UNKNOWN if not known.
+ktq_dtype dtype_from_name(const std::string &name);
+const char *dtype_name(ktq_dtype dtype);
+size_t dtype_size(ktq_dtype dtype);
+bool dtype_is_float(ktq_dtype dtype);
+
+inline float bits_to_f32(uint32_t bits) {
+    float f;
+    std::memcpy(&f, &bits, sizeof f);
+    return f;
+}
+inline uint32_t f32_to_bits(float f) {
+    uint32_t bits;
+    std::memcpy(&bits, &f, sizeof bits);
+    return bits;
+}
+
+inline float bf16_to_f32(uint16_t h) { return bits_to_f32(static_cast<uint32_t>(h) << 16); }
+
+inline uint16_t f32_to_bf16(float f) {
+    uint32_t bits = f32_to_bits(f);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x0040u);
+    uint32_t rounding_bias = 0x7fffu + ((bits >> 16) & 1u);
+    return static_cast<uint16_t>((bits + rounding_bias) >> 16);
+}
+
+float f16_to_f32(uint16_t h);
+// E4M3 is the "fn" variant of the OCP FP8 spec (no infinities, 0x7f/0xff NaN),
+// the one safetensors calls F8_E4M3 and DeepSeek-V3 ships.
+float f8e4m3_to_f32(uint8_t v);
+float f8e5m2_to_f32(uint8_t v);
+
+// Converts `count` elements of `src` (dtype `from`, a floating type) to F32.
+void convert_to_f32(float *dst, const void *src, ktq_dtype from, size_t count);
+// Converts `count` elements to BF16; BF16 sources are copied bit for bit.
+void convert_to_bf16(uint16_t *dst, const void *src, ktq_dtype from, size_t count);
+
+}  // namespace ktq

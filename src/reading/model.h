@@ -1,0 +1,70 @@
+// Model - an opened checkpoint: config, tensors, detected architecture, and
+// the one place tensor data is turned into F32/BF16 (including block-FP8
+// dequantization). Engines and the C API read through it.
+//
+// Immutable after construction; every const method is safe from many threads.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "ktq/model.h"
+#include "reading/architecture.h"
+#include "reading/checkpoint.h"
+#include "reading/model_config.h"
+#include "runtime/thread_pool.h"
+
+namespace ktq {
+
+// A tensor seen as a row-major matrix [rows, cols] (1-D tensors are one row;
+// N-D tensors are [shape[0] * ... * shape[N-2], shape[N-1]]).
+struct MatrixView {
+    std::string tensor;
+    uint64_t row_begin = 0;  // first row of this view inside the tensor
+    uint64_t rows = 0;
+    uint64_t cols = 0;
+};
+
+class Model {
+public:
+    Model(const std::string &path, const ktq_open_options &opts);
+
+    const ModelConfig &config() const { return config_; }
+    const Checkpoint &checkpoint() const { return *checkpoint_; }
+    const Architecture &arch() const { return arch_; }
+    ThreadPool &pool() const { return *pool_; }
+    ktq_dtype source_dtype() const { return source_dtype_; }
+    int fp8_block_rows() const { return block_rows_; }
+    int fp8_block_cols() const { return block_cols_; }
+
+    // The whole tensor as a matrix.
+    MatrixView matrix(const std::string &tensor) const;
+    // One routed expert's matrix [rows = out features, cols = in features].
+    MatrixView expert(int layer, int expert, ktq_expert_proj proj) const;
+
+    // True for FP8 block scales (`*.weight_scale_inv`) that belong to an FP8
+    // weight: they are folded into that weight by read_rows().
+    bool is_fp8_scale(const std::string &tensor) const;
+
+    // Converts rows [first, first + count) of `view` into `out` (F32 or BF16)
+    // at `dst`, on the calling thread.
+    void read_rows(const MatrixView &view, uint64_t first, uint64_t count, ktq_dtype out, void *dst) const;
+    // The whole view, spread over the pool.
+    void read(const MatrixView &view, ktq_dtype out, void *dst) const;
+    // Lets the kernel drop the input pages of `tensor` (and its FP8 scale).
+    void release(const std::string &tensor) const;
+
+private:
+    const TensorRef *fp8_scale_of(const std::string &tensor) const;
+    void check_not_quantized() const;
+    void check_fp8_scales() const;
+
+    ModelConfig config_;
+    std::unique_ptr<Checkpoint> checkpoint_;
+    Architecture arch_;
+    std::unique_ptr<ThreadPool> pool_;
+    ktq_dtype source_dtype_ = KTQ_DTYPE_UNKNOWN;
+    int block_rows_ = 0, block_cols_ = 0;
+};
+
+}  // namespace ktq

@@ -1,0 +1,62 @@
+// SafetensorsFile - one memory-mapped .safetensors file with a fully
+// validated header. The payload is never copied: tensors are read straight
+// out of the mapping, and release() hands finished ranges back to the kernel
+// so that streaming over a file much larger than RAM keeps the resident set
+// small.
+//
+// Immutable after open(); safe to read from many threads.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "ktq/common.h"
+
+namespace ktq {
+
+struct TensorEntry {
+    std::string name;
+    ktq_dtype dtype = KTQ_DTYPE_UNKNOWN;
+    std::vector<int64_t> shape;
+    uint64_t begin = 0;  // offsets into the data section (after the header)
+    uint64_t end = 0;
+
+    uint64_t nbytes() const { return end - begin; }
+    uint64_t numel() const;
+};
+
+class SafetensorsFile {
+public:
+    // Maps `path` and validates its header. `display` is the name used in
+    // error messages (the path relative to the model folder).
+    SafetensorsFile(const std::string &path, const std::string &display, uint64_t max_header_bytes);
+    ~SafetensorsFile();
+    SafetensorsFile(const SafetensorsFile &) = delete;
+    SafetensorsFile &operator=(const SafetensorsFile &) = delete;
+
+    const std::string &path() const { return path_; }
+    const std::string &display_name() const { return display_; }
+    const std::vector<TensorEntry> &tensors() const { return tensors_; }
+    const std::map<std::string, std::string> &metadata() const { return metadata_; }
+    uint64_t file_size() const { return size_; }
+
+    // Pointer to the first byte of the tensor's payload.
+    const uint8_t *data(const TensorEntry &t) const { return data_ + t.begin; }
+    // Drops the pages of [begin, end) of the data section from this process.
+    void release(uint64_t begin, uint64_t end) const;
+
+private:
+    void parse_header(const char *json, size_t len, uint64_t data_len);
+
+    std::string path_;
+    std::string display_;
+    uint64_t size_ = 0;
+    void *map_ = nullptr;
+    const uint8_t *data_ = nullptr;
+    std::vector<TensorEntry> tensors_;
+    std::map<std::string, std::string> metadata_;
+};
+
+}  // namespace ktq

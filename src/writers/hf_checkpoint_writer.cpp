@@ -1,0 +1,198 @@
+#include "writers/hf_checkpoint_writer.h"
+
+#include <dirent.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <fstream>
+#include <sstream>
+
+#include "reading/dtype.h"
+#include "runtime/error.h"
+
+namespace ktq {
+
+namespace {
+
+bool ends_with(const std::string &s, const std::string &suffix) {
+    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::vector<std::string> list_dir(const std::string &dir) {
+    std::vector<std::string> names;
+    DIR *d = opendir(dir.c_str());
+    if (!d) return names;
+    while (dirent *e = readdir(d)) {
+        std::string n = e->d_name;
+        if (n != "." && n != "..") names.push_back(n);
+    }
+    closedir(d);
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
+bool is_regular_file(const std::string &path) {
+    struct stat st {};
+    return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+void make_dirs(const std::string &dir) {
+    std::string partial;
+    std::stringstream ss(dir);
+    std::string part;
+    if (!dir.empty() && dir[0] == '/') partial = "/";
+    while (std::getline(ss, part, '/')) {
+        if (part.empty()) continue;
+        partial += part + "/";
+        if (mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) fail_errno(errno, dir + ": cannot create folder");
+    }
+}
+
+std::string real(const std::string &p) {
+    char buf[PATH_MAX];
+    return realpath(p.c_str(), buf) ? std::string(buf) : p;
+}
+
+std::string read_whole(const std::string &path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail(KTQ_ERR_IO, path + ": cannot open");
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+// Files of a model folder that are not weights: tokenizer, generation config,
+// chat template, remote code. Everything a loader needs besides the tensors.
+bool is_aux_file(const std::string &name) {
+    if (name == "config.json" || name == "model.safetensors.index.json") return false;
+    for (const char *weights : {".safetensors", ".bin", ".pt", ".pth", ".gguf", ".ckpt", ".h5", ".msgpack", ".ktq-partial"})
+        if (ends_with(name, weights)) return false;
+    return true;
+}
+
+}  // namespace
+
+void prepare_output_dir(const std::string &dir, const std::string &model_dir, bool overwrite) {
+    if (dir.empty()) fail(KTQ_ERR_INVALID_ARGUMENT, "output folder name is empty");
+    make_dirs(dir);
+    if (real(dir) == real(model_dir))
+        fail(KTQ_ERR_INVALID_ARGUMENT, dir + ": output folder is the input model's folder");
+    auto existing = list_dir(dir);
+    if (!existing.empty() && !overwrite)
+        fail(KTQ_ERR_INVALID_ARGUMENT, dir + ": output folder is not empty (" + existing.front() +
+                                           ", ...); choose another or allow overwriting");
+    if (overwrite)
+        for (const auto &name : existing)
+            if (ends_with(name, ".safetensors") || ends_with(name, ".ktq-partial") ||
+                name == "model.safetensors.index.json")
+                ::unlink((dir + "/" + name).c_str());
+}
+
+uint64_t default_max_shard_bytes() { return 5000000000ull; }
+
+std::vector<OutputTensor> plan_bf16_checkpoint(const Model &model) {
+    std::vector<OutputTensor> tensors;
+    const int layers = static_cast<int>(model.arch().layers.size());
+    for (const auto &name : model.checkpoint().names()) {
+        if (model.is_fp8_scale(name)) continue;
+        const TensorEntry &e = *model.checkpoint().at(name).entry;
+        OutputTensor t;
+        t.name = name;
+        t.source = name;
+        t.dtype = dtype_is_float(e.dtype) ? KTQ_DTYPE_BF16 : e.dtype;
+        t.shape = e.shape;
+        int layer = layer_of_tensor(name);
+        t.layer = (layer >= 0 && layer < layers) ? layer : -1;  // MTP layers go with the globals
+        tensors.push_back(std::move(t));
+    }
+    // State-dict order: layers ascending, then globals; names sorted within.
+    std::stable_sort(tensors.begin(), tensors.end(), [](const OutputTensor &a, const OutputTensor &b) {
+        unsigned la = static_cast<unsigned>(a.layer), lb = static_cast<unsigned>(b.layer);  // -1 sorts last
+        return la != lb ? la < lb : a.name < b.name;
+    });
+    return tensors;
+}
+
+HfCheckpointWriter::HfCheckpointWriter(const Model &model, const std::string &out_dir, const ktq_writer_options &opts)
+    : model_(model), out_dir_(out_dir), opts_(opts) {
+    prepare_output_dir(out_dir_, model.checkpoint().dir(), opts.overwrite != 0);
+    tensors_ = plan_bf16_checkpoint(model);
+    const int layers = static_cast<int>(model.arch().layers.size());
+    by_layer_.assign(static_cast<size_t>(layers) + 1, {});
+    std::vector<const OutputTensor *> ordered;
+    for (const auto &t : tensors_) {
+        by_layer_[static_cast<size_t>(t.layer + 1)].push_back(&t);
+        ordered.push_back(&t);
+    }
+    done_.assign(by_layer_.size(), false);
+    const uint64_t max_shard = opts.max_shard_bytes ? opts.max_shard_bytes : default_max_shard_bytes();
+    shards_ = std::make_unique<ShardedSafetensorsWriter>(out_dir_, ordered, max_shard);
+}
+
+HfCheckpointWriter::~HfCheckpointWriter() { abort(); }
+
+const std::vector<const OutputTensor *> &HfCheckpointWriter::tensors_of_layer(int layer) const {
+    if (layer < -1 || layer >= num_layers())
+        fail(KTQ_ERR_NOT_FOUND, "layer " + std::to_string(layer) + " does not exist (model has " +
+                                    std::to_string(num_layers()) + " layers)");
+    return by_layer_[static_cast<size_t>(layer + 1)];
+}
+
+void HfCheckpointWriter::write(const OutputTensor &tensor, uint64_t offset, const void *data, size_t bytes) {
+    shards_->write(tensor, offset, data, bytes);
+}
+
+void HfCheckpointWriter::layer_done(int layer) { done_[static_cast<size_t>(layer + 1)] = true; }
+
+bool HfCheckpointWriter::is_layer_done(int layer) const {
+    tensors_of_layer(layer);  // range check
+    return done_[static_cast<size_t>(layer + 1)];
+}
+
+std::string HfCheckpointWriter::rewritten_config() const {
+    nlohmann::ordered_json cfg = model_.config().raw;
+    // The weights are plain BF16 now: an fp8 quantization_config would make
+    // transformers try to load them as FP8.
+    for (nlohmann::ordered_json *scope : {&cfg, cfg.contains("text_config") ? &cfg["text_config"] : nullptr}) {
+        if (!scope || !scope->is_object()) continue;
+        scope->erase("quantization_config");
+        bool has_any = scope->contains("dtype") || scope->contains("torch_dtype");
+        if (scope->contains("dtype")) (*scope)["dtype"] = "bfloat16";
+        if (scope->contains("torch_dtype")) (*scope)["torch_dtype"] = "bfloat16";
+        if (!has_any && scope == &cfg) (*scope)["torch_dtype"] = "bfloat16";
+    }
+    return cfg.dump(2) + "\n";
+}
+
+std::vector<std::string> HfCheckpointWriter::aux_files() const {
+    std::vector<std::string> out;
+    for (const auto &name : list_dir(model_.checkpoint().dir()))
+        if (is_aux_file(name) && is_regular_file(model_.checkpoint().dir() + "/" + name)) out.push_back(name);
+    return out;
+}
+
+void HfCheckpointWriter::finish() {
+    if (finished_) fail(KTQ_ERR_STATE, out_dir_ + ": writer already finished");
+    for (int l = -1; l < num_layers(); ++l)
+        if (!done_[static_cast<size_t>(l + 1)])
+            fail(KTQ_ERR_STATE, out_dir_ + ": cannot finish, " +
+                                    (l < 0 ? std::string("the non-layer tensors were") : "layer " + std::to_string(l) + " was") +
+                                    " not written");
+    write_file_atomically(out_dir_, "config.json", rewritten_config());
+    if (opts_.copy_aux_files)
+        for (const auto &name : aux_files())
+            write_file_atomically(out_dir_, name, read_whole(model_.checkpoint().dir() + "/" + name));
+    shards_->commit();  // weights become visible last
+    finished_ = true;
+}
+
+void HfCheckpointWriter::abort() noexcept {
+    if (finished_) return;
+    shards_->abort();
+}
+
+}  // namespace ktq

@@ -1,0 +1,67 @@
+// ShardedSafetensorsWriter - writes a set of tensors, known in advance, as
+// one model.safetensors or as model-0000i-of-0000n.safetensors shards plus
+// model.safetensors.index.json, the way transformers' save_pretrained does.
+//
+// Because every name, dtype and shape is known when it is constructed, each
+// shard's header and every tensor's file offset are fixed up front: tensor
+// data can then be written in any order, by any thread, with pwrite(). Files
+// are created as "<name>.ktq-partial", space is reserved at once (so a full
+// disk is reported before hours of work), and only commit() fsyncs and
+// renames them to their final names.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "writers/writer.h"
+
+namespace ktq {
+
+class ShardedSafetensorsWriter {
+public:
+    ShardedSafetensorsWriter(const std::string &dir, const std::vector<const OutputTensor *> &tensors,
+                             uint64_t max_shard_bytes);
+    ~ShardedSafetensorsWriter();
+
+    void write(const OutputTensor &tensor, uint64_t offset, const void *data, size_t bytes);
+    // fsync + rename every shard, then write the index (when sharded).
+    void commit();
+    // Close and unlink the partial files (no-op after commit()).
+    void abort() noexcept;
+
+    size_t file_count() const { return shards_.size(); }
+    uint64_t payload_bytes() const { return payload_bytes_; }
+    const std::vector<std::string> &file_names() const { return names_; }
+
+private:
+    struct Shard {
+        std::string name;
+        int fd = -1;
+        uint64_t data_start = 0;  // 8 + header length
+    };
+    struct Placement {
+        size_t shard;
+        uint64_t offset;  // absolute file offset of the tensor's payload
+        uint64_t nbytes;
+    };
+
+    std::string dir_;
+    std::vector<Shard> shards_;
+    std::vector<std::string> names_;
+    std::map<std::string, Placement> placement_;
+    std::map<std::string, std::string> weight_map_;
+    uint64_t payload_bytes_ = 0;
+    bool committed_ = false;
+};
+
+// Splits `tensors`, in order, into shards of at most `max_shard_bytes`
+// payload (a larger tensor gets a shard of its own).
+std::vector<std::vector<const OutputTensor *>> group_into_shards(const std::vector<const OutputTensor *> &tensors,
+                                                                 uint64_t max_shard_bytes);
+
+// Writes `content` to dir/name atomically (temporary file, fsync, rename).
+void write_file_atomically(const std::string &dir, const std::string &name, const std::string &content);
+void fsync_dir(const std::string &dir);
+
+}  // namespace ktq

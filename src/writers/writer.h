@@ -1,0 +1,48 @@
+// Writer - the interface between engines and output formats.
+//
+// A writer plans, at open time, every tensor it will store (name, dtype,
+// shape, and which input tensor it comes from), grouped by decoder layer. An
+// engine then fills those tensors layer by layer through write(), in any
+// order and from several threads at once (each byte range written exactly
+// once). finish() makes the output visible under its final names; until then
+// nothing with a final name exists, and abort() removes everything.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ktq/common.h"
+
+namespace ktq {
+
+struct OutputTensor {
+    std::string name;
+    ktq_dtype dtype = KTQ_DTYPE_UNKNOWN;
+    std::vector<int64_t> shape;
+    std::string source;   // input tensor it is made from
+    int layer = -1;       // decoder layer, -1 for globals
+    uint64_t nbytes() const;
+};
+
+class Writer {
+public:
+    virtual ~Writer() = default;
+
+    // Output tensors of `layer` (-1 = globals), in a fixed order.
+    virtual const std::vector<const OutputTensor *> &tensors_of_layer(int layer) const = 0;
+    // Stores `bytes` bytes of `tensor` starting at byte `offset` of its payload.
+    // Thread-safe for distinct ranges.
+    virtual void write(const OutputTensor &tensor, uint64_t offset, const void *data, size_t bytes) = 0;
+    // Marks a layer complete; each layer once.
+    virtual void layer_done(int layer) = 0;
+    virtual bool is_layer_done(int layer) const = 0;
+    virtual void finish() = 0;
+    virtual void abort() noexcept = 0;
+
+    virtual uint64_t output_bytes() const = 0;
+    virtual size_t output_files() const = 0;
+    virtual int num_layers() const = 0;
+};
+
+}  // namespace ktq
