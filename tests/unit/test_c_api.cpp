@@ -1,0 +1,273 @@
+// The C ABI's conventions and the writer's guarantees: NULL handling,
+// versioned options, per-call errors, cancellation, state errors, crash-safe
+// output, determinism across thread counts and layer orders.
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+
+#include <csignal>
+#include <cstring>
+
+#include "ktq/ktq.h"
+#include "test_support.h"
+
+using namespace ktq_test;
+
+namespace {
+
+ktq_model *open_shared(const char *name) {
+    std::string path = shared_model(name);
+    if (path.empty()) return nullptr;
+    ktq_model *m = nullptr;
+    EXPECT_EQ(ktq_open_model(&m, path.c_str(), nullptr, nullptr), KTQ_OK);
+    return m;
+}
+
+// Converts `model` into `out` with the given threads and shard size.
+int convert(ktq_model *model, const std::string &out, int threads, uint64_t shard_bytes, std::string *message = nullptr) {
+    ktq_writer_options wo;
+    ktq_writer_options_init(&wo, KTQ_WRITER_OPTIONS_VERSION);
+    wo.max_shard_bytes = shard_bytes;
+    ktq_writer *w = nullptr;
+    ktq_error *err = nullptr;
+    int st = ktq_writer_open(&w, model, out.c_str(), KTQ_FORMAT_HF_BF16, &wo, &err);
+    if (st == KTQ_OK) {
+        ktq_quantize_options qo;
+        ktq_quantize_options_init(&qo, KTQ_QUANTIZE_OPTIONS_VERSION);
+        qo.threads = threads;
+        st = ktq_write(model, &qo, w, &err);
+    }
+    if (message) *message = err ? ktq_error_message(err) : "";
+    ktq_error_free(err);
+    ktq_writer_free(w);
+    return st;
+}
+
+std::string folder_bytes(const std::string &dir) {
+    std::string all;
+    for (const auto &name : list_dir(dir)) all += name + "\n" + read_file(dir + "/" + name);
+    return all;
+}
+
+}  // namespace
+
+TEST(CApi, VersionAndStatusStrings) {
+    EXPECT_EQ(ktq_version_number(), static_cast<unsigned>(KTQ_VERSION_NUMBER));
+    EXPECT_STREQ(ktq_version(), KTQ_VERSION_STRING);
+    for (int s = 0; s >= KTQ_ERR_INTERNAL; --s) {
+        EXPECT_NE(ktq_status_str(s), nullptr);
+        EXPECT_STRNE(ktq_status_str(s), "unknown status") << s;
+        EXPECT_EQ(ktq_is_error(s), s != 0);
+    }
+    EXPECT_STREQ(ktq_status_str(12345), "unknown status");
+}
+
+TEST(CApi, FreeNullIsANoOp) {
+    ktq_model_free(nullptr);
+    ktq_writer_free(nullptr);
+    ktq_error_free(nullptr);
+}
+
+TEST(CApi, NullArgumentsAndOutParamsOnFailure) {
+    ktq_model *m = reinterpret_cast<ktq_model *>(0x1);
+    ktq_error *err = nullptr;
+    EXPECT_EQ(ktq_open_model(&m, nullptr, nullptr, &err), KTQ_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(m, nullptr);
+    ASSERT_NE(err, nullptr);
+    EXPECT_EQ(ktq_error_status(err), KTQ_ERR_INVALID_ARGUMENT);
+    ktq_error_free(err);
+    EXPECT_EQ(ktq_open_model(nullptr, "x", nullptr, nullptr), KTQ_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(ktq_open_model(&m, "/nonexistent/ktq-model", nullptr, &err), KTQ_ERR_NOT_FOUND);
+    EXPECT_NE(std::string(ktq_error_message(err)).find("/nonexistent/ktq-model"), std::string::npos);
+    ktq_error_free(err);
+}
+
+TEST(CApi, OptionStructVersionsAreChecked) {
+    ktq_open_options o;
+    EXPECT_EQ(ktq_open_options_init(&o, 99), KTQ_ERR_VERSION);
+    ASSERT_EQ(ktq_open_options_init(&o, KTQ_OPEN_OPTIONS_VERSION), KTQ_OK);
+    o.version = 99;
+    ktq_model *m = nullptr;
+    ktq_error *err = nullptr;
+    EXPECT_EQ(ktq_open_model(&m, ".", &o, &err), KTQ_ERR_VERSION);
+    EXPECT_NE(std::string(ktq_error_message(err)).find("ktq_open_options"), std::string::npos);
+    ktq_error_free(err);
+    ktq_model_info info;
+    std::memset(&info, 0, sizeof info);  // version 0: not initialised
+    EXPECT_EQ(ktq_model_get_info(&info, reinterpret_cast<ktq_model *>(&info), nullptr), KTQ_ERR_VERSION);
+}
+
+TEST(CApi, SystemInfo) {
+    ktq_system_info s;
+    ASSERT_EQ(ktq_system_info_init(&s, KTQ_SYSTEM_INFO_VERSION), KTQ_OK);
+    ASSERT_EQ(ktq_system_get_info(&s, nullptr), KTQ_OK);
+    EXPECT_GE(s.numa_nodes, 1);
+    EXPECT_GE(s.cores, 1);
+    EXPECT_GE(s.pus, s.cores);
+    int total = 0;
+    for (int n = 0; n < s.numa_nodes; ++n) total += ktq_system_numa_cores(n);
+    EXPECT_EQ(total, s.cores);
+    EXPECT_EQ(ktq_system_numa_cores(s.numa_nodes), KTQ_ERR_NOT_FOUND);
+}
+
+TEST(Writer, SameBytesWhateverTheThreadCountAndShardSize) {
+    ktq_model *m = open_shared("tiny-deepseek-v3-fp8");
+    if (!m) GTEST_SKIP() << "shared test models not found";
+    TempDir a, b, c;
+    ASSERT_EQ(convert(m, a.path(), 1, 0), KTQ_OK);
+    ASSERT_EQ(convert(m, b.path(), 3, 0), KTQ_OK);
+    EXPECT_EQ(folder_bytes(a.path()), folder_bytes(b.path()));
+    ASSERT_EQ(convert(m, c.path(), 2, 2u << 20), KTQ_OK);
+    auto files = list_dir(c.path());
+    EXPECT_NE(std::find(files.begin(), files.end(), "model.safetensors.index.json"), files.end());
+    EXPECT_NE(std::find(files.begin(), files.end(), "model-00001-of-00011.safetensors"), files.end());
+    // The sharded output reads back to the same tensors as the single file.
+    ktq_model *ma = nullptr, *mc = nullptr;
+    ASSERT_EQ(ktq_open_model(&ma, a.path().c_str(), nullptr, nullptr), KTQ_OK);
+    ASSERT_EQ(ktq_open_model(&mc, c.path().c_str(), nullptr, nullptr), KTQ_OK);
+    ASSERT_EQ(ktq_model_tensor_count(ma), ktq_model_tensor_count(mc));
+    for (size_t i = 0; i < ktq_model_tensor_count(ma); ++i) {
+        ktq_tensor_info ti;
+        ktq_tensor_info_init(&ti, KTQ_TENSOR_INFO_VERSION);
+        ASSERT_EQ(ktq_model_tensor_info(&ti, ma, i, nullptr), KTQ_OK);
+        EXPECT_EQ(ti.dtype, KTQ_DTYPE_BF16) << ti.name;
+        std::vector<uint16_t> x(ti.nbytes / 2), y(ti.nbytes / 2);
+        ASSERT_EQ(ktq_model_read_tensor(x.data(), ti.nbytes, ma, ti.name, KTQ_DTYPE_BF16, nullptr), KTQ_OK);
+        ASSERT_EQ(ktq_model_read_tensor(y.data(), ti.nbytes, mc, ti.name, KTQ_DTYPE_BF16, nullptr), KTQ_OK);
+        ASSERT_EQ(x, y) << ti.name;
+    }
+    ktq_model_info info;
+    ktq_model_info_init(&info, KTQ_MODEL_INFO_VERSION);
+    ASSERT_EQ(ktq_model_get_info(&info, mc, nullptr), KTQ_OK);
+    EXPECT_EQ(info.source_dtype, KTQ_DTYPE_BF16);
+    EXPECT_EQ(info.fp8_block_rows, 0);  // quantization_config is gone
+    EXPECT_EQ(info.num_experts, 16);
+    ktq_model_free(ma);
+    ktq_model_free(mc);
+    ktq_model_free(m);
+}
+
+TEST(Writer, LayerByLayerInAnyOrderEqualsKtqWrite) {
+    ktq_model *m = open_shared("tiny-qwen3-moe");
+    if (!m) GTEST_SKIP() << "shared test models not found";
+    TempDir a, b;
+    ASSERT_EQ(convert(m, a.path(), 2, 0), KTQ_OK);
+    ktq_writer *w = nullptr;
+    ASSERT_EQ(ktq_writer_open(&w, m, b.path().c_str(), KTQ_FORMAT_HF_BF16, nullptr, nullptr), KTQ_OK);
+    ktq_error *err = nullptr;
+    EXPECT_EQ(ktq_writer_finish(w, &err), KTQ_ERR_STATE);  // nothing written yet
+    EXPECT_NE(std::string(ktq_error_message(err)).find("not written"), std::string::npos);
+    ktq_error_free(err);
+    for (int layer : {2, KTQ_LAYER_GLOBALS, 0, 1}) ASSERT_EQ(ktq_quantize_layer(m, layer, nullptr, w, nullptr), KTQ_OK);
+    EXPECT_EQ(ktq_quantize_layer(m, 1, nullptr, w, nullptr), KTQ_ERR_STATE);  // twice
+    EXPECT_EQ(ktq_quantize_layer(m, 7, nullptr, w, nullptr), KTQ_ERR_NOT_FOUND);
+    ASSERT_EQ(ktq_writer_finish(w, nullptr), KTQ_OK);
+    EXPECT_EQ(ktq_writer_finish(w, nullptr), KTQ_ERR_STATE);
+    ktq_writer_free(w);
+    EXPECT_EQ(folder_bytes(a.path()), folder_bytes(b.path()));
+    ktq_model_free(m);
+}
+
+namespace {
+struct CancelAfter {
+    int calls = 0;
+    int limit;
+    uint64_t last_done = 0;
+    bool monotonic = true;
+};
+int cancel_cb(const ktq_progress *p, void *payload) {
+    auto *c = static_cast<CancelAfter *>(payload);
+    c->monotonic = c->monotonic && p->bytes_done >= c->last_done && p->bytes_done <= p->bytes_total;
+    c->last_done = p->bytes_done;
+    return ++c->calls >= c->limit ? 1 : 0;
+}
+}  // namespace
+
+TEST(Writer, CancellationLeavesNoFinalOutput) {
+    ktq_model *m = open_shared("tiny-deepseek-v3-fp8");
+    if (!m) GTEST_SKIP() << "shared test models not found";
+    TempDir out;
+    ktq_writer *w = nullptr;
+    ASSERT_EQ(ktq_writer_open(&w, m, out.path().c_str(), KTQ_FORMAT_HF_BF16, nullptr, nullptr), KTQ_OK);
+    CancelAfter cancel{0, 20};
+    ktq_quantize_options qo;
+    ktq_quantize_options_init(&qo, KTQ_QUANTIZE_OPTIONS_VERSION);
+    qo.progress = cancel_cb;
+    qo.payload = &cancel;
+    ktq_error *err = nullptr;
+    EXPECT_EQ(ktq_write(m, &qo, w, &err), KTQ_ERR_CANCELLED);
+    EXPECT_EQ(ktq_error_status(err), KTQ_ERR_CANCELLED);
+    ktq_error_free(err);
+    EXPECT_EQ(cancel.calls, 20);
+    EXPECT_TRUE(cancel.monotonic);
+    ktq_writer_free(w);
+    EXPECT_TRUE(list_dir(out.path()).empty()) << list_dir(out.path()).front();
+    ktq_model_free(m);
+}
+
+TEST(Writer, ProgressReachesTheTotal) {
+    ktq_model *m = open_shared("tiny-mixtral");
+    if (!m) GTEST_SKIP() << "shared test models not found";
+    TempDir out;
+    ktq_writer *w = nullptr;
+    ASSERT_EQ(ktq_writer_open(&w, m, out.path().c_str(), KTQ_FORMAT_HF_BF16, nullptr, nullptr), KTQ_OK);
+    struct Seen {
+        uint64_t done = 0, total = 0;
+        int layers = 0;
+    } seen;
+    ktq_quantize_options qo;
+    ktq_quantize_options_init(&qo, KTQ_QUANTIZE_OPTIONS_VERSION);
+    qo.progress = [](const ktq_progress *p, void *payload) {
+        auto *s = static_cast<Seen *>(payload);
+        s->done = p->bytes_done;
+        s->total = p->bytes_total;
+        s->layers = p->layers_total;
+        return 0;
+    };
+    qo.payload = &seen;
+    ASSERT_EQ(ktq_write(m, &qo, w, nullptr), KTQ_OK);
+    ktq_writer_free(w);
+    ktq_model_info info;
+    ktq_model_info_init(&info, KTQ_MODEL_INFO_VERSION);
+    ktq_model_get_info(&info, m, nullptr);
+    EXPECT_EQ(seen.done, seen.total);
+    EXPECT_EQ(seen.total, info.total_bytes);
+    EXPECT_EQ(seen.layers, 2);
+    ktq_model_free(m);
+}
+
+TEST(Writer, RefusesNonEmptyOrInputFolder) {
+    ktq_model *m = open_shared("tiny-llama");
+    if (!m) GTEST_SKIP() << "shared test models not found";
+    TempDir out;
+    write_file(out / "keep.txt", "x");
+    ktq_writer *w = nullptr;
+    ktq_error *err = nullptr;
+    EXPECT_EQ(ktq_writer_open(&w, m, out.path().c_str(), KTQ_FORMAT_HF_BF16, nullptr, &err), KTQ_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(ktq_error_message(err)).find("not empty"), std::string::npos);
+    ktq_error_free(err);
+    EXPECT_EQ(w, nullptr);
+    EXPECT_EQ(ktq_writer_open(&w, m, shared_model("tiny-llama").c_str(), KTQ_FORMAT_HF_BF16, nullptr, &err),
+              KTQ_ERR_INVALID_ARGUMENT);
+    ktq_error_free(err);
+    ktq_model_free(m);
+}
+
+TEST(Writer, FullDiskIsReportedAndLeavesNoFinalFile) {
+    ktq_model *m = open_shared("tiny-qwen3-moe");
+    if (!m) GTEST_SKIP() << "shared test models not found";
+    TempDir out;
+    struct rlimit old {};
+    getrlimit(RLIMIT_FSIZE, &old);
+    auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+    struct rlimit small = old;
+    small.rlim_cur = 1 << 20;  // 1 MiB: the 23 MiB output cannot fit
+    setrlimit(RLIMIT_FSIZE, &small);
+    std::string message;
+    int st = convert(m, out.path(), 2, 0, &message);
+    setrlimit(RLIMIT_FSIZE, &old);
+    std::signal(SIGXFSZ, old_handler);
+    EXPECT_EQ(st, KTQ_ERR_NO_SPACE) << message;
+    EXPECT_NE(message.find("model.safetensors"), std::string::npos) << message;
+    for (const auto &name : list_dir(out.path())) ADD_FAILURE() << "left behind: " << name;
+    ktq_model_free(m);
+}
