@@ -33,7 +33,12 @@ uint64_t ceil_div(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
 }  // namespace
 
 Model::Model(const std::string &path, const ktq_open_options &opts) {
-    config_ = ModelConfig::load(config_path_for(path), "config.json");
+    struct stat st {};
+    if (path.empty() || stat(path.c_str(), &st) != 0) fail(KTQ_ERR_NOT_FOUND, path + ": no such file or folder");
+    const std::string config_path = config_path_for(path);
+    if (stat(config_path.c_str(), &st) != 0)
+        fail(KTQ_ERR_NOT_FOUND, config_path + ": not found (a Hugging Face model folder has a config.json)");
+    config_ = ModelConfig::load(config_path, "config.json");
     checkpoint_ = std::make_unique<Checkpoint>(path, opts.max_header_bytes ? opts.max_header_bytes : kDefaultMaxHeader);
     check_not_quantized();
 

@@ -1,0 +1,139 @@
+"""The `ktq` command line, checked from the outside: its outputs are read by
+the independent Python safetensors reader (check_bf16_convert.py) and its JSON
+by the json module."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import check_bf16_convert  # noqa: E402
+
+KTQ = os.environ.get("KTQ_BIN", "ktq")
+SHARED = os.environ.get("KTQ_SHARED_DIR", os.path.join(os.path.dirname(__file__), "../../../shared"))
+REPO = os.environ.get("KTQ_REPO", os.path.join(os.path.dirname(__file__), "../.."))
+MODELS = os.path.join(SHARED, "models")
+
+needs_shared = pytest.mark.skipif(not os.path.isdir(MODELS), reason=f"shared models not found at {MODELS}")
+
+
+def ktq(*args, check=True):
+    r = subprocess.run([KTQ, *map(str, args)], capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise AssertionError(f"ktq {' '.join(map(str, args))} failed ({r.returncode}):\n{r.stderr}")
+    return r
+
+
+def verify(src, out):
+    sys.argv = ["check", str(src), str(out)]
+    check_bf16_convert.main()
+
+
+@needs_shared
+@pytest.mark.parametrize("model,shard", [("tiny-deepseek-v3-fp8", None), ("tiny-deepseek-v3-fp8", "2MB"),
+                                         ("tiny-mixtral", None), ("tiny-qwen3-moe", "5MB")])
+def test_convert_matches_independent_reference(tmp_path, model, shard):
+    src = os.path.join(MODELS, model)
+    out = tmp_path / "out"
+    args = ["convert", src, out, "--to", "bf16"]
+    if shard:
+        args += ["--max-shard-size", shard]
+    r = ktq(*args)
+    assert "wrote" in r.stderr
+    verify(src, out)
+    if shard:
+        assert (out / "model.safetensors.index.json").exists()
+
+
+def test_demo_model_in_repo_converts(tmp_path):
+    src = os.path.join(REPO, "examples", "models", "tiny-deepseek-v3-fp8")
+    out = tmp_path / "out"
+    ktq("convert", src, out, "--quiet")
+    verify(src, out)
+
+
+@needs_shared
+def test_progress_lines_when_not_a_terminal_and_quiet(tmp_path):
+    src = os.path.join(MODELS, "tiny-deepseek-v3-fp8")
+    r = ktq("convert", src, tmp_path / "a")
+    lines = [l for l in r.stderr.splitlines() if l.startswith("ktq: ") and "%" in l]
+    assert len(lines) >= 4, r.stderr  # one per layer + the other tensors
+    assert "\r" not in r.stderr
+    r = ktq("convert", src, tmp_path / "b", "--quiet")
+    assert r.stderr == ""
+
+
+EXPECTED = {
+    "tiny-qwen3-moe": dict(family="qwen3_moe", num_layers=3, num_experts=16, experts_per_token=4,
+                           first_dense_layers=0, num_shared_experts=0, source_dtype="BF16"),
+    "tiny-mixtral": dict(family="mixtral", num_layers=2, num_experts=8, experts_per_token=2,
+                         first_dense_layers=0, num_shared_experts=0, source_dtype="F16"),
+    "tiny-llama": dict(family="llama", num_layers=4, num_experts=0, experts_per_token=0,
+                       first_dense_layers=4, num_shared_experts=0, source_dtype="BF16"),
+    "tiny-deepseek-v3": dict(family="deepseek_v3", num_layers=3, num_experts=16, experts_per_token=4,
+                             first_dense_layers=1, num_shared_experts=1, source_dtype="BF16"),
+    "tiny-deepseek-v3-fp8": dict(family="deepseek_v3", num_layers=3, num_experts=16, experts_per_token=4,
+                                 first_dense_layers=1, num_shared_experts=1, source_dtype="F8_E4M3",
+                                 fp8_block_size=[128, 128]),
+}
+
+
+@needs_shared
+@pytest.mark.parametrize("model", sorted(EXPECTED))
+def test_inspect_json(model):
+    info = json.loads(ktq("inspect", os.path.join(MODELS, model), "--json", "--plan").stdout)
+    for key, value in EXPECTED[model].items():
+        assert info[key] == value, (key, info[key], value)
+    assert info["hidden_size"] == 256
+    with open(os.path.join(MODELS, model, "model.safetensors"), "rb") as f:
+        header_len = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(header_len))
+    header.pop("__metadata__", None)
+    assert info["num_tensors"] == len(header)
+    payload = sum(v["data_offsets"][1] - v["data_offsets"][0] for v in header.values())
+    assert info["total_bytes"] == payload
+    assert sum(info["bytes_by_part"].values()) == payload
+    plan = info["plan"]["bf16"]
+    assert plan["output_files"] == 1
+    numel = sum(int(__import__("math").prod(v["shape"])) for k, v in header.items() if not k.endswith("_scale_inv"))
+    assert plan["output_bytes"] == 2 * numel
+
+
+@needs_shared
+def test_inspect_text_names_the_parts():
+    out = ktq("inspect", os.path.join(MODELS, "tiny-deepseek-v3"), "--plan").stdout
+    for needle in ("DeepseekV3ForCausalLM", "16 routed (top-4), 1 shared", "1 leading dense", "routed experts",
+                   "--to bf16"):
+        assert needle in out, needle
+
+
+def test_errors_name_the_file(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type":"llama"}')
+    (tmp_path / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
+    r = ktq("inspect", tmp_path, check=False)
+    assert r.returncode == 1
+    assert r.stderr.startswith("ktq: error: model.safetensors: truncated"), r.stderr
+    r = ktq("convert", tmp_path / "missing", tmp_path / "out", check=False)
+    assert r.returncode == 1 and "no such file or folder" in r.stderr
+
+
+@needs_shared
+def test_convert_refuses_non_empty_output(tmp_path):
+    (tmp_path / "x").write_text("keep me")
+    r = ktq("convert", os.path.join(MODELS, "tiny-llama"), tmp_path, check=False)
+    assert r.returncode == 1 and "not empty" in r.stderr
+    assert (tmp_path / "x").read_text() == "keep me"
+
+
+def test_doctor_json():
+    info = json.loads(ktq("doctor", "--json").stdout)
+    assert info["cores"] >= 1 and info["numa_nodes"] >= 1
+    assert sum(info["cores_per_numa_node"]) == info["cores"]
+    for key in ("avx512f", "amx_tile", "amx_int8", "cuda_built"):
+        assert isinstance(info[key], bool)
+
+
+def test_version():
+    assert ktq("--version").stdout.strip().startswith("ktq 0.")
