@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Fresh machine -> working ktq: installs the build dependencies, builds
+# libktq and the ktq CLI, then runs the main job on the model shipped in the
+# repository: a block-FP8 DeepSeek-V3-style checkpoint dequantized to BF16.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+tests/setup_deps.sh
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DKTQ_BUILD_TESTS=OFF > /dev/null
+cmake --build build -j "$(nproc)"
+model=examples/models/tiny-deepseek-v3-fp8
+out=${1:-out/tiny-deepseek-v3-bf16}
+build/ktq doctor
+build/ktq inspect "$model" --plan
+rm -rf "$out"
+build/ktq convert "$model" "$out" --to bf16
+build/ktq inspect "$out"
