@@ -15,8 +15,7 @@ cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
 
 echo "== AddressSanitizer + UndefinedBehaviorSanitizer build"
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKTQ_SANITIZE=ON \
-      -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ > /dev/null
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKTQ_SANITIZE=ON > /dev/null
 cmake --build build-asan -j "$jobs"
 # The consumer test builds a plain (non-sanitized) program against the
 # installed library, which cannot link a sanitized libktq; it ran above.
