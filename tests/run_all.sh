@@ -21,4 +21,17 @@ cmake --build build-asan -j "$jobs"
 # installed library, which cannot link a sanitized libktq; it ran above.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs" -E '^consumer\.'
+echo "== CUDA build (compiles the CUDA sources with nvcc from PyPI wheels; GPU tests skip without a GPU)"
+cuda_prefix=${KTQ_CUDA_PREFIX:-}
+if [ -z "$cuda_prefix" ]; then
+  if command -v nvcc > /dev/null; then cuda_prefix=$(dirname "$(dirname "$(command -v nvcc)")")
+  elif [ "$(id -u)" -eq 0 ]; then cuda_prefix=/opt/ktq-cuda
+  else cuda_prefix=$HOME/.cache/ktq-cuda; fi
+fi
+[ -x "$cuda_prefix/bin/nvcc" ] || tests/install_cuda_toolkit.sh "$cuda_prefix"
+cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DKTQ_CUDA=ON \
+      -DCUDAToolkit_ROOT="$cuda_prefix" -DCMAKE_CUDA_COMPILER="$cuda_prefix/bin/nvcc" > /dev/null
+cmake --build build-cuda -j "$jobs"
+build-cuda/ktq doctor | grep '^cuda'
+ctest --test-dir build-cuda --output-on-failure -j "$jobs" -E '^(consumer|python)\.'
 echo "== all tests passed"

@@ -89,39 +89,38 @@ const std::array<float, 256> kE4M3 = make_e4m3();
 const std::array<float, 256> kE5M2 = make_e5m2();
 const std::vector<float> kF16 = make_f16();
 
+// Tensor data can sit at any byte offset (safetensors does not require the
+// header to be padded), so elements are loaded with memcpy, which compiles to
+// a plain unaligned load.
+template <typename T>
+inline T load(const uint8_t *p, size_t i) {
+    T v;
+    std::memcpy(&v, p + i * sizeof(T), sizeof(T));
+    return v;
+}
+
 template <typename Out, typename Convert>
 void convert_loop(Out *dst, const void *src, ktq_dtype from, size_t count, Convert &&out_of_f32) {
+    const uint8_t *s = static_cast<const uint8_t *>(src);
     switch (from) {
-    case KTQ_DTYPE_F32: {
-        const float *s = static_cast<const float *>(src);
-        for (size_t i = 0; i < count; ++i) dst[i] = out_of_f32(s[i]);
+    case KTQ_DTYPE_F32:
+        for (size_t i = 0; i < count; ++i) dst[i] = out_of_f32(load<float>(s, i));
         break;
-    }
-    case KTQ_DTYPE_F64: {
-        const double *s = static_cast<const double *>(src);
-        for (size_t i = 0; i < count; ++i) dst[i] = out_of_f32(static_cast<float>(s[i]));
+    case KTQ_DTYPE_F64:
+        for (size_t i = 0; i < count; ++i) dst[i] = out_of_f32(static_cast<float>(load<double>(s, i)));
         break;
-    }
-    case KTQ_DTYPE_F16: {
-        const uint16_t *s = static_cast<const uint16_t *>(src);
-        for (size_t i = 0; i < count; ++i) dst[i] = out_of_f32(kF16[s[i]]);
+    case KTQ_DTYPE_F16:
+        for (size_t i = 0; i < count; ++i) dst[i] = out_of_f32(kF16[load<uint16_t>(s, i)]);
         break;
-    }
-    case KTQ_DTYPE_BF16: {
-        const uint16_t *s = static_cast<const uint16_t *>(src);
-        for (size_t i = 0; i < count; ++i) dst[i] = out_of_f32(bf16_to_f32(s[i]));
+    case KTQ_DTYPE_BF16:
+        for (size_t i = 0; i < count; ++i) dst[i] = out_of_f32(bf16_to_f32(load<uint16_t>(s, i)));
         break;
-    }
-    case KTQ_DTYPE_F8_E4M3: {
-        const uint8_t *s = static_cast<const uint8_t *>(src);
+    case KTQ_DTYPE_F8_E4M3:
         for (size_t i = 0; i < count; ++i) dst[i] = out_of_f32(kE4M3[s[i]]);
         break;
-    }
-    case KTQ_DTYPE_F8_E5M2: {
-        const uint8_t *s = static_cast<const uint8_t *>(src);
+    case KTQ_DTYPE_F8_E5M2:
         for (size_t i = 0; i < count; ++i) dst[i] = out_of_f32(kE5M2[s[i]]);
         break;
-    }
     default:
         break;  // callers check dtype_is_float first
     }

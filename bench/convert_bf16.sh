@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Benchmark: `ktq convert --to bf16` on a synthetic block-FP8 MoE checkpoint
+# (>= 4 GB) against the I/O floor measured in the same run on the same disk:
+#   floor = time to read the input (cat > /dev/null)
+#         + time to write the same number of output bytes (dd, fsynced).
+# Prints throughput (input GB/s), the ratio floor_time / ktq_time (1.0 = as
+# fast as the disk allows; target >= 0.7) and ktq's peak RSS (target <=
+# 1 GiB + one tensor). The input stays in the page cache for both, as it
+# would for a user converting a freshly downloaded model.
+#
+# usage: bench/convert_bf16.sh [WORK_DIR] [LAYERS]    (needs GNU time)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=${1:-$root/build/bench}
+layers=${2:-14}
+ktq=${KTQ_BIN:-$root/build/ktq}
+[ -x /usr/bin/time ] || { echo "needs GNU time (/usr/bin/time, Debian package 'time')"; exit 1; }
+mkdir -p "$work"
+model=$work/synthetic-fp8
+if [ ! -f "$model/config.json" ] || [ "$(python3 -c "import json;print(json.load(open('$model/config.json'))['num_hidden_layers'])")" != "$layers" ]; then
+  rm -rf "$model"
+  python3 "$root/bench/make_synthetic_fp8.py" "$model" --layers "$layers"
+fi
+in_bytes=$(du -cb "$model"/*.safetensors | tail -1 | cut -f1)
+out_bytes=$("$ktq" inspect "$model" --plan --json | python3 -c "import json,sys;print(json.load(sys.stdin)['plan']['bf16']['output_bytes'])")
+largest=$("$ktq" inspect "$model" --tensors --json | python3 -c "import json,sys;print(max(t['bytes'] for t in json.load(sys.stdin)['tensors']))")
+
+now() { date +%s.%N; }
+cat "$model"/*.safetensors > /dev/null  # warm the page cache once
+
+t0=$(now); cat "$model"/*.safetensors > /dev/null; t1=$(now)
+rm -f "$work/floor.bin"
+t2=$(now); dd if=/dev/zero of="$work/floor.bin" bs=16M count=$(( (out_bytes + 16777215) / 16777216 )) conv=fsync status=none; t3=$(now)
+rm -f "$work/floor.bin"
+
+rm -rf "$work/out"
+t4=$(now)
+/usr/bin/time -v "$ktq" convert "$model" "$work/out" --to bf16 --quiet 2> "$work/time.log"
+t5=$(now)
+rss_kb=$(awk -F: '/Maximum resident set size/ {gsub(/ /,"",$2); print $2}' "$work/time.log")
+rm -rf "$work/out"
+
+python3 - "$in_bytes" "$out_bytes" "$largest" "$rss_kb" "$t0" "$t1" "$t2" "$t3" "$t4" "$t5" "$(nproc)" <<'PY'
+import sys
+in_b, out_b, largest, rss_kb = (int(x) for x in sys.argv[1:5])
+t0, t1, t2, t3, t4, t5 = (float(x) for x in sys.argv[5:11])
+read_s, write_s, ktq_s = t1 - t0, t3 - t2, t5 - t4
+floor_s = read_s + write_s
+rss = rss_kb * 1024
+print(f"input  {in_b / 1e9:.2f} GB (FP8 + scales), output {out_b / 1e9:.2f} GB (BF16), cores {sys.argv[11]}")
+print(f"I/O floor: read {read_s:.2f} s + write {write_s:.2f} s = {floor_s:.2f} s  ({in_b / 1e9 / floor_s:.2f} GB/s of input)")
+print(f"ktq convert --to bf16: {ktq_s:.2f} s  ({in_b / 1e9 / ktq_s:.2f} GB/s of input)")
+print(f"ratio floor/ktq = {floor_s / ktq_s:.2f}  (target >= 0.70)")
+print(f"peak RSS {rss / 2**20:.0f} MiB; largest tensor {largest / 2**20:.1f} MiB; "
+      f"target <= 1 GiB + one tensor = {(2**30 + largest) / 2**20:.0f} MiB -> {'ok' if rss <= 2**30 + largest else 'OVER'}")
+PY
