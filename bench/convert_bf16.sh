@@ -4,17 +4,16 @@
 #   floor = time to read the input (cat > /dev/null)
 #         + time to write the same number of output bytes (dd, fsynced).
 # Prints throughput (input GB/s), the ratio floor_time / ktq_time (1.0 = as
-# fast as the disk allows; target >= 0.7) and ktq's peak RSS (target <=
+# fast as the disk allows; target >= 0.7) and ktq's peak RSS from getrusage (target <=
 # 1 GiB + one tensor). The input stays in the page cache for both, as it
 # would for a user converting a freshly downloaded model.
 #
-# usage: bench/convert_bf16.sh [WORK_DIR] [LAYERS]    (needs GNU time)
+# usage: bench/convert_bf16.sh [WORK_DIR] [LAYERS]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:-$root/build/bench}
 layers=${2:-14}
 ktq=${KTQ_BIN:-$root/build/ktq}
-[ -x /usr/bin/time ] || { echo "needs GNU time (/usr/bin/time, Debian package 'time')"; exit 1; }
 mkdir -p "$work"
 model=$work/synthetic-fp8
 if [ ! -f "$model/config.json" ] || [ "$(python3 -c "import json;print(json.load(open('$model/config.json'))['num_hidden_layers'])")" != "$layers" ]; then
@@ -35,9 +34,11 @@ rm -f "$work/floor.bin"
 
 rm -rf "$work/out"
 t4=$(now)
-/usr/bin/time -v "$ktq" convert "$model" "$work/out" --to bf16 --quiet 2> "$work/time.log"
+# Peak RSS of the child from getrusage (what GNU time -v reports), in KiB.
+rss_kb=$(python3 -c 'import resource, subprocess, sys
+subprocess.run(sys.argv[1:], check=True)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "$ktq" convert "$model" "$work/out" --to bf16 --quiet)
 t5=$(now)
-rss_kb=$(awk -F: '/Maximum resident set size/ {gsub(/ /,"",$2); print $2}' "$work/time.log")
 rm -rf "$work/out"
 
 python3 - "$in_bytes" "$out_bytes" "$largest" "$rss_kb" "$t0" "$t1" "$t2" "$t3" "$t4" "$t5" "$(nproc)" <<'PY'

@@ -47,11 +47,7 @@ ktq_quantize_options resolve_options(const ktq_quantize_options *opts) {
 
 uint64_t input_bytes_of_layer(const ktq::Model &model, const ktq::Writer &writer, int layer) {
     uint64_t total = 0;
-    for (const ktq::OutputTensor *t : writer.tensors_of_layer(layer)) {
-        total += model.checkpoint().at(t->source).entry->nbytes();
-        if (const ktq::TensorRef *s = model.checkpoint().find(t->source + "_scale_inv"))
-            if (model.is_fp8_scale(s->entry->name)) total += s->entry->nbytes();
-    }
+    for (const ktq::OutputTensor *t : writer.tensors_of_layer(layer)) total += model.stored_bytes(t->source);
     return total;
 }
 

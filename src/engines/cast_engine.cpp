@@ -16,7 +16,6 @@ void CastEngine::run_layer(const Model &model, int layer, Writer &writer, Thread
                            const TensorDoneFn &on_tensor) {
     for (const OutputTensor *out : writer.tensors_of_layer(layer)) {
         const TensorRef &src = model.checkpoint().at(out->source);
-        uint64_t input_bytes = src.entry->nbytes();
         if (out->dtype == src.entry->dtype && !dtype_is_float(out->dtype)) {
             // Integer tensors travel unchanged.
             writer.write(*out, 0, src.file->data(*src.entry), src.entry->nbytes());
@@ -36,11 +35,9 @@ void CastEngine::run_layer(const Model &model, int layer, Writer &writer, Thread
                 model.read_rows(view, first, count, out->dtype, buffer.data());
                 writer.write(*out, first * row_bytes, buffer.data(), count * row_bytes);
             });
-            if (const TensorRef *scale = model.checkpoint().find(out->source + "_scale_inv"))
-                if (model.is_fp8_scale(scale->entry->name)) input_bytes += scale->entry->nbytes();
         }
         model.release(out->source);
-        if (!on_tensor(out->name, input_bytes)) fail(KTQ_ERR_CANCELLED, "cancelled by the progress callback");
+        if (!on_tensor(out->name, model.stored_bytes(out->source))) fail(KTQ_ERR_CANCELLED, "cancelled by the progress callback");
     }
 }
 

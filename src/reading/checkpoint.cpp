@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "runtime/error.h"
+#include "runtime/strings.h"
 
 namespace ktq {
 
@@ -20,10 +21,6 @@ bool exists(const std::string &path, bool *is_dir = nullptr) {
     if (stat(path.c_str(), &st) != 0) return false;
     if (is_dir) *is_dir = S_ISDIR(st.st_mode);
     return true;
-}
-
-bool ends_with(const std::string &s, const std::string &suffix) {
-    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace

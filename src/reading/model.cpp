@@ -7,6 +7,7 @@
 
 #include "reading/dtype.h"
 #include "runtime/error.h"
+#include "runtime/strings.h"
 
 namespace ktq {
 
@@ -14,10 +15,6 @@ namespace {
 
 constexpr uint64_t kDefaultMaxHeader = 100ull << 20;
 constexpr const char *kScaleSuffix = "_scale_inv";  // weight -> weight_scale_inv
-
-bool ends_with(const std::string &s, const std::string &suffix) {
-    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 std::string config_path_for(const std::string &path) {
     struct stat st {};
@@ -128,9 +125,13 @@ MatrixView Model::matrix(const std::string &tensor) const {
     const TensorEntry &e = *checkpoint_->at(tensor).entry;
     MatrixView v;
     v.tensor = tensor;
-    v.cols = e.shape.empty() ? 1 : static_cast<uint64_t>(e.shape.back());
-    v.rows = v.cols == 0 ? 0 : e.numel() / v.cols;
-    if (e.shape.size() <= 1) v.rows = e.numel() ? 1 : 0, v.cols = e.numel();
+    if (e.shape.size() <= 1) {  // scalars and vectors are one row
+        v.cols = e.numel();
+        v.rows = v.cols ? 1 : 0;
+    } else {
+        v.cols = static_cast<uint64_t>(e.shape.back());
+        v.rows = v.cols ? e.numel() / v.cols : 0;
+    }
     return v;
 }
 
@@ -215,6 +216,14 @@ void Model::read(const MatrixView &view, ktq_dtype out, void *dst) const {
         uint64_t count = std::min(rows_per_task, view.rows - first);
         read_rows(view, first, count, out, static_cast<uint8_t *>(dst) + first * view.cols * osize);
     });
+}
+
+uint64_t Model::stored_bytes(const std::string &tensor) const {
+    const TensorEntry &e = *checkpoint_->at(tensor).entry;
+    uint64_t bytes = e.nbytes();
+    if (e.dtype == KTQ_DTYPE_F8_E4M3 || e.dtype == KTQ_DTYPE_F8_E5M2)
+        if (const TensorRef *scale = fp8_scale_of(tensor)) bytes += scale->entry->nbytes();
+    return bytes;
 }
 
 void Model::release(const std::string &tensor) const {

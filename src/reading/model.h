@@ -51,6 +51,8 @@ public:
     void read_rows(const MatrixView &view, uint64_t first, uint64_t count, ktq_dtype out, void *dst) const;
     // The whole view, spread over the pool.
     void read(const MatrixView &view, ktq_dtype out, void *dst) const;
+    // Bytes stored for `tensor`, its FP8 block scale included.
+    uint64_t stored_bytes(const std::string &tensor) const;
     // Lets the kernel drop the input pages of `tensor` (and its FP8 scale).
     void release(const std::string &tensor) const;
 

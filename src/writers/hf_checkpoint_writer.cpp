@@ -13,14 +13,11 @@
 
 #include "reading/dtype.h"
 #include "runtime/error.h"
+#include "runtime/strings.h"
 
 namespace ktq {
 
 namespace {
-
-bool ends_with(const std::string &s, const std::string &suffix) {
-    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 std::vector<std::string> list_dir(const std::string &dir) {
     std::vector<std::string> names;
