@@ -19,6 +19,14 @@ MODELS = os.path.join(SHARED, "models")
 needs_shared = pytest.mark.skipif(not os.path.isdir(MODELS), reason=f"shared models not found at {MODELS}")
 
 
+def shared_model(name):
+    """Path of a shared test model; skips the test (with the reason) when absent."""
+    path = os.path.join(MODELS, name)
+    if not os.path.exists(os.path.join(path, "config.json")):
+        pytest.skip(f"shared model {name} not found in {MODELS}")
+    return path
+
+
 def ktq(*args, check=True):
     r = subprocess.run([KTQ, *map(str, args)], capture_output=True, text=True)
     if check and r.returncode != 0:
@@ -35,7 +43,7 @@ def verify(src, out):
 @pytest.mark.parametrize("model,shard", [("tiny-deepseek-v3-fp8", None), ("tiny-deepseek-v3-fp8", "2MB"),
                                          ("tiny-mixtral", None), ("tiny-qwen3-moe", "5MB")])
 def test_convert_matches_independent_reference(tmp_path, model, shard):
-    src = os.path.join(MODELS, model)
+    src = shared_model(model)
     out = tmp_path / "out"
     args = ["convert", src, out, "--to", "bf16"]
     if shard:
@@ -56,7 +64,7 @@ def test_demo_model_in_repo_converts(tmp_path):
 
 @needs_shared
 def test_progress_lines_when_not_a_terminal_and_quiet(tmp_path):
-    src = os.path.join(MODELS, "tiny-deepseek-v3-fp8")
+    src = shared_model("tiny-deepseek-v3-fp8")
     r = ktq("convert", src, tmp_path / "a")
     lines = [l for l in r.stderr.splitlines() if l.startswith("ktq: ") and "%" in l]
     assert len(lines) >= 4, r.stderr  # one per layer + the other tensors
@@ -83,11 +91,11 @@ EXPECTED = {
 @needs_shared
 @pytest.mark.parametrize("model", sorted(EXPECTED))
 def test_inspect_json(model):
-    info = json.loads(ktq("inspect", os.path.join(MODELS, model), "--json", "--plan").stdout)
+    info = json.loads(ktq("inspect", shared_model(model), "--json", "--plan").stdout)
     for key, value in EXPECTED[model].items():
         assert info[key] == value, (key, info[key], value)
     assert info["hidden_size"] == 256
-    with open(os.path.join(MODELS, model, "model.safetensors"), "rb") as f:
+    with open(os.path.join(shared_model(model), "model.safetensors"), "rb") as f:
         header_len = int.from_bytes(f.read(8), "little")
         header = json.loads(f.read(header_len))
     header.pop("__metadata__", None)
@@ -103,7 +111,7 @@ def test_inspect_json(model):
 
 @needs_shared
 def test_inspect_text_names_the_parts():
-    out = ktq("inspect", os.path.join(MODELS, "tiny-deepseek-v3"), "--plan").stdout
+    out = ktq("inspect", shared_model("tiny-deepseek-v3"), "--plan").stdout
     for needle in ("DeepseekV3ForCausalLM", "16 routed (top-4), 1 shared", "1 leading dense", "routed experts",
                    "--to bf16"):
         assert needle in out, needle
@@ -122,7 +130,7 @@ def test_errors_name_the_file(tmp_path):
 @needs_shared
 def test_convert_refuses_non_empty_output(tmp_path):
     (tmp_path / "x").write_text("keep me")
-    r = ktq("convert", os.path.join(MODELS, "tiny-llama"), tmp_path, check=False)
+    r = ktq("convert", shared_model("tiny-llama"), tmp_path, check=False)
     assert r.returncode == 1 and "not empty" in r.stderr
     assert (tmp_path / "x").read_text() == "keep me"
 
