@@ -9,35 +9,62 @@
 namespace ktq {
 
 namespace {
-constexpr uint64_t kChunkBytes = 4u << 20;
-}
+
+constexpr uint64_t kChunkBytes = 4u << 20;    // output bytes per task
+constexpr uint64_t kBatchBytes = 256u << 20;  // output bytes in flight per batch
+
+// One row range of one output tensor.
+struct Task {
+    const OutputTensor *out;
+    MatrixView view;
+    uint64_t first, count, row_bytes;
+};
+
+}  // namespace
 
 void CastEngine::run_layer(const Model &model, int layer, Writer &writer, ThreadPool &pool,
                            const TensorDoneFn &on_tensor) {
-    for (const OutputTensor *out : writer.tensors_of_layer(layer)) {
-        const TensorRef &src = model.checkpoint().at(out->source);
-        if (out->dtype == src.entry->dtype && !dtype_is_float(out->dtype)) {
-            // Integer tensors travel unchanged.
-            writer.write(*out, 0, src.file->data(*src.entry), src.entry->nbytes());
-        } else {
-            if (out->dtype != KTQ_DTYPE_BF16 && out->dtype != KTQ_DTYPE_F32)
-                fail(KTQ_ERR_INTERNAL, "cast engine cannot produce " + std::string(dtype_name(out->dtype)));
+    const auto &tensors = writer.tensors_of_layer(layer);
+    // MoE layers hold many small tensors (one expert matrix is often a single
+    // chunk), so tasks are gathered across tensors into batches big enough
+    // to keep every thread busy; progress and cancellation happen between
+    // batches, on this thread.
+    const size_t min_tasks = 4 * static_cast<size_t>(pool.size());
+    size_t next = 0;
+    while (next < tensors.size()) {
+        std::vector<Task> tasks;
+        uint64_t batch_bytes = 0;
+        size_t end = next;
+        while (end < tensors.size() && (tasks.size() < min_tasks && batch_bytes < kBatchBytes)) {
+            const OutputTensor *out = tensors[end++];
             const MatrixView view = model.matrix(out->source);
-            const size_t osize = dtype_size(out->dtype);
-            const uint64_t row_bytes = std::max<uint64_t>(1, view.cols * osize);
+            const uint64_t row_bytes = std::max<uint64_t>(1, view.cols * dtype_size(out->dtype));
             const uint64_t rows_per_chunk = std::max<uint64_t>(1, kChunkBytes / row_bytes);
-            const uint64_t chunks = (view.rows + rows_per_chunk - 1) / rows_per_chunk;
-            pool.parallel_for(chunks, [&](size_t c) {
-                const uint64_t first = c * rows_per_chunk;
-                const uint64_t count = std::min(rows_per_chunk, view.rows - first);
-                thread_local std::vector<uint8_t> buffer;
-                buffer.resize(count * row_bytes);
-                model.read_rows(view, first, count, out->dtype, buffer.data());
-                writer.write(*out, first * row_bytes, buffer.data(), count * row_bytes);
-            });
+            for (uint64_t first = 0; first < view.rows; first += rows_per_chunk)
+                tasks.push_back({out, view, first, std::min(rows_per_chunk, view.rows - first), row_bytes});
+            batch_bytes += out->nbytes();
         }
-        model.release(out->source);
-        if (!on_tensor(out->name, model.stored_bytes(out->source))) fail(KTQ_ERR_CANCELLED, "cancelled by the progress callback");
+        pool.parallel_for(tasks.size(), [&](size_t i) {
+            const Task &t = tasks[i];
+            const TensorRef &src = model.checkpoint().at(t.out->source);
+            if (!dtype_is_float(t.out->dtype)) {  // integer tensors travel unchanged
+                writer.write(*t.out, t.first * t.row_bytes, src.file->data(*src.entry) + t.first * t.row_bytes,
+                             t.count * t.row_bytes);
+                return;
+            }
+            if (t.out->dtype != KTQ_DTYPE_BF16 && t.out->dtype != KTQ_DTYPE_F32)
+                fail(KTQ_ERR_INTERNAL, "cast engine cannot produce " + std::string(dtype_name(t.out->dtype)));
+            thread_local std::vector<uint8_t> buffer;
+            buffer.resize(t.count * t.row_bytes);
+            model.read_rows(t.view, t.first, t.count, t.out->dtype, buffer.data());
+            writer.write(*t.out, t.first * t.row_bytes, buffer.data(), t.count * t.row_bytes);
+        });
+        for (; next < end; ++next) {
+            const OutputTensor *out = tensors[next];
+            model.release(out->source);
+            if (!on_tensor(out->name, model.stored_bytes(out->source)))
+                fail(KTQ_ERR_CANCELLED, "cancelled by the progress callback");
+        }
     }
 }
 

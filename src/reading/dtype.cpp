@@ -1,5 +1,6 @@
 #include "reading/dtype.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <limits>
@@ -163,6 +164,24 @@ void convert_to_bf16(uint16_t *dst, const void *src, ktq_dtype from, size_t coun
         return;
     }
     convert_loop(dst, src, from, count, [](float v) { return f32_to_bf16(v); });
+}
+
+void dequant_fp8_row(void *dst, ktq_dtype out, const uint8_t *src, ktq_dtype fp8, size_t cols,
+                     const float *scales, size_t block_cols) {
+    const float *table = fp8 == KTQ_DTYPE_F8_E5M2 ? kE5M2.data() : kE4M3.data();
+    // Block by block, so the scale is a loop constant and the inner loop is
+    // a lookup, a multiply and (for BF16) a rounding.
+    for (size_t start = 0, b = 0; start < cols; start += block_cols, ++b) {
+        const size_t end = std::min(cols, start + block_cols);
+        const float s = scales[b];
+        if (out == KTQ_DTYPE_F32) {
+            float *d = static_cast<float *>(dst);
+            for (size_t c = start; c < end; ++c) d[c] = table[src[c]] * s;
+        } else {
+            uint16_t *d = static_cast<uint16_t *>(dst);
+            for (size_t c = start; c < end; ++c) d[c] = f32_to_bf16(table[src[c]] * s);
+        }
+    }
 }
 
 }  // namespace ktq

@@ -191,18 +191,18 @@ void Model::read_rows(const MatrixView &view, uint64_t first, uint64_t count, kt
     const TensorEntry &s = *scale->entry;
     const uint64_t scale_cols = static_cast<uint64_t>(s.shape[1]);
     const uint8_t *scale_base = scale->file->data(s);
+    const size_t osize = dtype_size(out);
     std::vector<float> scale_row(scale_cols);
-    std::vector<float> row(view.cols);
+    uint64_t scale_row_index = UINT64_MAX;
     for (uint64_t r = 0; r < count; ++r) {
         const uint64_t abs_row = view.row_begin + first + r;
-        const uint8_t *sr = scale_base + (abs_row / static_cast<uint64_t>(block_rows_)) * scale_cols * dtype_size(s.dtype);
-        convert_to_f32(scale_row.data(), sr, s.dtype, scale_cols);
-        convert_to_f32(row.data(), base + r * view.cols, e.dtype, view.cols);
-        for (uint64_t c = 0; c < view.cols; ++c) row[c] *= scale_row[c / static_cast<uint64_t>(block_cols_)];
-        if (out == KTQ_DTYPE_F32)
-            std::copy(row.begin(), row.end(), static_cast<float *>(dst) + r * view.cols);
-        else
-            convert_to_bf16(static_cast<uint16_t *>(dst) + r * view.cols, row.data(), KTQ_DTYPE_F32, view.cols);
+        if (abs_row / static_cast<uint64_t>(block_rows_) != scale_row_index) {
+            scale_row_index = abs_row / static_cast<uint64_t>(block_rows_);
+            convert_to_f32(scale_row.data(), scale_base + scale_row_index * scale_cols * dtype_size(s.dtype), s.dtype,
+                           scale_cols);
+        }
+        dequant_fp8_row(static_cast<uint8_t *>(dst) + r * view.cols * osize, out, base + r * view.cols, e.dtype,
+                        view.cols, scale_row.data(), static_cast<size_t>(block_cols_));
     }
 }
 
