@@ -2,6 +2,7 @@
 // that turns C++ exceptions into status codes + ktq_error.
 #pragma once
 
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <new>
@@ -74,6 +75,17 @@ inline void check_version(unsigned version, unsigned current, const char *what) 
         fail(KTQ_ERR_VERSION, std::string(what) + ": version " + std::to_string(version) +
                                   " not supported by this libktq (knows up to " + std::to_string(current) +
                                   "); call its *_init() first");
+}
+
+// The body of every *_init(): zero the struct and stamp its version. Only
+// the current version can be initialised by this library.
+template <typename T>
+ktq_status init_versioned(T *s, unsigned version, unsigned current) noexcept {
+    if (!s) return KTQ_ERR_INVALID_ARGUMENT;
+    if (version != current) return KTQ_ERR_VERSION;
+    std::memset(s, 0, sizeof *s);
+    s->version = version;
+    return KTQ_OK;
 }
 
 }  // namespace ktq

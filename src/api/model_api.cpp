@@ -27,10 +27,7 @@ void check_read_target(const void *buf, size_t buf_bytes, ktq_dtype dtype, uint6
 extern "C" {
 
 ktq_status ktq_open_options_init(ktq_open_options *opts, unsigned version) {
-    if (!opts || version != KTQ_OPEN_OPTIONS_VERSION) return opts ? KTQ_ERR_VERSION : KTQ_ERR_INVALID_ARGUMENT;
-    std::memset(opts, 0, sizeof *opts);
-    opts->version = version;
-    return KTQ_OK;
+    return ktq::init_versioned(opts, version, KTQ_OPEN_OPTIONS_VERSION);
 }
 
 ktq_status ktq_open_model(ktq_model **out, const char *path, const ktq_open_options *opts, ktq_error **err) {
@@ -54,10 +51,7 @@ ktq_status ktq_open_model(ktq_model **out, const char *path, const ktq_open_opti
 void ktq_model_free(ktq_model *model) { delete model; }
 
 ktq_status ktq_model_info_init(ktq_model_info *info, unsigned version) {
-    if (!info || version != KTQ_MODEL_INFO_VERSION) return info ? KTQ_ERR_VERSION : KTQ_ERR_INVALID_ARGUMENT;
-    std::memset(info, 0, sizeof *info);
-    info->version = version;
-    return KTQ_OK;
+    return ktq::init_versioned(info, version, KTQ_MODEL_INFO_VERSION);
 }
 
 ktq_status ktq_model_get_info(ktq_model_info *info, const ktq_model *model, ktq_error **err) {
@@ -107,10 +101,7 @@ int ktq_model_layer_is_moe(const ktq_model *model, int layer) {
 }
 
 ktq_status ktq_tensor_info_init(ktq_tensor_info *info, unsigned version) {
-    if (!info || version != KTQ_TENSOR_INFO_VERSION) return info ? KTQ_ERR_VERSION : KTQ_ERR_INVALID_ARGUMENT;
-    std::memset(info, 0, sizeof *info);
-    info->version = version;
-    return KTQ_OK;
+    return ktq::init_versioned(info, version, KTQ_TENSOR_INFO_VERSION);
 }
 
 size_t ktq_model_tensor_count(const ktq_model *model) {

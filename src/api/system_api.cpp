@@ -9,10 +9,7 @@
 extern "C" {
 
 ktq_status ktq_system_info_init(ktq_system_info *info, unsigned version) {
-    if (!info || version != KTQ_SYSTEM_INFO_VERSION) return info ? KTQ_ERR_VERSION : KTQ_ERR_INVALID_ARGUMENT;
-    std::memset(info, 0, sizeof *info);
-    info->version = version;
-    return KTQ_OK;
+    return ktq::init_versioned(info, version, KTQ_SYSTEM_INFO_VERSION);
 }
 
 ktq_status ktq_system_get_info(ktq_system_info *info, ktq_error **err) {

@@ -84,17 +84,15 @@ const char *ktq_format_name(ktq_format format) {
 }
 
 ktq_status ktq_writer_options_init(ktq_writer_options *opts, unsigned version) {
-    if (!opts || version != KTQ_WRITER_OPTIONS_VERSION) return opts ? KTQ_ERR_VERSION : KTQ_ERR_INVALID_ARGUMENT;
-    std::memset(opts, 0, sizeof *opts);
-    opts->version = version;
+    ktq_status st = ktq::init_versioned(opts, version, KTQ_WRITER_OPTIONS_VERSION);
+    if (st != KTQ_OK) return st;
     opts->copy_aux_files = 1;
     return KTQ_OK;
 }
 
 ktq_status ktq_quantize_options_init(ktq_quantize_options *opts, unsigned version) {
-    if (!opts || version != KTQ_QUANTIZE_OPTIONS_VERSION) return opts ? KTQ_ERR_VERSION : KTQ_ERR_INVALID_ARGUMENT;
-    std::memset(opts, 0, sizeof *opts);
-    opts->version = version;
+    ktq_status st = ktq::init_versioned(opts, version, KTQ_QUANTIZE_OPTIONS_VERSION);
+    if (st != KTQ_OK) return st;
     opts->engine = KTQ_ENGINE_DEFAULT;
     return KTQ_OK;
 }

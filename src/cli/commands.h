@@ -20,5 +20,8 @@ Command add_doctor_command(CLI::App &app);
 
 // Prints "ktq: error: <message>" for a failed call and returns exit code 1.
 int report_error(int status, ktq_error *err);
+// Opens `path` with `threads` workers; on failure reports the error and
+// returns its status.
+int open_model(ktq_model **out, const std::string &path, int threads);
 
 }  // namespace ktq_cli

@@ -22,12 +22,9 @@ struct Options {
 
 int run(const Options &o) {
     ktq_error *err = nullptr;
-    ktq_open_options open_opts;
-    ktq_open_options_init(&open_opts, KTQ_OPEN_OPTIONS_VERSION);
-    open_opts.threads = o.threads;
     ktq_model *model = nullptr;
-    int st = ktq_open_model(&model, o.model.c_str(), &open_opts, &err);
-    if (st != KTQ_OK) return report_error(st, err);
+    int st = open_model(&model, o.model, o.threads);
+    if (st != KTQ_OK) return 1;
 
     ktq_writer_options wopts;
     ktq_writer_options_init(&wopts, KTQ_WRITER_OPTIONS_VERSION);

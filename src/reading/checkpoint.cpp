@@ -25,6 +25,33 @@ bool exists(const std::string &path, bool *is_dir = nullptr) {
 
 }  // namespace
 
+std::vector<std::pair<std::string, std::string>> parse_weight_map(const std::string &text,
+                                                                  const std::string &display) {
+    using Json = nlohmann::json;
+    Json index;
+    try {
+        index = Json::parse(text);
+    } catch (const Json::exception &e) {
+        fail(KTQ_ERR_FORMAT, display + ": not valid JSON: " + e.what());
+    }
+    auto wm = index.is_object() ? index.find("weight_map") : index.end();
+    if (!index.is_object() || wm == index.end() || !wm->is_object())
+        fail(KTQ_ERR_FORMAT, display + ": no \"weight_map\" object");
+    if (wm->empty()) fail(KTQ_ERR_FORMAT, display + ": weight_map is empty");
+    std::vector<std::pair<std::string, std::string>> out;
+    for (auto it = wm->begin(); it != wm->end(); ++it) {
+        const std::string &tensor = it.key();
+        if (!it.value().is_string())
+            fail(KTQ_ERR_FORMAT, display + ": tensor '" + tensor + "': file name is not a string");
+        std::string shard = it.value().get<std::string>();
+        if (!is_safe_relative_path(shard))
+            fail(KTQ_ERR_FORMAT, display + ": tensor '" + tensor + "': shard path '" + shard +
+                                     "' leaves the model folder");
+        out.emplace_back(tensor, std::move(shard));
+    }
+    return out;
+}
+
 bool is_safe_relative_path(const std::string &name) {
     if (name.empty() || name[0] == '/' || name.find('\\') != std::string::npos ||
         name.find('\0') != std::string::npos)
@@ -68,31 +95,14 @@ void Checkpoint::open_single(const std::string &file, const std::string &display
 }
 
 void Checkpoint::open_index(const std::string &index_path, uint64_t max_header_bytes) {
-    using Json = nlohmann::json;
     std::ifstream in(index_path, std::ios::binary);
     if (!in) fail(KTQ_ERR_IO, std::string(kIndexName) + ": cannot open");
     std::ostringstream text;
     text << in.rdbuf();
-    Json index;
-    try {
-        index = Json::parse(text.str());
-    } catch (const Json::exception &e) {
-        fail(KTQ_ERR_FORMAT, std::string(kIndexName) + ": not valid JSON: " + e.what());
-    }
-    auto wm = index.is_object() ? index.find("weight_map") : index.end();
-    if (!index.is_object() || wm == index.end() || !wm->is_object())
-        fail(KTQ_ERR_FORMAT, std::string(kIndexName) + ": no \"weight_map\" object");
-    if (wm->empty()) fail(KTQ_ERR_FORMAT, std::string(kIndexName) + ": weight_map is empty");
+    const auto weight_map = parse_weight_map(text.str(), kIndexName);
 
     std::map<std::string, const SafetensorsFile *> by_file;
-    for (auto it = wm->begin(); it != wm->end(); ++it) {
-        const std::string &tensor = it.key();
-        if (!it.value().is_string())
-            fail(KTQ_ERR_FORMAT, std::string(kIndexName) + ": tensor '" + tensor + "': file name is not a string");
-        std::string shard = it.value().get<std::string>();
-        if (!is_safe_relative_path(shard))
-            fail(KTQ_ERR_FORMAT, std::string(kIndexName) + ": tensor '" + tensor + "': shard path '" + shard +
-                                     "' leaves the model folder");
+    for (const auto &[tensor, shard] : weight_map) {
         auto found = by_file.find(shard);
         if (found == by_file.end()) {
             std::string full = dir_ + "/" + shard;

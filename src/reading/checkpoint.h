@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "reading/safetensors_file.h"
@@ -44,6 +45,11 @@ private:
     std::vector<std::string> names_;
     uint64_t total_bytes_ = 0;
 };
+
+// The (tensor, shard file) pairs of a model.safetensors.index.json, each
+// shard path checked to stay inside the model folder.
+std::vector<std::pair<std::string, std::string>> parse_weight_map(const std::string &text,
+                                                                  const std::string &display);
 
 // True if `name` is a relative path that stays inside its folder (no "..",
 // not absolute, no empty components).

@@ -22,7 +22,9 @@ std::string config_path_for(const std::string &path) {
         auto slash = path.rfind('/');
         return (slash == std::string::npos ? std::string(".") : path.substr(0, slash)) + "/config.json";
     }
-    return path + "/config.json";
+    std::string dir = path;
+    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    return dir + "/config.json";
 }
 
 uint64_t ceil_div(uint64_t a, uint64_t b) { return (a + b - 1) / b; }

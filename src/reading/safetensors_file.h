@@ -13,19 +13,10 @@
 #include <vector>
 
 #include "ktq/common.h"
+#include "reading/safetensors_header.h"
 
 namespace ktq {
 
-struct TensorEntry {
-    std::string name;
-    ktq_dtype dtype = KTQ_DTYPE_UNKNOWN;
-    std::vector<int64_t> shape;
-    uint64_t begin = 0;  // offsets into the data section (after the header)
-    uint64_t end = 0;
-
-    uint64_t nbytes() const { return end - begin; }
-    uint64_t numel() const;
-};
 
 class SafetensorsFile {
 public:
@@ -48,8 +39,6 @@ public:
     void release(uint64_t begin, uint64_t end) const;
 
 private:
-    void parse_header(const char *json, size_t len, uint64_t data_len);
-
     std::string path_;
     std::string display_;
     uint64_t size_ = 0;

@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""Seed corpus for the fuzz targets: real safetensors headers (with a little
+data) and configs from the model folders given, plus generated index files.
+usage: make_seeds.py CORPUS_DIR MODELS_DIR [MODELS_DIR ...]"""
+import json
+import os
+import sys
+
+corpus, roots = sys.argv[1], sys.argv[2:]
+n = 0
+for root in roots:
+    if not os.path.isdir(root):
+        continue
+    for model in sorted(os.listdir(root)):
+        folder = os.path.join(root, model)
+        st = os.path.join(folder, "model.safetensors")
+        if os.path.exists(st):
+            with open(st, "rb") as f:
+                head = f.read(8)
+                length = int.from_bytes(head, "little")
+                header = f.read(length)
+            # A tiny valid file with the same header shape: keep one tensor's worth of names.
+            names = json.loads(header)
+            keep = {k: v for k, v in list(names.items())[:3]}
+            off = 0
+            for k, v in keep.items():
+                if k == "__metadata__":
+                    continue
+                size = v["data_offsets"][1] - v["data_offsets"][0]
+                v["data_offsets"] = [off, off + size]
+                off += size
+            small = json.dumps(keep).encode()
+            with open(os.path.join(corpus, "header", f"{model}-small"), "wb") as out:
+                out.write(len(small).to_bytes(8, "little") + small + bytes(off))
+            with open(os.path.join(corpus, "header", f"{model}-real-prefix"), "wb") as out:
+                out.write(head + header[:60000])
+            n += 2
+        cfg = os.path.join(folder, "config.json")
+        if os.path.exists(cfg):
+            with open(cfg, "rb") as f, open(os.path.join(corpus, "config", model), "wb") as out:
+                out.write(f.read())
+            n += 1
+index = {"metadata": {"total_size": 8}, "weight_map": {"a.weight": "model-00001-of-00002.safetensors",
+                                                       "b.weight": "sub/model-00002-of-00002.safetensors"}}
+with open(os.path.join(corpus, "index", "index"), "w") as out:
+    json.dump(index, out)
+print(f"seed corpus: {n + 1} files")
