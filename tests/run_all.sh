@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of ktq: unit tests (GoogleTest), the CLI checked by Python
-# safetensors, the installed-tree consumer test - first in a release build,
-# then again with AddressSanitizer + UndefinedBehaviorSanitizer.
+# safetensors, the malformed-input corpus, the installed-tree consumer test -
+# first in a release build, then again with AddressSanitizer +
+# UndefinedBehaviorSanitizer; then the parsers' fuzz targets for a bounded
+# time, then a CUDA build (nvcc from PyPI) with its tests.
 # Tests that need ../shared/models skip with a visible reason when it is absent.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,6 +23,9 @@ cmake --build build-asan -j "$jobs"
 # installed library, which cannot link a sanitized libktq; it ran above.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs" -E '^consumer\.'
+echo "== fuzzing the parsers (libFuzzer, ${KTQ_FUZZ_SECONDS:-20} s per target)"
+tests/fuzz/run.sh "${KTQ_FUZZ_SECONDS:-20}"
+
 echo "== CUDA build (compiles the CUDA sources with nvcc from PyPI wheels; GPU tests skip without a GPU)"
 cuda_prefix=${KTQ_CUDA_PREFIX:-}
 if [ -z "$cuda_prefix" ]; then
