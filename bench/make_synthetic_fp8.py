@@ -5,8 +5,8 @@ moe_intermediate 768, 1 shared expert, MLA attention), sharded like the hub
 release, with F32 `weight_scale_inv` per 128x128 block. Values are random
 finite FP8 bytes (throughput does not depend on them).
 
-usage: make_synthetic_fp8.py OUT_DIR [--layers N] [--shard-gb G]
-Default 14 layers: about 4.3 GB of input.
+usage: make_synthetic_fp8.py OUT_DIR [--layers N] [--shard-gb G] [--hidden H --experts E --moe-intermediate I]
+Default 14 layers of the default shapes: about 4.7 GB of input.
 """
 import argparse
 import json
@@ -18,7 +18,7 @@ import numpy as np
 HIDDEN, EXPERTS, MOE_I, VOCAB, BLOCK = 2048, 64, 768, 32000, 128
 
 
-def tensors_of_layer(l):
+def tensors_of_layer(l, HIDDEN, EXPERTS, MOE_I):
     p = f"model.layers.{l}."
     out = [(p + "input_layernorm.weight", "BF16", [HIDDEN]), (p + "post_attention_layernorm.weight", "BF16", [HIDDEN])]
     attn = {"q_a_proj": [512, HIDDEN], "q_b_proj": [16 * 192, 512], "kv_b_proj": [16 * 256, 256],
@@ -51,6 +51,10 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--layers", type=int, default=14)
     ap.add_argument("--shard-gb", type=float, default=1.0)
+    ap.add_argument("--hidden", type=int, default=HIDDEN)
+    ap.add_argument("--experts", type=int, default=EXPERTS)
+    ap.add_argument("--moe-intermediate", type=int, default=MOE_I)
+    ap.add_argument("--vocab", type=int, default=VOCAB)
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -59,10 +63,10 @@ def main():
     scale_pool = rng.uniform(1e-4, 1e-2, size=1 << 20).astype(np.float32).tobytes()
     bf16_pool = (rng.standard_normal(1 << 20).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16).tobytes()
 
-    tensors = [("model.embed_tokens.weight", "BF16", [VOCAB, HIDDEN])]
+    tensors = [("model.embed_tokens.weight", "BF16", [args.vocab, args.hidden])]
     for l in range(args.layers):
-        tensors += tensors_of_layer(l)
-    tensors += [("model.norm.weight", "BF16", [HIDDEN]), ("lm_head.weight", "BF16", [VOCAB, HIDDEN])]
+        tensors += tensors_of_layer(l, args.hidden, args.experts, args.moe_intermediate)
+    tensors += [("model.norm.weight", "BF16", [args.hidden]), ("lm_head.weight", "BF16", [args.vocab, args.hidden])]
 
     shards, cur, size = [], [], 0
     for t in tensors:
@@ -98,10 +102,11 @@ def main():
     with open(os.path.join(args.out, "model.safetensors.index.json"), "w") as f:
         json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
     config = {
-        "architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3", "hidden_size": HIDDEN,
-        "intermediate_size": 4 * HIDDEN, "moe_intermediate_size": MOE_I, "n_routed_experts": EXPERTS,
+        "architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3", "hidden_size": args.hidden,
+        "intermediate_size": 4 * args.hidden, "moe_intermediate_size": args.moe_intermediate,
+        "n_routed_experts": args.experts,
         "n_shared_experts": 1, "num_experts_per_tok": 6, "first_k_dense_replace": 0,
-        "num_hidden_layers": args.layers, "num_attention_heads": 16, "vocab_size": VOCAB,
+        "num_hidden_layers": args.layers, "num_attention_heads": 16, "vocab_size": args.vocab,
         "q_lora_rank": 512, "kv_lora_rank": 256, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64,
         "v_head_dim": 128, "torch_dtype": "bfloat16", "rope_theta": 10000.0,
         "quantization_config": {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",

@@ -18,6 +18,11 @@
  * renamed to their final names by ktq_writer_finish(); a writer freed before
  * finishing (error, cancellation) leaves no file with a final name.
  *
+ * Crash safety: while a conversion runs, out_dir holds "*.ktq-partial" files
+ * and a journal of the layers already on disk (fsynced before they are
+ * journaled). A run killed at any point (SIGKILL, power loss) is continued
+ * by opening the writer again with `resume` set.
+ *
  * Thread-safety: a ktq_writer is used by one thread at a time (the engine
  * parallelises inside each call). The model it reads may be shared.
  */
@@ -59,6 +64,18 @@ typedef struct ktq_writer_options {
     int copy_aux_files;
     /* Allow writing into a folder that already holds files (default 0). */
     int overwrite;
+    /* Continue an interrupted conversion in out_dir (default 0): the layers
+     * its journal records as written are skipped, the rest are redone, and
+     * the result is byte-identical to an uninterrupted run. Without a usable
+     * journal the conversion starts over. */
+    int resume;
+    /* With resume: treat layers below this one as written, whatever the
+     * journal says (kt-kernel's --resume-layer). 0 = trust the journal. */
+    int resume_layer;
+    /* Keep the partial files and journal when the writer is freed
+     * unfinished (error, cancellation), so that a later run can resume
+     * (default 0: remove them). */
+    int keep_partial;
 } ktq_writer_options;
 #define KTQ_WRITER_OPTIONS_VERSION 1
 KTQ_API ktq_status ktq_writer_options_init(ktq_writer_options *opts, unsigned version);

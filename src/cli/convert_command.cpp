@@ -16,6 +16,8 @@ struct Options {
     int threads = 0;
     uint64_t max_shard_bytes = 0;
     bool overwrite = false;
+    bool resume = false;
+    int resume_layer = 0;
     bool no_aux = false;
     bool quiet = false;
 };
@@ -31,6 +33,9 @@ int run(const Options &o) {
     wopts.max_shard_bytes = o.max_shard_bytes;
     wopts.overwrite = o.overwrite;
     wopts.copy_aux_files = !o.no_aux;
+    wopts.resume = o.resume || o.resume_layer > 0;
+    wopts.resume_layer = o.resume_layer;
+    wopts.keep_partial = 1;  // an interrupted or failed run can be continued with --resume
     ktq_writer *writer = nullptr;
     st = ktq_writer_open(&writer, model, o.out.c_str(), KTQ_FORMAT_HF_BF16, &wopts, &err);
     if (st != KTQ_OK) {
@@ -55,12 +60,17 @@ int run(const Options &o) {
     ktq_writer_free(writer);  // removes partial output on failure
     ktq_model_free(model);
     if (st != KTQ_OK) {
+        const char *hint = "ktq: partial output kept in %s: run the same command with --resume to continue "
+                           "(finished layers are not redone), or delete it\n";
         if (st == KTQ_ERR_CANCELLED) {
             ktq_error_free(err);
-            std::fprintf(stderr, "ktq: interrupted; no output was left behind in %s\n", o.out.c_str());
+            std::fprintf(stderr, "ktq: interrupted\n");
+            std::fprintf(stderr, hint, o.out.c_str());
             return 130;
         }
-        return report_error(st, err);
+        report_error(st, err);
+        std::fprintf(stderr, hint, o.out.c_str());
+        return 1;
     }
     if (!o.quiet)
         std::fprintf(stderr, "ktq: wrote %s: %zu safetensors file(s), %s in %.2f s\n", o.out.c_str(), files,
@@ -83,7 +93,12 @@ Command add_convert_command(CLI::App &app) {
     cmd->add_option("--max-shard-size", o->max_shard_bytes,
                     "Largest output shard, e.g. 5GB, 500MB, 4GiB (default 5GB)")
         ->transform(CLI::AsSizeValue(true));
-    cmd->add_flag("--overwrite", o->overwrite, "Write into a folder that already holds files");
+    cmd->add_flag("--overwrite", o->overwrite, "Write into a folder that already holds files (starts over)");
+    cmd->add_flag("--resume", o->resume,
+                  "Continue an interrupted conversion in OUT: layers already on disk are not redone");
+    cmd->add_option("--resume-layer", o->resume_layer,
+                    "With --resume: treat layers below N as done (as kt-kernel's converter)")
+        ->check(CLI::NonNegativeNumber);
     cmd->add_flag("--no-aux", o->no_aux, "Do not copy tokenizer / generation / template files");
     cmd->add_flag("-q,--quiet", o->quiet, "No progress output");
     return {cmd, [o] { return run(*o); }};

@@ -73,20 +73,38 @@ bool is_aux_file(const std::string &name) {
 
 }  // namespace
 
-void prepare_output_dir(const std::string &dir, const std::string &model_dir, bool overwrite) {
+namespace {
+bool is_partial_state(const std::string &name) { return ends_with(name, ".ktq-partial") || name == kJournalName; }
+}  // namespace
+
+void prepare_output_dir(const std::string &dir, const std::string &model_dir, bool overwrite, bool resume) {
     if (dir.empty()) fail(KTQ_ERR_INVALID_ARGUMENT, "output folder name is empty");
     make_dirs(dir);
     if (real(dir) == real(model_dir))
         fail(KTQ_ERR_INVALID_ARGUMENT, dir + ": output folder is the input model's folder");
-    auto existing = list_dir(dir);
-    if (!existing.empty() && !overwrite)
-        fail(KTQ_ERR_INVALID_ARGUMENT, dir + ": output folder is not empty (" + existing.front() +
-                                           ", ...); choose another or allow overwriting");
-    if (overwrite)
+    const auto existing = list_dir(dir);
+    if (overwrite) {
         for (const auto &name : existing)
-            if (ends_with(name, ".safetensors") || ends_with(name, ".ktq-partial") ||
-                name == "model.safetensors.index.json")
+            if (ends_with(name, ".safetensors") || is_partial_state(name) || name == "model.safetensors.index.json")
                 ::unlink((dir + "/" + name).c_str());
+        return;
+    }
+    const bool has_journal = std::find(existing.begin(), existing.end(), kJournalName) != existing.end();
+    // The journal marks the folder as ktq's own: whatever else is there (a
+    // run killed while renaming its files) is rewritten by the resumed run.
+    if (resume && has_journal) return;
+    for (const auto &name : existing) {
+        if (resume && is_partial_state(name)) continue;
+        if (has_journal) {
+            auto journal = load_journal(dir);
+            fail(KTQ_ERR_INVALID_ARGUMENT,
+                 dir + (journal && journal->complete ? ": already holds a finished ktq conversion"
+                                                     : ": holds an interrupted ktq conversion; resume it") +
+                     ", or allow overwriting to start over");
+        }
+        fail(KTQ_ERR_INVALID_ARGUMENT, dir + ": output folder is not empty (" + name +
+                                           ", ...); choose another or allow overwriting");
+    }
 }
 
 uint64_t default_max_shard_bytes() { return 5000000000ull; }
@@ -116,7 +134,7 @@ std::vector<OutputTensor> plan_bf16_checkpoint(const Model &model) {
 
 HfCheckpointWriter::HfCheckpointWriter(const Model &model, const std::string &out_dir, const ktq_writer_options &opts)
     : model_(model), out_dir_(out_dir), opts_(opts) {
-    prepare_output_dir(out_dir_, model.checkpoint().dir(), opts.overwrite != 0);
+    prepare_output_dir(out_dir_, model.checkpoint().dir(), opts.overwrite != 0, opts.resume != 0);
     tensors_ = plan_bf16_checkpoint(model);
     const int layers = static_cast<int>(model.arch().layers.size());
     by_layer_.assign(static_cast<size_t>(layers) + 1, {});
@@ -127,7 +145,55 @@ HfCheckpointWriter::HfCheckpointWriter(const Model &model, const std::string &ou
     }
     done_.assign(by_layer_.size(), false);
     const uint64_t max_shard = opts.max_shard_bytes ? opts.max_shard_bytes : default_max_shard_bytes();
-    shards_ = std::make_unique<ShardedSafetensorsWriter>(out_dir_, ordered, max_shard);
+    for (const OutputTensor *t : ordered) output_bytes_ += t->nbytes();
+    output_files_ = group_into_shards(ordered, max_shard).size();
+
+    // The plan's fingerprint: a journal only applies to the very same output.
+    std::string plan = "hf-bf16 " + std::to_string(max_shard) + "\n";
+    for (const OutputTensor *t : ordered) {
+        plan += t->name + " " + dtype_name(t->dtype);
+        for (int64_t d : t->shape) plan += " " + std::to_string(d);
+        plan += "\n";
+    }
+    journal_.fingerprint = fingerprint_of(plan);
+
+    if (opts.resume) {
+        auto previous = load_journal(out_dir_);
+        if (previous && previous->fingerprint != journal_.fingerprint)
+            fail(KTQ_ERR_STATE, out_dir_ + ": the interrupted conversion there was of another model or with other "
+                                           "options; allow overwriting to start over");
+        if (previous && previous->complete) {
+            // Nothing left to do: the same conversion finished before.
+            already_complete_ = true;
+            journal_ = *previous;
+            done_.assign(by_layer_.size(), true);
+            return;
+        }
+        if (previous) {
+            try {
+                shards_ = std::make_unique<ShardedSafetensorsWriter>(out_dir_, ordered, max_shard, true);
+                journal_.layers_done = previous->layers_done;
+            } catch (const Error &e) {
+                if (e.status() != KTQ_ERR_STATE) throw;
+                shards_.reset();  // partial files gone or damaged: start over
+            }
+        }
+        if (opts.resume_layer > 0) {
+            if (!shards_)
+                fail(KTQ_ERR_STATE, out_dir_ + ": no interrupted conversion to resume from layer " +
+                                        std::to_string(opts.resume_layer));
+            for (int l = 0; l < std::min(opts.resume_layer, layers); ++l) journal_.layers_done.insert(l);
+        }
+        for (int l : journal_.layers_done)
+            if (l >= -1 && l < layers) done_[static_cast<size_t>(l + 1)] = true;
+    }
+    if (!shards_) {
+        for (const auto &name : list_dir(out_dir_))
+            if (is_partial_state(name)) ::unlink((out_dir_ + "/" + name).c_str());
+        shards_ = std::make_unique<ShardedSafetensorsWriter>(out_dir_, ordered, max_shard);
+        journal_.layers_done.clear();
+    }
+    save_journal(out_dir_, journal_);
 }
 
 HfCheckpointWriter::~HfCheckpointWriter() { abort(); }
@@ -143,7 +209,12 @@ void HfCheckpointWriter::write(const OutputTensor &tensor, uint64_t offset, cons
     shards_->write(tensor, offset, data, bytes);
 }
 
-void HfCheckpointWriter::layer_done(int layer) { done_[static_cast<size_t>(layer + 1)] = true; }
+void HfCheckpointWriter::layer_done(int layer) {
+    shards_->sync_data();  // the journal must never claim bytes that are not on disk
+    done_[static_cast<size_t>(layer + 1)] = true;
+    journal_.layers_done.insert(layer);
+    save_journal(out_dir_, journal_);
+}
 
 bool HfCheckpointWriter::is_layer_done(int layer) const {
     tensors_of_layer(layer);  // range check
@@ -174,6 +245,10 @@ std::vector<std::string> HfCheckpointWriter::aux_files() const {
 
 void HfCheckpointWriter::finish() {
     if (finished_) fail(KTQ_ERR_STATE, out_dir_ + ": writer already finished");
+    if (already_complete_) {
+        finished_ = true;
+        return;
+    }
     for (int l = -1; l < num_layers(); ++l)
         if (!done_[static_cast<size_t>(l + 1)])
             fail(KTQ_ERR_STATE, out_dir_ + ": cannot finish, " +
@@ -184,11 +259,19 @@ void HfCheckpointWriter::finish() {
         for (const auto &name : aux_files())
             write_file_atomically(out_dir_, name, read_whole(model_.checkpoint().dir() + "/" + name));
     shards_->commit();  // weights become visible last
+    journal_.complete = true;  // the completion marker, after every final file is in place
+    save_journal(out_dir_, journal_);
+    fsync_dir(out_dir_);
     finished_ = true;
 }
 
 void HfCheckpointWriter::abort() noexcept {
-    if (finished_) return;
+    if (finished_ || !shards_) return;
+    if (opts_.keep_partial) {
+        shards_->keep_partial();
+    } else {
+        ::unlink((out_dir_ + "/" + kJournalName).c_str());
+    }
     shards_->abort();
 }
 

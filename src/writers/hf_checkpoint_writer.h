@@ -16,6 +16,7 @@
 
 #include "ktq/writer.h"
 #include "reading/model.h"
+#include "writers/output_journal.h"
 #include "writers/safetensors_writer.h"
 #include "writers/writer.h"
 
@@ -33,8 +34,8 @@ public:
     void finish() override;
     void abort() noexcept override;
 
-    uint64_t output_bytes() const override { return shards_->payload_bytes(); }
-    size_t output_files() const override { return shards_->file_count(); }
+    uint64_t output_bytes() const override { return output_bytes_; }
+    size_t output_files() const override { return output_files_; }
     int num_layers() const override { return static_cast<int>(by_layer_.size()) - 1; }
 
 private:
@@ -48,15 +49,20 @@ private:
     std::vector<std::vector<const OutputTensor *>> by_layer_;  // [0] = globals, [l + 1] = layer l
     std::vector<bool> done_;
     std::unique_ptr<ShardedSafetensorsWriter> shards_;
+    JournalState journal_;
     bool finished_ = false;
+    bool already_complete_ = false;  // resumed a conversion that had finished
+    uint64_t output_bytes_ = 0;
+    size_t output_files_ = 0;
 };
 
 // The tensors KTQ_FORMAT_HF_BF16 writes for `model`, in file order.
 std::vector<OutputTensor> plan_bf16_checkpoint(const Model &model);
 uint64_t default_max_shard_bytes();
 
-// Creates `dir` (and parents). Refuses a folder that holds files unless
-// `overwrite`, and refuses the model's own folder.
-void prepare_output_dir(const std::string &dir, const std::string &model_dir, bool overwrite);
+// Creates `dir` (and parents). Refuses the model's own folder, and a folder
+// that holds files unless `overwrite` (which clears earlier ktq output), or
+// `resume` and all it holds is an interrupted ktq conversion.
+void prepare_output_dir(const std::string &dir, const std::string &model_dir, bool overwrite, bool resume);
 
 }  // namespace ktq

@@ -1,6 +1,7 @@
 #include "writers/safetensors_writer.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -89,7 +90,7 @@ void write_file_atomically(const std::string &dir, const std::string &name, cons
 
 ShardedSafetensorsWriter::ShardedSafetensorsWriter(const std::string &dir,
                                                    const std::vector<const OutputTensor *> &tensors,
-                                                   uint64_t max_shard_bytes)
+                                                   uint64_t max_shard_bytes, bool reuse_partial)
     : dir_(dir) {
     const auto groups = group_into_shards(tensors, max_shard_bytes);
     for (const OutputTensor *t : tensors) payload_bytes_ += t->nbytes();
@@ -121,27 +122,45 @@ ShardedSafetensorsWriter::ShardedSafetensorsWriter(const std::string &dir,
             }
 
             const std::string tmp = dir_ + "/" + shard.name + kPartial;
+            const uint64_t total = shard.data_start + offset;
+            unsigned char len_bytes[8];
+            for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>(text.size() >> (8 * i));
+            const std::string head = std::string(reinterpret_cast<const char *>(len_bytes), 8) + text;
+            if (reuse_partial) {
+                shard.fd = ::open(tmp.c_str(), O_RDWR | O_CLOEXEC);
+                if (shard.fd < 0) fail(KTQ_ERR_STATE, tmp + ": partial file of the interrupted run is missing");
+                shards_.push_back(shard);
+                names_.push_back(shard.name);
+                struct stat st {};
+                std::string on_disk(head.size(), '\0');
+                if (fstat(shard.fd, &st) != 0 || static_cast<uint64_t>(st.st_size) != total ||
+                    ::pread(shard.fd, on_disk.data(), head.size(), 0) != static_cast<ssize_t>(head.size()) ||
+                    on_disk != head)
+                    fail(KTQ_ERR_STATE, tmp + ": partial file does not match the plan");
+                continue;
+            }
             shard.fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
             if (shard.fd < 0) fail_errno(errno, tmp + ": cannot create");
             shards_.push_back(shard);
             names_.push_back(shard.name);
-            const uint64_t total = shard.data_start + offset;
             // Reserve the space now: a full disk fails here, not hours later.
             if (::fallocate(shard.fd, 0, 0, static_cast<off_t>(total)) != 0) {
                 int e = errno;
                 if (e != EOPNOTSUPP && e != ENOSYS) fail_errno(e, tmp + ": cannot reserve " + std::to_string(total) + " bytes");
                 if (::ftruncate(shard.fd, static_cast<off_t>(total)) != 0) fail_errno(errno, tmp + ": cannot resize");
             }
-            unsigned char len_bytes[8];
-            uint64_t len = text.size();
-            for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>(len >> (8 * i));
-            pwrite_all(shard.fd, len_bytes, 8, 0, tmp + ": write failed");
-            pwrite_all(shard.fd, text.data(), text.size(), 8, tmp + ": write failed");
+            pwrite_all(shard.fd, head.data(), head.size(), 0, tmp + ": write failed");
         }
     } catch (...) {
+        if (reuse_partial) keep_partial_ = true;  // never delete what we were asked to resume
         abort();
         throw;
     }
+}
+
+void ShardedSafetensorsWriter::sync_data() {
+    for (const Shard &s : shards_)
+        if (s.fd >= 0 && ::fdatasync(s.fd) != 0) fail_errno(errno, dir_ + "/" + s.name + kPartial + ": fdatasync failed");
 }
 
 ShardedSafetensorsWriter::~ShardedSafetensorsWriter() { abort(); }
@@ -186,7 +205,7 @@ void ShardedSafetensorsWriter::abort() noexcept {
     for (Shard &s : shards_) {
         if (s.fd >= 0) ::close(s.fd);
         s.fd = -1;
-        ::unlink((dir_ + "/" + s.name + kPartial).c_str());
+        if (!keep_partial_) ::unlink((dir_ + "/" + s.name + kPartial).c_str());
     }
 }
 

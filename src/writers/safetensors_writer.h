@@ -20,11 +20,18 @@ namespace ktq {
 
 class ShardedSafetensorsWriter {
 public:
+    // With `reuse_partial`, the "*.ktq-partial" files of an interrupted run
+    // are opened as they are (for resuming); they must exist with exactly the
+    // planned size and header, else KTQ_ERR_STATE is thrown.
     ShardedSafetensorsWriter(const std::string &dir, const std::vector<const OutputTensor *> &tensors,
-                             uint64_t max_shard_bytes);
+                             uint64_t max_shard_bytes, bool reuse_partial = false);
     ~ShardedSafetensorsWriter();
 
     void write(const OutputTensor &tensor, uint64_t offset, const void *data, size_t bytes);
+    // Flushes everything written so far to the disk (fdatasync).
+    void sync_data();
+    // Leave the partial files in place on destruction (for a later resume).
+    void keep_partial() { keep_partial_ = true; }
     // fsync + rename every shard, then write the index (when sharded).
     void commit();
     // Close and unlink the partial files (no-op after commit()).
@@ -53,6 +60,7 @@ private:
     std::map<std::string, std::string> weight_map_;
     uint64_t payload_bytes_ = 0;
     bool committed_ = false;
+    bool keep_partial_ = false;
 };
 
 // Splits `tensors`, in order, into shards of at most `max_shard_bytes`

@@ -271,3 +271,32 @@ TEST(Writer, FullDiskIsReportedAndLeavesNoFinalFile) {
     for (const auto &name : list_dir(out.path())) ADD_FAILURE() << "left behind: " << name;
     ktq_model_free(m);
 }
+
+TEST(Writer, ResumeOfAFinishedConversionIsANoOpAndPlanWorks) {
+    // Regression: resuming a finished conversion once dereferenced a writer
+    // that had no shards (found by the kill/resume test).
+    ktq_model *m = open_shared("tiny-llama");
+    if (!m) GTEST_SKIP() << "shared test models not found";
+    TempDir out;
+    ASSERT_EQ(convert(m, out.path(), 2, 0), KTQ_OK);
+    const std::string before = folder_bytes(out.path());
+    ktq_writer_options wo;
+    ktq_writer_options_init(&wo, KTQ_WRITER_OPTIONS_VERSION);
+    wo.resume = 1;
+    ktq_writer *w = nullptr;
+    ASSERT_EQ(ktq_writer_open(&w, m, out.path().c_str(), KTQ_FORMAT_HF_BF16, &wo, nullptr), KTQ_OK);
+    uint64_t bytes = 0;
+    size_t files = 0;
+    ASSERT_EQ(ktq_writer_plan(&bytes, &files, w, nullptr), KTQ_OK);
+    EXPECT_EQ(files, 1u);
+    EXPECT_GT(bytes, 0u);
+    ASSERT_EQ(ktq_write(m, nullptr, w, nullptr), KTQ_OK);
+    ktq_writer_free(w);
+    EXPECT_EQ(folder_bytes(out.path()), before);
+    // Without resume, the finished folder is refused with a clear message.
+    ktq_error *err = nullptr;
+    EXPECT_EQ(ktq_writer_open(&w, m, out.path().c_str(), KTQ_FORMAT_HF_BF16, nullptr, &err), KTQ_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(ktq_error_message(err)).find("already holds a finished ktq conversion"), std::string::npos);
+    ktq_error_free(err);
+    ktq_model_free(m);
+}
