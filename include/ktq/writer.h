@@ -114,6 +114,9 @@ typedef struct ktq_quantize_options {
     int threads;               /* 0 = one per core (hwloc) */
     ktq_progress_cb progress;  /* may be NULL */
     void *payload;             /* passed to progress */
+    /* NaN or infinite weights make the operation fail with KTQ_ERR_FORMAT
+     * naming the tensor (a corrupt download); set to 1 to pass them through. */
+    int allow_non_finite;
 } ktq_quantize_options;
 #define KTQ_QUANTIZE_OPTIONS_VERSION 1
 KTQ_API ktq_status ktq_quantize_options_init(ktq_quantize_options *opts, unsigned version);

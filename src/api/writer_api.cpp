@@ -66,7 +66,7 @@ void run_layer(const ktq_model *model, int layer, const ktq_quantize_options &op
         own_pool = std::make_unique<ktq::ThreadPool>(opts.threads);
         pool = own_pool.get();
     }
-    engine->run_layer(m, layer, *writer->impl, *pool, [&](const std::string &tensor, uint64_t bytes) {
+    engine->run_layer(m, layer, *writer->impl, *pool, opts, [&](const std::string &tensor, uint64_t bytes) {
         return progress.tensor_done(layer, tensor, bytes);
     });
     writer->impl->layer_done(layer);

@@ -17,6 +17,7 @@ struct Options {
     uint64_t max_shard_bytes = 0;
     bool overwrite = false;
     bool resume = false;
+    bool allow_non_finite = false;
     int resume_layer = 0;
     bool no_aux = false;
     bool quiet = false;
@@ -48,6 +49,7 @@ int run(const Options &o) {
     ktq_quantize_options qopts;
     ktq_quantize_options_init(&qopts, KTQ_QUANTIZE_OPTIONS_VERSION);
     qopts.threads = o.threads;
+    qopts.allow_non_finite = o.allow_non_finite;
     qopts.progress = &ProgressBar::callback;
     qopts.payload = &bar;
     const auto start = std::chrono::steady_clock::now();
@@ -99,6 +101,7 @@ Command add_convert_command(CLI::App &app) {
     cmd->add_option("--resume-layer", o->resume_layer,
                     "With --resume: treat layers below N as done (as kt-kernel's converter)")
         ->check(CLI::NonNegativeNumber);
+    cmd->add_flag("--allow-non-finite", o->allow_non_finite, "Convert tensors holding NaN/Inf instead of stopping");
     cmd->add_flag("--no-aux", o->no_aux, "Do not copy tokenizer / generation / template files");
     cmd->add_flag("-q,--quiet", o->quiet, "No progress output");
     return {cmd, [o] { return run(*o); }};

@@ -23,7 +23,7 @@ struct Task {
 }  // namespace
 
 void CastEngine::run_layer(const Model &model, int layer, Writer &writer, ThreadPool &pool,
-                           const TensorDoneFn &on_tensor) {
+                           const ktq_quantize_options &opts, const TensorDoneFn &on_tensor) {
     const auto &tensors = writer.tensors_of_layer(layer);
     // MoE layers hold many small tensors (one expert matrix is often a single
     // chunk), so tasks are gathered across tensors into batches big enough
@@ -44,6 +44,9 @@ void CastEngine::run_layer(const Model &model, int layer, Writer &writer, Thread
                 tasks.push_back({out, view, first, std::min(rows_per_chunk, view.rows - first), row_bytes});
             batch_bytes += out->nbytes();
         }
+        // Non-finite values found per task; reported after the batch, the
+        // first in task order, so the message never depends on threading.
+        std::vector<size_t> bad_count(tasks.size(), 0), bad_first(tasks.size(), 0);
         pool.parallel_for(tasks.size(), [&](size_t i) {
             const Task &t = tasks[i];
             const TensorRef &src = model.checkpoint().at(t.out->source);
@@ -57,8 +60,22 @@ void CastEngine::run_layer(const Model &model, int layer, Writer &writer, Thread
             thread_local std::vector<uint8_t> buffer;
             buffer.resize(t.count * t.row_bytes);
             model.read_rows(t.view, t.first, t.count, t.out->dtype, buffer.data());
+            if (!opts.allow_non_finite)
+                bad_count[i] = count_non_finite(buffer.data(), t.out->dtype, t.count * t.view.cols, &bad_first[i]);
             writer.write(*t.out, t.first * t.row_bytes, buffer.data(), t.count * t.row_bytes);
         });
+        for (size_t i = 0; i < tasks.size(); ++i) {
+            if (!bad_count[i]) continue;
+            const Task &t = tasks[i];
+            size_t total = 0;
+            for (size_t j = 0; j < tasks.size(); ++j)
+                if (tasks[j].out == t.out) total += bad_count[j];
+            const TensorRef &src = model.checkpoint().at(t.out->source);
+            fail(KTQ_ERR_FORMAT, src.file->display_name() + ": tensor '" + t.out->source + "' holds " +
+                                     std::to_string(total) + " NaN/Inf value(s), the first at element " +
+                                     std::to_string(t.first * t.view.cols + bad_first[i]) +
+                                     " (corrupt download?); allow non-finite values to convert it anyway");
+        }
         for (; next < end; ++next) {
             const OutputTensor *out = tensors[next];
             model.release(out->source);

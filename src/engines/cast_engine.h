@@ -13,7 +13,7 @@ class CastEngine : public Engine {
 public:
     const char *name() const override { return "cast"; }
     void run_layer(const Model &model, int layer, Writer &writer, ThreadPool &pool,
-                   const TensorDoneFn &on_tensor) override;
+                   const ktq_quantize_options &opts, const TensorDoneFn &on_tensor) override;
 };
 
 }  // namespace ktq

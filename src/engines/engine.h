@@ -23,7 +23,7 @@ public:
     virtual const char *name() const = 0;
     // Produces every tensor of writer.tensors_of_layer(layer).
     virtual void run_layer(const Model &model, int layer, Writer &writer, ThreadPool &pool,
-                           const TensorDoneFn &on_tensor) = 0;
+                           const ktq_quantize_options &opts, const TensorDoneFn &on_tensor) = 0;
 };
 
 // The engine for (engine, format); throws KTQ_ERR_UNSUPPORTED for pairs that

@@ -166,6 +166,23 @@ void convert_to_bf16(uint16_t *dst, const void *src, ktq_dtype from, size_t coun
     convert_loop(dst, src, from, count, [](float v) { return f32_to_bf16(v); });
 }
 
+size_t count_non_finite(const void *data, ktq_dtype dtype, size_t count, size_t *first) {
+    size_t n = 0;
+    auto note = [&](size_t i) {
+        if (n++ == 0 && first) *first = i;
+    };
+    if (dtype == KTQ_DTYPE_BF16) {
+        const uint16_t *d = static_cast<const uint16_t *>(data);
+        for (size_t i = 0; i < count; ++i)
+            if ((d[i] & 0x7f80u) == 0x7f80u) note(i);
+    } else if (dtype == KTQ_DTYPE_F32) {
+        const uint32_t *d = static_cast<const uint32_t *>(data);
+        for (size_t i = 0; i < count; ++i)
+            if ((d[i] & 0x7f800000u) == 0x7f800000u) note(i);
+    }
+    return n;
+}
+
 void dequant_fp8_row(void *dst, ktq_dtype out, const uint8_t *src, ktq_dtype fp8, size_t cols,
                      const float *scales, size_t block_cols) {
     const float *table = fp8 == KTQ_DTYPE_F8_E5M2 ? kE5M2.data() : kE4M3.data();

@@ -49,6 +49,10 @@ void convert_to_f32(float *dst, const void *src, ktq_dtype from, size_t count);
 // Converts `count` elements to BF16; BF16 sources are copied bit for bit.
 void convert_to_bf16(uint16_t *dst, const void *src, ktq_dtype from, size_t count);
 
+// Number of NaN/Inf values among `count` elements of `data` (F32 or BF16);
+// `*first` receives the index of the first one (when there is one).
+size_t count_non_finite(const void *data, ktq_dtype dtype, size_t count, size_t *first);
+
 // One row of block-scaled FP8 (`fp8` is F8_E4M3 or F8_E5M2) into F32 or BF16:
 // dst[c] = value(src[c]) * scales[c / block_cols], multiplied in float32.
 void dequant_fp8_row(void *dst, ktq_dtype out, const uint8_t *src, ktq_dtype fp8, size_t cols,

@@ -26,7 +26,7 @@ def tensor_specs():
     return specs
 
 
-SIZE = {"BF16": 2, "F32": 4, "F8_E4M3": 1, "I32": 4}
+SIZE = {"BF16": 2, "F16": 2, "F32": 4, "F8_E4M3": 1, "I32": 4}
 
 
 def safetensors(specs, mutate_header=None, mutate_bytes=None):
@@ -45,13 +45,15 @@ def safetensors(specs, mutate_header=None, mutate_bytes=None):
     return mutate_bytes(blob) if mutate_bytes else blob
 
 
-def write_case(root, name, files, expect_status, expect_in):
+def write_case(root, name, files, expect_status, expect_in, commands=("inspect", "convert")):
+    """`commands`: the ktq commands that must refuse it (inspect reads headers
+    only; data errors such as NaN show up when convert reads the values)."""
     folder = os.path.join(root, name)
     os.makedirs(folder, exist_ok=True)
     for fname, content in files.items():
         with open(os.path.join(folder, fname), "wb") as f:
             f.write(content if isinstance(content, bytes) else json.dumps(content).encode())
-    return {"case": name, "exit": expect_status, "message_contains": expect_in}
+    return {"case": name, "exit": expect_status, "message_contains": expect_in, "commands": list(commands)}
 
 
 def main():
@@ -142,6 +144,23 @@ def main():
     # Already-quantized inputs.
     ct_specs = specs + [("model.layers.0.self_attn.q_proj.weight_packed", "I32", [4, 1])]
     single("compressed_tensors_input", safetensors(ct_specs), ["already-quantized", "weight_packed"])
+
+    # Non-finite weights: a BF16 NaN and an F16 infinity inside one tensor.
+    def poison(blob, value_bytes, tensor_index):
+        text_len = struct.unpack("<Q", blob[:8])[0]
+        header = json.loads(blob[8:8 + text_len])
+        name = specs[tensor_index][0]
+        at = 8 + text_len + header[name]["data_offsets"][0] + 6
+        return blob[:at] + value_bytes + blob[at + len(value_bytes):], name
+    nan_blob, nan_name = poison(good, struct.pack("<H", 0x7fc0), 2)
+    cases.append(write_case(root, "nan_weight", {"config.json": CONFIG, "model.safetensors": nan_blob}, 1,
+                            ["model.safetensors", nan_name, "1 NaN/Inf value(s), the first at element 3"],
+                            commands=("convert",)))
+    f16_specs = [(n, "F16", sh) for n, _, sh in specs]
+    inf_blob, inf_name = poison(safetensors(f16_specs), struct.pack("<H", 0x7c00), 4)
+    cases.append(write_case(root, "inf_weight_f16", {"config.json": dict(CONFIG, torch_dtype="float16"),
+                                                     "model.safetensors": inf_blob}, 1,
+                            ["model.safetensors", inf_name, "NaN/Inf"], commands=("convert",)))
 
     with open(os.path.join(root, "manifest.json"), "w") as f:
         json.dump(cases, f, indent=2)
