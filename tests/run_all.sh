@@ -2,8 +2,9 @@
 # Runs every test of ktq: unit tests (GoogleTest), the CLI checked by Python
 # safetensors, the malformed-input corpus, the installed-tree consumer test -
 # first in a release build, then again with AddressSanitizer +
-# UndefinedBehaviorSanitizer; then the parsers' fuzz targets for a bounded
-# time, then a CUDA build (nvcc from PyPI) with its tests.
+# UndefinedBehaviorSanitizer; the unit tests under ThreadSanitizer; the
+# parsers' fuzz targets for a bounded time; a CUDA build (nvcc from PyPI)
+# with its tests.
 # Tests that need ../shared/models skip with a visible reason when it is absent.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,6 +24,12 @@ cmake --build build-asan -j "$jobs"
 # installed library, which cannot link a sanitized libktq; it ran above.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs" -E '^consumer\.'
+echo "== ThreadSanitizer build (thread pool, parallel writers, concurrent models)"
+cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKTQ_TSAN=ON > /dev/null
+cmake --build build-tsan -j "$jobs"
+TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+  ctest --test-dir build-tsan --output-on-failure -j "$jobs" -E '^(consumer|python)\.'
+
 echo "== fuzzing the parsers (libFuzzer, ${KTQ_FUZZ_SECONDS:-20} s per target)"
 tests/fuzz/run.sh "${KTQ_FUZZ_SECONDS:-20}"
 

@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 
 #include <csignal>
+#include <thread>
 #include <cstring>
 
 #include "ktq/ktq.h"
@@ -299,4 +300,59 @@ TEST(Writer, ResumeOfAFinishedConversionIsANoOpAndPlanWorks) {
     EXPECT_NE(std::string(ktq_error_message(err)).find("already holds a finished ktq conversion"), std::string::npos);
     ktq_error_free(err);
     ktq_model_free(m);
+}
+
+TEST(Concurrency, SeveralModelsConvertedFromSeveralThreadsAtOnce) {
+    // The contract of the headers: a model may be read from many threads at
+    // once; each writer is used by one thread. Four threads convert two
+    // models (each shared by two threads) into four folders, with 1, 2, 3 and
+    // 4 worker threads; the outputs must equal single-threaded conversions.
+    ktq_model *fp8 = open_shared("tiny-deepseek-v3-fp8");
+    ktq_model *moe = open_shared("tiny-qwen3-moe");
+    if (!fp8 || !moe) GTEST_SKIP() << "shared test models not found";
+    TempDir ref_fp8, ref_moe;
+    ASSERT_EQ(convert(fp8, ref_fp8.path(), 1, 0), KTQ_OK);
+    ASSERT_EQ(convert(moe, ref_moe.path(), 1, 0), KTQ_OK);
+    TempDir outs[4];
+    int status[4] = {-1, -1, -1, -1};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 4; ++i)
+        threads.emplace_back([&, i] { status[i] = convert(i % 2 ? moe : fp8, outs[i].path(), i + 1, 3u << 20); });
+    for (auto &t : threads) t.join();
+    for (int i = 0; i < 4; ++i) ASSERT_EQ(status[i], KTQ_OK) << i;
+    // Same tensors as the references (shard layout differs: 3 MiB shards).
+    for (int i = 0; i < 4; ++i) {
+        ktq_model *a = nullptr, *b = nullptr;
+        ASSERT_EQ(ktq_open_model(&a, outs[i].path().c_str(), nullptr, nullptr), KTQ_OK);
+        ASSERT_EQ(ktq_open_model(&b, (i % 2 ? ref_moe : ref_fp8).path().c_str(), nullptr, nullptr), KTQ_OK);
+        ASSERT_EQ(ktq_model_tensor_count(a), ktq_model_tensor_count(b));
+        for (size_t k = 0; k < ktq_model_tensor_count(a); ++k) {
+            ktq_tensor_info ti;
+            ktq_tensor_info_init(&ti, KTQ_TENSOR_INFO_VERSION);
+            ASSERT_EQ(ktq_model_tensor_info(&ti, a, k, nullptr), KTQ_OK);
+            std::vector<uint8_t> x(ti.nbytes), y(ti.nbytes);
+            ASSERT_EQ(ktq_model_read_tensor(x.data(), x.size(), a, ti.name, KTQ_DTYPE_BF16, nullptr), KTQ_OK);
+            ASSERT_EQ(ktq_model_read_tensor(y.data(), y.size(), b, ti.name, KTQ_DTYPE_BF16, nullptr), KTQ_OK);
+            ASSERT_EQ(x, y) << i << " " << ti.name;
+        }
+        ktq_model_free(a);
+        ktq_model_free(b);
+    }
+    ktq_model_free(fp8);
+    ktq_model_free(moe);
+}
+
+TEST(Determinism, OneTwoAndEightThreadsGiveTheSameBytes) {
+    for (const char *name : {"tiny-deepseek-v3-fp8", "tiny-mixtral"}) {
+        ktq_model *m = open_shared(name);
+        if (!m) GTEST_SKIP() << "shared test models not found";
+        TempDir a, b, c;
+        ASSERT_EQ(convert(m, a.path(), 1, 0), KTQ_OK);
+        ASSERT_EQ(convert(m, b.path(), 2, 0), KTQ_OK);
+        ASSERT_EQ(convert(m, c.path(), 8, 0), KTQ_OK);
+        const std::string one = folder_bytes(a.path());
+        EXPECT_EQ(one, folder_bytes(b.path())) << name;
+        EXPECT_EQ(one, folder_bytes(c.path())) << name;
+        ktq_model_free(m);
+    }
 }
