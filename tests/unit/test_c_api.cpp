@@ -356,3 +356,41 @@ TEST(Determinism, OneTwoAndEightThreadsGiveTheSameBytes) {
         ktq_model_free(m);
     }
 }
+
+TEST(Writer, KeepPartialThenResumeLayerContinues) {
+    ktq_model *m = open_shared("tiny-qwen3-moe");
+    if (!m) GTEST_SKIP() << "shared test models not found";
+    TempDir ref, out;
+    ASSERT_EQ(convert(m, ref.path(), 2, 0), KTQ_OK);
+    ktq_writer_options wo;
+    ktq_writer_options_init(&wo, KTQ_WRITER_OPTIONS_VERSION);
+    wo.keep_partial = 1;
+    ktq_writer *w = nullptr;
+    ASSERT_EQ(ktq_writer_open(&w, m, out.path().c_str(), KTQ_FORMAT_HF_BF16, &wo, nullptr), KTQ_OK);
+    ASSERT_EQ(ktq_quantize_layer(m, 0, nullptr, w, nullptr), KTQ_OK);
+    ASSERT_EQ(ktq_quantize_layer(m, 1, nullptr, w, nullptr), KTQ_OK);
+    ktq_writer_free(w);  // unfinished: partial files and journal stay
+    auto left = list_dir(out.path());
+    EXPECT_EQ(left, (std::vector<std::string>{".ktq-journal.json", "model.safetensors.ktq-partial"}));
+
+    // Without resume the folder is refused, naming what it holds.
+    ktq_error *err = nullptr;
+    EXPECT_EQ(ktq_writer_open(&w, m, out.path().c_str(), KTQ_FORMAT_HF_BF16, nullptr, &err), KTQ_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(ktq_error_message(err)).find("interrupted ktq conversion"), std::string::npos);
+    ktq_error_free(err);
+
+    wo.resume = 1;
+    wo.resume_layer = 2;  // layers 0 and 1 are trusted as written
+    ASSERT_EQ(ktq_writer_open(&w, m, out.path().c_str(), KTQ_FORMAT_HF_BF16, &wo, nullptr), KTQ_OK);
+    EXPECT_EQ(ktq_quantize_layer(m, 1, nullptr, w, nullptr), KTQ_ERR_STATE);  // already written
+    ASSERT_EQ(ktq_write(m, nullptr, w, nullptr), KTQ_OK);
+    ktq_writer_free(w);
+    EXPECT_EQ(folder_bytes(out.path()), folder_bytes(ref.path()));
+
+    // --resume-layer with nothing to resume is an error, not a silent restart.
+    TempDir empty;
+    EXPECT_EQ(ktq_writer_open(&w, m, empty.path().c_str(), KTQ_FORMAT_HF_BF16, &wo, &err), KTQ_ERR_STATE);
+    EXPECT_NE(std::string(ktq_error_message(err)).find("no interrupted conversion"), std::string::npos);
+    ktq_error_free(err);
+    ktq_model_free(m);
+}
