@@ -7,6 +7,7 @@
 # with its tests.
 # Tests that need ../shared/models skip with a visible reason when it is absent.
 set -euo pipefail
+[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"  # rustup's default place
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 tests/setup_deps.sh
@@ -24,6 +25,12 @@ cmake --build build-asan -j "$jobs"
 # installed library, which cannot link a sanitized libktq; it ran above.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs" -E '^consumer\.'
+echo "== Rust wrapper (ktq-sys systest + safe crate tests, built against the installed library)"
+rm -rf build/prefix
+cmake --install build --prefix "$root/build/prefix" > /dev/null
+(cd wrappers/rust && PKG_CONFIG_PATH="$root/build/prefix/lib/pkgconfig" cargo test --release --locked -q &&
+   PKG_CONFIG_PATH="$root/build/prefix/lib/pkgconfig" cargo run --release --locked -q -p ktq-sys-systest)
+
 echo "== ThreadSanitizer build (thread pool, parallel writers, concurrent models)"
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKTQ_TSAN=ON > /dev/null
 cmake --build build-tsan -j "$jobs"

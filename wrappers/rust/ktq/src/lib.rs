@@ -1,0 +1,498 @@
+//! Safe Rust API over libktq's C ABI (`ktq-sys`).
+//!
+//! ```no_run
+//! let model = ktq::Model::open("DeepSeek-V3")?;
+//! println!("{} layers, {} experts", model.info()?.num_layers, model.info()?.num_experts);
+//! let mut writer = ktq::Writer::open(&model, "DeepSeek-V3-bf16", ktq::Format::HfBf16, &ktq::WriterOptions::default())?;
+//! writer.write_all(&ktq::ConvertOptions::default(), |p| {
+//!     eprintln!("{}/{} bytes", p.bytes_done, p.bytes_total);
+//!     true // false cancels
+//! })?;
+//! # Ok::<(), ktq::Error>(())
+//! ```
+//!
+//! Thread-safety follows the C headers: a [`Model`] may be read from many
+//! threads at once (`Send + Sync`); a [`Writer`] is used by one thread at a
+//! time (`Send`, not `Sync`). Every error carries the status and the message
+//! of the call that failed.
+
+use std::ffi::{c_int, c_void, CStr, CString};
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::ptr;
+
+use ktq_sys as sys;
+
+/// The version of the libktq loaded at run time.
+pub fn version() -> String {
+    unsafe { CStr::from_ptr(sys::ktq_version()).to_string_lossy().into_owned() }
+}
+
+/// A failed call: the libktq status code and its message (naming the file
+/// and tensor involved).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub status: Status,
+    pub message: String,
+}
+
+/// libktq status codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    InvalidArgument,
+    Io,
+    Format,
+    Unsupported,
+    NotFound,
+    NoMemory,
+    Cancelled,
+    BufferTooSmall,
+    Version,
+    NoSpace,
+    State,
+    Internal,
+    Other(i32),
+}
+
+impl Status {
+    fn from_raw(s: c_int) -> Status {
+        match s {
+            sys::KTQ_ERR_INVALID_ARGUMENT => Status::InvalidArgument,
+            sys::KTQ_ERR_IO => Status::Io,
+            sys::KTQ_ERR_FORMAT => Status::Format,
+            sys::KTQ_ERR_UNSUPPORTED => Status::Unsupported,
+            sys::KTQ_ERR_NOT_FOUND => Status::NotFound,
+            sys::KTQ_ERR_NO_MEMORY => Status::NoMemory,
+            sys::KTQ_ERR_CANCELLED => Status::Cancelled,
+            sys::KTQ_ERR_BUFFER_TOO_SMALL => Status::BufferTooSmall,
+            sys::KTQ_ERR_VERSION => Status::Version,
+            sys::KTQ_ERR_NO_SPACE => Status::NoSpace,
+            sys::KTQ_ERR_STATE => Status::State,
+            sys::KTQ_ERR_INTERNAL => Status::Internal,
+            other => Status::Other(other),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({:?})", self.message, self.status)
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+fn invalid(message: impl Into<String>) -> Error {
+    Error { status: Status::InvalidArgument, message: message.into() }
+}
+
+/// Runs one C call with its own `ktq_error` slot and turns a failure into
+/// an [`Error`].
+fn call(f: impl FnOnce(*mut *mut sys::ktq_error) -> sys::ktq_status) -> Result<()> {
+    let mut err: *mut sys::ktq_error = ptr::null_mut();
+    let status = f(&mut err);
+    if status == sys::KTQ_OK {
+        return Ok(());
+    }
+    let message = unsafe {
+        let m = if err.is_null() { sys::ktq_status_str(status) } else { sys::ktq_error_message(err) };
+        let s = CStr::from_ptr(m).to_string_lossy().into_owned();
+        sys::ktq_error_free(err);
+        s
+    };
+    Err(Error { status: Status::from_raw(status), message })
+}
+
+fn cstring(s: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| invalid(format!("{s:?} contains a NUL byte")))
+}
+
+fn path_cstring(p: &Path) -> Result<CString> {
+    cstring(p.to_str().ok_or_else(|| invalid(format!("{} is not UTF-8", p.display())))?)
+}
+
+unsafe fn owned(p: *const std::ffi::c_char) -> String {
+    if p.is_null() {
+        String::new()
+    } else {
+        CStr::from_ptr(p).to_string_lossy().into_owned()
+    }
+}
+
+/// Element types tensors can be read as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadAs {
+    F32,
+    Bf16,
+}
+
+/// One routed expert's projection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proj {
+    Gate,
+    Up,
+    Down,
+}
+
+/// What a checkpoint is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelInfo {
+    pub architecture: String,
+    pub model_type: String,
+    pub family: String,
+    pub notice: String,
+    pub num_layers: i32,
+    pub hidden_size: i32,
+    pub num_experts: i32,
+    pub experts_per_token: i32,
+    pub moe_intermediate_size: i32,
+    pub first_dense_layers: i32,
+    pub num_moe_layers: i32,
+    pub num_shared_experts: i32,
+    pub source_dtype: String,
+    pub fp8_block: Option<(i32, i32)>,
+    pub num_tensors: usize,
+    pub total_bytes: u64,
+}
+
+/// One stored tensor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorInfo {
+    pub name: String,
+    pub file: String,
+    pub dtype: String,
+    pub shape: Vec<i64>,
+    pub nbytes: u64,
+    pub layer: Option<i32>,
+}
+
+/// An opened Hugging Face checkpoint (memory-mapped, read-only).
+pub struct Model {
+    raw: *mut sys::ktq_model,
+}
+
+// The C headers promise that every read-only call on a model may run on many
+// threads at once, and that it may be freed from any thread.
+unsafe impl Send for Model {}
+unsafe impl Sync for Model {}
+
+impl Model {
+    /// Opens a model folder (or one `.safetensors` file in it).
+    pub fn open(path: impl AsRef<Path>) -> Result<Model> {
+        Model::open_with_threads(path, 0)
+    }
+
+    /// As [`Model::open`], with `threads` workers for reads (0 = one per core).
+    pub fn open_with_threads(path: impl AsRef<Path>, threads: usize) -> Result<Model> {
+        let path = path_cstring(path.as_ref())?;
+        let mut opts = std::mem::MaybeUninit::<sys::ktq_open_options>::uninit();
+        let mut raw = ptr::null_mut();
+        unsafe {
+            sys::ktq_open_options_init(opts.as_mut_ptr(), sys::KTQ_OPEN_OPTIONS_VERSION);
+            let mut opts = opts.assume_init();
+            opts.threads = threads as c_int;
+            call(|err| sys::ktq_open_model(&mut raw, path.as_ptr(), &opts, err))?;
+        }
+        Ok(Model { raw })
+    }
+
+    pub fn info(&self) -> Result<ModelInfo> {
+        let mut i = std::mem::MaybeUninit::<sys::ktq_model_info>::uninit();
+        unsafe {
+            sys::ktq_model_info_init(i.as_mut_ptr(), sys::KTQ_MODEL_INFO_VERSION);
+            let mut i = i.assume_init();
+            call(|err| sys::ktq_model_get_info(&mut i, self.raw, err))?;
+            Ok(ModelInfo {
+                architecture: owned(i.architecture),
+                model_type: owned(i.model_type),
+                family: owned(sys::ktq_arch_family_name(i.family)),
+                notice: owned(i.notice),
+                num_layers: i.num_layers,
+                hidden_size: i.hidden_size,
+                num_experts: i.num_experts,
+                experts_per_token: i.experts_per_token,
+                moe_intermediate_size: i.moe_intermediate_size,
+                first_dense_layers: i.first_dense_layers,
+                num_moe_layers: i.num_moe_layers,
+                num_shared_experts: i.num_shared_experts,
+                source_dtype: owned(sys::ktq_dtype_name(i.source_dtype)),
+                fp8_block: (i.fp8_block_rows > 0).then_some((i.fp8_block_rows, i.fp8_block_cols)),
+                num_tensors: i.num_tensors,
+                total_bytes: i.total_bytes,
+            })
+        }
+    }
+
+    fn tensor_at(&self, index: usize) -> Result<TensorInfo> {
+        unsafe {
+            let mut t = std::mem::MaybeUninit::<sys::ktq_tensor_info>::uninit();
+            sys::ktq_tensor_info_init(t.as_mut_ptr(), sys::KTQ_TENSOR_INFO_VERSION);
+            let mut t = t.assume_init();
+            call(|err| sys::ktq_model_tensor_info(&mut t, self.raw, index, err))?;
+            Ok(TensorInfo {
+                name: owned(t.name),
+                file: owned(t.file),
+                dtype: owned(sys::ktq_dtype_name(t.dtype)),
+                shape: t.shape[..t.ndim as usize].to_vec(),
+                nbytes: t.nbytes,
+                layer: (t.layer >= 0).then_some(t.layer),
+            })
+        }
+    }
+
+    /// Every tensor, in name order.
+    pub fn tensors(&self) -> Result<Vec<TensorInfo>> {
+        let n = unsafe { sys::ktq_model_tensor_count(self.raw) };
+        (0..n).map(|index| self.tensor_at(index)).collect()
+    }
+
+    /// The tensor called `name`.
+    pub fn tensor(&self, name: &str) -> Result<TensorInfo> {
+        let cname = cstring(name)?;
+        let mut index = 0usize;
+        call(|err| unsafe { sys::ktq_model_find_tensor(&mut index, self.raw, cname.as_ptr(), err) })?;
+        self.tensor_at(index)
+    }
+
+    fn numel_of(&self, name: &str) -> Result<usize> {
+        Ok(self.tensor(name)?.shape.iter().product::<i64>() as usize)
+    }
+
+    /// Reads a tensor as F32 (FP8 blocks dequantized).
+    pub fn read_tensor_f32(&self, name: &str) -> Result<Vec<f32>> {
+        let mut out = vec![0f32; self.numel_of(name)?];
+        self.read_tensor_into(name, ReadAs::F32, bytemuck_f32(&mut out))?;
+        Ok(out)
+    }
+
+    /// Reads a tensor as BF16 bit patterns (round-to-nearest-even).
+    pub fn read_tensor_bf16(&self, name: &str) -> Result<Vec<u16>> {
+        let mut out = vec![0u16; self.numel_of(name)?];
+        self.read_tensor_into(name, ReadAs::Bf16, bytemuck_u16(&mut out))?;
+        Ok(out)
+    }
+
+    fn read_tensor_into(&self, name: &str, dtype: ReadAs, buf: &mut [u8]) -> Result<()> {
+        let cname = cstring(name)?;
+        call(|err| unsafe {
+            sys::ktq_model_read_tensor(buf.as_mut_ptr().cast(), buf.len(), self.raw, cname.as_ptr(), raw_dtype(dtype), err)
+        })
+    }
+
+    /// Shape (rows, cols) of one routed expert matrix.
+    pub fn expert_shape(&self, layer: i32, expert: i32, proj: Proj) -> Result<(usize, usize)> {
+        let (mut r, mut c) = (0i64, 0i64);
+        call(|err| unsafe { sys::ktq_model_expert_shape(&mut r, &mut c, self.raw, layer, expert, raw_proj(proj), err) })?;
+        Ok((r as usize, c as usize))
+    }
+
+    /// One routed expert matrix as F32, row-major, whatever the storage.
+    pub fn read_expert_f32(&self, layer: i32, expert: i32, proj: Proj) -> Result<Vec<f32>> {
+        let (r, c) = self.expert_shape(layer, expert, proj)?;
+        let mut out = vec![0f32; r * c];
+        let buf = bytemuck_f32(&mut out);
+        call(|err| unsafe {
+            sys::ktq_model_read_expert(buf.as_mut_ptr().cast(), buf.len(), self.raw, layer, expert, raw_proj(proj),
+                                       sys::KTQ_DTYPE_F32, err)
+        })?;
+        Ok(out)
+    }
+}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        unsafe { sys::ktq_model_free(self.raw) }
+    }
+}
+
+fn bytemuck_f32(v: &mut [f32]) -> &mut [u8] {
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast(), std::mem::size_of_val(v)) }
+}
+
+fn bytemuck_u16(v: &mut [u16]) -> &mut [u8] {
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast(), std::mem::size_of_val(v)) }
+}
+
+fn raw_dtype(d: ReadAs) -> sys::ktq_dtype {
+    match d {
+        ReadAs::F32 => sys::KTQ_DTYPE_F32,
+        ReadAs::Bf16 => sys::KTQ_DTYPE_BF16,
+    }
+}
+
+fn raw_proj(p: Proj) -> sys::ktq_expert_proj {
+    match p {
+        Proj::Gate => sys::KTQ_PROJ_GATE,
+        Proj::Up => sys::KTQ_PROJ_UP,
+        Proj::Down => sys::KTQ_PROJ_DOWN,
+    }
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Hugging Face checkpoint, every floating tensor BF16 (FP8 dequantized).
+    HfBf16,
+}
+
+/// Options of [`Writer::open`] (builder style).
+#[derive(Debug, Clone, Default)]
+pub struct WriterOptions {
+    pub max_shard_bytes: u64,
+    pub overwrite: bool,
+    pub resume: bool,
+    pub keep_partial: bool,
+    pub skip_aux_files: bool,
+}
+
+impl WriterOptions {
+    pub fn max_shard_bytes(mut self, bytes: u64) -> Self {
+        self.max_shard_bytes = bytes;
+        self
+    }
+    pub fn overwrite(mut self, yes: bool) -> Self {
+        self.overwrite = yes;
+        self
+    }
+    pub fn resume(mut self, yes: bool) -> Self {
+        self.resume = yes;
+        self
+    }
+    pub fn keep_partial(mut self, yes: bool) -> Self {
+        self.keep_partial = yes;
+        self
+    }
+}
+
+/// Options of a conversion run.
+#[derive(Debug, Clone, Default)]
+pub struct ConvertOptions {
+    /// Worker threads, 0 = one per core.
+    pub threads: usize,
+    pub allow_non_finite: bool,
+}
+
+/// Progress of a running conversion.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// Decoder layer being worked on; `None` for the non-layer tensors.
+    pub layer: Option<i32>,
+    pub layers_total: i32,
+    pub tensor: String,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+}
+
+/// An output folder being written. Dropping it unfinished removes the
+/// partial output (unless `keep_partial`).
+pub struct Writer<'m> {
+    raw: *mut sys::ktq_writer,
+    model: &'m Model,
+}
+
+// One thread at a time may use a writer; it may move between threads.
+unsafe impl Send for Writer<'_> {}
+
+struct Callback<'a> {
+    f: &'a mut dyn FnMut(&Progress) -> bool,
+    panicked: bool,
+}
+
+unsafe extern "C" fn trampoline(p: *const sys::ktq_progress, payload: *mut c_void) -> c_int {
+    let cb = &mut *(payload as *mut Callback);
+    let p = &*p;
+    let progress = Progress {
+        layer: (p.layer >= 0).then_some(p.layer),
+        layers_total: p.layers_total,
+        tensor: owned(p.tensor),
+        bytes_done: p.bytes_done,
+        bytes_total: p.bytes_total,
+    };
+    // A panic must not unwind into C: it cancels the operation instead.
+    match catch_unwind(AssertUnwindSafe(|| (cb.f)(&progress))) {
+        Ok(true) => 0,
+        Ok(false) => 1,
+        Err(_) => {
+            cb.panicked = true;
+            1
+        }
+    }
+}
+
+impl<'m> Writer<'m> {
+    pub fn open(model: &'m Model, out_dir: impl AsRef<Path>, format: Format, opts: &WriterOptions) -> Result<Writer<'m>> {
+        let dir = path_cstring(out_dir.as_ref())?;
+        let mut raw = ptr::null_mut();
+        unsafe {
+            let mut o = std::mem::MaybeUninit::<sys::ktq_writer_options>::uninit();
+            sys::ktq_writer_options_init(o.as_mut_ptr(), sys::KTQ_WRITER_OPTIONS_VERSION);
+            let mut o = o.assume_init();
+            o.max_shard_bytes = opts.max_shard_bytes;
+            o.overwrite = opts.overwrite as c_int;
+            o.resume = opts.resume as c_int;
+            o.keep_partial = opts.keep_partial as c_int;
+            o.copy_aux_files = (!opts.skip_aux_files) as c_int;
+            let f = match format {
+                Format::HfBf16 => sys::KTQ_FORMAT_HF_BF16,
+            };
+            call(|err| sys::ktq_writer_open(&mut raw, model.raw, dir.as_ptr(), f, &o, err))?;
+        }
+        Ok(Writer { raw, model })
+    }
+
+    fn quantize_options(opts: &ConvertOptions, cb: Option<&mut Callback>) -> sys::ktq_quantize_options {
+        unsafe {
+            let mut q = std::mem::MaybeUninit::<sys::ktq_quantize_options>::uninit();
+            sys::ktq_quantize_options_init(q.as_mut_ptr(), sys::KTQ_QUANTIZE_OPTIONS_VERSION);
+            let mut q = q.assume_init();
+            q.threads = opts.threads as c_int;
+            q.allow_non_finite = opts.allow_non_finite as c_int;
+            if let Some(cb) = cb {
+                q.progress = Some(trampoline);
+                q.payload = cb as *mut Callback as *mut c_void;
+            }
+            q
+        }
+    }
+
+    /// Converts one decoder layer (`None` = the non-layer tensors).
+    pub fn quantize_layer(&mut self, layer: Option<i32>, opts: &ConvertOptions) -> Result<()> {
+        let q = Self::quantize_options(opts, None);
+        let l = layer.unwrap_or(sys::KTQ_LAYER_GLOBALS);
+        call(|err| unsafe { sys::ktq_quantize_layer(self.model.raw, l, &q, self.raw, err) })
+    }
+
+    /// Converts every layer not yet written, then finishes the output.
+    /// `progress` returns `false` to cancel (the call then fails with
+    /// [`Status::Cancelled`]).
+    pub fn write_all(&mut self, opts: &ConvertOptions, mut progress: impl FnMut(&Progress) -> bool) -> Result<()> {
+        let mut cb = Callback { f: &mut progress, panicked: false };
+        let q = Self::quantize_options(opts, Some(&mut cb));
+        let r = call(|err| unsafe { sys::ktq_write(self.model.raw, &q, self.raw, err) });
+        if cb.panicked {
+            panic!("the progress callback panicked; the conversion was cancelled");
+        }
+        r
+    }
+
+    /// Writes index and config and gives the files their final names.
+    pub fn finish(&mut self) -> Result<()> {
+        call(|err| unsafe { sys::ktq_writer_finish(self.raw, err) })
+    }
+
+    /// (payload bytes, files) this writer produces.
+    pub fn plan(&self) -> Result<(u64, usize)> {
+        let (mut b, mut f) = (0u64, 0usize);
+        call(|err| unsafe { sys::ktq_writer_plan(&mut b, &mut f, self.raw, err) })?;
+        Ok((b, f))
+    }
+}
+
+impl Drop for Writer<'_> {
+    fn drop(&mut self) {
+        unsafe { sys::ktq_writer_free(self.raw) }
+    }
+}

@@ -1,0 +1,103 @@
+//! The safe API end to end on the demo model shipped in the repository.
+use std::path::PathBuf;
+
+fn demo_model() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../examples/models/tiny-deepseek-v3-fp8")
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ktq-rust-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn describes_the_demo_model() {
+    let model = ktq::Model::open(demo_model()).unwrap();
+    let info = model.info().unwrap();
+    assert_eq!(info.architecture, "DeepseekV3ForCausalLM");
+    assert_eq!(info.family, "deepseek_v3");
+    assert_eq!((info.num_layers, info.num_experts, info.experts_per_token), (3, 16, 4));
+    assert_eq!((info.first_dense_layers, info.num_shared_experts), (1, 1));
+    assert_eq!(info.source_dtype, "F8_E4M3");
+    assert_eq!(info.fp8_block, Some((128, 128)));
+    let tensors = model.tensors().unwrap();
+    assert_eq!(tensors.len(), 256);
+    let w = model.tensor("model.layers.1.mlp.experts.3.down_proj.weight").unwrap();
+    assert_eq!((w.dtype.as_str(), w.shape.as_slice(), w.layer), ("F8_E4M3", &[256i64, 256][..], Some(1)));
+    assert_eq!(model.expert_shape(1, 3, ktq::Proj::Down).unwrap(), (256, 256));
+}
+
+#[test]
+fn converted_output_equals_the_readers_dequantization() {
+    let model = ktq::Model::open(demo_model()).unwrap();
+    let out = temp_dir("convert");
+    {
+        let mut writer = ktq::Writer::open(&model, &out, ktq::Format::HfBf16, &ktq::WriterOptions::default()).unwrap();
+        let mut last = 0;
+        writer
+            .write_all(&ktq::ConvertOptions { threads: 2, ..Default::default() }, |p| {
+                assert!(p.bytes_done >= last && p.bytes_done <= p.bytes_total);
+                last = p.bytes_done;
+                true
+            })
+            .unwrap();
+    }
+    let converted = ktq::Model::open(&out).unwrap();
+    assert_eq!(converted.info().unwrap().source_dtype, "BF16");
+    for t in converted.tensors().unwrap() {
+        assert_eq!(t.dtype, "BF16", "{}", t.name);
+        assert_eq!(converted.read_tensor_bf16(&t.name).unwrap(), model.read_tensor_bf16(&t.name).unwrap(), "{}", t.name);
+    }
+    // Expert access matches tensor access.
+    let expert = model.read_expert_f32(2, 5, ktq::Proj::Up).unwrap();
+    assert_eq!(expert, model.read_tensor_f32("model.layers.2.mlp.experts.5.up_proj.weight").unwrap());
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn returning_false_cancels_and_leaves_nothing() {
+    let model = ktq::Model::open(demo_model()).unwrap();
+    let out = temp_dir("cancel");
+    let mut writer = ktq::Writer::open(&model, &out, ktq::Format::HfBf16, &ktq::WriterOptions::default()).unwrap();
+    let mut calls = 0;
+    let err = writer
+        .write_all(&ktq::ConvertOptions::default(), |_| {
+            calls += 1;
+            calls < 5
+        })
+        .unwrap_err();
+    assert_eq!(err.status, ktq::Status::Cancelled);
+    assert_eq!(calls, 5);
+    drop(writer);
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn errors_carry_status_and_message() {
+    let err = ktq::Model::open("/nonexistent/ktq-model").err().unwrap();
+    assert_eq!(err.status, ktq::Status::NotFound);
+    assert!(err.message.contains("/nonexistent/ktq-model"), "{}", err.message);
+    let model = ktq::Model::open(demo_model()).unwrap();
+    let err = model.read_tensor_f32("no.such.tensor").unwrap_err();
+    assert_eq!(err.status, ktq::Status::NotFound);
+    assert!(err.message.contains("no.such.tensor"));
+}
+
+#[test]
+fn a_model_is_shared_across_threads() {
+    let model = ktq::Model::open(demo_model()).unwrap();
+    let reference = model.read_tensor_bf16("model.layers.1.mlp.experts.0.gate_proj.weight").unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..10 {
+                    let got = model.read_tensor_bf16("model.layers.1.mlp.experts.0.gate_proj.weight").unwrap();
+                    assert_eq!(got, reference);
+                }
+            });
+        }
+    });
+    assert!(ktq::version().starts_with("0."));
+}
