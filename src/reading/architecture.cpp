@@ -85,11 +85,22 @@ Architecture Architecture::detect(const ModelConfig &config, const Checkpoint &c
     Architecture a;
     a.family = family_from_model_type(config.model_type);
 
-    int num_layers = config.num_layers;
-    if (num_layers <= 0) {
-        // No layer count in config: take it from the tensor names.
-        for (const auto &n : ckpt.names()) num_layers = std::max(num_layers, layer_of_tensor(n) + 1);
-    }
+    std::set<int> layer_ids;
+    for (const auto &n : ckpt.names())
+        if (int l = layer_of_tensor(n); l >= 0) layer_ids.insert(l);
+    const int layers_seen = layer_ids.empty() ? 0 : *layer_ids.rbegin() + 1;
+    // Layers are numbered densely from 0; a gap means a broken or hostile
+    // checkpoint, refused before anything is sized by the largest index.
+    if (static_cast<size_t>(layers_seen) != layer_ids.size())
+        fail(KTQ_ERR_FORMAT, "tensor names skip decoder layers: the largest layer index is " +
+                                 std::to_string(layers_seen - 1) + " but only " + std::to_string(layer_ids.size()) +
+                                 " layers have tensors");
+    int num_layers = config.num_layers > 0 ? config.num_layers : layers_seen;
+    // A config may name fewer layers than the tensors hold (MTP layers), never
+    // more: that is a truncated checkpoint (or a hostile config).
+    if (num_layers > layers_seen && layers_seen > 0)
+        fail(KTQ_ERR_FORMAT, "config.json says " + std::to_string(num_layers) + " layers but the tensors hold only " +
+                                 std::to_string(layers_seen));
     a.layers.resize(static_cast<size_t>(std::max(0, num_layers)));
 
     // Collect expert tensors per layer from their names.
@@ -142,6 +153,14 @@ Architecture Architecture::detect(const ModelConfig &config, const Checkpoint &c
             le.intermediate = static_cast<int>(dn.shape[2]);
         } else if (!experts.empty()) {
             le.storage = KTQ_EXPERTS_PER_EXPERT;
+            // Ids must be 0..E-1: checked before anything is sized by the largest id.
+            int expected = 0;
+            for (const auto &kv : experts) {
+                if (kv.first != expected)
+                    fail(KTQ_ERR_FORMAT, where + ": expert " + std::to_string(expected) +
+                                             " is missing (next expert id found: " + std::to_string(kv.first) + ")");
+                ++expected;
+            }
             le.num_experts = experts.rbegin()->first + 1;
             le.per_expert.resize(static_cast<size_t>(le.num_experts));
             for (int e = 0; e < le.num_experts; ++e) {

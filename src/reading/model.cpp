@@ -43,16 +43,18 @@ Model::Model(const std::string &path, const ktq_open_options &opts) {
 
     // Dominant dtype of the matrices, by bytes.
     std::map<ktq_dtype, uint64_t> bytes_by_dtype;
+    bool any_fp8 = false;
     for (const auto &name : checkpoint_->names()) {
         const TensorEntry &e = *checkpoint_->at(name).entry;
         if (e.shape.size() >= 2) bytes_by_dtype[e.dtype] += e.nbytes();
+        any_fp8 = any_fp8 || e.dtype == KTQ_DTYPE_F8_E4M3 || e.dtype == KTQ_DTYPE_F8_E5M2;
     }
     uint64_t best = 0;
     for (const auto &kv : bytes_by_dtype)
         if (kv.second > best) best = kv.second, source_dtype_ = kv.first;
 
-    if (config_.quantization.quant_method == "fp8" || source_dtype_ == KTQ_DTYPE_F8_E4M3 ||
-        source_dtype_ == KTQ_DTYPE_F8_E5M2) {
+    // Any FP8 tensor may carry a block scale: the block size must never be 0.
+    if (config_.quantization.quant_method == "fp8" || any_fp8) {
         block_rows_ = config_.quantization.block_rows ? config_.quantization.block_rows : 128;
         block_cols_ = config_.quantization.block_cols ? config_.quantization.block_cols : 128;
     }

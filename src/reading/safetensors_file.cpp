@@ -31,6 +31,7 @@ SafetensorsFile::SafetensorsFile(const std::string &path, const std::string &dis
         fail(KTQ_ERR_FORMAT, display + ": not a regular file");
     }
     size_ = static_cast<uint64_t>(st.st_size);
+    mtime_ns_ = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
     if (size_ < 8) {
         ::close(fd);
         parse_safetensors_header(nullptr, size_, display, max_header_bytes);  // reports the truncation

@@ -32,6 +32,8 @@ public:
     const std::vector<TensorEntry> &tensors() const { return tensors_; }
     const std::map<std::string, std::string> &metadata() const { return metadata_; }
     uint64_t file_size() const { return size_; }
+    // Modification time in nanoseconds (identifies the file for resuming).
+    int64_t mtime_ns() const { return mtime_ns_; }
 
     // Pointer to the first byte of the tensor's payload.
     const uint8_t *data(const TensorEntry &t) const { return data_ + t.begin; }
@@ -42,6 +44,7 @@ private:
     std::string path_;
     std::string display_;
     uint64_t size_ = 0;
+    int64_t mtime_ns_ = 0;
     void *map_ = nullptr;
     const uint8_t *data_ = nullptr;
     std::vector<TensorEntry> tensors_;

@@ -122,10 +122,14 @@ void parse_header_json(SafetensorsHeader &out, const char *text, size_t len, uin
     std::sort(by_offset.begin(), by_offset.end(), [](const TensorEntry *a, const TensorEntry *b) {
         return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
     });
-    for (size_t i = 1; i < by_offset.size(); ++i) {
-        const TensorEntry *prev = by_offset[i - 1], *cur = by_offset[i];
-        if (cur->begin < prev->end && cur->nbytes() > 0 && prev->nbytes() > 0)
-            bad_tensor(display, cur->name, "data overlaps tensor '" + prev->name + "'");
+    // Sorted by start: a tensor overlaps an earlier one exactly when it
+    // starts before the furthest end seen so far (empty tensors occupy nothing).
+    const TensorEntry *furthest = nullptr;
+    for (const TensorEntry *cur : by_offset) {
+        if (cur->nbytes() == 0) continue;
+        if (furthest && cur->begin < furthest->end)
+            bad_tensor(display, cur->name, "data overlaps tensor '" + furthest->name + "'");
+        if (!furthest || cur->end > furthest->end) furthest = cur;
     }
     std::sort(tensors.begin(), tensors.end(),
               [](const TensorEntry &a, const TensorEntry &b) { return a.name < b.name; });

@@ -2,7 +2,9 @@
 
 #include <atomic>
 #include <exception>
+#include <system_error>
 
+#include "runtime/error.h"
 #include "runtime/topology.h"
 
 namespace ktq {
@@ -19,7 +21,21 @@ struct ThreadPool::Job {
 };
 
 ThreadPool::ThreadPool(int threads) {
-    for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+    if (threads > kMaxThreads)
+        fail(KTQ_ERR_INVALID_ARGUMENT, "threads = " + std::to_string(threads) + " is more than the " +
+                                           std::to_string(kMaxThreads) + " supported");
+    try {
+        for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+    } catch (const std::system_error &e) {
+        // Joinable threads must not be destroyed: stop the ones started.
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            stopping_ = true;
+        }
+        wake_.notify_all();
+        for (auto &t : workers_) t.join();
+        fail(KTQ_ERR_NO_MEMORY, "cannot start " + std::to_string(threads) + " threads: " + e.what());
+    }
 }
 
 ThreadPool::~ThreadPool() {

@@ -20,6 +20,7 @@ namespace ktq {
 
 class ThreadPool {
 public:
+    static constexpr int kMaxThreads = 4096;
     // `threads` counts the caller: threads - 1 workers are started.
     explicit ThreadPool(int threads);
     ~ThreadPool();

@@ -65,6 +65,8 @@ std::string read_whole(const std::string &path) {
 // Files of a model folder that are not weights: tokenizer, generation config,
 // chat template, remote code. Everything a loader needs besides the tensors.
 bool is_aux_file(const std::string &name) {
+    // Dotfiles (our own journal, .gitattributes, editor state) are not model files.
+    if (name.empty() || name[0] == '.') return false;
     if (name == "config.json" || name == "model.safetensors.index.json") return false;
     for (const char *weights : {".safetensors", ".bin", ".pt", ".pth", ".gguf", ".ckpt", ".h5", ".msgpack", ".ktq-partial"})
         if (ends_with(name, weights)) return false;
@@ -150,6 +152,11 @@ HfCheckpointWriter::HfCheckpointWriter(const Model &model, const std::string &ou
 
     // The plan's fingerprint: a journal only applies to the very same output.
     std::string plan = "hf-bf16 " + std::to_string(max_shard) + "\n";
+    // ... and to the very same input files (a re-downloaded or fine-tuned
+    // checkpoint with the same shapes must not be mixed with the old one).
+    for (const auto &file : model.checkpoint().files())
+        plan += file->display_name() + " " + std::to_string(file->file_size()) + " " +
+                std::to_string(file->mtime_ns()) + "\n";
     for (const OutputTensor *t : ordered) {
         plan += t->name + " " + dtype_name(t->dtype);
         for (int64_t d : t->shape) plan += " " + std::to_string(d);
@@ -172,6 +179,9 @@ HfCheckpointWriter::HfCheckpointWriter(const Model &model, const std::string &ou
         if (previous) {
             try {
                 shards_ = std::make_unique<ShardedSafetensorsWriter>(out_dir_, ordered, max_shard, true);
+                // Until this constructor succeeds, a failure must not delete
+                // the files we were asked to resume.
+                shards_->set_keep_partial(true);
                 journal_.layers_done = previous->layers_done;
             } catch (const Error &e) {
                 if (e.status() != KTQ_ERR_STATE) throw;
@@ -194,6 +204,7 @@ HfCheckpointWriter::HfCheckpointWriter(const Model &model, const std::string &ou
         journal_.layers_done.clear();
     }
     save_journal(out_dir_, journal_);
+    shards_->set_keep_partial(false);  // from now on abort() decides, by the options
 }
 
 HfCheckpointWriter::~HfCheckpointWriter() { abort(); }
@@ -254,10 +265,13 @@ void HfCheckpointWriter::finish() {
             fail(KTQ_ERR_STATE, out_dir_ + ": cannot finish, " +
                                     (l < 0 ? std::string("the non-layer tensors were") : "layer " + std::to_string(l) + " was") +
                                     " not written");
+    finals_written_.push_back("config.json");
     write_file_atomically(out_dir_, "config.json", rewritten_config());
     if (opts_.copy_aux_files)
-        for (const auto &name : aux_files())
+        for (const auto &name : aux_files()) {
+            finals_written_.push_back(name);
             write_file_atomically(out_dir_, name, read_whole(model_.checkpoint().dir() + "/" + name));
+        }
     shards_->commit();  // weights become visible last
     journal_.complete = true;  // the completion marker, after every final file is in place
     save_journal(out_dir_, journal_);
@@ -267,8 +281,11 @@ void HfCheckpointWriter::finish() {
 
 void HfCheckpointWriter::abort() noexcept {
     if (finished_ || !shards_) return;
+    // A finish() that failed halfway wrote config and tokenizer files under
+    // their final names: they go (the next finish writes them again).
+    for (const auto &name : finals_written_) ::unlink((out_dir_ + "/" + name).c_str());
     if (opts_.keep_partial) {
-        shards_->keep_partial();
+        shards_->set_keep_partial(true);
     } else {
         ::unlink((out_dir_ + "/" + kJournalName).c_str());
     }

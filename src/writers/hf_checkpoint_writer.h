@@ -52,6 +52,7 @@ private:
     JournalState journal_;
     bool finished_ = false;
     bool already_complete_ = false;  // resumed a conversion that had finished
+    std::vector<std::string> finals_written_;  // by a finish() in progress
     uint64_t output_bytes_ = 0;
     size_t output_files_ = 0;
 };

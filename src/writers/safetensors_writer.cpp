@@ -127,6 +127,11 @@ ShardedSafetensorsWriter::ShardedSafetensorsWriter(const std::string &dir,
             for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>(text.size() >> (8 * i));
             const std::string head = std::string(reinterpret_cast<const char *>(len_bytes), 8) + text;
             if (reuse_partial) {
+                // A run killed while committing renamed some shards already;
+                // the journal says the folder is mid-conversion, so they are ours.
+                const std::string final_path = dir_ + "/" + shard.name;
+                if (::access(tmp.c_str(), F_OK) != 0 && ::access(final_path.c_str(), F_OK) == 0)
+                    ::rename(final_path.c_str(), tmp.c_str());
                 shard.fd = ::open(tmp.c_str(), O_RDWR | O_CLOEXEC);
                 if (shard.fd < 0) fail(KTQ_ERR_STATE, tmp + ": partial file of the interrupted run is missing");
                 shards_.push_back(shard);
@@ -185,9 +190,10 @@ void ShardedSafetensorsWriter::commit() {
         }
         s.fd = -1;
     }
-    for (const Shard &s : shards_) {
+    for (Shard &s : shards_) {
         const std::string tmp = dir_ + "/" + s.name + kPartial;
         if (::rename(tmp.c_str(), (dir_ + "/" + s.name).c_str()) != 0) fail_errno(errno, tmp + ": rename failed");
+        s.renamed = true;
     }
     if (shards_.size() > 1) {
         nlohmann::ordered_json index;
@@ -205,7 +211,19 @@ void ShardedSafetensorsWriter::abort() noexcept {
     for (Shard &s : shards_) {
         if (s.fd >= 0) ::close(s.fd);
         s.fd = -1;
-        if (!keep_partial_) ::unlink((dir_ + "/" + s.name + kPartial).c_str());
+        const std::string tmp = dir_ + "/" + s.name + kPartial, final_name = dir_ + "/" + s.name;
+        // A commit that failed halfway may have renamed some shards already:
+        // they go back to their partial names (or away), so nothing with a
+        // final name is left by a failed run.
+        if (s.renamed) {
+            if (keep_partial_)
+                ::rename(final_name.c_str(), tmp.c_str());
+            else
+                ::unlink(final_name.c_str());
+            s.renamed = false;
+        } else if (!keep_partial_) {
+            ::unlink(tmp.c_str());
+        }
     }
 }
 

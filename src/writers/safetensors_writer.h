@@ -30,8 +30,8 @@ public:
     void write(const OutputTensor &tensor, uint64_t offset, const void *data, size_t bytes);
     // Flushes everything written so far to the disk (fdatasync).
     void sync_data();
-    // Leave the partial files in place on destruction (for a later resume).
-    void keep_partial() { keep_partial_ = true; }
+    // Whether the partial files stay in place on destruction (for a later resume).
+    void set_keep_partial(bool keep) { keep_partial_ = keep; }
     // fsync + rename every shard, then write the index (when sharded).
     void commit();
     // Close and unlink the partial files (no-op after commit()).
@@ -46,6 +46,7 @@ private:
         std::string name;
         int fd = -1;
         uint64_t data_start = 0;  // 8 + header length
+        bool renamed = false;     // has its final name (commit in progress)
     };
     struct Placement {
         size_t shard;

@@ -2,7 +2,9 @@
 // versioned options, per-call errors, cancellation, state errors, crash-safe
 // output, determinism across thread counts and layer orders.
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <csignal>
 #include <thread>
@@ -391,6 +393,56 @@ TEST(Writer, KeepPartialThenResumeLayerContinues) {
     TempDir empty;
     EXPECT_EQ(ktq_writer_open(&w, m, empty.path().c_str(), KTQ_FORMAT_HF_BF16, &wo, &err), KTQ_ERR_STATE);
     EXPECT_NE(std::string(ktq_error_message(err)).find("no interrupted conversion"), std::string::npos);
+    ktq_error_free(err);
+    ktq_model_free(m);
+}
+
+TEST(CApi, AbsurdThreadCountIsAnErrorNotACrash) {
+    // Regression (review): failing to start threads called std::terminate.
+    std::string path = shared_model("tiny-llama");
+    if (path.empty()) GTEST_SKIP() << "shared test models not found";
+    ktq_open_options o;
+    ktq_open_options_init(&o, KTQ_OPEN_OPTIONS_VERSION);
+    o.threads = 100000;
+    ktq_model *m = nullptr;
+    ktq_error *err = nullptr;
+    EXPECT_EQ(ktq_open_model(&m, path.c_str(), &o, &err), KTQ_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(ktq_error_message(err)).find("threads"), std::string::npos);
+    ktq_error_free(err);
+}
+
+TEST(Writer, ResumeRefusesAChangedInputAndReconvertingKeepsItsOwnJournal) {
+    ktq_model *src = open_shared("tiny-llama");
+    if (!src) GTEST_SKIP() << "shared test models not found";
+    TempDir copy, first, partial, second;
+    ASSERT_EQ(convert(src, first.path(), 2, 0), KTQ_OK);
+    ktq_model_free(src);
+    // A ktq output converted again: its journal is ours, not an aux file to copy.
+    ktq_model *m = nullptr;
+    ASSERT_EQ(ktq_open_model(&m, first.path().c_str(), nullptr, nullptr), KTQ_OK);
+    ASSERT_EQ(convert(m, second.path(), 2, 0), KTQ_OK);
+    EXPECT_NE(read_file(first / ".ktq-journal.json"), read_file(second / ".ktq-journal.json"));
+    ktq_model_free(m);
+
+    // Interrupt a conversion of a copy, then change the copy's weights file.
+    for (const auto &name : list_dir(first.path()))
+        if (name[0] != '.') write_file(copy / name, read_file(first / name));
+    ASSERT_EQ(ktq_open_model(&m, copy.path().c_str(), nullptr, nullptr), KTQ_OK);
+    ktq_writer_options wo;
+    ktq_writer_options_init(&wo, KTQ_WRITER_OPTIONS_VERSION);
+    wo.keep_partial = 1;
+    ktq_writer *w = nullptr;
+    ASSERT_EQ(ktq_writer_open(&w, m, partial.path().c_str(), KTQ_FORMAT_HF_BF16, &wo, nullptr), KTQ_OK);
+    ASSERT_EQ(ktq_quantize_layer(m, 0, nullptr, w, nullptr), KTQ_OK);
+    ktq_writer_free(w);
+    ktq_model_free(m);
+    struct timespec times[2] = {{0, UTIME_OMIT}, {1, 0}};  // new mtime, as a re-download would
+    ASSERT_EQ(utimensat(AT_FDCWD, (copy / "model.safetensors").c_str(), times, 0), 0);
+    ASSERT_EQ(ktq_open_model(&m, copy.path().c_str(), nullptr, nullptr), KTQ_OK);
+    wo.resume = 1;
+    ktq_error *err = nullptr;
+    EXPECT_EQ(ktq_writer_open(&w, m, partial.path().c_str(), KTQ_FORMAT_HF_BF16, &wo, &err), KTQ_ERR_STATE);
+    EXPECT_NE(std::string(ktq_error_message(err)).find("another model"), std::string::npos);
     ktq_error_free(err);
     ktq_model_free(m);
 }

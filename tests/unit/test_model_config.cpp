@@ -181,3 +181,36 @@ TEST(Detection, Fp8WithoutScaleIsRefusedWhenConfigSaysBlockFp8) {
     EXPECT_EQ(m.status, KTQ_ERR_FORMAT);
     EXPECT_NE(m.message.find("no 'model.layers.0.self_attn.o_proj.weight_scale_inv'"), std::string::npos) << m.message;
 }
+
+TEST(Detection, StrayFp8TensorWithScaleInABf16Model) {
+    // Regression (review): without an fp8 quantization_config the block size
+    // stayed 0 and opening divided by zero.
+    CraftedModel m(R"({"model_type":"llama","num_hidden_layers":1})",
+                   {{"model.layers.0.mlp.down_proj.weight", "BF16", {4, 8}},
+                    {"model.layers.0.self_attn.o_proj.weight", "F8_E4M3", {4, 4}},
+                    {"model.layers.0.self_attn.o_proj.weight_scale_inv", "F32", {1, 1}}});
+    ASSERT_EQ(m.status, KTQ_OK) << m.message;
+    EXPECT_EQ(m.info.fp8_block_rows, 128);
+    std::vector<float> w(16);
+    EXPECT_EQ(ktq_model_read_tensor(w.data(), 64, m.model, "model.layers.0.self_attn.o_proj.weight", KTQ_DTYPE_F32,
+                                    nullptr),
+              KTQ_OK);
+}
+
+TEST(Detection, HostileIndicesAreRefusedBeforeAllocating) {
+    // Regression (review): a huge layer or expert index sized vectors by it.
+    CraftedModel layer(R"({"model_type":"llama"})", {{"model.layers.0.mlp.down_proj.weight", "BF16", {4, 8}},
+                                                      {"model.layers.999999999.mlp.down_proj.weight", "BF16", {4, 8}}});
+    EXPECT_EQ(layer.status, KTQ_ERR_FORMAT);
+    EXPECT_NE(layer.message.find("skip decoder layers"), std::string::npos) << layer.message;
+    auto tensors = per_expert_layer(0, 1);
+    for (const char *p : {"gate_proj", "up_proj", "down_proj"})
+        tensors.push_back({std::string("model.layers.0.mlp.experts.999999999.") + p + ".weight", "BF16", {8, 4}});
+    CraftedModel expert(R"({"model_type":"qwen3_moe","num_hidden_layers":1})", tensors);
+    EXPECT_EQ(expert.status, KTQ_ERR_FORMAT);
+    EXPECT_NE(expert.message.find("expert 1 is missing"), std::string::npos) << expert.message;
+    CraftedModel config(R"({"model_type":"llama","num_hidden_layers":1073741824})",
+                        {{"model.layers.0.mlp.down_proj.weight", "BF16", {4, 8}}});
+    EXPECT_EQ(config.status, KTQ_ERR_FORMAT);
+    EXPECT_NE(config.message.find("config.json says 1073741824 layers"), std::string::npos) << config.message;
+}

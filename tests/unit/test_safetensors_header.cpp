@@ -134,3 +134,13 @@ TEST(SafetensorsHeader, TooManyDimensions) {
     expect_refused(open_with(safetensors_bytes(one_tensor("F32", "[1,1,1,1,1,1,1,1,1]", 0, 4), std::string(4, '\0'))),
                    KTQ_ERR_FORMAT, "dimensions");
 }
+
+TEST(SafetensorsHeader, OverlapHiddenBehindAnEmptyTensor) {
+    // Regression (review): only neighbours were compared, so an empty tensor
+    // between two overlapping ones hid the overlap.
+    std::string header = R"({"a":{"dtype":"U8","shape":[100],"data_offsets":[0,100]},)"
+                         R"("b":{"dtype":"U8","shape":[0],"data_offsets":[10,10]},)"
+                         R"("c":{"dtype":"U8","shape":[10],"data_offsets":[20,30]}})";
+    expect_refused(open_with(safetensors_bytes(header, std::string(100, '\0'))), KTQ_ERR_FORMAT,
+                   "tensor 'c': data overlaps tensor 'a'");
+}
