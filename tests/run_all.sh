@@ -31,6 +31,13 @@ cmake --install build --prefix "$root/build/prefix" > /dev/null
 (cd wrappers/rust && PKG_CONFIG_PATH="$root/build/prefix/lib/pkgconfig" cargo test --release --locked -q &&
    PKG_CONFIG_PATH="$root/build/prefix/lib/pkgconfig" cargo run --release --locked -q -p ktq-sys-systest)
 
+echo "== Python wrapper (ctypes, against the installed library; built as a wheel, installed in a venv)"
+rm -rf build/py-venv
+python3 -m venv build/py-venv
+build/py-venv/bin/pip install -q --disable-pip-version-check pytest ./wrappers/python
+(cd wrappers/python/tests && PKG_CONFIG_PATH="$root/build/prefix/lib/pkgconfig" KTQ_BIN="$root/build/ktq" \
+   "$root/build/py-venv/bin/python" -m pytest -q .)
+
 echo "== ThreadSanitizer build (thread pool, parallel writers, concurrent models)"
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKTQ_TSAN=ON > /dev/null
 cmake --build build-tsan -j "$jobs"

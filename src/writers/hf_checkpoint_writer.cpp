@@ -152,27 +152,25 @@ HfCheckpointWriter::HfCheckpointWriter(const Model &model, const std::string &ou
 
     // The plan's fingerprint: a journal only applies to the very same output.
     std::string plan = "hf-bf16 " + std::to_string(max_shard) + "\n";
-    // ... and to the very same input files (a re-downloaded or fine-tuned
-    // checkpoint with the same shapes must not be mixed with the old one).
-    for (const auto &file : model.checkpoint().files())
-        plan += file->display_name() + " " + std::to_string(file->file_size()) + " " +
-                std::to_string(file->mtime_ns()) + "\n";
-    for (const OutputTensor *t : ordered) {
-        plan += t->name + " " + dtype_name(t->dtype);
-        for (int64_t d : t->shape) plan += " " + std::to_string(d);
-        plan += "\n";
-    }
     journal_.fingerprint = fingerprint_of(plan);
+    // An interrupted run also only continues with the very same input files
+    // (a re-downloaded or fine-tuned checkpoint of the same shapes must not be
+    // mixed with the old one).
+    std::string inputs;
+    for (const auto &file : model.checkpoint().files())
+        inputs += file->display_name() + " " + std::to_string(file->file_size()) + " " +
+                  std::to_string(file->mtime_ns()) + "\n";
+    journal_.inputs = fingerprint_of(inputs);
 
     if (opts.resume) {
         auto previous = load_journal(out_dir_);
-        if (previous && previous->fingerprint != journal_.fingerprint)
+        if (previous && (previous->fingerprint != journal_.fingerprint ||
+                         (!previous->complete && previous->inputs != journal_.inputs)))
             fail(KTQ_ERR_STATE, out_dir_ + ": the interrupted conversion there was of another model or with other "
                                            "options; allow overwriting to start over");
         if (previous && previous->complete) {
             // Nothing left to do: the same conversion finished before.
             already_complete_ = true;
-            journal_ = *previous;
             done_.assign(by_layer_.size(), true);
             return;
         }

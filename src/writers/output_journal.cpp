@@ -21,6 +21,7 @@ std::optional<JournalState> load_journal(const std::string &dir) {
         s.fingerprint = j.at("fingerprint").get<std::string>();
         for (const auto &l : j.at("layers_done")) s.layers_done.insert(l.get<int>());
         s.complete = j.value("complete", false);
+        s.inputs = j.value("inputs", std::string());
         return s;
     } catch (const nlohmann::json::exception &) {
         return std::nullopt;  // unreadable: treated as no journal, the run starts over
@@ -31,6 +32,7 @@ void save_journal(const std::string &dir, const JournalState &state) {
     nlohmann::ordered_json j;
     j["ktq_version"] = KTQ_VERSION_STRING;
     j["fingerprint"] = state.fingerprint;
+    if (!state.complete) j["inputs"] = state.inputs;
     j["layers_done"] = state.layers_done;
     j["complete"] = state.complete;
     write_file_atomically(dir, kJournalName, j.dump() + "\n");

@@ -17,7 +17,9 @@
 namespace ktq {
 
 struct JournalState {
-    std::string fingerprint;
+    std::string fingerprint;    // of the output plan (names, dtypes, shapes, shards)
+    std::string inputs;         // of the input files (names, sizes, mtimes); dropped once complete,
+                                // so a finished output does not depend on when its input was copied
     std::set<int> layers_done;  // -1 = the non-layer tensors
     bool complete = false;
 };

@@ -417,11 +417,27 @@ TEST(Writer, ResumeRefusesAChangedInputAndReconvertingKeepsItsOwnJournal) {
     TempDir copy, first, partial, second;
     ASSERT_EQ(convert(src, first.path(), 2, 0), KTQ_OK);
     ktq_model_free(src);
-    // A ktq output converted again: its journal is ours, not an aux file to copy.
+    // A ktq output converted again: its journal (a dotfile) is not an aux file
+    // to copy - a copied "complete" journal once made an interrupted finish
+    // look finished.
+    write_file(first / ".gitattributes", "*.safetensors filter=lfs\n");
     ktq_model *m = nullptr;
     ASSERT_EQ(ktq_open_model(&m, first.path().c_str(), nullptr, nullptr), KTQ_OK);
-    ASSERT_EQ(convert(m, second.path(), 2, 0), KTQ_OK);
-    EXPECT_NE(read_file(first / ".ktq-journal.json"), read_file(second / ".ktq-journal.json"));
+    ktq_writer_options keep;
+    ktq_writer_options_init(&keep, KTQ_WRITER_OPTIONS_VERSION);
+    keep.keep_partial = 1;
+    ktq_writer *w = nullptr;
+    ASSERT_EQ(ktq_writer_open(&w, m, second.path().c_str(), KTQ_FORMAT_HF_BF16, &keep, nullptr), KTQ_OK);
+    ASSERT_EQ(ktq_quantize_layer(m, 0, nullptr, w, nullptr), KTQ_OK);
+    ktq_writer_free(w);
+    EXPECT_NE(read_file(second / ".ktq-journal.json").find("\"complete\":false"), std::string::npos);
+    ASSERT_EQ(convert(m, second.path(), 2, 0), KTQ_ERR_INVALID_ARGUMENT);  // interrupted: needs resume
+    ktq_model_free(m);
+    TempDir third;
+    ASSERT_EQ(ktq_open_model(&m, first.path().c_str(), nullptr, nullptr), KTQ_OK);
+    ASSERT_EQ(convert(m, third.path(), 2, 0), KTQ_OK);
+    auto names = list_dir(third.path());
+    EXPECT_EQ(std::find(names.begin(), names.end(), ".gitattributes"), names.end());
     ktq_model_free(m);
 
     // Interrupt a conversion of a copy, then change the copy's weights file.
@@ -431,7 +447,6 @@ TEST(Writer, ResumeRefusesAChangedInputAndReconvertingKeepsItsOwnJournal) {
     ktq_writer_options wo;
     ktq_writer_options_init(&wo, KTQ_WRITER_OPTIONS_VERSION);
     wo.keep_partial = 1;
-    ktq_writer *w = nullptr;
     ASSERT_EQ(ktq_writer_open(&w, m, partial.path().c_str(), KTQ_FORMAT_HF_BF16, &wo, nullptr), KTQ_OK);
     ASSERT_EQ(ktq_quantize_layer(m, 0, nullptr, w, nullptr), KTQ_OK);
     ktq_writer_free(w);

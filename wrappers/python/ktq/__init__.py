@@ -1,0 +1,164 @@
+"""Python API of libktq (ctypes over the stable C ABI).
+
+    import ktq
+    with ktq.Model("DeepSeek-V3") as model:
+        print(model.info()["num_experts"])
+        ktq.convert(model, "DeepSeek-V3-bf16", progress=lambda p: print(p["bytes_done"]) or True)
+
+A Model may be used from several threads at once; a conversion runs on the
+calling thread. Every failure raises KtqError with `.status` and a message
+naming the file and tensor; using a closed Model raises ValueError.
+"""
+import array
+import ctypes
+
+from . import _lib
+from ._lib import lib
+
+__all__ = ["KtqError", "Model", "convert", "version", "STATUS"]
+
+STATUS = {0: "ok", -1: "invalid_argument", -2: "io", -3: "format", -4: "unsupported", -5: "not_found",
+          -6: "no_memory", -7: "cancelled", -8: "buffer_too_small", -9: "version", -10: "no_space",
+          -11: "state", -12: "internal"}
+
+
+class KtqError(Exception):
+    """A libktq call failed: `.status` (e.g. "not_found") and `.code` (the C status)."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+        self.status = STATUS.get(code, str(code))
+
+
+def version():
+    return lib.ktq_version().decode()
+
+
+def _call(fn, *args):
+    err = ctypes.c_void_p()
+    code = fn(*args, ctypes.byref(err))
+    if code != 0:
+        if err:
+            message = lib.ktq_error_message(err).decode(errors="replace")
+            lib.ktq_error_free(err)
+        else:
+            message = lib.ktq_status_str(code).decode()
+        raise KtqError(code, message)
+
+
+def _s(p):
+    return p.decode(errors="replace") if p else ""
+
+
+class Model:
+    """An opened Hugging Face checkpoint folder (memory-mapped, read-only)."""
+
+    def __init__(self, path, threads=0):
+        opts = _lib.OpenOptions()
+        lib.ktq_open_options_init(ctypes.byref(opts), _lib.OPEN_OPTIONS_VERSION)
+        opts.threads = threads
+        self._raw = ctypes.c_void_p()
+        _call(lib.ktq_open_model, ctypes.byref(self._raw), str(path).encode(), ctypes.byref(opts))
+
+    def _handle(self):
+        if not self._raw:
+            raise ValueError("this ktq.Model is closed")
+        return self._raw
+
+    def close(self):
+        if self._raw:
+            lib.ktq_model_free(self._raw)
+            self._raw = ctypes.c_void_p()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+    def info(self):
+        i = _lib.ModelInfo()
+        lib.ktq_model_info_init(ctypes.byref(i), _lib.MODEL_INFO_VERSION)
+        _call(lib.ktq_model_get_info, ctypes.byref(i), self._handle())
+        return {
+            "architecture": _s(i.architecture), "model_type": _s(i.model_type),
+            "family": _s(lib.ktq_arch_family_name(i.family)), "notice": _s(i.notice),
+            "num_layers": i.num_layers, "hidden_size": i.hidden_size, "num_experts": i.num_experts,
+            "experts_per_token": i.experts_per_token, "moe_intermediate_size": i.moe_intermediate_size,
+            "first_dense_layers": i.first_dense_layers, "num_moe_layers": i.num_moe_layers,
+            "num_shared_experts": i.num_shared_experts, "source_dtype": _s(lib.ktq_dtype_name(i.source_dtype)),
+            "fp8_block_size": (i.fp8_block_rows, i.fp8_block_cols) if i.fp8_block_rows else None,
+            "num_tensors": i.num_tensors, "total_bytes": i.total_bytes,
+        }
+
+    def _tensor_at(self, index):
+        t = _lib.TensorInfo()
+        lib.ktq_tensor_info_init(ctypes.byref(t), _lib.TENSOR_INFO_VERSION)
+        _call(lib.ktq_model_tensor_info, ctypes.byref(t), self._handle(), index)
+        return {"name": _s(t.name), "file": _s(t.file), "dtype": _s(lib.ktq_dtype_name(t.dtype)),
+                "shape": list(t.shape[: t.ndim]), "nbytes": t.nbytes, "layer": t.layer if t.layer >= 0 else None}
+
+    def tensors(self):
+        """Every tensor, in name order."""
+        return [self._tensor_at(i) for i in range(lib.ktq_model_tensor_count(self._handle()))]
+
+    def tensor(self, name):
+        index = ctypes.c_size_t()
+        _call(lib.ktq_model_find_tensor, ctypes.byref(index), self._handle(), name.encode())
+        return self._tensor_at(index.value)
+
+    def read_tensor(self, name, dtype="f32"):
+        """The tensor as a flat array.array: 'f' (F32) or 'H' (BF16 bit patterns)."""
+        numel = 1
+        for d in self.tensor(name)["shape"]:
+            numel *= d
+        out = array.array("f" if dtype == "f32" else "H", bytes(numel * (4 if dtype == "f32" else 2)))
+        address, _ = out.buffer_info()
+        code = _lib.DTYPE_F32 if dtype == "f32" else _lib.DTYPE_BF16
+        _call(lib.ktq_model_read_tensor, ctypes.c_void_p(address), numel * out.itemsize, self._handle(),
+              name.encode(), code)
+        return out
+
+
+def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=False, resume=False,
+            progress=None):
+    """Converts `model` into `out_dir`. `progress(dict)` returns False to cancel
+    (KtqError with status "cancelled"; nothing with a final name is left)."""
+    if to != "bf16":
+        raise ValueError(f"unknown target format {to!r} (available: 'bf16')")
+    wopts = _lib.WriterOptions()
+    lib.ktq_writer_options_init(ctypes.byref(wopts), _lib.WRITER_OPTIONS_VERSION)
+    wopts.max_shard_bytes, wopts.overwrite, wopts.resume = max_shard_bytes, int(overwrite), int(resume)
+    writer = ctypes.c_void_p()
+    _call(lib.ktq_writer_open, ctypes.byref(writer), model._handle(), str(out_dir).encode(), _lib.FORMAT_HF_BF16,
+          ctypes.byref(wopts))
+    raised = []
+
+    def trampoline(p, _payload):
+        if progress is None:
+            return 0
+        try:
+            c = p.contents
+            keep_going = progress({"layer": c.layer if c.layer >= 0 else None, "layers_total": c.layers_total,
+                                   "tensor": _s(c.tensor), "bytes_done": c.bytes_done, "bytes_total": c.bytes_total})
+            return 0 if keep_going is None or keep_going else 1
+        except BaseException as e:  # never let an exception cross into C: cancel, re-raise after
+            raised.append(e)
+            return 1
+
+    callback = _lib.PROGRESS_CB(trampoline)
+    qopts = _lib.QuantizeOptions()
+    lib.ktq_quantize_options_init(ctypes.byref(qopts), _lib.QUANTIZE_OPTIONS_VERSION)
+    qopts.threads, qopts.progress = threads, callback
+    try:
+        _call(lib.ktq_write, model._handle(), ctypes.byref(qopts), writer)
+    except KtqError:
+        if raised:
+            raise raised[0]
+        raise
+    finally:
+        lib.ktq_writer_free(writer)

@@ -1,0 +1,117 @@
+"""Loads libktq and declares the part of its C ABI the Python API uses.
+
+The library is found, in order, at $KTQ_LIBRARY, in the libdir of
+`pkg-config ktq`, then by the system loader (ctypes.util.find_library).
+The ctypes declarations mirror include/ktq/*.h; tests/test_layout.py checks
+every struct against the C compiler.
+"""
+import ctypes
+import ctypes.util
+import os
+import subprocess
+
+c_int, c_uint, c_size_t, c_uint64, c_int64 = ctypes.c_int, ctypes.c_uint, ctypes.c_size_t, ctypes.c_uint64, ctypes.c_int64
+c_char_p, c_void_p = ctypes.c_char_p, ctypes.c_void_p
+
+OPEN_OPTIONS_VERSION = MODEL_INFO_VERSION = TENSOR_INFO_VERSION = 1
+WRITER_OPTIONS_VERSION = QUANTIZE_OPTIONS_VERSION = PROGRESS_VERSION = 1
+MAX_DIMS = 8
+DTYPE_F32, DTYPE_BF16 = 1, 3
+FORMAT_HF_BF16 = 1
+LAYER_GLOBALS = -1
+
+
+class OpenOptions(ctypes.Structure):
+    _fields_ = [("version", c_uint), ("threads", c_int), ("max_header_bytes", c_uint64)]
+
+
+class ModelInfo(ctypes.Structure):
+    _fields_ = [("version", c_uint), ("architecture", c_char_p), ("model_type", c_char_p), ("path", c_char_p),
+                ("notice", c_char_p), ("family", c_int), ("num_layers", c_int), ("hidden_size", c_int),
+                ("intermediate_size", c_int), ("moe_intermediate_size", c_int), ("num_experts", c_int),
+                ("experts_per_token", c_int), ("first_dense_layers", c_int), ("num_moe_layers", c_int),
+                ("num_shared_experts", c_int), ("vocab_size", c_int), ("expert_storage", c_int),
+                ("source_dtype", c_int), ("fp8_block_rows", c_int), ("fp8_block_cols", c_int),
+                ("num_tensors", c_size_t), ("num_files", c_size_t), ("total_bytes", c_uint64)]
+
+
+class TensorInfo(ctypes.Structure):
+    _fields_ = [("version", c_uint), ("name", c_char_p), ("file", c_char_p), ("dtype", c_int), ("ndim", c_int),
+                ("shape", c_int64 * MAX_DIMS), ("nbytes", c_uint64), ("layer", c_int)]
+
+
+class Progress(ctypes.Structure):
+    _fields_ = [("version", c_uint), ("layer", c_int), ("layers_total", c_int), ("tensor", c_char_p),
+                ("bytes_done", c_uint64), ("bytes_total", c_uint64)]
+
+
+PROGRESS_CB = ctypes.CFUNCTYPE(c_int, ctypes.POINTER(Progress), c_void_p)
+
+
+class WriterOptions(ctypes.Structure):
+    _fields_ = [("version", c_uint), ("max_shard_bytes", c_uint64), ("copy_aux_files", c_int), ("overwrite", c_int),
+                ("resume", c_int), ("resume_layer", c_int), ("keep_partial", c_int)]
+
+
+class QuantizeOptions(ctypes.Structure):
+    _fields_ = [("version", c_uint), ("engine", c_int), ("threads", c_int), ("progress", PROGRESS_CB),
+                ("payload", c_void_p), ("allow_non_finite", c_int)]
+
+
+STRUCTS = {"ktq_open_options": OpenOptions, "ktq_model_info": ModelInfo, "ktq_tensor_info": TensorInfo,
+           "ktq_progress": Progress, "ktq_writer_options": WriterOptions, "ktq_quantize_options": QuantizeOptions}
+
+
+def _find_library():
+    explicit = os.environ.get("KTQ_LIBRARY")
+    if explicit:
+        return explicit
+    try:
+        libdir = subprocess.run(["pkg-config", "--variable=libdir", "ktq"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        candidate = os.path.join(libdir, "libktq.so.0")
+        if os.path.exists(candidate):
+            return candidate
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    found = ctypes.util.find_library("ktq")
+    if not found:
+        raise OSError("libktq not found: install it (cmake --install), set PKG_CONFIG_PATH for its prefix, "
+                      "or point KTQ_LIBRARY at libktq.so.0")
+    return found
+
+
+lib = ctypes.CDLL(_find_library())
+
+_E = ctypes.POINTER(c_void_p)  # ktq_error ** (errors are opaque)
+
+
+def _decl(name, restype, *argtypes):
+    fn = getattr(lib, name)
+    fn.restype = restype
+    fn.argtypes = list(argtypes)
+
+
+_decl("ktq_version", c_char_p)
+_decl("ktq_version_number", c_uint)
+_decl("ktq_status_str", c_char_p, c_int)
+_decl("ktq_error_status", c_int, c_void_p)
+_decl("ktq_error_message", c_char_p, c_void_p)
+_decl("ktq_error_free", None, c_void_p)
+_decl("ktq_dtype_name", c_char_p, c_int)
+_decl("ktq_arch_family_name", c_char_p, c_int)
+_decl("ktq_open_options_init", c_int, ctypes.POINTER(OpenOptions), c_uint)
+_decl("ktq_open_model", c_int, ctypes.POINTER(c_void_p), c_char_p, ctypes.POINTER(OpenOptions), _E)
+_decl("ktq_model_free", None, c_void_p)
+_decl("ktq_model_info_init", c_int, ctypes.POINTER(ModelInfo), c_uint)
+_decl("ktq_model_get_info", c_int, ctypes.POINTER(ModelInfo), c_void_p, _E)
+_decl("ktq_tensor_info_init", c_int, ctypes.POINTER(TensorInfo), c_uint)
+_decl("ktq_model_tensor_count", c_size_t, c_void_p)
+_decl("ktq_model_tensor_info", c_int, ctypes.POINTER(TensorInfo), c_void_p, c_size_t, _E)
+_decl("ktq_model_find_tensor", c_int, ctypes.POINTER(c_size_t), c_void_p, c_char_p, _E)
+_decl("ktq_model_read_tensor", c_int, c_void_p, c_size_t, c_void_p, c_char_p, c_int, _E)
+_decl("ktq_writer_options_init", c_int, ctypes.POINTER(WriterOptions), c_uint)
+_decl("ktq_writer_open", c_int, ctypes.POINTER(c_void_p), c_void_p, c_char_p, c_int, ctypes.POINTER(WriterOptions), _E)
+_decl("ktq_writer_free", None, c_void_p)
+_decl("ktq_quantize_options_init", c_int, ctypes.POINTER(QuantizeOptions), c_uint)
+_decl("ktq_write", c_int, c_void_p, ctypes.POINTER(QuantizeOptions), c_void_p, _E)

@@ -1,0 +1,90 @@
+"""The Python API end to end on the demo model shipped in the repository."""
+import os
+import subprocess
+import threading
+
+import pytest
+
+import ktq
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+DEMO = os.path.join(REPO, "examples", "models", "tiny-deepseek-v3-fp8")
+
+
+def test_describes_the_demo_model():
+    with ktq.Model(DEMO) as m:
+        info = m.info()
+        assert (info["architecture"], info["family"]) == ("DeepseekV3ForCausalLM", "deepseek_v3")
+        assert (info["num_layers"], info["num_experts"], info["experts_per_token"]) == (3, 16, 4)
+        assert (info["first_dense_layers"], info["num_shared_experts"]) == (1, 1)
+        assert info["source_dtype"] == "F8_E4M3" and info["fp8_block_size"] == (128, 128)
+        assert len(m.tensors()) == 256
+        t = m.tensor("model.layers.1.mlp.experts.3.down_proj.weight")
+        assert (t["dtype"], t["shape"], t["layer"]) == ("F8_E4M3", [256, 256], 1)
+    assert ktq.version().startswith("0.")
+
+
+def test_conversion_matches_the_reader_and_the_cli(tmp_path):
+    seen = []
+    with ktq.Model(DEMO) as m:
+        ktq.convert(m, tmp_path / "py", threads=2, progress=lambda p: seen.append(p["bytes_done"]))
+        with ktq.Model(tmp_path / "py") as out:
+            assert out.info()["source_dtype"] == "BF16"
+            for t in out.tensors():
+                assert out.read_tensor(t["name"], "bf16") == m.read_tensor(t["name"], "bf16"), t["name"]
+    assert seen == sorted(seen) and len(seen) > 10
+    ktq_bin = os.environ.get("KTQ_BIN")
+    if ktq_bin:  # the same conversion through the CLI gives the same files
+        subprocess.run([ktq_bin, "convert", DEMO, str(tmp_path / "cli"), "--quiet"], check=True)
+        for name in sorted(os.listdir(tmp_path / "cli")):
+            assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "py" / name).read_bytes(), name
+
+
+def test_cancel_leaves_nothing(tmp_path):
+    calls = []
+    with ktq.Model(DEMO) as m:
+        with pytest.raises(ktq.KtqError) as e:
+            ktq.convert(m, tmp_path / "out", progress=lambda p: calls.append(1) or len(calls) < 5)
+    assert e.value.status == "cancelled" and len(calls) == 5
+    assert os.listdir(tmp_path / "out") == []
+
+
+def test_exception_in_progress_cancels_and_propagates(tmp_path):
+    def boom(_):
+        raise RuntimeError("stop here")
+    with ktq.Model(DEMO) as m:
+        with pytest.raises(RuntimeError, match="stop here"):
+            ktq.convert(m, tmp_path / "out", progress=boom)
+    assert os.listdir(tmp_path / "out") == []
+
+
+def test_bad_path_and_closed_handle():
+    with pytest.raises(ktq.KtqError) as e:
+        ktq.Model("/nonexistent/ktq-model")
+    assert e.value.status == "not_found" and "/nonexistent/ktq-model" in str(e.value)
+    m = ktq.Model(DEMO)
+    m.close()
+    m.close()  # twice is fine
+    with pytest.raises(ValueError, match="closed"):
+        m.info()
+    with pytest.raises(ktq.KtqError) as e:
+        with ktq.Model(DEMO) as m2:
+            m2.read_tensor("no.such.tensor")
+    assert e.value.status == "not_found"
+
+
+def test_one_model_many_threads():
+    with ktq.Model(DEMO) as m:
+        ref = m.read_tensor("model.layers.1.mlp.experts.0.gate_proj.weight")
+        errors = []
+
+        def work():
+            for _ in range(10):
+                if m.read_tensor("model.layers.1.mlp.experts.0.gate_proj.weight") != ref:
+                    errors.append("mismatch")
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
