@@ -38,6 +38,10 @@ build/py-venv/bin/pip install -q --disable-pip-version-check pytest ./wrappers/p
 (cd wrappers/python/tests && PKG_CONFIG_PATH="$root/build/prefix/lib/pkgconfig" KTQ_BIN="$root/build/ktq" \
    "$root/build/py-venv/bin/python" -m pytest -q .)
 
+echo "== Go wrapper (SWIG from wrappers/swig/ktq.i, against the installed library)"
+(cd wrappers/go && export PKG_CONFIG_PATH="$root/build/prefix/lib/pkgconfig" LD_LIBRARY_PATH="$root/build/prefix/lib" \
+   KTQ_BIN="$root/build/ktq" && go vet . && go test -count=1 ./...)
+
 echo "== ThreadSanitizer build (thread pool, parallel writers, concurrent models)"
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKTQ_TSAN=ON > /dev/null
 cmake --build build-tsan -j "$jobs"

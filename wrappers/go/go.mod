@@ -1,0 +1,3 @@
+module github.com/ktq/ktq/wrappers/go
+
+go 1.21

@@ -1,0 +1,228 @@
+// Package ktq is the Go API of libktq: open Hugging Face MoE checkpoints,
+// describe them, and convert them (today: block-FP8/FP16 to BF16).
+//
+//	m, err := ktq.Open("DeepSeek-V3")
+//	if err != nil { return err }
+//	defer m.Close()
+//	err = ktq.Convert(ctx, m, "DeepSeek-V3-bf16", ktq.ConvertOptions{})
+//
+// A Model may be used from several goroutines at once (libktq's models are
+// thread-safe for reading); Close must not race with other calls. Cancelling
+// ctx cancels a running conversion cleanly: nothing with a final name is
+// left in the output folder. Errors are *Error values carrying libktq's
+// status and message (naming the file and tensor).
+//
+// The package builds against the installed libktq found by pkg-config
+// (set PKG_CONFIG_PATH for a non-system prefix) and needs SWIG at build time.
+package ktq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ktq/ktq/wrappers/go/internal/ktqswig"
+)
+
+// Status is a libktq status code.
+type Status int
+
+// The libktq status codes.
+const (
+	StatusOK              Status = 0
+	StatusInvalidArgument Status = -1
+	StatusIO              Status = -2
+	StatusFormat          Status = -3
+	StatusUnsupported     Status = -4
+	StatusNotFound        Status = -5
+	StatusNoMemory        Status = -6
+	StatusCancelled       Status = -7
+	StatusBufferTooSmall  Status = -8
+	StatusVersion         Status = -9
+	StatusNoSpace         Status = -10
+	StatusState           Status = -11
+	StatusInternal        Status = -12
+)
+
+// Error is a failed libktq call.
+type Error struct {
+	Status  Status
+	Message string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("ktq: %s (status %d)", e.Message, int(e.Status)) }
+
+// ErrClosed is returned by methods of a closed Model.
+var ErrClosed = errors.New("ktq: model is closed")
+
+// Version is the version of the libktq loaded at run time.
+func Version() string { return ktqswig.Ktqs_version() }
+
+// call runs one C call with its own result slot.
+func call(f func(res ktqswig.Ktqs_result)) error {
+	res := ktqswig.NewKtqs_result()
+	defer ktqswig.DeleteKtqs_result(res)
+	f(res)
+	if s := res.GetStatus(); s != 0 {
+		return &Error{Status: Status(s), Message: res.GetMessage()}
+	}
+	return nil
+}
+
+// Model is an opened checkpoint folder (memory-mapped, read-only).
+type Model struct {
+	mu  sync.RWMutex
+	raw ktqswig.Struct_SS_ktq_model
+}
+
+// Open opens a Hugging Face checkpoint folder (or one .safetensors file in
+// it) with one worker thread per core.
+func Open(path string) (*Model, error) { return OpenThreads(path, 0) }
+
+// OpenThreads is Open with an explicit number of worker threads (0 = cores).
+func OpenThreads(path string, threads int) (*Model, error) {
+	var raw ktqswig.Struct_SS_ktq_model
+	if err := call(func(res ktqswig.Ktqs_result) { raw = ktqswig.Ktqs_open_model(path, threads, res) }); err != nil {
+		return nil, err
+	}
+	return &Model{raw: raw}, nil
+}
+
+// Close releases the model. Closing twice is harmless.
+func (m *Model) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.raw != nil {
+		ktqswig.Ktqs_model_free(m.raw)
+		m.raw = nil
+	}
+	return nil
+}
+
+// Info describes a model.
+type Info struct {
+	Architecture, ModelType, Family, SourceDtype, Notice string
+	NumLayers, HiddenSize, NumExperts, ExpertsPerToken     int
+	MoeIntermediateSize, FirstDenseLayers, NumMoeLayers    int
+	NumSharedExperts, NumTensors                           int
+	TotalBytes                                             uint64
+}
+
+// Info returns what the model is.
+func (m *Model) Info() (Info, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.raw == nil {
+		return Info{}, ErrClosed
+	}
+	var info Info
+	err := call(func(res ktqswig.Ktqs_result) {
+		text := func(f string) string {
+			if res.GetStatus() != 0 {
+				return ""
+			}
+			return ktqswig.Ktqs_model_text(m.raw, f, res)
+		}
+		num := func(f string) int64 {
+			if res.GetStatus() != 0 {
+				return 0
+			}
+			return ktqswig.Ktqs_model_info(m.raw, f, res)
+		}
+		info = Info{
+			Architecture: text("architecture"), ModelType: text("model_type"), Family: text("family"),
+			SourceDtype: text("source_dtype"), Notice: text("notice"),
+			NumLayers: int(num("num_layers")), HiddenSize: int(num("hidden_size")), NumExperts: int(num("num_experts")),
+			ExpertsPerToken: int(num("experts_per_token")), MoeIntermediateSize: int(num("moe_intermediate_size")),
+			FirstDenseLayers: int(num("first_dense_layers")), NumMoeLayers: int(num("num_moe_layers")),
+			NumSharedExperts: int(num("num_shared_experts")), NumTensors: int(num("num_tensors")),
+			TotalBytes: uint64(num("total_bytes")),
+		}
+	})
+	return info, err
+}
+
+// Progress of a running conversion.
+type Progress struct {
+	Layer                 int // -1 for the non-layer tensors
+	BytesDone, BytesTotal uint64
+}
+
+// ConvertOptions configure Convert. The zero value converts to BF16 with
+// one thread per core into an empty (or new) folder.
+type ConvertOptions struct {
+	Threads       int
+	MaxShardBytes uint64
+	Overwrite     bool
+	Resume        bool
+	// Progress, if set, is called from another goroutine about every
+	// ProgressEvery (default 200 ms) while the conversion runs.
+	Progress      func(Progress)
+	ProgressEvery time.Duration
+}
+
+// Convert writes m into outDir as a BF16 Hugging Face checkpoint. It blocks
+// until done; cancelling ctx stops it with an *Error of StatusCancelled.
+func Convert(ctx context.Context, m *Model, outDir string, opts ConvertOptions) error {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.raw == nil {
+		return ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return &Error{Status: StatusCancelled, Message: err.Error()}
+	}
+	var writer ktqswig.Struct_SS_ktq_writer
+	if err := call(func(res ktqswig.Ktqs_result) {
+		writer = ktqswig.Ktqs_writer_open(m.raw, outDir, opts.MaxShardBytes, b2i(opts.Overwrite), b2i(opts.Resume), res)
+	}); err != nil {
+		return err
+	}
+	defer ktqswig.Ktqs_writer_free(writer)
+
+	token := ktqswig.NewKtqs_token()
+	defer ktqswig.DeleteKtqs_token(token)
+	every := opts.ProgressEvery
+	if every <= 0 {
+		every = 200 * time.Millisecond
+	}
+	done := make(chan struct{})
+	watcher := make(chan struct{})
+	go func() { // maps ctx to the C cancel flag and reports progress
+		defer close(watcher)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				ktqswig.Ktqs_token_cancel(token)
+				<-done
+				return
+			case <-tick.C:
+				if opts.Progress != nil {
+					opts.Progress(Progress{Layer: ktqswig.Ktqs_token_layer(token),
+						BytesDone: ktqswig.Ktqs_token_bytes_done(token), BytesTotal: ktqswig.Ktqs_token_bytes_total(token)})
+				}
+			}
+		}
+	}()
+	err := call(func(res ktqswig.Ktqs_result) { ktqswig.Ktqs_write(m.raw, writer, opts.Threads, token, res) })
+	close(done)
+	<-watcher
+	if err == nil && opts.Progress != nil {
+		total := ktqswig.Ktqs_token_bytes_total(token)
+		opts.Progress(Progress{Layer: ktqswig.Ktqs_token_layer(token), BytesDone: total, BytesTotal: total})
+	}
+	return err
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,181 @@
+package ktq_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	ktq "github.com/ktq/ktq/wrappers/go"
+)
+
+var demo = filepath.Join("..", "..", "examples", "models", "tiny-deepseek-v3-fp8")
+
+func TestDescribesTheDemoModel(t *testing.T) {
+	m, err := ktq.Open(demo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	info, err := m.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Architecture != "DeepseekV3ForCausalLM" || info.Family != "deepseek_v3" || info.NumLayers != 3 ||
+		info.NumExperts != 16 || info.ExpertsPerToken != 4 || info.FirstDenseLayers != 1 ||
+		info.NumSharedExperts != 1 || info.SourceDtype != "F8_E4M3" || info.NumTensors != 256 {
+		t.Fatalf("unexpected info %+v", info)
+	}
+}
+
+func files(t *testing.T, dir string) map[string][]byte {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]byte{}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[e.Name()] = b
+	}
+	return out
+}
+
+func TestConvertMatchesTheCLI(t *testing.T) {
+	m, err := ktq.Open(demo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	out := filepath.Join(t.TempDir(), "go")
+	var last ktq.Progress
+	err = ktq.Convert(context.Background(), m, out, ktq.ConvertOptions{Threads: 2,
+		Progress: func(p ktq.Progress) { last = p }, ProgressEvery: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last.BytesTotal == 0 || last.BytesDone != last.BytesTotal {
+		t.Fatalf("final progress %+v", last)
+	}
+	got := files(t, out)
+	if _, ok := got["model.safetensors"]; !ok {
+		t.Fatalf("no model.safetensors in %v", got)
+	}
+	if bin := os.Getenv("KTQ_BIN"); bin != "" {
+		cli := filepath.Join(t.TempDir(), "cli")
+		if b, err := exec.Command(bin, "convert", demo, cli, "--quiet").CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, b)
+		}
+		want := files(t, cli)
+		var names []string
+		for n := range want {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			if !bytes.Equal(want[n], got[n]) {
+				t.Fatalf("%s differs from the CLI's output", n)
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%d files, CLI wrote %d", len(got), len(want))
+		}
+	}
+}
+
+func TestCancelledContextLeavesNothing(t *testing.T) {
+	m, err := ktq.Open(demo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	out := filepath.Join(t.TempDir(), "out")
+	err = ktq.Convert(ctx, m, out, ktq.ConvertOptions{})
+	var ke *ktq.Error
+	if !errors.As(err, &ke) || ke.Status != ktq.StatusCancelled {
+		t.Fatalf("want a cancelled error, got %v", err)
+	}
+	if entries, _ := os.ReadDir(out); len(entries) != 0 {
+		t.Fatalf("left %v", entries)
+	}
+}
+
+func TestCancelDuringConversion(t *testing.T) {
+	// A context cancelled while C runs: the run stops with StatusCancelled
+	// (or, on a fast machine, finishes first) and never leaves a half output.
+	m, err := ktq.Open(demo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	for i := 0; i < 5; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i)*2*time.Millisecond)
+		out := filepath.Join(t.TempDir(), "out")
+		err := ktq.Convert(ctx, m, out, ktq.ConvertOptions{Threads: 1})
+		cancel()
+		var ke *ktq.Error
+		if err != nil && !(errors.As(err, &ke) && ke.Status == ktq.StatusCancelled) {
+			t.Fatal(err)
+		}
+		entries, _ := os.ReadDir(out)
+		if err != nil && len(entries) != 0 {
+			t.Fatalf("cancelled run left %v", entries)
+		}
+	}
+}
+
+func TestBadPathAndClosedModel(t *testing.T) {
+	_, err := ktq.Open("/nonexistent/ktq-model")
+	var ke *ktq.Error
+	if !errors.As(err, &ke) || ke.Status != ktq.StatusNotFound {
+		t.Fatalf("want not found, got %v", err)
+	}
+	m, err := ktq.Open(demo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	m.Close()
+	if _, err := m.Info(); !errors.Is(err, ktq.ErrClosed) {
+		t.Fatalf("want ErrClosed, got %v", err)
+	}
+	if err := ktq.Convert(context.Background(), m, t.TempDir(), ktq.ConvertOptions{}); !errors.Is(err, ktq.ErrClosed) {
+		t.Fatalf("want ErrClosed, got %v", err)
+	}
+}
+
+func TestOneModelManyGoroutines(t *testing.T) {
+	m, err := ktq.Open(demo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				if info, err := m.Info(); err != nil || info.NumExperts != 16 {
+					t.Errorf("info %+v, %v", info, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if v := ktq.Version(); v == "" {
+		t.Fatal("empty version")
+	}
+}

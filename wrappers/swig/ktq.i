@@ -1,0 +1,150 @@
+/* ktq.i - the one SWIG interface file behind the Go and Java bindings.
+ *
+ * SWIG sees a small "call layer" defined here on top of include/ktq/*.h:
+ * functions that return handles directly and report failures in a
+ * ktqs_result (status + message) instead of the `**out` / `ktq_error **`
+ * out-parameters, and a cancel token that the progress callback polls, so a
+ * Go context or a Java thread interrupt can cancel a running conversion
+ * without C calling back into the managed runtime. Each language's own
+ * .i file (go/, java/) adds its typemaps and %includes this one; the
+ * idiomatic public API is written in that language on top.
+ */
+%{
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <ktq/ktq.h>
+
+typedef struct ktqs_result {
+    int status;
+    char message[2048];
+} ktqs_result;
+
+/* Written by the progress callback on the converting thread, read and
+ * cancelled from any other thread: accessed with atomics only. */
+typedef struct ktqs_token {
+    int cancel;
+    int layer;
+    int layers_total;
+    uint64_t bytes_done;
+    uint64_t bytes_total;
+} ktqs_token;
+
+static void ktqs_set(ktqs_result *res, int status, ktq_error *err) {
+    if (!res) { ktq_error_free(err); return; }
+    res->status = status;
+    snprintf(res->message, sizeof res->message, "%s", err ? ktq_error_message(err) : ktq_status_str(status));
+    ktq_error_free(err);
+}
+
+static int ktqs_progress(const ktq_progress *p, void *payload) {
+    ktqs_token *t = (ktqs_token *)payload;
+    __atomic_store_n(&t->layer, p->layer, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->layers_total, p->layers_total, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->bytes_total, p->bytes_total, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->bytes_done, p->bytes_done, __ATOMIC_RELEASE);
+    return __atomic_load_n(&t->cancel, __ATOMIC_ACQUIRE);
+}
+%}
+
+%include <stdint.i>
+
+typedef struct ktqs_result {
+    int status;
+    char message[2048];
+} ktqs_result;
+
+typedef struct ktqs_token {
+    int cancel;
+    int layer;
+    int layers_total;
+    uint64_t bytes_done;
+    uint64_t bytes_total;
+} ktqs_token;
+
+typedef struct ktq_model ktq_model;
+typedef struct ktq_writer ktq_writer;
+
+%inline %{
+const char *ktqs_version(void) { return ktq_version(); }
+
+ktq_model *ktqs_open_model(const char *path, int threads, ktqs_result *res) {
+    ktq_open_options o;
+    ktq_open_options_init(&o, KTQ_OPEN_OPTIONS_VERSION);
+    o.threads = threads;
+    ktq_model *m = NULL;
+    ktq_error *err = NULL;
+    ktqs_set(res, ktq_open_model(&m, path, &o, &err), err);
+    return m;
+}
+void ktqs_model_free(ktq_model *m) { ktq_model_free(m); }
+
+/* Model description, one value per call (no struct lifetimes to manage). */
+long long ktqs_model_info(ktq_model *m, const char *field, ktqs_result *res) {
+    ktq_model_info i;
+    ktq_model_info_init(&i, KTQ_MODEL_INFO_VERSION);
+    ktq_error *err = NULL;
+    int st = ktq_model_get_info(&i, m, &err);
+    ktqs_set(res, st, err);
+    if (st != KTQ_OK) return 0;
+    if (!strcmp(field, "num_layers")) return i.num_layers;
+    if (!strcmp(field, "hidden_size")) return i.hidden_size;
+    if (!strcmp(field, "num_experts")) return i.num_experts;
+    if (!strcmp(field, "experts_per_token")) return i.experts_per_token;
+    if (!strcmp(field, "moe_intermediate_size")) return i.moe_intermediate_size;
+    if (!strcmp(field, "first_dense_layers")) return i.first_dense_layers;
+    if (!strcmp(field, "num_moe_layers")) return i.num_moe_layers;
+    if (!strcmp(field, "num_shared_experts")) return i.num_shared_experts;
+    if (!strcmp(field, "num_tensors")) return (long long)i.num_tensors;
+    if (!strcmp(field, "total_bytes")) return (long long)i.total_bytes;
+    ktqs_set(res, KTQ_ERR_INVALID_ARGUMENT, NULL);
+    snprintf(res->message, sizeof res->message, "unknown model info field '%s'", field);
+    return 0;
+}
+const char *ktqs_model_text(ktq_model *m, const char *field, ktqs_result *res) {
+    ktq_model_info i;
+    ktq_model_info_init(&i, KTQ_MODEL_INFO_VERSION);
+    ktq_error *err = NULL;
+    int st = ktq_model_get_info(&i, m, &err);
+    ktqs_set(res, st, err);
+    if (st != KTQ_OK) return "";
+    if (!strcmp(field, "architecture")) return i.architecture;
+    if (!strcmp(field, "model_type")) return i.model_type;
+    if (!strcmp(field, "family")) return ktq_arch_family_name(i.family);
+    if (!strcmp(field, "source_dtype")) return ktq_dtype_name(i.source_dtype);
+    if (!strcmp(field, "notice")) return i.notice;
+    ktqs_set(res, KTQ_ERR_INVALID_ARGUMENT, NULL);
+    snprintf(res->message, sizeof res->message, "unknown model info field '%s'", field);
+    return "";
+}
+
+ktq_writer *ktqs_writer_open(ktq_model *m, const char *out_dir, unsigned long long max_shard_bytes, int overwrite,
+                             int resume, ktqs_result *res) {
+    ktq_writer_options o;
+    ktq_writer_options_init(&o, KTQ_WRITER_OPTIONS_VERSION);
+    o.max_shard_bytes = max_shard_bytes;
+    o.overwrite = overwrite;
+    o.resume = resume;
+    ktq_writer *w = NULL;
+    ktq_error *err = NULL;
+    ktqs_set(res, ktq_writer_open(&w, m, out_dir, KTQ_FORMAT_HF_BF16, &o, &err), err);
+    return w;
+}
+void ktqs_writer_free(ktq_writer *w) { ktq_writer_free(w); }
+
+/* Blocks until the conversion ends; `token` may be cancelled from another thread. */
+void ktqs_write(ktq_model *m, ktq_writer *w, int threads, ktqs_token *token, ktqs_result *res) {
+    ktq_quantize_options q;
+    ktq_quantize_options_init(&q, KTQ_QUANTIZE_OPTIONS_VERSION);
+    q.threads = threads;
+    q.progress = ktqs_progress;
+    q.payload = token;
+    ktq_error *err = NULL;
+    ktqs_set(res, ktq_write(m, &q, w, &err), err);
+}
+
+void ktqs_token_cancel(ktqs_token *t) { __atomic_store_n(&t->cancel, 1, __ATOMIC_RELEASE); }
+unsigned long long ktqs_token_bytes_done(ktqs_token *t) { return __atomic_load_n(&t->bytes_done, __ATOMIC_ACQUIRE); }
+unsigned long long ktqs_token_bytes_total(ktqs_token *t) { return __atomic_load_n(&t->bytes_total, __ATOMIC_RELAXED); }
+int ktqs_token_layer(ktqs_token *t) { return __atomic_load_n(&t->layer, __ATOMIC_RELAXED); }
+%}
