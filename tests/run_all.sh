@@ -42,6 +42,9 @@ echo "== Go wrapper (SWIG from wrappers/swig/ktq.i, against the installed librar
 (cd wrappers/go && export PKG_CONFIG_PATH="$root/build/prefix/lib/pkgconfig" LD_LIBRARY_PATH="$root/build/prefix/lib" \
    KTQ_BIN="$root/build/ktq" && go vet . && go test -count=1 ./...)
 
+echo "== Java wrapper (SWIG from the same interface, JNI glue against the installed library, JUnit 5)"
+(cd wrappers/java && PKG_CONFIG_PATH="$root/build/prefix/lib/pkgconfig" KTQ_BIN="$root/build/ktq" mvn -q -B test)
+
 echo "== ThreadSanitizer build (thread pool, parallel writers, concurrent models)"
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKTQ_TSAN=ON > /dev/null
 cmake --build build-tsan -j "$jobs"

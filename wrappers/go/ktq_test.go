@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -138,8 +139,8 @@ func TestCancelDuringConversion(t *testing.T) {
 func TestBadPathAndClosedModel(t *testing.T) {
 	_, err := ktq.Open("/nonexistent/ktq-model")
 	var ke *ktq.Error
-	if !errors.As(err, &ke) || ke.Status != ktq.StatusNotFound {
-		t.Fatalf("want not found, got %v", err)
+	if !errors.As(err, &ke) || ke.Status != ktq.StatusNotFound || !strings.Contains(ke.Message, "/nonexistent/ktq-model") {
+		t.Fatalf("want not found naming the path, got %v", err)
 	}
 	m, err := ktq.Open(demo)
 	if err != nil {

@@ -74,7 +74,8 @@ ktq_model *ktqs_open_model(const char *path, int threads, ktqs_result *res) {
     o.threads = threads;
     ktq_model *m = NULL;
     ktq_error *err = NULL;
-    ktqs_set(res, ktq_open_model(&m, path, &o, &err), err);
+    int st = ktq_open_model(&m, path, &o, &err);  /* before reading err: argument order is unspecified */
+    ktqs_set(res, st, err);
     return m;
 }
 void ktqs_model_free(ktq_model *m) { ktq_model_free(m); }
@@ -127,7 +128,8 @@ ktq_writer *ktqs_writer_open(ktq_model *m, const char *out_dir, unsigned long lo
     o.resume = resume;
     ktq_writer *w = NULL;
     ktq_error *err = NULL;
-    ktqs_set(res, ktq_writer_open(&w, m, out_dir, KTQ_FORMAT_HF_BF16, &o, &err), err);
+    int st = ktq_writer_open(&w, m, out_dir, KTQ_FORMAT_HF_BF16, &o, &err);  /* before reading err: argument order is unspecified */
+    ktqs_set(res, st, err);
     return w;
 }
 void ktqs_writer_free(ktq_writer *w) { ktq_writer_free(w); }
@@ -140,7 +142,8 @@ void ktqs_write(ktq_model *m, ktq_writer *w, int threads, ktqs_token *token, ktq
     q.progress = ktqs_progress;
     q.payload = token;
     ktq_error *err = NULL;
-    ktqs_set(res, ktq_write(m, &q, w, &err), err);
+    int st = ktq_write(m, &q, w, &err);  /* before reading err: argument order is unspecified */
+    ktqs_set(res, st, err);
 }
 
 void ktqs_token_cancel(ktqs_token *t) { __atomic_store_n(&t->cancel, 1, __ATOMIC_RELEASE); }

@@ -1,0 +1,3 @@
+/* Java binding: SWIG generates io.ktq.internal from the shared interface. */
+%module ktqswig
+%include "../swig/ktq.i"

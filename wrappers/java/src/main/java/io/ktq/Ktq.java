@@ -1,0 +1,94 @@
+package io.ktq;
+
+import io.ktq.internal.SWIGTYPE_p_ktq_writer;
+import io.ktq.internal.ktqs_result;
+import io.ktq.internal.ktqs_token;
+import io.ktq.internal.ktqswig;
+import java.math.BigInteger;
+import java.nio.file.Path;
+
+/** Entry points of libktq for Java. */
+public final class Ktq {
+    private Ktq() {}
+
+    /** The version of the libktq loaded at run time. */
+    public static String version() {
+        NativeLibrary.load();
+        return ktqswig.ktqs_version();
+    }
+
+    static void check(ktqs_result res) throws KtqException {
+        if (res.getStatus() != 0) throw new KtqException(res.getStatus(), res.getMessage());
+    }
+
+    /**
+     * Writes {@code model} into {@code outDir} as a BF16 Hugging Face checkpoint, blocking until done.
+     * The listener (may be null) is called once before the work starts and then every
+     * progressIntervalMillis from a helper thread; returning false, or interrupting the calling
+     * thread, cancels: a KtqException with status CANCELLED, and nothing with a final name is left.
+     */
+    public static void convert(Model model, Path outDir, ConvertOptions options, ProgressListener listener)
+            throws KtqException {
+        model.readLock().lock();
+        ktqs_result res = new ktqs_result();
+        ktqs_token token = new ktqs_token();
+        try {
+            SWIGTYPE_p_ktq_writer writer = ktqswig.ktqs_writer_open(model.handle(), outDir.toString(),
+                    BigInteger.valueOf(options.maxShardBytes()), options.overwrite() ? 1 : 0, options.resume() ? 1 : 0, res);
+            check(res);
+            try {
+                if (listener != null && !listener.onProgress(new Progress(0, 0, 0))) ktqswig.ktqs_token_cancel(token);
+                Thread caller = Thread.currentThread();
+                Thread watcher = new Thread(() -> watch(token, caller, listener, options.progressIntervalMillis()),
+                        "ktq-progress");
+                watcher.setDaemon(true);
+                watcher.start();
+                try {
+                    ktqswig.ktqs_write(model.handle(), writer, options.threads(), token, res);
+                } finally {
+                    watcher.interrupt();
+                    joinQuietly(watcher);
+                }
+                check(res);
+            } finally {
+                ktqswig.ktqs_writer_free(writer);
+            }
+        } finally {
+            token.delete();
+            res.delete();
+            model.readLock().unlock();
+        }
+    }
+
+    private static void watch(ktqs_token token, Thread caller, ProgressListener listener, long intervalMillis) {
+        while (!Thread.currentThread().isInterrupted()) {
+            try {
+                Thread.sleep(Math.max(1, intervalMillis));
+            } catch (InterruptedException e) {
+                return;
+            }
+            boolean keep = !caller.isInterrupted();
+            if (keep && listener != null) {
+                keep = listener.onProgress(new Progress(ktqswig.ktqs_token_layer(token),
+                        ktqswig.ktqs_token_bytes_done(token).longValue(), ktqswig.ktqs_token_bytes_total(token).longValue()));
+            }
+            if (!keep) {
+                ktqswig.ktqs_token_cancel(token);
+                return;
+            }
+        }
+    }
+
+    private static void joinQuietly(Thread t) {
+        boolean interrupted = false;
+        while (true) {
+            try {
+                t.join();
+                break;
+            } catch (InterruptedException e) {
+                interrupted = true;
+            }
+        }
+        if (interrupted) Thread.currentThread().interrupt();
+    }
+}

@@ -1,0 +1,112 @@
+package io.ktq;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class KtqTest {
+    static final Path DEMO = Path.of(System.getProperty("ktq.demo.model"));
+
+    @Test
+    void describesTheDemoModel() throws Exception {
+        try (Model m = Model.open(DEMO)) {
+            ModelInfo info = m.info();
+            assertEquals("DeepseekV3ForCausalLM", info.architecture());
+            assertEquals("deepseek_v3", info.family());
+            assertEquals(3, info.numLayers());
+            assertEquals(16, info.numExperts());
+            assertEquals(4, info.expertsPerToken());
+            assertEquals(1, info.firstDenseLayers());
+            assertEquals(1, info.numSharedExperts());
+            assertEquals("F8_E4M3", info.sourceDtype());
+            assertEquals(256, info.numTensors());
+        }
+        assertTrue(Ktq.version().startsWith("0."));
+    }
+
+    static List<String> names(Path dir) throws IOException {
+        try (Stream<Path> s = Files.list(dir)) {
+            return s.map(p -> p.getFileName().toString()).sorted().toList();
+        }
+    }
+
+    @Test
+    void conversionMatchesTheCli(@TempDir Path tmp) throws Exception {
+        Path out = tmp.resolve("java");
+        List<Progress> seen = new ArrayList<>();
+        try (Model m = Model.open(DEMO)) {
+            Ktq.convert(m, out, ConvertOptions.defaults().withThreads(2).withProgressIntervalMillis(1), p -> {
+                seen.add(p);
+                return true;
+            });
+        }
+        assertFalse(seen.isEmpty());
+        assertTrue(names(out).contains("model.safetensors"));
+        String bin = System.getenv("KTQ_BIN");
+        if (bin != null && !bin.isEmpty()) {
+            Path cli = tmp.resolve("cli");
+            Process p = new ProcessBuilder(bin, "convert", DEMO.toString(), cli.toString(), "--quiet").inheritIO().start();
+            assertEquals(0, p.waitFor());
+            assertEquals(names(cli), names(out));
+            for (String n : names(cli))
+                assertArrayEquals(Files.readAllBytes(cli.resolve(n)), Files.readAllBytes(out.resolve(n)), n);
+        }
+    }
+
+    @Test
+    void listenerReturningFalseCancelsAndLeavesNothing(@TempDir Path tmp) throws Exception {
+        Path out = tmp.resolve("out");
+        AtomicInteger calls = new AtomicInteger();
+        try (Model m = Model.open(DEMO)) {
+            KtqException e = assertThrows(KtqException.class, () -> Ktq.convert(m, out, ConvertOptions.defaults(), p -> {
+                calls.incrementAndGet();
+                return false;
+            }));
+            assertEquals(KtqException.CANCELLED, e.status());
+        }
+        assertEquals(1, calls.get());
+        assertEquals(List.of(), names(out));
+    }
+
+    @Test
+    void badPathAndClosedModel() throws Exception {
+        KtqException e = assertThrows(KtqException.class, () -> Model.open(Path.of("/nonexistent/ktq-model")));
+        assertEquals(KtqException.NOT_FOUND, e.status());
+        assertTrue(e.getMessage().contains("/nonexistent/ktq-model"), e.getMessage());
+        Model m = Model.open(DEMO);
+        m.close();
+        m.close();
+        assertThrows(IllegalStateException.class, m::info);
+    }
+
+    @Test
+    void oneModelManyThreads() throws Exception {
+        try (Model m = Model.open(DEMO)) {
+            List<Thread> threads = new ArrayList<>();
+            AtomicInteger ok = new AtomicInteger();
+            for (int t = 0; t < 4; t++) {
+                Thread th = new Thread(() -> {
+                    for (int i = 0; i < 20; i++) {
+                        try {
+                            if (m.info().numExperts() == 16) ok.incrementAndGet();
+                        } catch (KtqException ex) {
+                            throw new RuntimeException(ex);
+                        }
+                    }
+                });
+                threads.add(th);
+                th.start();
+            }
+            for (Thread th : threads) th.join();
+            assertEquals(80, ok.get());
+        }
+    }
+}
