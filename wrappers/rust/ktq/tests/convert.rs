@@ -49,6 +49,20 @@ fn converted_output_equals_the_readers_dequantization() {
         assert_eq!(t.dtype, "BF16", "{}", t.name);
         assert_eq!(converted.read_tensor_bf16(&t.name).unwrap(), model.read_tensor_bf16(&t.name).unwrap(), "{}", t.name);
     }
+    // The same conversion through the CLI gives the same files.
+    if let Ok(bin) = std::env::var("KTQ_BIN") {
+        let cli = temp_dir("cli");
+        let status = std::process::Command::new(bin).arg("convert").arg(demo_model()).arg(&cli).arg("--quiet")
+            .status().unwrap();
+        assert!(status.success());
+        let mut names: Vec<_> = std::fs::read_dir(&cli).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        for name in &names {
+            assert_eq!(std::fs::read(cli.join(name)).unwrap(), std::fs::read(out.join(name)).unwrap(), "{name:?}");
+        }
+        assert_eq!(names.len(), std::fs::read_dir(&out).unwrap().count());
+        std::fs::remove_dir_all(&cli).unwrap();
+    }
     // Expert access matches tensor access.
     let expert = model.read_expert_f32(2, 5, ktq::Proj::Up).unwrap();
     assert_eq!(expert, model.read_tensor_f32("model.layers.2.mlp.experts.5.up_proj.weight").unwrap());
