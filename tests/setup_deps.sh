@@ -21,5 +21,5 @@ fi
 command -v cargo > /dev/null || { echo "ktq setup: Rust (cargo) is needed for the Rust wrapper tests: https://rustup.rs"; exit 1; }
 command -v go > /dev/null || { echo "ktq setup: Go is needed for the Go wrapper tests: https://go.dev/dl"; exit 1; }
 python3 - <<'PY' 2>/dev/null || { echo "ktq setup: installing Python test packages"; python3 -m pip install -q --disable-pip-version-check -r "$(dirname "$0")/python/requirements.txt" 2>/dev/null || python3 -m pip install -q --break-system-packages -r "$(dirname "$0")/python/requirements.txt"; }
-import numpy, safetensors, ml_dtypes, pytest
+import numpy, safetensors, ml_dtypes, pytest, gguf
 PY

@@ -5,6 +5,7 @@
  *   model.h   opening a Hugging Face checkpoint, reading tensors and experts
  *   writer.h  engines and writers (ktq_writer_open, ktq_quantize_layer, ktq_write)
  *   system.h  what the machine offers (CPU features, NUMA, CUDA)
+ *   quant.h   ggml block quantization of single tensors (Q8_0, Q4_0, ...)
  *
  * Link with `pkg-config --cflags --libs ktq` or CMake `find_package(ktq)` and
  * target `ktq::ktq`.
@@ -16,5 +17,6 @@
 #include "model.h"
 #include "writer.h"
 #include "system.h"
+#include "quant.h"
 
 #endif /* KTQ_KTQ_H */

@@ -211,6 +211,40 @@ pub struct ktq_system_info {
     pub cuda_device0: [c_char; 128],
 }
 
+// ---- quant.h -----------------------------------------------------------
+
+pub type ktq_ggml_type = c_int;
+pub const KTQ_GGML_F32: ktq_ggml_type = 0;
+pub const KTQ_GGML_F16: ktq_ggml_type = 1;
+pub const KTQ_GGML_Q4_0: ktq_ggml_type = 2;
+pub const KTQ_GGML_Q4_1: ktq_ggml_type = 3;
+pub const KTQ_GGML_Q5_0: ktq_ggml_type = 6;
+pub const KTQ_GGML_Q5_1: ktq_ggml_type = 7;
+pub const KTQ_GGML_Q8_0: ktq_ggml_type = 8;
+pub const KTQ_GGML_BF16: ktq_ggml_type = 30;
+
+extern "C" {
+    pub fn ktq_ggml_type_name(ty: ktq_ggml_type) -> *const c_char;
+    pub fn ktq_ggml_block_size(ty: ktq_ggml_type) -> usize;
+    pub fn ktq_ggml_type_size(ty: ktq_ggml_type) -> usize;
+    pub fn ktq_quantize_tensor(
+        dst: *mut c_void,
+        dst_bytes: usize,
+        src: *const f32,
+        n: usize,
+        ty: ktq_ggml_type,
+        err: *mut *mut ktq_error,
+    ) -> ktq_status;
+    pub fn ktq_dequantize_tensor(
+        dst: *mut f32,
+        n: usize,
+        src: *const c_void,
+        src_bytes: usize,
+        ty: ktq_ggml_type,
+        err: *mut *mut ktq_error,
+    ) -> ktq_status;
+}
+
 extern "C" {
     pub fn ktq_version_number() -> c_uint;
     pub fn ktq_version() -> *const c_char;

@@ -496,3 +496,56 @@ impl Drop for Writer<'_> {
         unsafe { sys::ktq_writer_free(self.raw) }
     }
 }
+
+/// ggml block types that [`quantize`] implements (bit-identical to ggml's
+/// reference quantizers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GgmlType {
+    F32,
+    F16,
+    Bf16,
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q5_1,
+    Q8_0,
+}
+
+impl GgmlType {
+    fn raw(self) -> sys::ktq_ggml_type {
+        match self {
+            GgmlType::F32 => sys::KTQ_GGML_F32,
+            GgmlType::F16 => sys::KTQ_GGML_F16,
+            GgmlType::Bf16 => sys::KTQ_GGML_BF16,
+            GgmlType::Q4_0 => sys::KTQ_GGML_Q4_0,
+            GgmlType::Q4_1 => sys::KTQ_GGML_Q4_1,
+            GgmlType::Q5_0 => sys::KTQ_GGML_Q5_0,
+            GgmlType::Q5_1 => sys::KTQ_GGML_Q5_1,
+            GgmlType::Q8_0 => sys::KTQ_GGML_Q8_0,
+        }
+    }
+
+    /// (weights per block, bytes per block).
+    pub fn block(self) -> (usize, usize) {
+        unsafe { (sys::ktq_ggml_block_size(self.raw()), sys::ktq_ggml_type_size(self.raw())) }
+    }
+}
+
+/// Quantizes `values` (a multiple of the block size) into ggml blocks.
+pub fn quantize(values: &[f32], ty: GgmlType) -> Result<Vec<u8>> {
+    let (block, size) = ty.block();
+    let mut out = vec![0u8; values.len() / block.max(1) * size];
+    call(|err| unsafe {
+        sys::ktq_quantize_tensor(out.as_mut_ptr().cast(), out.len(), values.as_ptr(), values.len(), ty.raw(), err)
+    })?;
+    Ok(out)
+}
+
+/// The inverse of [`quantize`]: `n` floats out of `blocks`.
+pub fn dequantize(blocks: &[u8], n: usize, ty: GgmlType) -> Result<Vec<f32>> {
+    let mut out = vec![0f32; n];
+    call(|err| unsafe {
+        sys::ktq_dequantize_tensor(out.as_mut_ptr(), n, blocks.as_ptr().cast(), blocks.len(), ty.raw(), err)
+    })?;
+    Ok(out)
+}

@@ -115,3 +115,25 @@ fn a_model_is_shared_across_threads() {
     });
     assert!(ktq::version().starts_with("0."));
 }
+
+#[test]
+fn ggml_quantization_round_trips_within_the_block_error() {
+    let model = ktq::Model::open(demo_model()).unwrap();
+    let w = model.read_tensor_f32("model.layers.1.mlp.experts.2.down_proj.weight").unwrap();
+    for (ty, bound) in [(ktq::GgmlType::Q8_0, 1.0 / 127.0), (ktq::GgmlType::Q4_0, 1.0 / 8.0), (ktq::GgmlType::Q5_1, 1.0 / 31.0)] {
+        let q = ktq::quantize(&w, ty).unwrap();
+        let (block, size) = ty.block();
+        assert_eq!(q.len(), w.len() / block * size);
+        let back = ktq::dequantize(&q, w.len(), ty).unwrap();
+        for (chunk, chunk_back) in w.chunks(block).zip(back.chunks(block)) {
+            let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let range = chunk.iter().fold(f32::MIN, |m, v| m.max(*v)) - chunk.iter().fold(f32::MAX, |m, v| m.min(*v));
+            let scale = if matches!(ty, ktq::GgmlType::Q5_1) { range } else { amax };
+            for (a, b) in chunk.iter().zip(chunk_back) {
+                assert!((a - b).abs() <= scale * bound * 1.01 + 1e-6, "{ty:?}: {a} vs {b}");
+            }
+        }
+    }
+    let err = ktq::quantize(&w[..33], ktq::GgmlType::Q4_0).unwrap_err();
+    assert_eq!(err.status, ktq::Status::InvalidArgument);
+}

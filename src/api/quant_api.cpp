@@ -1,0 +1,69 @@
+// C API: quantizing single tensors with ggml block types.
+#include "api/handles.h"
+#include "quant/ggml_blocks.h"
+
+using ktq::fail;
+using ktq::guarded;
+using ktq::require;
+
+namespace {
+
+const ktq::GgmlTypeTraits &traits_or_fail(ktq_ggml_type type) {
+    const ktq::GgmlTypeTraits *t = ktq::ggml_traits(type);
+    if (!t) fail(KTQ_ERR_UNSUPPORTED, "ggml type " + std::to_string(static_cast<int>(type)) + " is not implemented");
+    return *t;
+}
+
+size_t checked_bytes(const ktq::GgmlTypeTraits &t, size_t n) {
+    if (n % t.block_size != 0)
+        fail(KTQ_ERR_INVALID_ARGUMENT, std::string(t.name) + " needs a multiple of " + std::to_string(t.block_size) +
+                                           " values, got " + std::to_string(n));
+    return n / t.block_size * t.type_size;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char *ktq_ggml_type_name(ktq_ggml_type type) {
+    const ktq::GgmlTypeTraits *t = ktq::ggml_traits(type);
+    return t ? t->name : "UNKNOWN";
+}
+
+size_t ktq_ggml_block_size(ktq_ggml_type type) {
+    const ktq::GgmlTypeTraits *t = ktq::ggml_traits(type);
+    return t ? t->block_size : 0;
+}
+
+size_t ktq_ggml_type_size(ktq_ggml_type type) {
+    const ktq::GgmlTypeTraits *t = ktq::ggml_traits(type);
+    return t ? t->type_size : 0;
+}
+
+ktq_status ktq_quantize_tensor(void *dst, size_t dst_bytes, const float *src, size_t n, ktq_ggml_type type,
+                               ktq_error **err) {
+    return guarded(err, [&] {
+        const ktq::GgmlTypeTraits &t = traits_or_fail(type);
+        const size_t need = checked_bytes(t, n);
+        require(n == 0 || (dst != nullptr && src != nullptr), "dst or src is NULL");
+        if (dst_bytes < need)
+            fail(KTQ_ERR_BUFFER_TOO_SMALL, std::string(t.name) + ": " + std::to_string(n) + " values need " +
+                                               std::to_string(need) + " bytes, buffer has " + std::to_string(dst_bytes));
+        t.quantize(static_cast<uint8_t *>(dst), src, n / t.block_size);
+    });
+}
+
+ktq_status ktq_dequantize_tensor(float *dst, size_t n, const void *src, size_t src_bytes, ktq_ggml_type type,
+                                 ktq_error **err) {
+    return guarded(err, [&] {
+        const ktq::GgmlTypeTraits &t = traits_or_fail(type);
+        const size_t need = checked_bytes(t, n);
+        require(n == 0 || (dst != nullptr && src != nullptr), "dst or src is NULL");
+        if (src_bytes < need)
+            fail(KTQ_ERR_BUFFER_TOO_SMALL, std::string(t.name) + ": " + std::to_string(n) + " values need " +
+                                               std::to_string(need) + " bytes of blocks, got " + std::to_string(src_bytes));
+        t.dequantize(dst, static_cast<const uint8_t *>(src), n / t.block_size);
+    });
+}
+
+}  // extern "C"

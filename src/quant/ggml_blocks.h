@@ -1,0 +1,28 @@
+// ggml block types: each quantizer and dequantizer written once, following
+// the arithmetic of ggml's reference (non-imatrix) path so that the bytes are
+// identical: scales rounded to FP16 nearest-even, codes by truncating x*id
+// plus an offset (Q4/Q5) or rounding half away from zero (Q8_0).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "ktq/quant.h"
+
+namespace ktq {
+
+struct GgmlTypeTraits {
+    ktq_ggml_type type;
+    const char *name;
+    size_t block_size;  // weights per block
+    size_t type_size;   // bytes per block
+    void (*quantize)(uint8_t *dst, const float *src, size_t blocks);
+    void (*dequantize)(float *dst, const uint8_t *src, size_t blocks);
+};
+
+// nullptr for types not implemented.
+const GgmlTypeTraits *ggml_traits(ktq_ggml_type type);
+
+uint16_t f32_to_f16(float f);  // IEEE binary16, round to nearest even
+
+}  // namespace ktq

@@ -1,0 +1,99 @@
+// ggml block quantizers against golden vectors made by gguf-py
+// (tests/golden/make_ggml_golden.py): quantized bytes must be identical, and
+// dequantization must give the same floats.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "ktq/ktq.h"
+#include "quant/ggml_blocks.h"
+#include "reading/dtype.h"
+
+namespace {
+
+std::string b64decode(const std::string &in) {
+    static const std::string chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string out;
+    int val = 0, bits = -8;
+    for (char c : in) {
+        if (c == '=') break;
+        auto pos = chars.find(c);
+        if (pos == std::string::npos) continue;
+        val = (val << 6) + static_cast<int>(pos);
+        bits += 6;
+        if (bits >= 0) {
+            out.push_back(static_cast<char>((val >> bits) & 0xff));
+            bits -= 8;
+        }
+    }
+    return out;
+}
+
+nlohmann::json golden() {
+    std::ifstream in(KTQ_GOLDEN_DIR "/ggml_blocks.json");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return nlohmann::json::parse(ss.str());
+}
+
+}  // namespace
+
+TEST(GgmlBlocks, IdenticalToGgufPyGoldenVectors) {
+    const auto g = golden();
+    const std::string raw = b64decode(g["input_f32"].get<std::string>());
+    std::vector<float> x(raw.size() / 4);
+    std::memcpy(x.data(), raw.data(), raw.size());
+    ASSERT_EQ(x.size(), 3456u);
+    int types = 0;
+    for (auto it = g["types"].begin(); it != g["types"].end(); ++it, ++types) {
+        const auto type = static_cast<ktq_ggml_type>(it.value()["id"].get<int>());
+        ASSERT_STREQ(ktq_ggml_type_name(type), it.key().c_str());
+        const std::string want = b64decode(it.value()["quantized"].get<std::string>());
+        std::vector<uint8_t> got(x.size() / ktq_ggml_block_size(type) * ktq_ggml_type_size(type));
+        ASSERT_EQ(got.size(), want.size()) << it.key();
+        ASSERT_EQ(ktq_quantize_tensor(got.data(), got.size(), x.data(), x.size(), type, nullptr), KTQ_OK);
+        for (size_t i = 0; i < got.size(); ++i)
+            ASSERT_EQ(got[i], static_cast<uint8_t>(want[i])) << it.key() << " byte " << i << " (block "
+                                                             << i / ktq_ggml_type_size(type) << ")";
+        const std::string deq = b64decode(it.value()["dequantized_f32"].get<std::string>());
+        std::vector<float> y(x.size()), y_want(x.size());
+        std::memcpy(y_want.data(), deq.data(), deq.size());
+        ASSERT_EQ(ktq_dequantize_tensor(y.data(), y.size(), got.data(), got.size(), type, nullptr), KTQ_OK);
+        for (size_t i = 0; i < y.size(); ++i)
+            ASSERT_TRUE(y[i] == y_want[i] || (std::isnan(y[i]) && std::isnan(y_want[i])))
+                << it.key() << " value " << i << ": " << y[i] << " vs " << y_want[i];
+    }
+    EXPECT_EQ(types, 8);
+}
+
+TEST(GgmlBlocks, F16RoundingMatchesTheDefinition) {
+    EXPECT_EQ(ktq::f32_to_f16(1.0f), 0x3c00);
+    EXPECT_EQ(ktq::f32_to_f16(65504.0f), 0x7bff);
+    EXPECT_EQ(ktq::f32_to_f16(65520.0f), 0x7c00);          // the tie above the largest half goes to infinity
+    EXPECT_EQ(ktq::f32_to_f16(65519.0f), 0x7bff);
+    EXPECT_EQ(ktq::f32_to_f16(std::ldexp(1.0f, -24)), 0x0001);  // smallest subnormal
+    EXPECT_EQ(ktq::f32_to_f16(std::ldexp(1.0f, -25)), 0x0000);  // tie to even: zero
+    EXPECT_EQ(ktq::f32_to_f16(std::ldexp(3.0f, -25)), 0x0002);  // 1.5 units: tie to even 2
+    EXPECT_EQ(ktq::f32_to_f16(1.0f + std::ldexp(1.0f, -11)), 0x3c00);  // tie to even
+    EXPECT_EQ(ktq::f32_to_f16(-2.0f), 0xc000);
+    for (uint32_t h = 0; h < 0x7c00; ++h)  // every finite half round-trips
+        ASSERT_EQ(ktq::f32_to_f16(ktq::f16_to_f32(static_cast<uint16_t>(h))), h) << h;
+}
+
+TEST(GgmlBlocks, ErrorsNameTheTypeAndSizes) {
+    float x[33] = {};
+    uint8_t buf[64];
+    ktq_error *err = nullptr;
+    EXPECT_EQ(ktq_quantize_tensor(buf, sizeof buf, x, 33, KTQ_GGML_Q4_0, &err), KTQ_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(ktq_error_message(err)).find("Q4_0 needs a multiple of 32"), std::string::npos);
+    ktq_error_free(err);
+    EXPECT_EQ(ktq_quantize_tensor(buf, 10, x, 32, KTQ_GGML_Q8_0, &err), KTQ_ERR_BUFFER_TOO_SMALL);
+    ktq_error_free(err);
+    EXPECT_EQ(ktq_quantize_tensor(buf, sizeof buf, x, 32, static_cast<ktq_ggml_type>(12), &err), KTQ_ERR_UNSUPPORTED);
+    ktq_error_free(err);
+    EXPECT_EQ(ktq_ggml_block_size(static_cast<ktq_ggml_type>(12)), 0u);
+}
