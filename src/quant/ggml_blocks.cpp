@@ -111,99 +111,63 @@ void dequantize_q8_0(float *y, const uint8_t *src, size_t blocks) {
     }
 }
 
-// ---- Q4_0: d (f16) + 16 bytes of nibbles, d = max / -8, code = trunc(x/d + 8.5) <= 15.
-void quantize_q4_0(uint8_t *dst, const float *x, size_t blocks) {
-    uint8_t q[QK];
-    for (size_t b = 0; b < blocks; ++b, x += QK, dst += 18) {
-        const float d = signed_absmax(x) / -8.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        put_f16(dst, d);
-        for (size_t j = 0; j < QK; ++j) q[j] = clamp_code(x[j] * id + 8.5f, 15);
-        pack_nibbles(dst + 2, q);
-    }
-}
+// ---- The four legacy 4/5-bit types share one scheme, with two switches:
+//   symmetric (Q4_0, Q5_0): d = max / -2^(bits-1) (max: the value of largest
+//     magnitude), code = trunc(x/d + 2^(bits-1) + 0.5), value = (code - 2^(bits-1)) * d;
+//   with minimum (Q4_1, Q5_1): d = (max - min) / (2^bits - 1), m = min,
+//     code = trunc((x - min)/d + 0.5), value = code * d + m;
+// codes capped at 2^bits - 1. Layout: d [, m] (f16), then for 5 bits the
+// fifth bits (u32), then the low nibbles.
+template <int Bits, bool WithMin>
+struct LegacyBlock {
+    static constexpr int kMaxCode = (1 << Bits) - 1;
+    static constexpr size_t kHeader = WithMin ? 4 : 2;
+    static constexpr size_t kHighBits = Bits == 5 ? 4 : 0;
+    static constexpr size_t kSize = kHeader + kHighBits + QK / 2;
 
-void dequantize_q4_0(float *y, const uint8_t *src, size_t blocks) {
-    uint8_t q[QK];
-    for (size_t b = 0; b < blocks; ++b, src += 18, y += QK) {
-        const float d = get_f16(src);
-        unpack_nibbles(q, src + 2);
-        for (size_t j = 0; j < QK; ++j) y[j] = static_cast<float>(static_cast<int>(q[j]) - 8) * d;
+    static void quantize(uint8_t *dst, const float *x, size_t blocks) {
+        uint8_t q[QK];
+        for (size_t b = 0; b < blocks; ++b, x += QK, dst += kSize) {
+            float d, bias, offset;
+            if (WithMin) {
+                float mx;
+                min_max(x, &bias, &mx);
+                d = (mx - bias) / static_cast<float>(kMaxCode);
+                offset = 0.5f;
+            } else {
+                d = signed_absmax(x) / -static_cast<float>(1 << (Bits - 1));
+                bias = 0.0f;
+                offset = static_cast<float>(1 << (Bits - 1)) + 0.5f;
+            }
+            const float id = d != 0.0f ? 1.0f / d : 0.0f;
+            put_f16(dst, d);
+            if (WithMin) put_f16(dst + 2, bias);
+            for (size_t j = 0; j < QK; ++j) q[j] = clamp_code((WithMin ? x[j] - bias : x[j]) * id + offset, kMaxCode);
+            if (kHighBits) pack_fifth_bits(dst + kHeader, q);
+            pack_nibbles(dst + kHeader + kHighBits, q);
+        }
     }
-}
 
-// ---- Q4_1: d, m (f16) + nibbles, d = (max - min) / 15, code = trunc((x - min)/d + 0.5) <= 15.
-void quantize_q4_1(uint8_t *dst, const float *x, size_t blocks) {
-    uint8_t q[QK];
-    for (size_t b = 0; b < blocks; ++b, x += QK, dst += 20) {
-        float mn, mx;
-        min_max(x, &mn, &mx);
-        const float d = (mx - mn) / 15.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        put_f16(dst, d);
-        put_f16(dst + 2, mn);
-        for (size_t j = 0; j < QK; ++j) q[j] = clamp_code((x[j] - mn) * id + 0.5f, 15);
-        pack_nibbles(dst + 4, q);
+    static void dequantize(float *y, const uint8_t *src, size_t blocks) {
+        uint8_t q[QK];
+        for (size_t b = 0; b < blocks; ++b, src += kSize, y += QK) {
+            const float d = get_f16(src);
+            unpack_nibbles(q, src + kHeader + kHighBits);
+            if (kHighBits) unpack_fifth_bits(q, src + kHeader);
+            if (WithMin) {
+                const float m = get_f16(src + 2);
+                for (size_t j = 0; j < QK; ++j) y[j] = static_cast<float>(q[j]) * d + m;
+            } else {
+                for (size_t j = 0; j < QK; ++j) y[j] = static_cast<float>(static_cast<int>(q[j]) - (1 << (Bits - 1))) * d;
+            }
+        }
     }
-}
+};
 
-void dequantize_q4_1(float *y, const uint8_t *src, size_t blocks) {
-    uint8_t q[QK];
-    for (size_t b = 0; b < blocks; ++b, src += 20, y += QK) {
-        const float d = get_f16(src), m = get_f16(src + 2);
-        unpack_nibbles(q, src + 4);
-        for (size_t j = 0; j < QK; ++j) y[j] = static_cast<float>(q[j]) * d + m;
-    }
-}
-
-// ---- Q5_0: d (f16) + 4 bytes of fifth bits + nibbles, d = max / -16, code = trunc(x/d + 16.5) <= 31.
-void quantize_q5_0(uint8_t *dst, const float *x, size_t blocks) {
-    uint8_t q[QK];
-    for (size_t b = 0; b < blocks; ++b, x += QK, dst += 22) {
-        const float d = signed_absmax(x) / -16.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        put_f16(dst, d);
-        for (size_t j = 0; j < QK; ++j) q[j] = clamp_code(x[j] * id + 16.5f, 31);
-        pack_fifth_bits(dst + 2, q);
-        pack_nibbles(dst + 6, q);
-    }
-}
-
-void dequantize_q5_0(float *y, const uint8_t *src, size_t blocks) {
-    uint8_t q[QK];
-    for (size_t b = 0; b < blocks; ++b, src += 22, y += QK) {
-        const float d = get_f16(src);
-        unpack_nibbles(q, src + 6);
-        unpack_fifth_bits(q, src + 2);
-        for (size_t j = 0; j < QK; ++j) y[j] = static_cast<float>(static_cast<int>(q[j]) - 16) * d;
-    }
-}
-
-// ---- Q5_1: d, m (f16) + fifth bits + nibbles, d = (max - min) / 31.
-void quantize_q5_1(uint8_t *dst, const float *x, size_t blocks) {
-    uint8_t q[QK];
-    for (size_t b = 0; b < blocks; ++b, x += QK, dst += 24) {
-        float mn, mx;
-        min_max(x, &mn, &mx);
-        const float d = (mx - mn) / 31.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        put_f16(dst, d);
-        put_f16(dst + 2, mn);
-        for (size_t j = 0; j < QK; ++j) q[j] = clamp_code((x[j] - mn) * id + 0.5f, 31);
-        pack_fifth_bits(dst + 4, q);
-        pack_nibbles(dst + 8, q);
-    }
-}
-
-void dequantize_q5_1(float *y, const uint8_t *src, size_t blocks) {
-    uint8_t q[QK];
-    for (size_t b = 0; b < blocks; ++b, src += 24, y += QK) {
-        const float d = get_f16(src), m = get_f16(src + 2);
-        unpack_nibbles(q, src + 8);
-        unpack_fifth_bits(q, src + 4);
-        for (size_t j = 0; j < QK; ++j) y[j] = static_cast<float>(q[j]) * d + m;
-    }
-}
+using Q4_0 = LegacyBlock<4, false>;
+using Q4_1 = LegacyBlock<4, true>;
+using Q5_0 = LegacyBlock<5, false>;
+using Q5_1 = LegacyBlock<5, true>;
 
 // ---- Plain types, one weight per "block".
 void quantize_f32(uint8_t *dst, const float *x, size_t n) { std::memcpy(dst, x, n * 4); }
@@ -232,10 +196,10 @@ const GgmlTypeTraits kTraits[] = {
     {KTQ_GGML_F32, "F32", 1, 4, quantize_f32, dequantize_f32},
     {KTQ_GGML_F16, "F16", 1, 2, quantize_f16, dequantize_f16},
     {KTQ_GGML_BF16, "BF16", 1, 2, quantize_bf16, dequantize_bf16},
-    {KTQ_GGML_Q4_0, "Q4_0", QK, 18, quantize_q4_0, dequantize_q4_0},
-    {KTQ_GGML_Q4_1, "Q4_1", QK, 20, quantize_q4_1, dequantize_q4_1},
-    {KTQ_GGML_Q5_0, "Q5_0", QK, 22, quantize_q5_0, dequantize_q5_0},
-    {KTQ_GGML_Q5_1, "Q5_1", QK, 24, quantize_q5_1, dequantize_q5_1},
+    {KTQ_GGML_Q4_0, "Q4_0", QK, Q4_0::kSize, Q4_0::quantize, Q4_0::dequantize},
+    {KTQ_GGML_Q4_1, "Q4_1", QK, Q4_1::kSize, Q4_1::quantize, Q4_1::dequantize},
+    {KTQ_GGML_Q5_0, "Q5_0", QK, Q5_0::kSize, Q5_0::quantize, Q5_0::dequantize},
+    {KTQ_GGML_Q5_1, "Q5_1", QK, Q5_1::kSize, Q5_1::quantize, Q5_1::dequantize},
     {KTQ_GGML_Q8_0, "Q8_0", QK, 34, quantize_q8_0, dequantize_q8_0},
 };
 
