@@ -31,10 +31,16 @@ def model(tmp_path_factory):
     subprocess.run([sys.executable, os.path.join(HERE, "..", "..", "bench", "make_synthetic_fp8.py"), str(src),
                     "--layers", "4", "--hidden", "1024", "--experts", "32", "--moe-intermediate", "512",
                     "--vocab", "8192", "--shard-gb", "0.1"], check=True, capture_output=True)
-    ref = root / "ref"
-    start = time.monotonic()
-    subprocess.run([KTQ, CONVERT[0], str(src), str(ref), *CONVERT[1:], "--quiet"], check=True)
-    return src, folder_bytes(ref), time.monotonic() - start
+    # The kill window is the duration of a warm run: the best of three (a cold
+    # first run would put most kills after the end).
+    durations = []
+    for run in range(3):
+        ref = root / f"ref{run}"
+        start = time.monotonic()
+        subprocess.run([KTQ, CONVERT[0], str(src), str(ref), *CONVERT[1:], "--quiet"], check=True)
+        durations.append(time.monotonic() - start)
+    assert folder_bytes(root / "ref0") == folder_bytes(root / "ref2")
+    return src, folder_bytes(root / "ref2"), min(durations)
 
 
 def test_killed_runs_resume_to_identical_output(model, tmp_path):
@@ -44,7 +50,7 @@ def test_killed_runs_resume_to_identical_output(model, tmp_path):
     for trial in range(TRIALS):
         out = tmp_path / f"t{trial}"
         p = subprocess.Popen([KTQ, CONVERT[0], str(src), str(out), *CONVERT[1:], "--quiet"])
-        time.sleep(rng.uniform(0.0, duration * 1.1))
+        time.sleep(rng.uniform(0.0, duration))
         p.kill()
         p.wait()
         names = set(os.listdir(out)) if out.exists() else set()
@@ -71,7 +77,7 @@ def test_killed_runs_resume_to_identical_output(model, tmp_path):
         assert folder_bytes(out) == ref, f"trial {trial}: resumed output differs from the uninterrupted run"
     print(f"\n{TRIALS} kill trials: {killed_midway} killed mid-run, {completed_before_kill} finished before the kill, "
           f"{skipped_layers} journaled layers skipped on resume; all resumed byte-identical")
-    assert killed_midway >= TRIALS // 2
+    assert killed_midway >= TRIALS // 3, "too few kills landed mid-run to test anything"
 
 
 def test_resume_refuses_a_different_plan(model, tmp_path):
