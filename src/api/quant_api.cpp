@@ -14,11 +14,18 @@ const ktq::GgmlTypeTraits &traits_or_fail(ktq_ggml_type type) {
     return *t;
 }
 
-size_t checked_bytes(const ktq::GgmlTypeTraits &t, size_t n) {
+// The checks both directions share: whole blocks, both pointers, and a block
+// buffer of `block_bytes` large enough for `n` values.
+void check_sizes(const ktq::GgmlTypeTraits &t, size_t n, const void *dst, const void *src, size_t block_bytes) {
     if (n % t.block_size != 0)
         fail(KTQ_ERR_INVALID_ARGUMENT, std::string(t.name) + " needs a multiple of " + std::to_string(t.block_size) +
                                            " values, got " + std::to_string(n));
-    return n / t.block_size * t.type_size;
+    require(n == 0 || (dst != nullptr && src != nullptr), "dst or src is NULL");
+    const size_t need = n / t.block_size * t.type_size;
+    if (block_bytes < need)
+        fail(KTQ_ERR_BUFFER_TOO_SMALL, std::string(t.name) + ": " + std::to_string(n) + " values need " +
+                                           std::to_string(need) + " bytes of blocks, buffer has " +
+                                           std::to_string(block_bytes));
 }
 
 }  // namespace
@@ -44,11 +51,7 @@ ktq_status ktq_quantize_tensor(void *dst, size_t dst_bytes, const float *src, si
                                ktq_error **err) {
     return guarded(err, [&] {
         const ktq::GgmlTypeTraits &t = traits_or_fail(type);
-        const size_t need = checked_bytes(t, n);
-        require(n == 0 || (dst != nullptr && src != nullptr), "dst or src is NULL");
-        if (dst_bytes < need)
-            fail(KTQ_ERR_BUFFER_TOO_SMALL, std::string(t.name) + ": " + std::to_string(n) + " values need " +
-                                               std::to_string(need) + " bytes, buffer has " + std::to_string(dst_bytes));
+        check_sizes(t, n, dst, src, dst_bytes);
         t.quantize(static_cast<uint8_t *>(dst), src, n / t.block_size);
     });
 }
@@ -57,11 +60,7 @@ ktq_status ktq_dequantize_tensor(float *dst, size_t n, const void *src, size_t s
                                  ktq_error **err) {
     return guarded(err, [&] {
         const ktq::GgmlTypeTraits &t = traits_or_fail(type);
-        const size_t need = checked_bytes(t, n);
-        require(n == 0 || (dst != nullptr && src != nullptr), "dst or src is NULL");
-        if (src_bytes < need)
-            fail(KTQ_ERR_BUFFER_TOO_SMALL, std::string(t.name) + ": " + std::to_string(n) + " values need " +
-                                               std::to_string(need) + " bytes of blocks, got " + std::to_string(src_bytes));
+        check_sizes(t, n, dst, src, src_bytes);
         t.dequantize(dst, static_cast<const uint8_t *>(src), n / t.block_size);
     });
 }
