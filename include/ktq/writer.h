@@ -40,14 +40,21 @@ typedef enum ktq_format {
     /* A Hugging Face checkpoint with every floating tensor in BF16: FP8
      * blocks dequantized (weight_scale_inv dropped), F16/F32 cast, the fp8
      * quantization_config removed from config.json. */
-    KTQ_FORMAT_HF_BF16 = 1
-    /* Reserved for engines to come: KT-kernel AMX layout, compressed-tensors,
-     * GGUF. */
+    KTQ_FORMAT_HF_BF16 = 1,
+    /* kt-kernel's AMX-ready expert layout (what its convert_cpu_weights.py
+     * writes with --quant-method int4 / int8, byte for byte): routed experts
+     * quantized symmetrically per output row and packed in AMX tile order,
+     * split into `numa_parts` parts; merged safetensors or loose .kt files
+     * (ktq_writer_options). See docs/formats/kt-kernel.md. */
+    KTQ_FORMAT_KT_AMXINT4 = 2,
+    KTQ_FORMAT_KT_AMXINT8 = 3
+    /* Reserved for engines to come: compressed-tensors, GGUF. */
 } ktq_format;
 
 typedef enum ktq_engine {
     KTQ_ENGINE_DEFAULT = 0, /* the natural engine for the writer's format */
-    KTQ_ENGINE_CAST = 1     /* dequantize / cast every tensor to the format's dtype */
+    KTQ_ENGINE_CAST = 1,    /* dequantize / cast every tensor to the format's dtype */
+    KTQ_ENGINE_KT_AMX = 2   /* kt-kernel AMX INT4/INT8 quantization of routed experts */
 } ktq_engine;
 
 KTQ_API const char *ktq_format_name(ktq_format format);
@@ -76,8 +83,16 @@ typedef struct ktq_writer_options {
      * unfinished (error, cancellation), so that a later run can resume
      * (default 0: remove them). */
     int keep_partial;
+    /* ---- version 2 ---- */
+    /* kt-kernel formats: parts each expert is split into, one per NUMA node
+     * (kt-kernel's --threadpool-count; 0 = 2, its default). The
+     * intermediate size must divide evenly. */
+    int numa_parts;
+    /* kt-kernel formats: write _layer_L/_numa_P/ .kt files instead of
+     * merged safetensors (kt-kernel's --no-merge-safetensor). */
+    int loose_files;
 } ktq_writer_options;
-#define KTQ_WRITER_OPTIONS_VERSION 1
+#define KTQ_WRITER_OPTIONS_VERSION 2
 KTQ_API ktq_status ktq_writer_options_init(ktq_writer_options *opts, unsigned version);
 
 /* Plan the output of `model` in `format` into folder `out_dir` (created if

@@ -3,7 +3,11 @@
 #include <cstring>
 
 #include "api/handles.h"
-#include "writers/hf_checkpoint_writer.h"
+#include <cstddef>
+
+#include "reading/dtype.h"
+#include "writers/checkpoint_writer.h"
+#include "writers/kt_amx_plan.h"
 #include "writers/safetensors_writer.h"
 
 using ktq::check_version;
@@ -45,9 +49,56 @@ ktq_quantize_options resolve_options(const ktq_quantize_options *opts) {
     return o;
 }
 
+// Bytes of each ktq_writer_options version: a caller built against an older
+// header passes a smaller struct, which is read only as far as it goes.
+size_t writer_options_size(unsigned version) {
+    return version == 1 ? offsetof(ktq_writer_options, numa_parts) : sizeof(ktq_writer_options);
+}
+
+void set_writer_defaults(ktq_writer_options *o) {
+    o->copy_aux_files = 1;
+    if (o->version >= 2) o->numa_parts = 2;
+}
+
+ktq_writer_options resolve_writer_options(const ktq_writer_options *opts) {
+    ktq_writer_options o;
+    ktq_writer_options_init(&o, KTQ_WRITER_OPTIONS_VERSION);
+    if (opts) {
+        check_version(opts->version, KTQ_WRITER_OPTIONS_VERSION, "ktq_writer_options");
+        std::memcpy(&o, opts, writer_options_size(opts->version));
+        o.version = KTQ_WRITER_OPTIONS_VERSION;
+    }
+    if (o.numa_parts == 0) o.numa_parts = 2;
+    return o;
+}
+
+bool is_kt_format(ktq_format f) { return f == KTQ_FORMAT_KT_AMXINT4 || f == KTQ_FORMAT_KT_AMXINT8; }
+
+// The output plan of `format`: the one place formats are told apart.
+ktq::OutputPlan plan_for(const ktq::Model &m, ktq_format format, const ktq_writer_options &o) {
+    if (format == KTQ_FORMAT_HF_BF16) return ktq::plan_bf16_checkpoint(m, o);
+    if (is_kt_format(format)) {
+        ktq::KtAmxLayout layout;
+        layout.method = format == KTQ_FORMAT_KT_AMXINT8 ? ktq::kt_amx::Method::Int8 : ktq::kt_amx::Method::Int4;
+        layout.numa_parts = o.numa_parts;
+        layout.loose = o.loose_files != 0;
+        return ktq::plan_kt_amx(m, layout, o);
+    }
+    fail(KTQ_ERR_UNSUPPORTED, "output format " + std::to_string(static_cast<int>(format)) + " is not supported");
+}
+
 uint64_t input_bytes_of_layer(const ktq::Model &model, const ktq::Writer &writer, int layer) {
+    // Each input matrix counts once (the kt format makes several outputs of one).
     uint64_t total = 0;
-    for (const ktq::OutputTensor *t : writer.tensors_of_layer(layer)) total += model.stored_bytes(t->source);
+    std::string previous;
+    for (const ktq::OutputTensor *t : writer.tensors_of_layer(layer)) {
+        if (t->expert >= 0 && t->source == previous) continue;
+        previous = t->source;
+        total += t->expert >= 0 ? model.expert(t->layer, t->expert, static_cast<ktq_expert_proj>(t->proj)).rows *
+                                      model.expert(t->layer, t->expert, static_cast<ktq_expert_proj>(t->proj)).cols *
+                                      ktq::dtype_size(model.checkpoint().at(t->source).entry->dtype)
+                                : model.stored_bytes(t->source);
+    }
     return total;
 }
 
@@ -79,14 +130,18 @@ extern "C" {
 const char *ktq_format_name(ktq_format format) {
     switch (format) {
     case KTQ_FORMAT_HF_BF16: return "bf16";
+    case KTQ_FORMAT_KT_AMXINT4: return "kt-amxint4";
+    case KTQ_FORMAT_KT_AMXINT8: return "kt-amxint8";
     default: return "unknown";
     }
 }
 
 ktq_status ktq_writer_options_init(ktq_writer_options *opts, unsigned version) {
-    ktq_status st = ktq::init_versioned(opts, version, KTQ_WRITER_OPTIONS_VERSION);
-    if (st != KTQ_OK) return st;
-    opts->copy_aux_files = 1;
+    if (!opts) return KTQ_ERR_INVALID_ARGUMENT;
+    if (version == 0 || version > KTQ_WRITER_OPTIONS_VERSION) return KTQ_ERR_VERSION;
+    std::memset(opts, 0, writer_options_size(version));
+    opts->version = version;
+    set_writer_defaults(opts);
     return KTQ_OK;
 }
 
@@ -102,19 +157,13 @@ ktq_status ktq_writer_open(ktq_writer **out, const ktq_model *model, const char 
     if (out) *out = nullptr;
     return guarded(err, [&] {
         require(out != nullptr && model != nullptr && out_dir != nullptr, "out, model or out_dir is NULL");
-        ktq_writer_options o;
-        ktq_writer_options_init(&o, KTQ_WRITER_OPTIONS_VERSION);
-        if (opts) {
-            check_version(opts->version, KTQ_WRITER_OPTIONS_VERSION, "ktq_writer_options");
-            o = *opts;
-        }
-        if (format != KTQ_FORMAT_HF_BF16)
-            fail(KTQ_ERR_UNSUPPORTED, "output format " + std::to_string(static_cast<int>(format)) + " is not supported");
+        const ktq_writer_options o = resolve_writer_options(opts);
+        auto plan = plan_for(*model->impl, format, o);
         auto w = std::make_unique<ktq_writer>();
         w->model = model;
         w->format = format;
         w->out_dir = out_dir;
-        w->impl = std::make_unique<ktq::HfCheckpointWriter>(*model->impl, out_dir, o);
+        w->impl = std::make_unique<ktq::CheckpointWriter>(*model->impl, out_dir, o, std::move(plan));
         *out = w.release();
     });
 }
@@ -132,30 +181,41 @@ ktq_status ktq_estimate_output(uint64_t *output_bytes, size_t *output_files, uin
                                int threads, ktq_error **err) {
     return guarded(err, [&] {
         require(model != nullptr, "model is NULL");
-        if (format != KTQ_FORMAT_HF_BF16)
-            fail(KTQ_ERR_UNSUPPORTED, "output format " + std::to_string(static_cast<int>(format)) + " is not supported");
-        uint64_t max_shard = ktq::default_max_shard_bytes();
-        if (opts) {
-            check_version(opts->version, KTQ_WRITER_OPTIONS_VERSION, "ktq_writer_options");
-            if (opts->max_shard_bytes) max_shard = opts->max_shard_bytes;
-        }
+        const ktq_writer_options o = resolve_writer_options(opts);
+        const uint64_t max_shard = o.max_shard_bytes ? o.max_shard_bytes : ktq::default_max_shard_bytes();
         const ktq::Model &m = *model->impl;
-        const auto tensors = ktq::plan_bf16_checkpoint(m);
+        const auto plan = plan_for(m, format, o);
         std::vector<const ktq::OutputTensor *> ptrs;
-        uint64_t bytes = 0, largest_input = 0;
-        for (const auto &t : tensors) {
+        uint64_t bytes = 0, largest_input = 0, largest_expert = 0;
+        for (const auto &t : plan.tensors) {
             ptrs.push_back(&t);
             bytes += t.nbytes();
-            largest_input = std::max<uint64_t>(largest_input, m.checkpoint().at(t.source).entry->nbytes());
+            const uint64_t in = m.checkpoint().at(t.source).entry->nbytes();
+            largest_input = std::max(largest_input, in);
+            if (t.expert >= 0) largest_expert = std::max(largest_expert, t.nbytes());
         }
         if (output_bytes) *output_bytes = bytes;
-        if (output_files) *output_files = ktq::group_into_shards(ptrs, max_shard).size();
-        // Streaming: the input pages of the tensor in flight, one output chunk
-        // per thread (CastEngine), and the tensor table.
-        const uint64_t chunk = 4u << 20;
+        if (output_files)
+            *output_files = plan.loose_files ? plan.tensors.size()
+                                             : plan.shards.empty() ? ktq::group_into_shards(ptrs, max_shard).size()
+                                                                   : plan.shards.size();
+        const uint64_t workers = static_cast<uint64_t>(ktq::resolve_threads(threads));
         const uint64_t metadata = 512ull * m.checkpoint().names().size();
-        if (peak_memory)
-            *peak_memory = largest_input + static_cast<uint64_t>(ktq::resolve_threads(threads)) * 2 * chunk + metadata;
+        // Streaming: the input pages of the tensor in flight, per worker one
+        // output chunk (CastEngine) or one BF16 expert matrix plus its packed
+        // part (KtAmxEngine), and the tensor table.
+        uint64_t per_worker = 2 * (4u << 20);
+        if (is_kt_format(format)) {
+            uint64_t largest_matrix = 0;
+            for (const auto &layer : m.arch().layers)
+                for (int p = 0; p < 3 && layer.storage != KTQ_EXPERTS_NONE; ++p) {
+                    const auto v = m.expert(static_cast<int>(&layer - m.arch().layers.data()), 0,
+                                            static_cast<ktq_expert_proj>(p));
+                    largest_matrix = std::max<uint64_t>(largest_matrix, v.rows * v.cols * 2);
+                }
+            per_worker = std::max(per_worker, largest_matrix + largest_expert + largest_matrix / 16);
+        }
+        if (peak_memory) *peak_memory = largest_input + workers * per_worker + metadata;
     });
 }
 

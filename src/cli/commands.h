@@ -16,6 +16,7 @@ struct Command {
 
 Command add_inspect_command(CLI::App &app);
 Command add_convert_command(CLI::App &app);
+Command add_convert_cpu_weights_command(CLI::App &app);
 Command add_doctor_command(CLI::App &app);
 
 // Prints "ktq: error: <message>" for a failed call and returns exit code 1.

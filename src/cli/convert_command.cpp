@@ -1,4 +1,6 @@
-// ktq convert MODEL OUT --to bf16 [--threads N] [--max-shard-size SIZE] ...
+// ktq convert MODEL OUT --to bf16|kt [--quant-method int4|int8] [--threads N] ...
+// ktq convert-cpu-weights: the same conversion under kt-kernel's
+// convert_cpu_weights.py flags, so its scripts switch by one command name.
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -13,6 +15,10 @@ namespace {
 
 struct Options {
     std::string model, out, to = "bf16";
+    std::string quant_method = "int4";
+    int numa_parts = 2;
+    bool loose = false;
+    std::string input_type;  // drop-in: checked against the model
     int threads = 0;
     uint64_t max_shard_bytes = 0;
     bool overwrite = false;
@@ -23,11 +29,43 @@ struct Options {
     bool quiet = false;
 };
 
+ktq_format format_of(const Options &o) {
+    if (o.to == "bf16") return KTQ_FORMAT_HF_BF16;
+    return o.quant_method == "int8" ? KTQ_FORMAT_KT_AMXINT8 : KTQ_FORMAT_KT_AMXINT4;
+}
+
+// kt-kernel's --input-type names what the checkpoint holds; a mismatch is
+// almost always the wrong folder, so it stops the run.
+bool input_type_matches(const std::string &input_type, ktq_dtype stored) {
+    if (input_type.empty()) return true;
+    if (input_type == "fp8") return stored == KTQ_DTYPE_F8_E4M3 || stored == KTQ_DTYPE_F8_E5M2;
+    if (input_type == "fp16") return stored == KTQ_DTYPE_F16;
+    if (input_type == "bf16") return stored == KTQ_DTYPE_BF16;
+    return false;
+}
+
 int run(const Options &o) {
     ktq_error *err = nullptr;
     ktq_model *model = nullptr;
     int st = open_model(&model, o.model, o.threads);
     if (st != KTQ_OK) return 1;
+    const ktq_format format = format_of(o);
+    ktq_model_info info;
+    ktq_model_info_init(&info, KTQ_MODEL_INFO_VERSION);
+    if (ktq_model_get_info(&info, model, nullptr) == KTQ_OK) {
+        if (!input_type_matches(o.input_type, info.source_dtype)) {
+            std::fprintf(stderr, "ktq: error: %s: --input-type %s, but its expert weights are %s\n", o.model.c_str(),
+                         o.input_type.c_str(), ktq_dtype_name(info.source_dtype));
+            ktq_model_free(model);
+            return 1;
+        }
+        if (format != KTQ_FORMAT_HF_BF16 &&
+            (info.source_dtype == KTQ_DTYPE_F8_E4M3 || info.source_dtype == KTQ_DTYPE_F8_E5M2) && !o.quiet)
+            std::fprintf(stderr,
+                         "ktq: warning: converting FP8 weights straight to %s adds a second rounding on top of FP8's "
+                         "and can cost noticeable accuracy; prefer the original BF16 checkpoint when there is one\n",
+                         o.quant_method == "int8" ? "INT8" : "INT4");
+    }
 
     ktq_writer_options wopts;
     ktq_writer_options_init(&wopts, KTQ_WRITER_OPTIONS_VERSION);
@@ -37,8 +75,10 @@ int run(const Options &o) {
     wopts.resume = o.resume || o.resume_layer > 0;
     wopts.resume_layer = o.resume_layer;
     wopts.keep_partial = 1;  // an interrupted or failed run can be continued with --resume
+    wopts.numa_parts = o.numa_parts;
+    wopts.loose_files = o.loose;
     ktq_writer *writer = nullptr;
-    st = ktq_writer_open(&writer, model, o.out.c_str(), KTQ_FORMAT_HF_BF16, &wopts, &err);
+    st = ktq_writer_open(&writer, model, o.out.c_str(), format, &wopts, &err);
     if (st != KTQ_OK) {
         ktq_model_free(model);
         return report_error(st, err);
@@ -75,8 +115,8 @@ int run(const Options &o) {
         return 1;
     }
     if (!o.quiet)
-        std::fprintf(stderr, "ktq: wrote %s: %zu safetensors file(s), %s in %.2f s\n", o.out.c_str(), files,
-                     human_bytes(bytes).c_str(), secs);
+        std::fprintf(stderr, "ktq: wrote %s (%s): %zu %s file(s), %s in %.2f s\n", o.out.c_str(),
+                     ktq_format_name(format), files, o.loose ? ".kt" : "safetensors", human_bytes(bytes).c_str(), secs);
     return 0;
 }
 
@@ -87,9 +127,19 @@ Command add_convert_command(CLI::App &app) {
     CLI::App *cmd = app.add_subcommand("convert", "Convert a checkpoint into another format");
     cmd->add_option("model", o->model, "Input model folder (or one .safetensors file)")->required();
     cmd->add_option("out", o->out, "Output folder (created; must be empty unless --overwrite)")->required();
-    cmd->add_option("--to", o->to, "Target format: bf16 (dequantized Hugging Face checkpoint)")
-        ->check(CLI::IsMember({"bf16"}))
+    cmd->add_option("--to,--format", o->to,
+                    "Target format: bf16 (dequantized Hugging Face checkpoint) or kt (kt-kernel AMX experts)")
+        ->check(CLI::IsMember({"bf16", "kt"}))
         ->capture_default_str();
+    cmd->add_option("--quant-method", o->quant_method, "kt: int4 or int8 (kt-kernel AMXINT4 / AMXINT8)")
+        ->check(CLI::IsMember({"int4", "int8"}))
+        ->capture_default_str();
+    cmd->add_option("--threadpool-count,--numa-parts", o->numa_parts,
+                    "kt: NUMA parts each expert is split into (kt-kernel's --threadpool-count)")
+        ->check(CLI::Range(1, 64))
+        ->capture_default_str();
+    cmd->add_flag("--no-merge-safetensor,--loose", o->loose,
+                  "kt: write _layer_L/_numa_P/*.kt files instead of merged safetensors");
     cmd->add_option("--threads", o->threads, "Worker threads (default: one per core, from hwloc)")
         ->check(CLI::NonNegativeNumber);
     cmd->add_option("--max-shard-size", o->max_shard_bytes,
@@ -105,6 +155,48 @@ Command add_convert_command(CLI::App &app) {
     cmd->add_flag("--no-aux", o->no_aux, "Do not copy tokenizer / generation / template files");
     cmd->add_flag("-q,--quiet", o->quiet, "No progress output");
     return {cmd, [o] { return run(*o); }};
+}
+
+Command add_convert_cpu_weights_command(CLI::App &app) {
+    auto o = std::make_shared<Options>();
+    o->to = "kt";
+    auto ignored_int = std::make_shared<int>(0);
+    auto ignored_flag = std::make_shared<bool>(false);
+    CLI::App *cmd = app.add_subcommand(
+        "convert-cpu-weights",
+        "Drop-in for kt-kernel's convert_cpu_weights.py (same flags): experts -> AMX INT4/INT8 layout");
+    cmd->add_option("-i,--input-path", o->model, "Input model folder")->required();
+    cmd->add_option("--input-type", o->input_type, "What the checkpoint holds: fp8, fp16 or bf16 (checked)")
+        ->check(CLI::IsMember({"fp8", "fp16", "bf16", "awq"}))
+        ->required();
+    cmd->add_option("-o,--output", o->out, "Output folder")->required();
+    cmd->add_option("--quant-method", o->quant_method, "int4 or int8 (awq, moe_int4, moe_int8 are not supported yet)")
+        ->check(CLI::IsMember({"int4", "int8", "awq", "moe_int4", "moe_int8"}))
+        ->capture_default_str();
+    cmd->add_option("--cpuinfer-threads", o->threads, "Worker threads (default: one per core)")
+        ->check(CLI::NonNegativeNumber);
+    cmd->add_option("--threadpool-count", o->numa_parts, "NUMA parts each expert is split into")
+        ->check(CLI::Range(1, 64))
+        ->capture_default_str();
+    cmd->add_flag("--no-merge-safetensor", o->loose, "Keep _layer_L/_numa_P/*.kt files instead of safetensors");
+    cmd->add_option("--resume-layer", o->resume_layer, "Continue an interrupted run in OUTPUT from layer N")
+        ->check(CLI::NonNegativeNumber);
+    cmd->add_option("--gpu", *ignored_flag, "Accepted for compatibility; ktq needs no GPU (FP8 is dequantized on CPU)")
+        ->expected(0, 1);
+    cmd->add_option("--fp8-expert-batch", *ignored_int, "Accepted for compatibility; ignored");
+    cmd->add_flag("-q,--quiet", o->quiet, "No progress output");
+    return {cmd, [o] {
+                if (o->quant_method != "int4" && o->quant_method != "int8") {
+                    std::fprintf(stderr, "ktq: error: --quant-method %s is not supported yet (int4, int8 are)\n",
+                                 o->quant_method.c_str());
+                    return 2;
+                }
+                if (o->input_type == "awq") {
+                    std::fprintf(stderr, "ktq: error: --input-type awq is not supported yet\n");
+                    return 2;
+                }
+                return run(*o);
+            }};
 }
 
 }  // namespace ktq_cli

@@ -20,11 +20,23 @@ struct Task {
     uint64_t first, count, row_bytes;
 };
 
+// Outputs stored exactly as read: integers, and same-dtype copies other
+// than BF16/F32 (which are read through the reader for the NaN/Inf check).
+bool is_raw_copy(const Model &model, const OutputTensor &out) {
+    if (!dtype_is_float(out.dtype)) return true;
+    const ktq_dtype stored = model.checkpoint().at(out.source).entry->dtype;
+    return out.dtype == stored && stored != KTQ_DTYPE_BF16 && stored != KTQ_DTYPE_F32;
+}
+
 }  // namespace
 
 void CastEngine::run_layer(const Model &model, int layer, Writer &writer, ThreadPool &pool,
                            const ktq_quantize_options &opts, const TensorDoneFn &on_tensor) {
-    const auto &tensors = writer.tensors_of_layer(layer);
+    run_tensors(model, writer.tensors_of_layer(layer), writer, pool, opts, on_tensor);
+}
+
+void CastEngine::run_tensors(const Model &model, const std::vector<const OutputTensor *> &tensors, Writer &writer,
+                             ThreadPool &pool, const ktq_quantize_options &opts, const TensorDoneFn &on_tensor) {
     // MoE layers hold many small tensors (one expert matrix is often a single
     // chunk), so tasks are gathered across tensors into batches big enough
     // to keep every thread busy; progress and cancellation happen between
@@ -50,7 +62,7 @@ void CastEngine::run_layer(const Model &model, int layer, Writer &writer, Thread
         pool.parallel_for(tasks.size(), [&](size_t i) {
             const Task &t = tasks[i];
             const TensorRef &src = model.checkpoint().at(t.out->source);
-            if (!dtype_is_float(t.out->dtype)) {  // integer tensors travel unchanged
+            if (is_raw_copy(model, *t.out)) {  // integer, F16, FP8 copies travel unchanged
                 writer.write(*t.out, t.first * t.row_bytes, src.file->data(*src.entry) + t.first * t.row_bytes,
                              t.count * t.row_bytes);
                 return;

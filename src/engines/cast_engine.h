@@ -5,6 +5,8 @@
 // model size, and the bytes never depend on the thread count.
 #pragma once
 
+#include <vector>
+
 #include "engines/engine.h"
 
 namespace ktq {
@@ -14,6 +16,11 @@ public:
     const char *name() const override { return "cast"; }
     void run_layer(const Model &model, int layer, Writer &writer, ThreadPool &pool,
                    const ktq_quantize_options &opts, const TensorDoneFn &on_tensor) override;
+    // The same for a chosen list of output tensors. An output whose dtype is
+    // the stored dtype and not BF16/F32 (integers, F16, FP8 copied with its
+    // scale) travels as raw bytes.
+    void run_tensors(const Model &model, const std::vector<const OutputTensor *> &tensors, Writer &writer,
+                     ThreadPool &pool, const ktq_quantize_options &opts, const TensorDoneFn &on_tensor);
 };
 
 }  // namespace ktq

@@ -1,18 +1,29 @@
-// Which engine serves which (engine, format) pair. New engines (AMX, RTN,
-// GPTQ) register here.
+// Which engine serves which (engine, format) pair. New engines (RTN, GPTQ)
+// register here.
 #include "engines/cast_engine.h"
 #include "engines/engine.h"
+#include "engines/kt_amx_engine.h"
 #include "runtime/error.h"
 
 namespace ktq {
 
 std::unique_ptr<Engine> make_engine(ktq_engine engine, ktq_format format) {
-    if (format != KTQ_FORMAT_HF_BF16)
+    switch (format) {
+    case KTQ_FORMAT_HF_BF16:
+        if (engine != KTQ_ENGINE_DEFAULT && engine != KTQ_ENGINE_CAST)
+            fail(KTQ_ERR_UNSUPPORTED, "engine " + std::to_string(static_cast<int>(engine)) +
+                                          " cannot write the bf16 format (use the cast engine)");
+        return std::make_unique<CastEngine>();
+    case KTQ_FORMAT_KT_AMXINT4:
+    case KTQ_FORMAT_KT_AMXINT8:
+        if (engine != KTQ_ENGINE_DEFAULT && engine != KTQ_ENGINE_KT_AMX)
+            fail(KTQ_ERR_UNSUPPORTED, "engine " + std::to_string(static_cast<int>(engine)) +
+                                          " cannot write the kt-kernel AMX format (use the kt-amx engine)");
+        return std::make_unique<KtAmxEngine>(format == KTQ_FORMAT_KT_AMXINT8 ? kt_amx::Method::Int8
+                                                                               : kt_amx::Method::Int4);
+    default:
         fail(KTQ_ERR_UNSUPPORTED, "output format " + std::to_string(static_cast<int>(format)) + " is not supported");
-    if (engine != KTQ_ENGINE_DEFAULT && engine != KTQ_ENGINE_CAST)
-        fail(KTQ_ERR_UNSUPPORTED, "engine " + std::to_string(static_cast<int>(engine)) +
-                                      " cannot write the bf16 format (use the cast engine)");
-    return std::make_unique<CastEngine>();
+    }
 }
 
 }  // namespace ktq

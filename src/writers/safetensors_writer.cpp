@@ -15,7 +15,7 @@ namespace ktq {
 
 namespace {
 
-constexpr const char *kPartial = ".ktq-partial";
+constexpr const char *kPartial = kPartialSuffix;
 
 std::string shard_name(size_t i, size_t n) {
     if (n == 1) return "model.safetensors";
@@ -23,6 +23,8 @@ std::string shard_name(size_t i, size_t n) {
     std::snprintf(buf, sizeof buf, "model-%05zu-of-%05zu.safetensors", i + 1, n);
     return buf;
 }
+
+}  // namespace
 
 void pwrite_all(int fd, const void *data, size_t bytes, uint64_t offset, const std::string &what) {
     const char *p = static_cast<const char *>(data);
@@ -37,8 +39,6 @@ void pwrite_all(int fd, const void *data, size_t bytes, uint64_t offset, const s
         offset += static_cast<uint64_t>(n);
     }
 }
-
-}  // namespace
 
 uint64_t OutputTensor::nbytes() const {
     uint64_t n = dtype_size(dtype);
@@ -91,16 +91,21 @@ void write_file_atomically(const std::string &dir, const std::string &name, cons
 ShardedSafetensorsWriter::ShardedSafetensorsWriter(const std::string &dir,
                                                    const std::vector<const OutputTensor *> &tensors,
                                                    uint64_t max_shard_bytes, bool reuse_partial)
+    : ShardedSafetensorsWriter(dir, group_into_shards(tensors, max_shard_bytes), true, reuse_partial) {}
+
+ShardedSafetensorsWriter::ShardedSafetensorsWriter(const std::string &dir,
+                                                   const std::vector<std::vector<const OutputTensor *>> &groups,
+                                                   bool pt_metadata, bool reuse_partial)
     : dir_(dir) {
-    const auto groups = group_into_shards(tensors, max_shard_bytes);
-    for (const OutputTensor *t : tensors) payload_bytes_ += t->nbytes();
+    for (const auto &group : groups)
+        for (const OutputTensor *t : group) payload_bytes_ += t->nbytes();
 
     try {
         for (size_t g = 0; g < groups.size(); ++g) {
             Shard shard;
             shard.name = shard_name(g, groups.size());
-            nlohmann::ordered_json header;
-            header["__metadata__"] = {{"format", "pt"}};
+            nlohmann::ordered_json header = nlohmann::ordered_json::object();
+            if (pt_metadata) header["__metadata__"] = {{"format", "pt"}};
             uint64_t offset = 0;
             for (const OutputTensor *t : groups[g]) {
                 header[t->name] = {{"dtype", dtype_name(t->dtype)},

@@ -14,28 +14,33 @@
 #include <string>
 #include <vector>
 
+#include "writers/tensor_store.h"
 #include "writers/writer.h"
 
 namespace ktq {
 
-class ShardedSafetensorsWriter {
+class ShardedSafetensorsWriter : public TensorStore {
 public:
     // With `reuse_partial`, the "*.ktq-partial" files of an interrupted run
     // are opened as they are (for resuming); they must exist with exactly the
     // planned size and header, else KTQ_ERR_STATE is thrown.
     ShardedSafetensorsWriter(const std::string &dir, const std::vector<const OutputTensor *> &tensors,
                              uint64_t max_shard_bytes, bool reuse_partial = false);
-    ~ShardedSafetensorsWriter();
+    // Shards given explicitly, each in payload order; `pt_metadata` writes
+    // the {"format":"pt"} header metadata transformers' save_pretrained adds.
+    ShardedSafetensorsWriter(const std::string &dir, const std::vector<std::vector<const OutputTensor *>> &groups,
+                             bool pt_metadata, bool reuse_partial);
+    ~ShardedSafetensorsWriter() override;
 
-    void write(const OutputTensor &tensor, uint64_t offset, const void *data, size_t bytes);
+    void write(const OutputTensor &tensor, uint64_t offset, const void *data, size_t bytes) override;
     // Flushes everything written so far to the disk (fdatasync).
-    void sync_data();
+    void sync_data() override;
     // Whether the partial files stay in place on destruction (for a later resume).
-    void set_keep_partial(bool keep) { keep_partial_ = keep; }
+    void set_keep_partial(bool keep) override { keep_partial_ = keep; }
     // fsync + rename every shard, then write the index (when sharded).
-    void commit();
+    void commit() override;
     // Close and unlink the partial files (no-op after commit()).
-    void abort() noexcept;
+    void abort() noexcept override;
 
     size_t file_count() const { return shards_.size(); }
     uint64_t payload_bytes() const { return payload_bytes_; }
@@ -72,5 +77,8 @@ std::vector<std::vector<const OutputTensor *>> group_into_shards(const std::vect
 // Writes `content` to dir/name atomically (temporary file, fsync, rename).
 void write_file_atomically(const std::string &dir, const std::string &name, const std::string &content);
 void fsync_dir(const std::string &dir);
+// pwrite() until done; failures name `what`.
+void pwrite_all(int fd, const void *data, size_t bytes, uint64_t offset, const std::string &what);
+constexpr const char *kPartialSuffix = ".ktq-partial";
 
 }  // namespace ktq

@@ -22,6 +22,14 @@ struct OutputTensor {
     std::vector<int64_t> shape;
     std::string source;   // input tensor it is made from
     int layer = -1;       // decoder layer, -1 for globals
+    // Routed-expert outputs of quantizing formats (kt-kernel layout): which
+    // expert, projection and NUMA part, and whether this is the scale array.
+    int expert = -1;
+    int proj = -1;        // ktq_expert_proj
+    int part = -1;
+    bool is_scale = false;
+    // Loose-file layouts: the file's path relative to the output folder.
+    std::string file;
     uint64_t nbytes() const;
 };
 

@@ -1,4 +1,4 @@
-#include "writers/hf_checkpoint_writer.h"
+#include "writers/checkpoint_writer.h"
 
 #include <dirent.h>
 #include <limits.h>
@@ -14,6 +14,7 @@
 #include "reading/dtype.h"
 #include "runtime/error.h"
 #include "runtime/strings.h"
+#include "writers/loose_file_store.h"
 
 namespace ktq {
 
@@ -32,10 +33,6 @@ std::vector<std::string> list_dir(const std::string &dir) {
     return names;
 }
 
-bool is_regular_file(const std::string &path) {
-    struct stat st {};
-    return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
 
 void make_dirs(const std::string &dir) {
     std::string partial;
@@ -54,13 +51,6 @@ std::string real(const std::string &p) {
     return realpath(p.c_str(), buf) ? std::string(buf) : p;
 }
 
-std::string read_whole(const std::string &path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail(KTQ_ERR_IO, path + ": cannot open");
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
 
 // Files of a model folder that are not weights: tokenizer, generation config,
 // chat template, remote code. Everything a loader needs besides the tensors.
@@ -77,6 +67,7 @@ bool is_aux_file(const std::string &name) {
 
 namespace {
 bool is_partial_state(const std::string &name) { return ends_with(name, ".ktq-partial") || name == kJournalName; }
+bool is_loose_layer_folder(const std::string &name) { return name.rfind("_layer_", 0) == 0; }
 }  // namespace
 
 void prepare_output_dir(const std::string &dir, const std::string &model_dir, bool overwrite, bool resume) {
@@ -86,6 +77,7 @@ void prepare_output_dir(const std::string &dir, const std::string &model_dir, bo
         fail(KTQ_ERR_INVALID_ARGUMENT, dir + ": output folder is the input model's folder");
     const auto existing = list_dir(dir);
     if (overwrite) {
+        remove_loose_layout(dir);
         for (const auto &name : existing)
             if (ends_with(name, ".safetensors") || is_partial_state(name) || name == "model.safetensors.index.json")
                 ::unlink((dir + "/" + name).c_str());
@@ -96,7 +88,7 @@ void prepare_output_dir(const std::string &dir, const std::string &model_dir, bo
     // run killed while renaming its files) is rewritten by the resumed run.
     if (resume && has_journal) return;
     for (const auto &name : existing) {
-        if (resume && is_partial_state(name)) continue;
+        if (resume && (is_partial_state(name) || is_loose_layer_folder(name))) continue;
         if (has_journal) {
             auto journal = load_journal(dir);
             fail(KTQ_ERR_INVALID_ARGUMENT,
@@ -109,35 +101,25 @@ void prepare_output_dir(const std::string &dir, const std::string &model_dir, bo
     }
 }
 
-uint64_t default_max_shard_bytes() { return 5000000000ull; }
-
-std::vector<OutputTensor> plan_bf16_checkpoint(const Model &model) {
-    std::vector<OutputTensor> tensors;
-    const int layers = static_cast<int>(model.arch().layers.size());
-    for (const auto &name : model.checkpoint().names()) {
-        if (model.is_fp8_scale(name)) continue;
-        const TensorEntry &e = *model.checkpoint().at(name).entry;
-        OutputTensor t;
-        t.name = name;
-        t.source = name;
-        t.dtype = dtype_is_float(e.dtype) ? KTQ_DTYPE_BF16 : e.dtype;
-        t.shape = e.shape;
-        int layer = layer_of_tensor(name);
-        t.layer = (layer >= 0 && layer < layers) ? layer : -1;  // MTP layers go with the globals
-        tensors.push_back(std::move(t));
-    }
-    // State-dict order: layers ascending, then globals; names sorted within.
-    std::stable_sort(tensors.begin(), tensors.end(), [](const OutputTensor &a, const OutputTensor &b) {
-        unsigned la = static_cast<unsigned>(a.layer), lb = static_cast<unsigned>(b.layer);  // -1 sorts last
-        return la != lb ? la < lb : a.name < b.name;
-    });
-    return tensors;
+bool file_exists(const std::string &path) {
+    struct stat st {};
+    return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
-HfCheckpointWriter::HfCheckpointWriter(const Model &model, const std::string &out_dir, const ktq_writer_options &opts)
-    : model_(model), out_dir_(out_dir), opts_(opts) {
+std::string read_text_file(const std::string &path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail(KTQ_ERR_IO, path + ": cannot open");
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+uint64_t default_max_shard_bytes() { return 5000000000ull; }
+
+CheckpointWriter::CheckpointWriter(const Model &model, const std::string &out_dir, const ktq_writer_options &opts,
+                                   OutputPlan plan)
+    : model_(model), out_dir_(out_dir), opts_(opts), plan_(std::move(plan)) {
     prepare_output_dir(out_dir_, model.checkpoint().dir(), opts.overwrite != 0, opts.resume != 0);
-    tensors_ = plan_bf16_checkpoint(model);
     const int layers = static_cast<int>(model.arch().layers.size());
     by_layer_.assign(static_cast<size_t>(layers) + 1, {});
     std::vector<const OutputTensor *> ordered;
@@ -148,11 +130,21 @@ HfCheckpointWriter::HfCheckpointWriter(const Model &model, const std::string &ou
     done_.assign(by_layer_.size(), false);
     const uint64_t max_shard = opts.max_shard_bytes ? opts.max_shard_bytes : default_max_shard_bytes();
     for (const OutputTensor *t : ordered) output_bytes_ += t->nbytes();
-    output_files_ = group_into_shards(ordered, max_shard).size();
+    std::vector<std::vector<const OutputTensor *>> groups;
+    for (const auto &shard : plan_.shards) {
+        groups.emplace_back();
+        for (size_t i : shard) groups.back().push_back(&tensors_.at(i));
+    }
+    if (groups.empty()) groups = group_into_shards(ordered, max_shard);
+    output_files_ = plan_.loose_files ? ordered.size() : groups.size();
+    auto open_store = [&](bool reuse) -> std::unique_ptr<TensorStore> {
+        if (plan_.loose_files) return std::make_unique<LooseFileStore>(out_dir_, ordered, reuse);
+        return std::make_unique<ShardedSafetensorsWriter>(out_dir_, groups, plan_.pt_metadata, reuse);
+    };
 
     // The plan's fingerprint: a journal only applies to the very same output.
-    std::string plan = "hf-bf16 " + std::to_string(max_shard) + "\n";
-    journal_.fingerprint = fingerprint_of(plan);
+    std::string fingerprint = plan_.description + " " + std::to_string(max_shard) + "\n";
+    journal_.fingerprint = fingerprint_of(fingerprint);
     // An interrupted run also only continues with the very same input files
     // (a re-downloaded or fine-tuned checkpoint of the same shapes must not be
     // mixed with the old one).
@@ -176,7 +168,7 @@ HfCheckpointWriter::HfCheckpointWriter(const Model &model, const std::string &ou
         }
         if (previous) {
             try {
-                shards_ = std::make_unique<ShardedSafetensorsWriter>(out_dir_, ordered, max_shard, true);
+                shards_ = open_store(true);
                 // Until this constructor succeeds, a failure must not delete
                 // the files we were asked to resume.
                 shards_->set_keep_partial(true);
@@ -198,61 +190,46 @@ HfCheckpointWriter::HfCheckpointWriter(const Model &model, const std::string &ou
     if (!shards_) {
         for (const auto &name : list_dir(out_dir_))
             if (is_partial_state(name)) ::unlink((out_dir_ + "/" + name).c_str());
-        shards_ = std::make_unique<ShardedSafetensorsWriter>(out_dir_, ordered, max_shard);
+        shards_ = open_store(false);
         journal_.layers_done.clear();
     }
     save_journal(out_dir_, journal_);
     shards_->set_keep_partial(false);  // from now on abort() decides, by the options
 }
 
-HfCheckpointWriter::~HfCheckpointWriter() { abort(); }
+CheckpointWriter::~CheckpointWriter() { abort(); }
 
-const std::vector<const OutputTensor *> &HfCheckpointWriter::tensors_of_layer(int layer) const {
+const std::vector<const OutputTensor *> &CheckpointWriter::tensors_of_layer(int layer) const {
     if (layer < -1 || layer >= num_layers())
         fail(KTQ_ERR_NOT_FOUND, "layer " + std::to_string(layer) + " does not exist (model has " +
                                     std::to_string(num_layers()) + " layers)");
     return by_layer_[static_cast<size_t>(layer + 1)];
 }
 
-void HfCheckpointWriter::write(const OutputTensor &tensor, uint64_t offset, const void *data, size_t bytes) {
+void CheckpointWriter::write(const OutputTensor &tensor, uint64_t offset, const void *data, size_t bytes) {
     shards_->write(tensor, offset, data, bytes);
 }
 
-void HfCheckpointWriter::layer_done(int layer) {
+void CheckpointWriter::layer_done(int layer) {
     shards_->sync_data();  // the journal must never claim bytes that are not on disk
     done_[static_cast<size_t>(layer + 1)] = true;
     journal_.layers_done.insert(layer);
     save_journal(out_dir_, journal_);
 }
 
-bool HfCheckpointWriter::is_layer_done(int layer) const {
+bool CheckpointWriter::is_layer_done(int layer) const {
     tensors_of_layer(layer);  // range check
     return done_[static_cast<size_t>(layer + 1)];
 }
 
-std::string HfCheckpointWriter::rewritten_config() const {
-    nlohmann::ordered_json cfg = model_.config().raw;
-    // The weights are plain BF16 now: an fp8 quantization_config would make
-    // transformers try to load them as FP8.
-    for (nlohmann::ordered_json *scope : {&cfg, cfg.contains("text_config") ? &cfg["text_config"] : nullptr}) {
-        if (!scope || !scope->is_object()) continue;
-        scope->erase("quantization_config");
-        bool has_any = scope->contains("dtype") || scope->contains("torch_dtype");
-        if (scope->contains("dtype")) (*scope)["dtype"] = "bfloat16";
-        if (scope->contains("torch_dtype")) (*scope)["torch_dtype"] = "bfloat16";
-        if (!has_any && scope == &cfg) (*scope)["torch_dtype"] = "bfloat16";
-    }
-    return cfg.dump(2) + "\n";
-}
-
-std::vector<std::string> HfCheckpointWriter::aux_files() const {
+std::vector<std::string> model_aux_files(const Model &model) {
     std::vector<std::string> out;
-    for (const auto &name : list_dir(model_.checkpoint().dir()))
-        if (is_aux_file(name) && is_regular_file(model_.checkpoint().dir() + "/" + name)) out.push_back(name);
+    for (const auto &name : list_dir(model.checkpoint().dir()))
+        if (is_aux_file(name) && file_exists(model.checkpoint().dir() + "/" + name)) out.push_back(name);
     return out;
 }
 
-void HfCheckpointWriter::finish() {
+void CheckpointWriter::finish() {
     if (finished_) fail(KTQ_ERR_STATE, out_dir_ + ": writer already finished");
     if (already_complete_) {
         finished_ = true;
@@ -263,12 +240,14 @@ void HfCheckpointWriter::finish() {
             fail(KTQ_ERR_STATE, out_dir_ + ": cannot finish, " +
                                     (l < 0 ? std::string("the non-layer tensors were") : "layer " + std::to_string(l) + " was") +
                                     " not written");
-    finals_written_.push_back("config.json");
-    write_file_atomically(out_dir_, "config.json", rewritten_config());
+    if (!plan_.config_json.empty()) {
+        finals_written_.push_back("config.json");
+        write_file_atomically(out_dir_, "config.json", plan_.config_json);
+    }
     if (opts_.copy_aux_files)
-        for (const auto &name : aux_files()) {
+        for (const auto &name : plan_.aux_files) {
             finals_written_.push_back(name);
-            write_file_atomically(out_dir_, name, read_whole(model_.checkpoint().dir() + "/" + name));
+            write_file_atomically(out_dir_, name, read_text_file(model_.checkpoint().dir() + "/" + name));
         }
     shards_->commit();  // weights become visible last
     journal_.complete = true;  // the completion marker, after every final file is in place
@@ -277,7 +256,7 @@ void HfCheckpointWriter::finish() {
     finished_ = true;
 }
 
-void HfCheckpointWriter::abort() noexcept {
+void CheckpointWriter::abort() noexcept {
     if (finished_ || !shards_) return;
     // A finish() that failed halfway wrote config and tokenizer files under
     // their final names: they go (the next finish writes them again).

@@ -1,0 +1,34 @@
+// The output plan of kt-kernel's AMX expert layout (KTQ_FORMAT_KT_AMXINT4 /
+// KTQ_FORMAT_KT_AMXINT8), as kt-kernel's convert_cpu_weights.py writes it
+// (docs/formats/kt-kernel.md):
+//
+// merged (default): one safetensors shard per MoE layer holding
+//   blk.L.ffn_{gate,up,down}_exps.E.numa.P.{weight (I8, 1-D), scale (F32, 1-D)}
+// then one shard with every non-expert tensor as stored (renamed
+// model.layers. -> blk., model. dropped), named model-0000k-of-0000N;
+// tensors in each file in the order safetensors' serializer gives (dtype
+// descending, then name), no header metadata; config.json and tokenizer
+// files copied unchanged.
+// loose (--no-merge-safetensor): _layer_L/_numa_P/INT4_{gate,up,down}_E_<n>Byte_{quant,scale}_.kt
+// and nothing else.
+#pragma once
+
+#include "quant/kt_amx.h"
+#include "writers/checkpoint_writer.h"
+
+namespace ktq {
+
+struct KtAmxLayout {
+    kt_amx::Method method = kt_amx::Method::Int4;
+    int numa_parts = 2;  // kt-kernel's --threadpool-count
+    bool loose = false;  // --no-merge-safetensor
+};
+
+// Throws KTQ_ERR_UNSUPPORTED for a model without routed experts and
+// KTQ_ERR_FORMAT naming the tensor when an expert cannot be split or packed.
+OutputPlan plan_kt_amx(const Model &model, const KtAmxLayout &layout, const ktq_writer_options &opts);
+
+// kt-kernel's name for a non-expert tensor in the merged layout.
+std::string kt_merged_name(const std::string &hf_name);
+
+}  // namespace ktq

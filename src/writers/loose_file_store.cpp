@@ -1,0 +1,145 @@
+#include "writers/loose_file_store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <set>
+
+#include "runtime/error.h"
+#include "runtime/strings.h"
+#include "writers/safetensors_writer.h"
+
+namespace ktq {
+
+namespace {
+
+void make_dir(const std::string &path) {
+    if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) fail_errno(errno, path + ": cannot create folder");
+}
+
+std::vector<std::string> entries(const std::string &dir) {
+    std::vector<std::string> names;
+    if (DIR *d = opendir(dir.c_str())) {
+        while (dirent *e = readdir(d)) {
+            std::string n = e->d_name;
+            if (n != "." && n != "..") names.push_back(n);
+        }
+        closedir(d);
+    }
+    return names;
+}
+
+bool is_dir(const std::string &path) {
+    struct stat st {};
+    return ::lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool is_layout_folder(const std::string &name, const char *prefix) {
+    if (name.rfind(prefix, 0) != 0 || name.size() == std::string(prefix).size()) return false;
+    for (size_t i = std::string(prefix).size(); i < name.size(); ++i)
+        if (name[i] < '0' || name[i] > '9') return false;
+    return true;
+}
+
+}  // namespace
+
+void remove_loose_layout(const std::string &dir) {
+    for (const auto &layer : entries(dir)) {
+        const std::string lpath = dir + "/" + layer;
+        if (!is_layout_folder(layer, "_layer_") || !is_dir(lpath)) continue;
+        for (const auto &numa : entries(lpath)) {
+            const std::string npath = lpath + "/" + numa;
+            if (!is_layout_folder(numa, "_numa_") || !is_dir(npath)) continue;
+            for (const auto &f : entries(npath))
+                if (ends_with(f, ".kt") || ends_with(f, kPartialSuffix)) ::unlink((npath + "/" + f).c_str());
+            ::rmdir(npath.c_str());
+        }
+        ::rmdir(lpath.c_str());
+    }
+}
+
+LooseFileStore::LooseFileStore(const std::string &dir, const std::vector<const OutputTensor *> &tensors,
+                               bool reuse_partial)
+    : dir_(dir), tensors_(tensors) {
+    if (!reuse_partial) remove_loose_layout(dir_);
+    uint64_t total = 0;
+    std::set<std::string> folders;
+    for (const OutputTensor *t : tensors_) {
+        if (t->file.empty()) fail(KTQ_ERR_INTERNAL, "tensor '" + t->name + "' has no file in the loose layout");
+        total += t->nbytes() + 4096;  // a block of metadata per file, roughly
+        for (size_t slash = t->file.find('/'); slash != std::string::npos; slash = t->file.find('/', slash + 1))
+            folders.insert(t->file.substr(0, slash));
+    }
+    struct statvfs vfs {};
+    if (::statvfs(dir_.c_str(), &vfs) == 0) {
+        const uint64_t avail = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+        if (avail < total)
+            fail(KTQ_ERR_NO_SPACE, dir_ + ": not enough free space (" + std::to_string(total) + " bytes needed, " +
+                                       std::to_string(avail) + " available)");
+    }
+    for (const auto &f : folders) make_dir(dir_ + "/" + f);  // std::set order: parents first
+}
+
+LooseFileStore::~LooseFileStore() { abort(); }
+
+void LooseFileStore::write(const OutputTensor &tensor, uint64_t offset, const void *data, size_t bytes) {
+    if (offset + bytes > tensor.nbytes())
+        fail(KTQ_ERR_INTERNAL, "write past the end of output tensor '" + tensor.name + "'");
+    const std::string path = dir_ + "/" + tensor.file + kPartialSuffix;
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) fail_errno(errno, path + ": cannot create");
+    try {
+        pwrite_all(fd, data, bytes, offset, path + ": writing '" + tensor.name + "'");
+    } catch (...) {
+        ::close(fd);
+        throw;
+    }
+    if (::close(fd) != 0) fail_errno(errno, path + ": close failed");
+}
+
+void LooseFileStore::sync_data() {
+    int fd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) fail_errno(errno, dir_ + ": cannot open");
+    const int rc = ::syncfs(fd);
+    const int e = errno;
+    ::close(fd);
+    if (rc != 0) fail_errno(e, dir_ + ": syncfs failed");
+}
+
+void LooseFileStore::commit() {
+    for (const OutputTensor *t : tensors_) {
+        const std::string path = dir_ + "/" + t->file;
+        struct stat st {};
+        if (::stat((path + kPartialSuffix).c_str(), &st) == 0) {
+            if (static_cast<uint64_t>(st.st_size) != t->nbytes())
+                fail(KTQ_ERR_STATE, path + kPartialSuffix + ": has " + std::to_string(st.st_size) + " bytes, " +
+                                        std::to_string(t->nbytes()) + " planned (damaged partial output)");
+        } else if (::stat(path.c_str(), &st) != 0 || static_cast<uint64_t>(st.st_size) != t->nbytes()) {
+            fail(KTQ_ERR_STATE, path + ": missing from the partial output");
+        }
+    }
+    sync_data();
+    std::set<std::string> folders;
+    for (const OutputTensor *t : tensors_) {
+        const std::string path = dir_ + "/" + t->file;
+        if (::rename((path + kPartialSuffix).c_str(), path.c_str()) != 0 && errno != ENOENT)
+            fail_errno(errno, path + kPartialSuffix + ": rename failed");
+        folders.insert(dir_ + "/" + t->file.substr(0, t->file.rfind('/')));
+    }
+    for (const auto &f : folders) fsync_dir(f);
+    committed_ = true;
+}
+
+void LooseFileStore::abort() noexcept {
+    if (committed_ || keep_partial_) return;
+    try {
+        remove_loose_layout(dir_);
+    } catch (...) {
+    }
+}
+
+}  // namespace ktq
