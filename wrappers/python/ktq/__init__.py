@@ -124,17 +124,25 @@ class Model:
         return out
 
 
+_FORMATS = {"bf16": _lib.FORMAT_HF_BF16, "kt-int4": _lib.FORMAT_KT_AMXINT4, "kt-int8": _lib.FORMAT_KT_AMXINT8}
+
+
 def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=False, resume=False,
-            progress=None):
-    """Converts `model` into `out_dir`. `progress(dict)` returns False to cancel
-    (KtqError with status "cancelled"; nothing with a final name is left)."""
-    if to != "bf16":
-        raise ValueError(f"unknown target format {to!r} (available: 'bf16')")
+            progress=None, numa_parts=2, loose_files=False, resume_layer=0):
+    """Converts `model` into `out_dir`: to="bf16" (dequantized checkpoint),
+    "kt-int4" or "kt-int8" (kt-kernel's AMX expert layout, split into
+    `numa_parts`, merged safetensors or `loose_files`). `progress(dict)`
+    returns False to cancel (KtqError with status "cancelled"; nothing with a
+    final name is left)."""
+    if to not in _FORMATS:
+        raise ValueError(f"unknown target format {to!r} (available: {', '.join(map(repr, _FORMATS))})")
     wopts = _lib.WriterOptions()
     lib.ktq_writer_options_init(ctypes.byref(wopts), _lib.WRITER_OPTIONS_VERSION)
-    wopts.max_shard_bytes, wopts.overwrite, wopts.resume = max_shard_bytes, int(overwrite), int(resume)
+    wopts.max_shard_bytes, wopts.overwrite = max_shard_bytes, int(overwrite)
+    wopts.resume, wopts.resume_layer = int(resume or resume_layer > 0), resume_layer
+    wopts.numa_parts, wopts.loose_files = numa_parts, int(loose_files)
     writer = ctypes.c_void_p()
-    _call(lib.ktq_writer_open, ctypes.byref(writer), model._handle(), str(out_dir).encode(), _lib.FORMAT_HF_BF16,
+    _call(lib.ktq_writer_open, ctypes.byref(writer), model._handle(), str(out_dir).encode(), _FORMATS[to],
           ctypes.byref(wopts))
     raised = []
 

@@ -14,10 +14,13 @@ c_int, c_uint, c_size_t, c_uint64, c_int64 = ctypes.c_int, ctypes.c_uint, ctypes
 c_char_p, c_void_p = ctypes.c_char_p, ctypes.c_void_p
 
 OPEN_OPTIONS_VERSION = MODEL_INFO_VERSION = TENSOR_INFO_VERSION = 1
-WRITER_OPTIONS_VERSION = QUANTIZE_OPTIONS_VERSION = PROGRESS_VERSION = 1
+QUANTIZE_OPTIONS_VERSION = PROGRESS_VERSION = 1
+WRITER_OPTIONS_VERSION = 2
 MAX_DIMS = 8
 DTYPE_F32, DTYPE_BF16 = 1, 3
 FORMAT_HF_BF16 = 1
+FORMAT_KT_AMXINT4 = 2
+FORMAT_KT_AMXINT8 = 3
 LAYER_GLOBALS = -1
 
 
@@ -50,7 +53,8 @@ PROGRESS_CB = ctypes.CFUNCTYPE(c_int, ctypes.POINTER(Progress), c_void_p)
 
 class WriterOptions(ctypes.Structure):
     _fields_ = [("version", c_uint), ("max_shard_bytes", c_uint64), ("copy_aux_files", c_int), ("overwrite", c_int),
-                ("resume", c_int), ("resume_layer", c_int), ("keep_partial", c_int)]
+                ("resume", c_int), ("resume_layer", c_int), ("keep_partial", c_int), ("numa_parts", c_int),
+                ("loose_files", c_int)]
 
 
 class QuantizeOptions(ctypes.Structure):

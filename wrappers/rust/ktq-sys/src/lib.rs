@@ -151,17 +151,20 @@ pub const KTQ_PROJ_DOWN: ktq_expert_proj = 2;
 
 pub type ktq_format = c_int;
 pub const KTQ_FORMAT_HF_BF16: ktq_format = 1;
+pub const KTQ_FORMAT_KT_AMXINT4: ktq_format = 2;
+pub const KTQ_FORMAT_KT_AMXINT8: ktq_format = 3;
 
 pub type ktq_engine = c_int;
 pub const KTQ_ENGINE_DEFAULT: ktq_engine = 0;
 pub const KTQ_ENGINE_CAST: ktq_engine = 1;
+pub const KTQ_ENGINE_KT_AMX: ktq_engine = 2;
 
 #[repr(C)]
 pub struct ktq_writer {
     _private: [u8; 0],
 }
 
-pub const KTQ_WRITER_OPTIONS_VERSION: c_uint = 1;
+pub const KTQ_WRITER_OPTIONS_VERSION: c_uint = 2;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ktq_writer_options {
@@ -172,6 +175,8 @@ pub struct ktq_writer_options {
     pub resume: c_int,
     pub resume_layer: c_int,
     pub keep_partial: c_int,
+    pub numa_parts: c_int,
+    pub loose_files: c_int,
 }
 
 pub const KTQ_LAYER_GLOBALS: c_int = -1;

@@ -336,6 +336,10 @@ fn raw_proj(p: Proj) -> sys::ktq_expert_proj {
 pub enum Format {
     /// Hugging Face checkpoint, every floating tensor BF16 (FP8 dequantized).
     HfBf16,
+    /// kt-kernel's AMX INT4 expert layout (`convert_cpu_weights.py --quant-method int4`).
+    KtAmxInt4,
+    /// kt-kernel's AMX INT8 expert layout (`--quant-method int8`).
+    KtAmxInt8,
 }
 
 /// Options of [`Writer::open`] (builder style).
@@ -346,6 +350,10 @@ pub struct WriterOptions {
     pub resume: bool,
     pub keep_partial: bool,
     pub skip_aux_files: bool,
+    /// kt formats: NUMA parts per expert (kt-kernel's `--threadpool-count`); 0 = 2.
+    pub numa_parts: u32,
+    /// kt formats: `_layer_L/_numa_P/*.kt` files instead of merged safetensors.
+    pub loose_files: bool,
 }
 
 impl WriterOptions {
@@ -363,6 +371,14 @@ impl WriterOptions {
     }
     pub fn keep_partial(mut self, yes: bool) -> Self {
         self.keep_partial = yes;
+        self
+    }
+    pub fn numa_parts(mut self, parts: u32) -> Self {
+        self.numa_parts = parts;
+        self
+    }
+    pub fn loose_files(mut self, yes: bool) -> Self {
+        self.loose_files = yes;
         self
     }
 }
@@ -435,8 +451,12 @@ impl<'m> Writer<'m> {
             o.resume = opts.resume as c_int;
             o.keep_partial = opts.keep_partial as c_int;
             o.copy_aux_files = (!opts.skip_aux_files) as c_int;
+            o.numa_parts = opts.numa_parts as c_int;
+            o.loose_files = opts.loose_files as c_int;
             let f = match format {
                 Format::HfBf16 => sys::KTQ_FORMAT_HF_BF16,
+                Format::KtAmxInt4 => sys::KTQ_FORMAT_KT_AMXINT4,
+                Format::KtAmxInt8 => sys::KTQ_FORMAT_KT_AMXINT8,
             };
             call(|err| sys::ktq_writer_open(&mut raw, model.raw, dir.as_ptr(), f, &o, err))?;
         }
