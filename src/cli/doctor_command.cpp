@@ -32,6 +32,8 @@ int run(bool json) {
         j["amx_tile"] = s.amx_tile != 0;
         j["amx_int8"] = s.amx_int8 != 0;
         j["amx_bf16"] = s.amx_bf16 != 0;
+        j["kt_amx_kernels"] = s.amx_tile && s.amx_int8;
+        j["kt_threadpool_count"] = s.numa_nodes;
         j["cuda_built"] = s.cuda_built != 0;
         j["cuda_devices"] = s.cuda_devices;
         j["cuda_device0"] = s.cuda_device0;
@@ -43,6 +45,12 @@ int run(bool json) {
     std::printf("cpu            %s\n", s.cpu_model[0] ? s.cpu_model : "(unknown)");
     std::printf("cores          %d physical, %d hardware threads\n", s.cores, s.pus);
     std::printf("numa nodes     %d, cores per node %s\n", s.numa_nodes, cores.dump().c_str());
+    // What kt-kernel's CPU MoE kernels can use for ktq's --format kt output.
+    std::printf("kt AMX path    %s; convert with --threadpool-count %d (one part per NUMA node)\n",
+                s.amx_tile && s.amx_int8 ? "yes: kt-kernel's AMXINT4/AMXINT8 kernels run on AMX tiles here"
+                : s.avx512f             ? "no AMX: kt-kernel serves the same files with its AVX-512 kernels"
+                                        : "no AMX, no AVX-512: kt-kernel's AMX formats do not run here",
+                s.numa_nodes > 0 ? s.numa_nodes : 1);
     std::printf("avx2           %s\n", yn(s.avx2));
     std::printf("avx-512        %s (vnni %s, bf16 %s)\n", yn(s.avx512f), yn(s.avx512_vnni), yn(s.avx512_bf16));
     std::printf("amx            %s (int8 %s, bf16 %s)\n", yn(s.amx_tile), yn(s.amx_int8), yn(s.amx_bf16));

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "runtime/cpu_features.h"
@@ -32,13 +33,18 @@ constexpr float kInv127 = 1.0f / 127.0f;
 
 std::atomic<bool> g_force_portable{false};
 
+// kt-kernel's threads run with MXCSR FTZ|DAZ (its -ffast-math build), seen
+// in 0.7.2's output: subnormal inputs count as zero and a scale that would be
+// subnormal becomes 0, zeroing the row. Both are reproduced here.
 float row_scale(Method m, float amax) {
-    if (m == Method::Int8) return amax * kInv127;
-    // INT4: a double constant 1/112 (112 = 7 x 16), product rounded to float.
-    return static_cast<float>(static_cast<double>(amax) * (1.0 / 112.0));
+    float d = m == Method::Int8 ? amax * kInv127
+                                // INT4: a double constant 1/112 (112 = 7 x 16), product rounded to float.
+                                : static_cast<float>(static_cast<double>(amax) * (1.0 / 112.0));
+    return d < std::numeric_limits<float>::min() ? 0.0f : d;  // FTZ
 }
 
 inline float bf16_to_f32(uint16_t v) {
+    if ((v & 0x7F80u) == 0) v &= 0x8000u;  // DAZ: a subnormal is a (signed) zero
     uint32_t bits = static_cast<uint32_t>(v) << 16;
     float f;
     std::memcpy(&f, &bits, 4);
@@ -78,14 +84,21 @@ void quantize_row_portable(Method m, const uint16_t *src, uint64_t k, int8_t *co
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// 16 BF16 words widened to float, DAZ as kt-kernel runs: words with a zero
+// exponent (subnormals) become 0.
+__attribute__((target("avx512f,avx512bw"), always_inline)) inline __m512 load16_daz(const uint16_t *p) {
+    __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(p)));
+    w = _mm512_maskz_mov_epi32(_mm512_test_epi32_mask(w, _mm512_set1_epi32(0x7F80)), w);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+}
+
 __attribute__((target("avx512f,avx512bw"))) void quantize_row_avx512(Method m, const uint16_t *src, uint64_t k,
                                                                       int8_t *codes, float *scale) {
     // k is a multiple of 64 (checked by shape_problem).
     const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
     __m512 vmax = _mm512_setzero_ps();
     for (uint64_t c = 0; c < k; c += 16) {
-        __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(src + c)));
-        __m512 x = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+        __m512 x = load16_daz(src + c);
         vmax = _mm512_max_ps(vmax, _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), _mm512_castps_si512(abs_mask))));
     }
     const float amax = _mm512_reduce_max_ps(vmax);
@@ -93,8 +106,7 @@ __attribute__((target("avx512f,avx512bw"))) void quantize_row_avx512(Method m, c
     const float id = d == 0.0f ? 0.0f : 1.0f / d;
     const __m512 vid = _mm512_set1_ps(id);
     for (uint64_t c = 0; c < k; c += 16) {
-        __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(src + c)));
-        __m512 x = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+        __m512 x = load16_daz(src + c);
         __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(x, vid));  // MXCSR default: half to even
         _mm_storeu_si128(reinterpret_cast<__m128i *>(codes + c), _mm512_cvtsepi32_epi8(q));
     }

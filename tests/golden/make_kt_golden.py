@@ -150,6 +150,49 @@ def hashes_of_output(out_dir):
     return result
 
 
+def edge_matrix():
+    """[128, 256] BF16 rows that stress the arithmetic: zero, constant, exact
+    halves after scaling, a spike, subnormal and near-subnormal rows (kt-kernel
+    runs with FTZ/DAZ), the six amax mantissas where amax * fl(1/127) differs
+    from amax / 127, and random rows."""
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((128, 256)).astype(np.float32) * 0.02
+    c = np.arange(256)
+    w[0] = 0
+    w[1] = 0.25
+    w[2] = ((c % 255) - 127) / 2.0
+    w[3] = np.where(c == 5, -3.0, 1e-3)
+    w[4] = np.where(c % 2, 1, -1) * 1e-38   # subnormal in BF16
+    w[5] = np.where(c % 2, 1, -1) * 2e-38   # normal, but its scale would be subnormal
+    w[6] = np.where(c % 2, 1, -1) * 4e-36   # normal scale
+    for i, m in enumerate([1.1171875, 1.125, 1.3671875, 1.6171875, 1.625, 1.8671875]):
+        w[7 + i, 9] = m
+    w[13, :] = -1.0
+    return f32_to_bf16(w).reshape(128, 256)
+
+
+def edge_case(ext):
+    """kt-kernel's bytes for edge_matrix() as the gate of a single expert."""
+    import base64
+
+    g = np.ascontiguousarray(edge_matrix()[None])
+    up = np.ascontiguousarray(g.copy())
+    down = np.zeros((1, 256, 128), np.uint16)
+    out = {"shape": [128, 256], "input_bf16": base64.b64encode(g.tobytes()).decode()}
+    for method in ("int4", "int8"):
+        scratch = tempfile.mkdtemp(prefix="kt_edge_")
+        try:
+            kt_quantize_layer(ext, g, up, down, 1, method, scratch, 0)
+            folder = os.path.join(scratch, "_layer_0", "_numa_0")
+            quant = glob.glob(os.path.join(folder, f"{method.upper()}_gate_0_*Byte_quant_.kt"))[0]
+            scale = glob.glob(os.path.join(folder, f"{method.upper()}_gate_0_*Byte_scale_.kt"))[0]
+            out[method] = {"packed": base64.b64encode(open(quant, "rb").read()).decode(),
+                           "scales": base64.b64encode(open(scale, "rb").read()).decode()}
+        finally:
+            shutil.rmtree(scratch)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kt-kernel", required=True, help="the kt_kernel package folder (from the 0.7.2 wheel)")
@@ -162,6 +205,7 @@ def main():
         "generator": "tests/golden/make_kt_golden.py",
         "reference": "kt-kernel 0.7.2 extension " + variant + " (AMXInt4_MOE / AMXInt8_MOE, save mode)",
         "cases": {},
+        "edge": edge_case(ext),
     }
     for model in args.models:
         tensors = load_model(os.path.join(args.shared, "models", model))
