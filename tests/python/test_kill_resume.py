@@ -2,8 +2,10 @@
 run again with --resume, must produce output byte-identical to an
 uninterrupted run, without redoing the layers its journal had recorded,
 and a killed run must never leave an output that looks complete but is not.
+For the BF16 format and for kt-kernel's AMX format (merged and loose).
 
-KTQ_KILL_TRIALS sets the number of trials (default 20)."""
+KTQ_KILL_TRIALS sets the number of trials of the BF16 format (default 20;
+the kt layouts get half each)."""
 import json
 import os
 import random
@@ -17,20 +19,44 @@ import pytest
 KTQ = os.environ.get("KTQ_BIN", "ktq")
 HERE = os.path.dirname(os.path.abspath(__file__))
 TRIALS = int(os.environ.get("KTQ_KILL_TRIALS", "20"))
-CONVERT = ["convert", "--to", "bf16", "--max-shard-size", "60MB", "--threads", "2"]
+FORMATS = {
+    "bf16": (["convert", "--to", "bf16", "--max-shard-size", "60MB", "--threads", "2"], TRIALS),
+    "kt": (["convert", "--format", "kt", "--quant-method", "int4", "--threads", "2"], max(1, TRIALS // 2)),
+    "kt-loose": (["convert", "--format", "kt", "--quant-method", "int8", "--no-merge-safetensor", "--threads", "2"],
+                 max(1, TRIALS // 2)),
+}
 
 
 def folder_bytes(path):
-    return {name: open(os.path.join(path, name), "rb").read() for name in sorted(os.listdir(path))}
+    """Every file below `path` (relative name -> bytes)."""
+    out = {}
+    for folder, _, files in os.walk(path):
+        for name in files:
+            full = os.path.join(folder, name)
+            out[os.path.relpath(full, path)] = open(full, "rb").read()
+    return dict(sorted(out.items()))
+
+
+def looks_complete(names):
+    """What a user would take for a finished output: the index, or final .kt files."""
+    return "model.safetensors.index.json" in names or any(n.endswith(".kt") for n in names)
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    root = tmp_path_factory.mktemp("kill")
-    src = root / "fp8"
+def synthetic_fp8(tmp_path_factory):
+    src = tmp_path_factory.mktemp("kill") / "fp8"
     subprocess.run([sys.executable, os.path.join(HERE, "..", "..", "bench", "make_synthetic_fp8.py"), str(src),
                     "--layers", "4", "--hidden", "1024", "--experts", "32", "--moe-intermediate", "512",
                     "--vocab", "8192", "--shard-gb", "0.1"], check=True, capture_output=True)
+    return src
+
+
+@pytest.fixture(scope="module", params=list(FORMATS))
+def model(request, synthetic_fp8, tmp_path_factory):
+    global CONVERT
+    CONVERT, trials = FORMATS[request.param]
+    src = synthetic_fp8
+    root = tmp_path_factory.mktemp("ref-" + request.param)
     # The kill window is the duration of a warm run: the best of three (a cold
     # first run would put most kills after the end).
     durations = []
@@ -40,21 +66,21 @@ def model(tmp_path_factory):
         subprocess.run([KTQ, CONVERT[0], str(src), str(ref), *CONVERT[1:], "--quiet"], check=True)
         durations.append(time.monotonic() - start)
     assert folder_bytes(root / "ref0") == folder_bytes(root / "ref2")
-    return src, folder_bytes(root / "ref2"), min(durations)
+    return src, folder_bytes(root / "ref2"), min(durations), trials
 
 
 def test_killed_runs_resume_to_identical_output(model, tmp_path):
-    src, ref, duration = model
+    src, ref, duration, trials = model
     rng = random.Random(1234)
     killed_midway = completed_before_kill = skipped_layers = 0
-    for trial in range(TRIALS):
+    for trial in range(trials):
         out = tmp_path / f"t{trial}"
         p = subprocess.Popen([KTQ, CONVERT[0], str(src), str(out), *CONVERT[1:], "--quiet"])
         time.sleep(rng.uniform(0.0, duration))
         p.kill()
         p.wait()
-        names = set(os.listdir(out)) if out.exists() else set()
-        if "model.safetensors.index.json" in names:
+        names = set(folder_bytes(out)) if out.exists() else set()
+        if looks_complete(names):
             # Looks complete, so it must be complete (a kill after the last rename). The
             # completion marker (the journal, or its temporary file if the kill hit
             # while it was being replaced) is ktq's bookkeeping, not part of the model.
@@ -75,13 +101,13 @@ def test_killed_runs_resume_to_identical_output(model, tmp_path):
         assert not (redone & done), f"trial {trial}: layers {sorted(redone & done)} were journaled yet redone"
         skipped_layers += len({l for l in done if l >= 0})
         assert folder_bytes(out) == ref, f"trial {trial}: resumed output differs from the uninterrupted run"
-    print(f"\n{TRIALS} kill trials: {killed_midway} killed mid-run, {completed_before_kill} finished before the kill, "
+    print(f"\n{CONVERT[1:4]}: {trials} kill trials: {killed_midway} killed mid-run, {completed_before_kill} finished before the kill, "
           f"{skipped_layers} journaled layers skipped on resume; all resumed byte-identical")
-    assert killed_midway >= TRIALS // 3, "too few kills landed mid-run to test anything"
+    assert killed_midway >= trials // 3, "too few kills landed mid-run to test anything"
 
 
 def test_resume_refuses_a_different_plan(model, tmp_path):
-    src, _, _ = model
+    src, _, _, _ = model
     out = tmp_path / "o"
     p = subprocess.Popen([KTQ, CONVERT[0], str(src), str(out), *CONVERT[1:], "--quiet"])
     time.sleep(0.05)
@@ -89,8 +115,10 @@ def test_resume_refuses_a_different_plan(model, tmp_path):
     p.wait()
     if not (out / ".ktq-journal.json").exists():
         pytest.skip("the run ended before it wrote its journal")
-    r = subprocess.run([KTQ, "convert", str(src), str(out), "--resume", "--max-shard-size", "1GB"],
-                       capture_output=True, text=True)
+    # Same format, other options: bf16 with another shard size, kt with another NUMA split.
+    other = ["--to", "bf16", "--max-shard-size", "1GB"] if "bf16" in CONVERT else \
+        [*CONVERT[1:], "--threadpool-count", "1"]
+    r = subprocess.run([KTQ, "convert", str(src), str(out), *other, "--resume"], capture_output=True, text=True)
     assert r.returncode == 1 and "another model or with other options" in r.stderr, r.stderr
-    r = subprocess.run([KTQ, "convert", str(src), str(out)], capture_output=True, text=True)
+    r = subprocess.run([KTQ, CONVERT[0], str(src), str(out), *CONVERT[1:]], capture_output=True, text=True)
     assert r.returncode == 1 and "interrupted ktq conversion" in r.stderr, r.stderr
