@@ -6,6 +6,7 @@
  *   writer.h  engines and writers (ktq_writer_open, ktq_quantize_layer, ktq_write)
  *   system.h  what the machine offers (CPU features, NUMA, CUDA)
  *   quant.h   ggml block quantization of single tensors (Q8_0, Q4_0, ...)
+ *   kt.h      kt-kernel AMX expert outputs read back, merged from loose files
  *
  * Link with `pkg-config --cflags --libs ktq` or CMake `find_package(ktq)` and
  * target `ktq::ktq`.
@@ -18,5 +19,6 @@
 #include "writer.h"
 #include "system.h"
 #include "quant.h"
+#include "kt.h"
 
 #endif /* KTQ_KTQ_H */

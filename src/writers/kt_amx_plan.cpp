@@ -34,12 +34,16 @@ int safetensors_dtype_rank(ktq_dtype d) {
     }
 }
 
+}  // namespace
+
 void sort_like_safetensors(std::vector<size_t> &shard, const std::vector<OutputTensor> &tensors) {
     std::sort(shard.begin(), shard.end(), [&](size_t a, size_t b) {
         const int ra = safetensors_dtype_rank(tensors[a].dtype), rb = safetensors_dtype_rank(tensors[b].dtype);
         return ra != rb ? ra > rb : tensors[a].name < tensors[b].name;
     });
 }
+
+namespace {
 
 std::string replace_all(std::string s, const std::string &from, const std::string &to) {
     for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size()))

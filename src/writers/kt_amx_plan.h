@@ -28,6 +28,10 @@ struct KtAmxLayout {
 // KTQ_ERR_FORMAT naming the tensor when an expert cannot be split or packed.
 OutputPlan plan_kt_amx(const Model &model, const KtAmxLayout &layout, const ktq_writer_options &opts);
 
+// Orders the tensors of one file (indices into `tensors`) as safetensors'
+// serializer does: dtype descending in its enum order, then name.
+void sort_like_safetensors(std::vector<size_t> &shard, const std::vector<OutputTensor> &tensors);
+
 // kt-kernel's name for a non-expert tensor in the merged layout.
 std::string kt_merged_name(const std::string &hf_name);
 

@@ -223,3 +223,40 @@ def test_dense_layers_and_shared_experts_stay_out_of_the_expert_shards(tmp_path)
     ktq("convert", shared_model("tiny-deepseek-v3"), out, "--format", "kt", "--no-merge-safetensor", "--quiet")
     visible = sorted(n for n in os.listdir(out) if not n.startswith("."))  # .ktq-journal.json: the completion marker
     assert visible == ["_layer_1", "_layer_2"]  # layer 0 is dense
+
+
+@needs_shared
+@pytest.mark.parametrize("model,method,numa", [("tiny-deepseek-v3-fp8", "int4", "2"), ("tiny-mixtral", "int8", "1")])
+def test_merge_of_loose_files_equals_a_merged_conversion(tmp_path, model, method, numa):
+    src = shared_model(model)
+    common = ["--format", "kt", "--quant-method", method, "--threadpool-count", numa, "--quiet"]
+    ktq("convert", src, tmp_path / "merged", *common)
+    ktq("convert", src, tmp_path / "loose", *common, "--no-merge-safetensor")
+    ktq("merge", "-i", tmp_path / "loose", "-o", tmp_path / "again", "-r", src, "--quiet")
+    want = sorted(os.listdir(tmp_path / "merged"))
+    assert sorted(n for n in os.listdir(tmp_path / "again")) == [n for n in want if not n.startswith(".")]
+    for name in os.listdir(tmp_path / "again"):
+        assert open(tmp_path / "again" / name, "rb").read() == open(tmp_path / "merged" / name, "rb").read(), name
+    # Without the model: the expert shards only, still kt-kernel's bytes.
+    ktq("merge", "-i", tmp_path / "loose", "-o", tmp_path / "experts", "--quiet")
+    assert merged_expert_hashes(tmp_path / "experts") == GOLDEN["cases"][f"{model}/{method}/numa{numa}"]
+
+
+@needs_shared
+def test_compare_reports_what_differs(tmp_path):
+    src = shared_model("tiny-qwen3-moe")
+    ktq("convert", src, tmp_path / "a", "--format", "kt", "--quiet")
+    ktq("convert", src, tmp_path / "b", "--format", "kt", "--no-merge-safetensor", "--quiet")
+    r = ktq("compare", tmp_path / "a", tmp_path / "b")
+    assert "288 parts: 288 identical" in r.stdout
+    victim = sorted(glob.glob(str(tmp_path / "b" / "_layer_2" / "_numa_1" / "INT4_up_7_*quant_.kt")))[0]
+    data = bytearray(open(victim, "rb").read())
+    data[100] ^= 0x11  # two nibbles move by one step
+    open(victim, "wb").write(bytes(data))
+    r = ktq("compare", "--path1", tmp_path / "a", "--path2", tmp_path / "b", check=False)
+    assert r.returncode == 1
+    assert "differs     blk.2.ffn_up_exps.7.numa.1" in r.stdout and "287 identical" in r.stdout, r.stdout
+    r = ktq("compare", tmp_path / "a", tmp_path / "b", "--tolerance", "10")
+    assert "1 within tolerance" in r.stdout
+    r = ktq("compare", tmp_path / "a", shared_model("tiny-llama"), check=False)
+    assert r.returncode == 1 and "holds no kt-kernel expert weights" in r.stderr
