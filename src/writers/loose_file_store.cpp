@@ -45,9 +45,21 @@ bool is_layout_folder(const std::string &name, const char *prefix) {
     return true;
 }
 
+constexpr const char *kStaging = ".layers.ktq-partial";
+
+void remove_layers(const std::string &dir);
+
 }  // namespace
 
 void remove_loose_layout(const std::string &dir) {
+    remove_layers(dir);
+    remove_layers(dir + "/" + kStaging);
+    ::rmdir((dir + "/" + kStaging).c_str());
+}
+
+namespace {
+
+void remove_layers(const std::string &dir) {
     for (const auto &layer : entries(dir)) {
         const std::string lpath = dir + "/" + layer;
         if (!is_layout_folder(layer, "_layer_") || !is_dir(lpath)) continue;
@@ -62,10 +74,32 @@ void remove_loose_layout(const std::string &dir) {
     }
 }
 
+}  // namespace
+
+std::string LooseFileStore::staging() const { return dir_ + "/" + kStaging; }
+
+std::vector<std::string> LooseFileStore::layer_folders() const {
+    std::set<int> layers;
+    for (const OutputTensor *t : tensors_) layers.insert(t->layer);
+    std::vector<std::string> out;
+    for (int l : layers) out.push_back("_layer_" + std::to_string(l));
+    return out;
+}
+
 LooseFileStore::LooseFileStore(const std::string &dir, const std::vector<const OutputTensor *> &tensors,
                                bool reuse_partial)
     : dir_(dir), tensors_(tensors) {
-    if (!reuse_partial) remove_loose_layout(dir_);
+    if (!reuse_partial) {
+        remove_loose_layout(dir_);
+    } else {
+        // A run killed while committing moved some layer folders into place
+        // already; the journal says the folder is mid-conversion, so they go
+        // back to the staging folder and are committed again.
+        make_dir(staging());
+        for (const auto &layer : layer_folders())
+            if (is_dir(dir_ + "/" + layer) && !is_dir(staging() + "/" + layer))
+                ::rename((dir_ + "/" + layer).c_str(), (staging() + "/" + layer).c_str());
+    }
     uint64_t total = 0;
     std::set<std::string> folders;
     for (const OutputTensor *t : tensors_) {
@@ -81,7 +115,8 @@ LooseFileStore::LooseFileStore(const std::string &dir, const std::vector<const O
             fail(KTQ_ERR_NO_SPACE, dir_ + ": not enough free space (" + std::to_string(total) + " bytes needed, " +
                                        std::to_string(avail) + " available)");
     }
-    for (const auto &f : folders) make_dir(dir_ + "/" + f);  // std::set order: parents first
+    make_dir(staging());
+    for (const auto &f : folders) make_dir(staging() + "/" + f);  // std::set order: parents first
 }
 
 LooseFileStore::~LooseFileStore() { abort(); }
@@ -89,7 +124,7 @@ LooseFileStore::~LooseFileStore() { abort(); }
 void LooseFileStore::write(const OutputTensor &tensor, uint64_t offset, const void *data, size_t bytes) {
     if (offset + bytes > tensor.nbytes())
         fail(KTQ_ERR_INTERNAL, "write past the end of output tensor '" + tensor.name + "'");
-    const std::string path = dir_ + "/" + tensor.file + kPartialSuffix;
+    const std::string path = staging() + "/" + tensor.file;
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) fail_errno(errno, path + ": cannot create");
     try {
@@ -112,30 +147,34 @@ void LooseFileStore::sync_data() {
 
 void LooseFileStore::commit() {
     for (const OutputTensor *t : tensors_) {
-        const std::string path = dir_ + "/" + t->file;
+        const std::string path = staging() + "/" + t->file;
         struct stat st {};
-        if (::stat((path + kPartialSuffix).c_str(), &st) == 0) {
-            if (static_cast<uint64_t>(st.st_size) != t->nbytes())
-                fail(KTQ_ERR_STATE, path + kPartialSuffix + ": has " + std::to_string(st.st_size) + " bytes, " +
-                                        std::to_string(t->nbytes()) + " planned (damaged partial output)");
-        } else if (::stat(path.c_str(), &st) != 0 || static_cast<uint64_t>(st.st_size) != t->nbytes()) {
+        if (::stat(path.c_str(), &st) != 0)
             fail(KTQ_ERR_STATE, path + ": missing from the partial output");
-        }
+        if (static_cast<uint64_t>(st.st_size) != t->nbytes())
+            fail(KTQ_ERR_STATE, path + ": has " + std::to_string(st.st_size) + " bytes, " +
+                                    std::to_string(t->nbytes()) + " planned (damaged partial output)");
     }
     sync_data();
-    std::set<std::string> folders;
-    for (const OutputTensor *t : tensors_) {
-        const std::string path = dir_ + "/" + t->file;
-        if (::rename((path + kPartialSuffix).c_str(), path.c_str()) != 0 && errno != ENOENT)
-            fail_errno(errno, path + kPartialSuffix + ": rename failed");
-        folders.insert(dir_ + "/" + t->file.substr(0, t->file.rfind('/')));
+    for (const auto &layer : layer_folders()) {
+        if (::rename((staging() + "/" + layer).c_str(), (dir_ + "/" + layer).c_str()) != 0)
+            fail_errno(errno, staging() + "/" + layer + ": rename failed");
+        renamed_.push_back(layer);
+        fsync_dir(dir_);  // this layer is visible before the next one moves
     }
-    for (const auto &f : folders) fsync_dir(f);
+    ::rmdir(staging().c_str());
+    fsync_dir(dir_);
     committed_ = true;
 }
 
 void LooseFileStore::abort() noexcept {
-    if (committed_ || keep_partial_) return;
+    if (committed_) return;
+    // A commit that failed halfway: the layers it moved go back (or away),
+    // so a failed run leaves no final-named layer folder.
+    for (const auto &layer : renamed_)
+        ::rename((dir_ + "/" + layer).c_str(), (staging() + "/" + layer).c_str());
+    renamed_.clear();
+    if (keep_partial_) return;
     try {
         remove_loose_layout(dir_);
     } catch (...) {

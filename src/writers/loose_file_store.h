@@ -2,9 +2,12 @@
 // output folder (kt-kernel's `_layer_L/_numa_P/INT4_gate_E_<n>Byte_quant_.kt`).
 //
 // Files are created lazily (a DeepSeek-V3 conversion has ~190,000 of them, so
-// none is held open), written as "<file>.ktq-partial", flushed together with
-// syncfs() and renamed only by commit(). Free space is checked for the whole
-// plan when the store opens, so a full disk is reported before the work.
+// none is held open) inside a staging folder, "<dir>/.layers.ktq-partial/",
+// flushed together with syncfs(), and commit() moves each `_layer_L` folder
+// into place with one rename, layers in ascending order: a layer folder that
+// has its final name is always complete, and the last layer's folder appears
+// last. Free space is checked for the whole plan when the store opens, so a
+// full disk is reported before the work.
 #pragma once
 
 #include <string>
@@ -30,14 +33,19 @@ public:
     void abort() noexcept override;
 
 private:
+    std::string staging() const;
+    std::vector<std::string> layer_folders() const;  // "_layer_L", ascending L
+
     std::string dir_;
     std::vector<const OutputTensor *> tensors_;
+    std::vector<std::string> renamed_;  // layer folders moved into place by a commit in progress
     bool committed_ = false;
     bool keep_partial_ = false;
 };
 
-// Removes the loose-layout folders (`_layer_N/...`) of an earlier run from
-// `dir`: only kt files, partial files and the emptied folders.
+// Removes the loose-layout folders (`_layer_N/...`, and the staging folder)
+// of an earlier run from `dir`: only kt files, partial files and the emptied
+// folders.
 void remove_loose_layout(const std::string &dir);
 
 }  // namespace ktq
