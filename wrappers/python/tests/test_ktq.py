@@ -88,3 +88,23 @@ def test_one_model_many_threads():
         for t in threads:
             t.join()
         assert not errors
+
+
+def test_convert_cpu_weights_entry_point_matches_the_cli(tmp_path):
+    """kt-kernel's converter flags through Python give the CLI's bytes."""
+    from ktq import convert_cpu_weights
+
+    assert convert_cpu_weights.main(["--input-path", DEMO, "--input-type", "fp8", "--output", str(tmp_path / "py"),
+                                     "--quant-method", "int8", "--threadpool-count", "2", "--cpuinfer-threads", "2",
+                                     "--no-merge-safetensor"]) == 0
+    files = sorted(str(p.relative_to(tmp_path / "py")) for p in (tmp_path / "py").rglob("*.kt"))
+    assert len(files) == 2 * 16 * 3 * 2 * 2 and files[0].startswith("_layer_1/_numa_0/INT8_")
+    assert convert_cpu_weights.main(["-i", DEMO, "--input-type", "bf16", "-o", str(tmp_path / "bad")]) == 1
+    assert convert_cpu_weights.main(["-i", DEMO, "--input-type", "fp8", "-o", str(tmp_path / "x"),
+                                     "--quant-method", "moe_int4"]) == 2
+    ktq_bin = os.environ.get("KTQ_BIN")
+    if ktq_bin:
+        subprocess.run([ktq_bin, "convert", DEMO, str(tmp_path / "cli"), "--format", "kt", "--quant-method", "int8",
+                        "--no-merge-safetensor", "--quiet"], check=True)
+        for name in files:
+            assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "py" / name).read_bytes(), name
