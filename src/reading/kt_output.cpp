@@ -13,6 +13,7 @@
 #include <tuple>
 
 #include "runtime/error.h"
+#include "runtime/files.h"
 #include "runtime/strings.h"
 
 namespace ktq {
@@ -23,18 +24,6 @@ const char *kProj[3] = {"gate", "up", "down"};
 
 int proj_index(const std::string &p) { return p == "gate" ? 0 : p == "up" ? 1 : 2; }
 
-std::vector<std::string> entries(const std::string &dir) {
-    std::vector<std::string> names;
-    if (DIR *d = opendir(dir.c_str())) {
-        while (dirent *e = readdir(d)) {
-            std::string n = e->d_name;
-            if (n != "." && n != "..") names.push_back(n);
-        }
-        closedir(d);
-    }
-    std::sort(names.begin(), names.end());
-    return names;
-}
 
 uint64_t file_size_of(const std::string &path) {
     struct stat st {};
@@ -69,9 +58,8 @@ std::string part_name(int layer, int proj, int expert, int part) {
 KtOutput::~KtOutput() = default;
 
 KtOutput::KtOutput(const std::string &dir) : dir_(dir) {
-    struct stat st {};
-    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) fail(KTQ_ERR_NOT_FOUND, dir + ": no such folder");
-    const auto names = entries(dir);
+    if (!is_dir(dir)) fail(KTQ_ERR_NOT_FOUND, dir + ": no such folder");
+    const auto names = list_dir(dir);
     bool has_st = false;
     for (const auto &n : names) has_st = has_st || ends_with(n, ".safetensors");
     using Key = std::tuple<int, int, int, int>;  // layer, proj, expert, part
@@ -106,12 +94,12 @@ KtOutput::KtOutput(const std::string &dir) : dir_(dir) {
         }
     } else {
         static const std::regex re(R"(^(INT4|INT8)_(gate|up|down)_(\d+)_(\d+)Byte_(quant|scale)_\.kt$)");
-        for (const auto &layer : entries(dir)) {
+        for (const auto &layer : list_dir(dir)) {
             if (layer.rfind("_layer_", 0) != 0) continue;
-            for (const auto &numa : entries(dir + "/" + layer)) {
+            for (const auto &numa : list_dir(dir + "/" + layer)) {
                 if (numa.rfind("_numa_", 0) != 0) continue;
                 const std::string folder = dir + "/" + layer + "/" + numa;
-                for (const auto &file : entries(folder)) {
+                for (const auto &file : list_dir(folder)) {
                     std::smatch m;
                     if (!std::regex_match(file, m, re)) continue;
                     const Key key{std::stoi(layer.substr(7)), proj_index(m[2]), std::stoi(m[3]), std::stoi(numa.substr(6))};

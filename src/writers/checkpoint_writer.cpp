@@ -13,6 +13,7 @@
 
 #include "reading/dtype.h"
 #include "runtime/error.h"
+#include "runtime/files.h"
 #include "runtime/strings.h"
 #include "writers/loose_file_store.h"
 
@@ -20,18 +21,6 @@ namespace ktq {
 
 namespace {
 
-std::vector<std::string> list_dir(const std::string &dir) {
-    std::vector<std::string> names;
-    DIR *d = opendir(dir.c_str());
-    if (!d) return names;
-    while (dirent *e = readdir(d)) {
-        std::string n = e->d_name;
-        if (n != "." && n != "..") names.push_back(n);
-    }
-    closedir(d);
-    std::sort(names.begin(), names.end());
-    return names;
-}
 
 
 void make_dirs(const std::string &dir) {

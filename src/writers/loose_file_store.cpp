@@ -10,6 +10,7 @@
 #include <set>
 
 #include "runtime/error.h"
+#include "runtime/files.h"
 #include "runtime/strings.h"
 #include "writers/safetensors_writer.h"
 
@@ -21,22 +22,7 @@ void make_dir(const std::string &path) {
     if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) fail_errno(errno, path + ": cannot create folder");
 }
 
-std::vector<std::string> entries(const std::string &dir) {
-    std::vector<std::string> names;
-    if (DIR *d = opendir(dir.c_str())) {
-        while (dirent *e = readdir(d)) {
-            std::string n = e->d_name;
-            if (n != "." && n != "..") names.push_back(n);
-        }
-        closedir(d);
-    }
-    return names;
-}
 
-bool is_dir(const std::string &path) {
-    struct stat st {};
-    return ::lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
 
 bool is_layout_folder(const std::string &name, const char *prefix) {
     if (name.rfind(prefix, 0) != 0 || name.size() == std::string(prefix).size()) return false;
@@ -60,13 +46,13 @@ void remove_loose_layout(const std::string &dir) {
 namespace {
 
 void remove_layers(const std::string &dir) {
-    for (const auto &layer : entries(dir)) {
+    for (const auto &layer : list_dir(dir)) {
         const std::string lpath = dir + "/" + layer;
         if (!is_layout_folder(layer, "_layer_") || !is_dir(lpath)) continue;
-        for (const auto &numa : entries(lpath)) {
+        for (const auto &numa : list_dir(lpath)) {
             const std::string npath = lpath + "/" + numa;
             if (!is_layout_folder(numa, "_numa_") || !is_dir(npath)) continue;
-            for (const auto &f : entries(npath))
+            for (const auto &f : list_dir(npath))
                 if (ends_with(f, ".kt") || ends_with(f, kPartialSuffix)) ::unlink((npath + "/" + f).c_str());
             ::rmdir(npath.c_str());
         }
