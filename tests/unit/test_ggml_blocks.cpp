@@ -12,27 +12,12 @@
 #include "ktq/ktq.h"
 #include "quant/ggml_blocks.h"
 #include "reading/dtype.h"
+#include "test_support.h"
+
+using ktq_test::b64decode;
 
 namespace {
 
-std::string b64decode(const std::string &in) {
-    static const std::string chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    uint32_t val = 0;
-    int bits = -8;
-    for (char c : in) {
-        if (c == '=') break;
-        auto pos = chars.find(c);
-        if (pos == std::string::npos) continue;
-        val = ((val << 6) | static_cast<uint32_t>(pos)) & 0xffffffu;  // only the last 24 bits matter
-        bits += 6;
-        if (bits >= 0) {
-            out.push_back(static_cast<char>((val >> bits) & 0xffu));
-            bits -= 8;
-        }
-    }
-    return out;
-}
 
 nlohmann::json golden() {
     std::ifstream in(KTQ_GOLDEN_DIR "/ggml_blocks.json");

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "quant/kt_amx.h"
+#include "test_support.h"
 
 namespace {
 
@@ -117,23 +118,6 @@ TEST(KtAmx, KnownScaleOfTheShippedBinary) {
     EXPECT_EQ(0.0f, s[1]);  // an all-zero row: scale 0, codes 0
 }
 
-std::string b64(const std::string &in) {
-    static const std::string chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    uint32_t val = 0;
-    int bits = -8;
-    for (char c : in) {
-        const auto pos = chars.find(c);
-        if (c == '=' || pos == std::string::npos) break;
-        val = ((val << 6) | static_cast<uint32_t>(pos)) & 0xffffffu;
-        bits += 6;
-        if (bits >= 0) {
-            out.push_back(static_cast<char>((val >> bits) & 0xffu));
-            bits -= 8;
-        }
-    }
-    return out;
-}
 
 // kt-kernel 0.7.2's own bytes for rows at the edges of its arithmetic
 // (zero, subnormal, near-subnormal scales, halves, awkward mantissas), from
@@ -143,7 +127,7 @@ TEST(KtAmx, EdgeRowsMatchKtKernelOnBothPaths) {
     ASSERT_TRUE(in) << KTQ_GOLDEN_DIR "/kt_amx.json";
     const auto golden = nlohmann::json::parse(in)["edge"];
     const uint64_t n = golden["shape"][0], k = golden["shape"][1];
-    const std::string raw = b64(golden["input_bf16"].get<std::string>());
+    const std::string raw = ktq_test::b64decode(golden["input_bf16"].get<std::string>());
     ASSERT_EQ(raw.size(), n * k * 2);
     std::vector<uint16_t> w(n * k);
     std::memcpy(w.data(), raw.data(), raw.size());
@@ -155,9 +139,9 @@ TEST(KtAmx, EdgeRowsMatchKtKernelOnBothPaths) {
             std::vector<float> scales(n);
             ktq::kt_amx::quantize_pack(m, w.data(), n, k, k, packed.data(), scales.data());
             const std::string scale_bytes(reinterpret_cast<const char *>(scales.data()), n * 4);
-            EXPECT_EQ(b64(want["packed"].get<std::string>()), std::string(packed.begin(), packed.end()))
+            EXPECT_EQ(ktq_test::b64decode(want["packed"].get<std::string>()), std::string(packed.begin(), packed.end()))
                 << ktq::kt_amx::method_prefix(m) << (portable ? " portable" : " avx512");
-            EXPECT_EQ(b64(want["scales"].get<std::string>()), scale_bytes)
+            EXPECT_EQ(ktq_test::b64decode(want["scales"].get<std::string>()), scale_bytes)
                 << ktq::kt_amx::method_prefix(m) << (portable ? " portable" : " avx512");
         }
     }

@@ -92,4 +92,23 @@ std::string shared_model(const std::string &name) {
     return stat((path + "/config.json").c_str(), &st) == 0 ? path : "";
 }
 
+std::string b64decode(const std::string &in) {
+    static const std::string chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string out;
+    uint32_t val = 0;
+    int bits = -8;
+    for (char c : in) {
+        if (c == '=') break;
+        auto pos = chars.find(c);
+        if (pos == std::string::npos) continue;
+        val = ((val << 6) | static_cast<uint32_t>(pos)) & 0xffffffu;  // only the last 24 bits matter
+        bits += 6;
+        if (bits >= 0) {
+            out.push_back(static_cast<char>((val >> bits) & 0xffu));
+            bits -= 8;
+        }
+    }
+    return out;
+}
+
 }  // namespace ktq_test

@@ -36,6 +36,8 @@ std::string make_safetensors(const std::vector<TensorSpec> &tensors);
 // A minimal config.json for a dense model.
 std::string dense_config();
 std::vector<std::string> list_dir(const std::string &dir);
+// Standard base64 (golden vector files carry binary data so).
+std::string b64decode(const std::string &in);
 
 // ../shared/models/<name>, or "" when the shared material is not present.
 std::string shared_model(const std::string &name);
