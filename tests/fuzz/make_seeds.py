@@ -44,4 +44,21 @@ index = {"metadata": {"total_size": 8}, "weight_map": {"a.weight": "model-00001-
                                                        "b.weight": "sub/model-00002-of-00002.safetensors"}}
 with open(os.path.join(corpus, "index", "index"), "w") as out:
     json.dump(index, out)
+# kt-kernel merged layout: one expert, INT8 (gate/up [64, 128], down [128, 64])
+# and INT4 (gate/up [128, 128], down [128, 128]), 1 NUMA part.
+for method, inter, hidden, per in (("int8", 64, 128, 1), ("int4", 128, 128, 2)):
+    tensors = {}
+    for proj, (rows, cols) in (("gate", (inter, hidden)), ("up", (inter, hidden)), ("down", (hidden, inter))):
+        tensors[f"blk.0.ffn_{proj}_exps.0.numa.0.weight"] = ("I8", rows * cols // per, bytes(range(256)) * 64)
+        tensors[f"blk.0.ffn_{proj}_exps.0.numa.0.scale"] = ("F32", rows, b"\x00\x00\x80\x3c" * rows)
+    header, payload = {}, b""
+    for name, (dtype, count, pattern) in sorted(tensors.items()):
+        size = count * (4 if dtype == "F32" else 1)
+        header[name] = {"dtype": dtype, "shape": [count], "data_offsets": [len(payload), len(payload) + size]}
+        payload += (pattern * (size // len(pattern) + 1))[:size]
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(os.path.join(corpus, "kt", method), "wb") as out:
+        out.write(len(text).to_bytes(8, "little") + text + payload)
+    n += 1
 print(f"seed corpus: {n + 1} files")
