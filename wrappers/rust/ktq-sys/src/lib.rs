@@ -181,6 +181,28 @@ pub struct ktq_writer_options {
 
 pub const KTQ_LAYER_GLOBALS: c_int = -1;
 
+// ktq/kt.h: kt-kernel AMX outputs read back.
+#[repr(C)]
+pub struct ktq_kt_output {
+    _private: [u8; 0],
+}
+
+pub const KTQ_KT_PART_INFO_VERSION: c_uint = 1;
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ktq_kt_part_info {
+    pub version: c_uint,
+    pub name: *const c_char,
+    pub layer: c_int,
+    pub expert: c_int,
+    pub proj: ktq_expert_proj,
+    pub part: c_int,
+    pub method: ktq_format,
+    pub rows: u64,
+    pub cols: u64,
+    pub packed_bytes: u64,
+}
+
 pub const KTQ_QUANTIZE_OPTIONS_VERSION: c_uint = 1;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -364,4 +386,39 @@ extern "C" {
     pub fn ktq_system_info_init(info: *mut ktq_system_info, version: c_uint) -> ktq_status;
     pub fn ktq_system_get_info(info: *mut ktq_system_info, err: *mut *mut ktq_error) -> ktq_status;
     pub fn ktq_system_numa_cores(node: c_int) -> c_int;
+
+    pub fn ktq_kt_output_open(out: *mut *mut ktq_kt_output, dir: *const c_char, err: *mut *mut ktq_error) -> ktq_status;
+    pub fn ktq_kt_output_free(output: *mut ktq_kt_output);
+    pub fn ktq_kt_output_part_count(output: *const ktq_kt_output) -> usize;
+    pub fn ktq_kt_output_is_merged(output: *const ktq_kt_output) -> c_int;
+    pub fn ktq_kt_part_info_init(info: *mut ktq_kt_part_info, version: c_uint) -> ktq_status;
+    pub fn ktq_kt_output_part(
+        info: *mut ktq_kt_part_info,
+        output: *const ktq_kt_output,
+        index: usize,
+        err: *mut *mut ktq_error,
+    ) -> ktq_status;
+    pub fn ktq_kt_output_read(
+        packed: *mut c_void,
+        packed_bytes: usize,
+        scales: *mut f32,
+        rows: usize,
+        output: *const ktq_kt_output,
+        index: usize,
+        err: *mut *mut ktq_error,
+    ) -> ktq_status;
+    pub fn ktq_kt_output_dequantize(
+        dst: *mut f32,
+        count: usize,
+        output: *const ktq_kt_output,
+        index: usize,
+        err: *mut *mut ktq_error,
+    ) -> ktq_status;
+    pub fn ktq_kt_merge(
+        out_dir: *const c_char,
+        loose_dir: *const c_char,
+        model: *const ktq_model,
+        opts: *const ktq_writer_options,
+        err: *mut *mut ktq_error,
+    ) -> ktq_status;
 }

@@ -137,3 +137,31 @@ fn ggml_quantization_round_trips_within_the_block_error() {
     let err = ktq::quantize(&w[..33], ktq::GgmlType::Q4_0).unwrap_err();
     assert_eq!(err.status, ktq::Status::InvalidArgument);
 }
+
+#[test]
+fn kt_amx_format_matches_the_cli() {
+    // kt-kernel's AMX INT8 layout, merged safetensors, 2 NUMA parts: the same files as `ktq convert --format kt`.
+    let model = ktq::Model::open(demo_model()).unwrap();
+    let out = temp_dir("kt");
+    {
+        let opts = ktq::WriterOptions::default().numa_parts(2);
+        let mut writer = ktq::Writer::open(&model, &out, ktq::Format::KtAmxInt8, &opts).unwrap();
+        writer.write_all(&ktq::ConvertOptions { threads: 2, ..Default::default() }, |_| true).unwrap();
+    }
+    let shards: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".safetensors")).collect();
+    assert_eq!(shards.len(), 3, "{shards:?}"); // 2 MoE layers + the non-expert tensors
+    if let Ok(bin) = std::env::var("KTQ_BIN") {
+        let cli = temp_dir("kt-cli");
+        let status = std::process::Command::new(bin)
+            .args(["convert"]).arg(demo_model()).arg(&cli)
+            .args(["--format", "kt", "--quant-method", "int8", "--threadpool-count", "2", "--quiet"])
+            .status().unwrap();
+        assert!(status.success());
+        for name in &shards {
+            assert_eq!(std::fs::read(cli.join(name)).unwrap(), std::fs::read(out.join(name)).unwrap(), "{name}");
+        }
+        std::fs::remove_dir_all(&cli).unwrap();
+    }
+    std::fs::remove_dir_all(&out).unwrap();
+}
