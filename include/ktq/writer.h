@@ -91,6 +91,13 @@ typedef struct ktq_writer_options {
     /* kt-kernel formats: write _layer_L/_numa_P/ .kt files instead of
      * merged safetensors (kt-kernel's --no-merge-safetensor). */
     int loose_files;
+    /* Skip the fdatasync of each finished layer before the journal records
+     * it (default 0: sync). The output is still fsynced before it gets its
+     * final names, and resuming after a killed process (SIGKILL, Ctrl-C,
+     * OOM) stays exact; only after a power loss or OS crash may the journal
+     * claim a layer whose bytes never reached the disk: then start over
+     * rather than resume. Saves the per-layer writeback wait. */
+    int no_layer_sync;
 } ktq_writer_options;
 #define KTQ_WRITER_OPTIONS_VERSION 2
 KTQ_API ktq_status ktq_writer_options_init(ktq_writer_options *opts, unsigned version);

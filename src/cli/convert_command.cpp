@@ -18,6 +18,7 @@ struct Options {
     std::string quant_method = "int4";
     int numa_parts = 2;
     bool loose = false;
+    bool no_layer_sync = false;
     std::string input_type;  // drop-in: checked against the model
     int threads = 0;
     uint64_t max_shard_bytes = 0;
@@ -77,6 +78,7 @@ int run(const Options &o) {
     wopts.keep_partial = 1;  // an interrupted or failed run can be continued with --resume
     wopts.numa_parts = o.numa_parts;
     wopts.loose_files = o.loose;
+    wopts.no_layer_sync = o.no_layer_sync;
     ktq_writer *writer = nullptr;
     st = ktq_writer_open(&writer, model, o.out.c_str(), format, &wopts, &err);
     if (st != KTQ_OK) {
@@ -152,6 +154,9 @@ Command add_convert_command(CLI::App &app) {
                     "With --resume: treat layers below N as done (as kt-kernel's converter)")
         ->check(CLI::NonNegativeNumber);
     cmd->add_flag("--allow-non-finite", o->allow_non_finite, "Convert tensors holding NaN/Inf instead of stopping");
+    cmd->add_flag("--no-layer-sync", o->no_layer_sync,
+                  "Do not fsync each layer before journaling it (faster; --resume stays exact after a killed "
+                  "process, but not after a power loss)");
     cmd->add_flag("--no-aux", o->no_aux, "Do not copy tokenizer / generation / template files");
     cmd->add_flag("-q,--quiet", o->quiet, "No progress output");
     return {cmd, [o] { return run(*o); }};

@@ -200,7 +200,10 @@ void CheckpointWriter::write(const OutputTensor &tensor, uint64_t offset, const 
 }
 
 void CheckpointWriter::layer_done(int layer) {
-    shards_->sync_data();  // the journal must never claim bytes that are not on disk
+    // The journal must never claim bytes that are not on disk (unless the
+    // caller accepted that risk for power loss only: the page cache survives
+    // a killed process).
+    if (!opts_.no_layer_sync) shards_->sync_data();
     done_[static_cast<size_t>(layer + 1)] = true;
     journal_.layers_done.insert(layer);
     save_journal(out_dir_, journal_);

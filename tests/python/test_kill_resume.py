@@ -5,7 +5,7 @@ and a killed run must never leave an output that looks complete but is not.
 For the BF16 format and for kt-kernel's AMX format (merged and loose).
 
 KTQ_KILL_TRIALS sets the number of trials of the BF16 format (default 20;
-the kt layouts get half each)."""
+the kt layouts get half each, the --no-layer-sync run a quarter)."""
 import json
 import os
 import random
@@ -24,6 +24,9 @@ FORMATS = {
     "kt": (["convert", "--format", "kt", "--quant-method", "int4", "--threads", "2"], max(1, TRIALS // 2)),
     "kt-loose": (["convert", "--format", "kt", "--quant-method", "int8", "--no-merge-safetensor", "--threads", "2"],
                  max(1, TRIALS // 2)),
+    # Without the per-layer fdatasync, a killed process loses nothing the page cache holds.
+    "kt-no-layer-sync": (["convert", "--format", "kt", "--quant-method", "int4", "--no-layer-sync", "--threads", "2"],
+                         max(1, TRIALS // 4)),
 }
 
 

@@ -54,7 +54,7 @@ PROGRESS_CB = ctypes.CFUNCTYPE(c_int, ctypes.POINTER(Progress), c_void_p)
 class WriterOptions(ctypes.Structure):
     _fields_ = [("version", c_uint), ("max_shard_bytes", c_uint64), ("copy_aux_files", c_int), ("overwrite", c_int),
                 ("resume", c_int), ("resume_layer", c_int), ("keep_partial", c_int), ("numa_parts", c_int),
-                ("loose_files", c_int)]
+                ("loose_files", c_int), ("no_layer_sync", c_int)]
 
 
 class QuantizeOptions(ctypes.Structure):

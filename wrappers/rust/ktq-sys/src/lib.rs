@@ -177,6 +177,7 @@ pub struct ktq_writer_options {
     pub keep_partial: c_int,
     pub numa_parts: c_int,
     pub loose_files: c_int,
+    pub no_layer_sync: c_int,
 }
 
 pub const KTQ_LAYER_GLOBALS: c_int = -1;

@@ -354,6 +354,8 @@ pub struct WriterOptions {
     pub numa_parts: u32,
     /// kt formats: `_layer_L/_numa_P/*.kt` files instead of merged safetensors.
     pub loose_files: bool,
+    /// Skip the per-layer fdatasync (resume stays exact after a killed process, not after a power loss).
+    pub no_layer_sync: bool,
 }
 
 impl WriterOptions {
@@ -453,6 +455,7 @@ impl<'m> Writer<'m> {
             o.copy_aux_files = (!opts.skip_aux_files) as c_int;
             o.numa_parts = opts.numa_parts as c_int;
             o.loose_files = opts.loose_files as c_int;
+            o.no_layer_sync = opts.no_layer_sync as c_int;
             let f = match format {
                 Format::HfBf16 => sys::KTQ_FORMAT_HF_BF16,
                 Format::KtAmxInt4 => sys::KTQ_FORMAT_KT_AMXINT4,
