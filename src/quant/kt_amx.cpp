@@ -69,12 +69,16 @@ inline int8_t to_int4(int8_t q) {
     return static_cast<int8_t>(q < 0 ? -v : v);
 }
 
+// Codes as the kernel's nibbles or bytes hold them: INT8 q, INT4 v (-8..7).
 void quantize_row_portable(Method m, const uint16_t *src, uint64_t k, int8_t *codes, float *scale) {
     float amax = 0.0f;
     for (uint64_t c = 0; c < k; ++c) amax = std::max(amax, std::fabs(bf16_to_f32(src[c])));
     const float d = row_scale(m, amax);
     const float id = d == 0.0f ? 0.0f : 1.0f / d;
-    for (uint64_t c = 0; c < k; ++c) codes[c] = to_code(bf16_to_f32(src[c]), id);
+    if (m == Method::Int8)
+        for (uint64_t c = 0; c < k; ++c) codes[c] = to_code(bf16_to_f32(src[c]), id);
+    else
+        for (uint64_t c = 0; c < k; ++c) codes[c] = to_int4(to_code(bf16_to_f32(src[c]), id));
     *scale = d;
 }
 
@@ -105,9 +109,16 @@ __attribute__((target("avx512f,avx512bw"))) void quantize_row_avx512(Method m, c
     const float d = row_scale(m, amax);
     const float id = d == 0.0f ? 0.0f : 1.0f / d;
     const __m512 vid = _mm512_set1_ps(id);
+    const __m512i lo = _mm512_set1_epi32(-128), hi = _mm512_set1_epi32(127), eight = _mm512_set1_epi32(8);
     for (uint64_t c = 0; c < k; c += 16) {
         __m512 x = load16_daz(src + c);
         __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(x, vid));  // MXCSR default: half to even
+        if (m == Method::Int4) {
+            // The second rounding, as to_int4(): sign(q) * ((|q| + 8) >> 4) of the saturated q.
+            q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
+            __m512i v = _mm512_srli_epi32(_mm512_add_epi32(_mm512_abs_epi32(q), eight), 4);
+            q = _mm512_mask_sub_epi32(v, _mm512_cmplt_epi32_mask(q, _mm512_setzero_si512()), _mm512_setzero_si512(), v);
+        }
         _mm_storeu_si128(reinterpret_cast<__m128i *>(codes + c), _mm512_cvtsepi32_epi8(q));
     }
     *scale = d;
@@ -159,17 +170,13 @@ void place_row(Method m, const Geometry &g, uint64_t n, uint64_t k, uint64_t r, 
                 uint8_t *tile = packed + tile_element_offset(tr, k, kb, kbs, t) + row_in_tile;
                 for (uint64_t j4 = 0; j4 < 16; ++j4) std::memcpy(tile + j4 * 64, q + j4 * 4, 4);
             } else {
-                // INT4: column c < 64 of the step -> low nibble, c + 64 -> high nibble.
+                // INT4 (codes already 4-bit): column c < 64 of the step ->
+                // low nibble, c + 64 -> high nibble of the same byte.
                 uint8_t *tile = packed + tile_element_offset(tr, k, kb, kbs, t) / 2 + row_in_tile;
-                for (uint64_t j4 = 0; j4 < 16; ++j4) {
-                    uint8_t b[4];
-                    for (int x = 0; x < 4; ++x) {
-                        const uint8_t lo = static_cast<uint8_t>(to_int4(q[j4 * 4 + x])) & 0x0F;
-                        const uint8_t hi = static_cast<uint8_t>(to_int4(q[64 + j4 * 4 + x])) & 0x0F;
-                        b[x] = static_cast<uint8_t>(lo | (hi << 4));
-                    }
-                    std::memcpy(tile + j4 * 64, b, 4);
-                }
+                uint8_t b[64];
+                for (int j = 0; j < 64; ++j)
+                    b[j] = static_cast<uint8_t>((static_cast<uint8_t>(q[j]) & 0x0F) | (static_cast<uint8_t>(q[64 + j]) << 4));
+                for (uint64_t j4 = 0; j4 < 16; ++j4) std::memcpy(tile + j4 * 64, b + j4 * 4, 4);
             }
         }
     }

@@ -184,6 +184,10 @@ void Model::read_rows(const MatrixView &view, uint64_t first, uint64_t count, kt
 
     if (!scale) {
         const uint64_t n = count * view.cols;
+        if (e.dtype == out) {  // stored as asked: a plain copy
+            ref.file->copy_out(base, n * esize, dst);
+            return;
+        }
         if (out == KTQ_DTYPE_F32)
             convert_to_f32(static_cast<float *>(dst), base, e.dtype, n);
         else

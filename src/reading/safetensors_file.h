@@ -37,6 +37,10 @@ public:
 
     // Pointer to the first byte of the tensor's payload.
     const uint8_t *data(const TensorEntry &t) const { return data_ + t.begin; }
+    // Copies `bytes` bytes starting at `src` (a pointer into this file's
+    // data, from data()) into `dst`, with pread rather than through the
+    // mapping.
+    void copy_out(const uint8_t *src, size_t bytes, void *dst) const;
     // Drops the pages of [begin, end) of the data section from this process.
     void release(uint64_t begin, uint64_t end) const;
 
@@ -46,6 +50,7 @@ private:
     uint64_t size_ = 0;
     int64_t mtime_ns_ = 0;
     void *map_ = nullptr;
+    int fd_ = -1;
     const uint8_t *data_ = nullptr;
     std::vector<TensorEntry> tensors_;
     std::map<std::string, std::string> metadata_;
