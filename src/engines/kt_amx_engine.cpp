@@ -55,10 +55,6 @@ void KtAmxEngine::run_layer(const Model &model, int layer, Writer &writer, Threa
             thread_local std::vector<float> scales;
             matrix.resize(view.rows * view.cols);
             model.read_rows(view, 0, view.rows, KTQ_DTYPE_BF16, matrix.data());
-            if (!opts.allow_non_finite) {
-                bad_count[i] = count_non_finite(matrix.data(), KTQ_DTYPE_BF16, matrix.size(), &bad_first[i]);
-                if (bad_count[i]) return;
-            }
             const uint64_t parts = task.weights.size();
             // gate/up: part p holds rows [p*n, (p+1)*n); down: columns [p*k, (p+1)*k).
             const bool down = task.proj == KTQ_PROJ_DOWN;
@@ -71,7 +67,12 @@ void KtAmxEngine::run_layer(const Model &model, int layer, Writer &writer, Threa
                 if (!w || !s || w->nbytes() != packed.size() || s->nbytes() != n * 4)
                     fail(KTQ_ERR_INTERNAL, "kt plan does not match expert matrix '" + view.tensor + "'");
                 const uint16_t *src = down ? matrix.data() + p * k : matrix.data() + p * n * view.cols;
-                kt_amx::quantize_pack(method_, src, n, k, view.cols, packed.data(), scales.data());
+                if (kt_amx::quantize_pack(method_, src, n, k, view.cols, packed.data(), scales.data()) &&
+                    !opts.allow_non_finite) {
+                    // Rare: count them exactly for the message, write nothing more.
+                    bad_count[i] = count_non_finite(matrix.data(), KTQ_DTYPE_BF16, matrix.size(), &bad_first[i]);
+                    return;
+                }
                 writer.write(*w, 0, packed.data(), packed.size());
                 writer.write(*s, 0, scales.data(), n * 4);
             }

@@ -70,9 +70,13 @@ inline int8_t to_int4(int8_t q) {
 }
 
 // Codes as the kernel's nibbles or bytes hold them: INT8 q, INT4 v (-8..7).
-void quantize_row_portable(Method m, const uint16_t *src, uint64_t k, int8_t *codes, float *scale) {
+bool quantize_row_portable(Method m, const uint16_t *src, uint64_t k, int8_t *codes, float *scale) {
     float amax = 0.0f;
-    for (uint64_t c = 0; c < k; ++c) amax = std::max(amax, std::fabs(bf16_to_f32(src[c])));
+    bool non_finite = false;
+    for (uint64_t c = 0; c < k; ++c) {
+        amax = std::max(amax, std::fabs(bf16_to_f32(src[c])));
+        non_finite |= (src[c] & 0x7F80u) == 0x7F80u;
+    }
     const float d = row_scale(m, amax);
     const float id = d == 0.0f ? 0.0f : 1.0f / d;
     if (m == Method::Int8)
@@ -80,6 +84,7 @@ void quantize_row_portable(Method m, const uint16_t *src, uint64_t k, int8_t *co
     else
         for (uint64_t c = 0; c < k; ++c) codes[c] = to_int4(to_code(bf16_to_f32(src[c]), id));
     *scale = d;
+    return non_finite;
 }
 
 #ifdef KTQ_HAVE_X86
@@ -96,13 +101,17 @@ __attribute__((target("avx512f,avx512bw"), always_inline)) inline __m512 load16_
     return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
 }
 
-__attribute__((target("avx512f,avx512bw"))) void quantize_row_avx512(Method m, const uint16_t *src, uint64_t k,
+__attribute__((target("avx512f,avx512bw"))) bool quantize_row_avx512(Method m, const uint16_t *src, uint64_t k,
                                                                       int8_t *codes, float *scale) {
     // k is a multiple of 64 (checked by shape_problem).
     const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+    const __m512i exponent = _mm512_set1_epi32(0x7F800000);
     __m512 vmax = _mm512_setzero_ps();
+    __mmask16 non_finite = 0;  // an exponent of all ones: Inf or NaN
     for (uint64_t c = 0; c < k; c += 16) {
         __m512 x = load16_daz(src + c);
+        const __m512i bits = _mm512_and_si512(_mm512_castps_si512(x), exponent);
+        non_finite |= _mm512_cmpeq_epi32_mask(bits, exponent);
         vmax = _mm512_max_ps(vmax, _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), _mm512_castps_si512(abs_mask))));
     }
     const float amax = _mm512_reduce_max_ps(vmax);
@@ -122,6 +131,7 @@ __attribute__((target("avx512f,avx512bw"))) void quantize_row_avx512(Method m, c
         _mm_storeu_si128(reinterpret_cast<__m128i *>(codes + c), _mm512_cvtsepi32_epi8(q));
     }
     *scale = d;
+    return non_finite != 0;
 }
 #pragma GCC diagnostic pop
 #endif
@@ -198,8 +208,9 @@ std::string shape_problem(Method m, uint64_t n, uint64_t k) {
     return "";
 }
 
-void quantize_pack(Method m, const uint16_t *src, uint64_t n, uint64_t k, uint64_t ld, uint8_t *packed,
+bool quantize_pack(Method m, const uint16_t *src, uint64_t n, uint64_t k, uint64_t ld, uint8_t *packed,
                    float *scales) {
+    bool non_finite = false;
     const Geometry g = geometry(m);
     thread_local std::vector<int8_t> codes;
     codes.resize(k);
@@ -207,12 +218,13 @@ void quantize_pack(Method m, const uint16_t *src, uint64_t n, uint64_t k, uint64
     for (uint64_t r = 0; r < n; ++r) {
 #ifdef KTQ_HAVE_X86
         if (vec)
-            quantize_row_avx512(m, src + r * ld, k, codes.data(), &scales[r]);
+            non_finite |= quantize_row_avx512(m, src + r * ld, k, codes.data(), &scales[r]);
         else
 #endif
-            quantize_row_portable(m, src + r * ld, k, codes.data(), &scales[r]);
+            non_finite |= quantize_row_portable(m, src + r * ld, k, codes.data(), &scales[r]);
         place_row(m, g, n, k, r, codes.data(), packed);
     }
+    return non_finite;
 }
 
 void unpack_dequantize(Method m, const uint8_t *packed, const float *scales, uint64_t n, uint64_t k, float *dst) {

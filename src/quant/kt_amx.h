@@ -29,8 +29,9 @@ std::string shape_problem(Method m, uint64_t n, uint64_t k);
 
 // Quantizes the BF16 matrix `src` ([n, k], rows `ld` elements apart) into
 // `packed` (packed_bytes(m, n, k)) and `scales` (n float32). Safe to call from
-// many threads on distinct outputs.
-void quantize_pack(Method m, const uint16_t *src, uint64_t n, uint64_t k, uint64_t ld, uint8_t *packed,
+// many threads on distinct outputs. Returns true when the input holds Inf or
+// NaN (found on the way, so callers need no separate pass).
+bool quantize_pack(Method m, const uint16_t *src, uint64_t n, uint64_t k, uint64_t ld, uint8_t *packed,
                    float *scales);
 
 // The inverse, for checks and `ktq compare`: the dequantized [n, k] weights
