@@ -150,9 +150,27 @@ type Progress struct {
 	BytesDone, BytesTotal uint64
 }
 
+// Format is an output format of Convert.
+type Format int
+
+const (
+	// FormatBF16 is a Hugging Face checkpoint with every floating tensor in BF16.
+	FormatBF16 Format = 0
+	// FormatKtInt4 and FormatKtInt8 are kt-kernel's AMX expert layouts
+	// (convert_cpu_weights.py --quant-method int4 / int8).
+	FormatKtInt4 Format = 2
+	FormatKtInt8 Format = 3
+)
+
 // ConvertOptions configure Convert. The zero value converts to BF16 with
 // one thread per core into an empty (or new) folder.
 type ConvertOptions struct {
+	Format Format
+	// NumaParts (kt formats) splits each expert into this many NUMA parts
+	// (kt-kernel's --threadpool-count; 0 = 2). LooseFiles writes
+	// _layer_L/_numa_P/*.kt files instead of merged safetensors.
+	NumaParts     int
+	LooseFiles    bool
 	Threads       int
 	MaxShardBytes uint64
 	Overwrite     bool
@@ -163,8 +181,9 @@ type ConvertOptions struct {
 	ProgressEvery time.Duration
 }
 
-// Convert writes m into outDir as a BF16 Hugging Face checkpoint. It blocks
-// until done; cancelling ctx stops it with an *Error of StatusCancelled.
+// Convert writes m into outDir in opts.Format (BF16 Hugging Face checkpoint
+// by default). It blocks until done; cancelling ctx stops it with an *Error
+// of StatusCancelled.
 func Convert(ctx context.Context, m *Model, outDir string, opts ConvertOptions) error {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -176,7 +195,8 @@ func Convert(ctx context.Context, m *Model, outDir string, opts ConvertOptions) 
 	}
 	var writer ktqswig.Struct_SS_ktq_writer
 	if err := call(func(res ktqswig.Ktqs_result) {
-		writer = ktqswig.Ktqs_writer_open(m.raw, outDir, opts.MaxShardBytes, b2i(opts.Overwrite), b2i(opts.Resume), res)
+		writer = ktqswig.Ktqs_writer_open(m.raw, outDir, int(opts.Format), opts.MaxShardBytes, b2i(opts.Overwrite),
+			b2i(opts.Resume), opts.NumaParts, b2i(opts.LooseFiles), res)
 	}); err != nil {
 		return err
 	}

@@ -180,3 +180,36 @@ func TestOneModelManyGoroutines(t *testing.T) {
 		t.Fatal("empty version")
 	}
 }
+
+func TestKtFormatMatchesTheCLI(t *testing.T) {
+	m, err := ktq.Open(demo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	out := filepath.Join(t.TempDir(), "go-kt")
+	opts := ktq.ConvertOptions{Format: ktq.FormatKtInt4, NumaParts: 2, Threads: 2}
+	if err := ktq.Convert(context.Background(), m, out, opts); err != nil {
+		t.Fatal(err)
+	}
+	got := files(t, out)
+	if len(got) == 0 {
+		t.Fatal("no output")
+	}
+	if bin := os.Getenv("KTQ_BIN"); bin != "" {
+		cli := filepath.Join(t.TempDir(), "cli-kt")
+		cmd := exec.Command(bin, "convert", demo, cli, "--format", "kt", "--quant-method", "int4", "--quiet")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, b)
+		}
+		want := files(t, cli)
+		for n, w := range want {
+			if !bytes.Equal(w, got[n]) {
+				t.Fatalf("%s differs from the CLI's output", n)
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%d files, CLI wrote %d", len(got), len(want))
+		}
+	}
+}

@@ -119,16 +119,20 @@ const char *ktqs_model_text(ktq_model *m, const char *field, ktqs_result *res) {
     return "";
 }
 
-ktq_writer *ktqs_writer_open(ktq_model *m, const char *out_dir, unsigned long long max_shard_bytes, int overwrite,
-                             int resume, ktqs_result *res) {
+/* format: a ktq_format value (0 = KTQ_FORMAT_HF_BF16); numa_parts and
+ * loose_files apply to the kt-kernel formats. */
+ktq_writer *ktqs_writer_open(ktq_model *m, const char *out_dir, int format, unsigned long long max_shard_bytes,
+                             int overwrite, int resume, int numa_parts, int loose_files, ktqs_result *res) {
     ktq_writer_options o;
     ktq_writer_options_init(&o, KTQ_WRITER_OPTIONS_VERSION);
     o.max_shard_bytes = max_shard_bytes;
     o.overwrite = overwrite;
     o.resume = resume;
+    o.numa_parts = numa_parts;
+    o.loose_files = loose_files;
     ktq_writer *w = NULL;
     ktq_error *err = NULL;
-    int st = ktq_writer_open(&w, m, out_dir, KTQ_FORMAT_HF_BF16, &o, &err);  /* before reading err: argument order is unspecified */
+    int st = ktq_writer_open(&w, m, out_dir, format ? (ktq_format)format : KTQ_FORMAT_HF_BF16, &o, &err);  /* before reading err: argument order is unspecified */
     ktqs_set(res, st, err);
     return w;
 }

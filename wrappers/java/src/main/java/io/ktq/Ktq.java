@@ -22,7 +22,8 @@ public final class Ktq {
     }
 
     /**
-     * Writes {@code model} into {@code outDir} as a BF16 Hugging Face checkpoint, blocking until done.
+     * Writes {@code model} into {@code outDir} in {@code options.format()} (a BF16 Hugging Face checkpoint
+     * by default), blocking until done.
      * The listener (may be null) is called once before the work starts and then every
      * progressIntervalMillis from a helper thread; returning false, or interrupting the calling
      * thread, cancels: a KtqException with status CANCELLED, and nothing with a final name is left.
@@ -34,7 +35,8 @@ public final class Ktq {
         ktqs_token token = new ktqs_token();
         try {
             SWIGTYPE_p_ktq_writer writer = ktqswig.ktqs_writer_open(model.handle(), outDir.toString(),
-                    BigInteger.valueOf(options.maxShardBytes()), options.overwrite() ? 1 : 0, options.resume() ? 1 : 0, res);
+                    options.format().code, BigInteger.valueOf(options.maxShardBytes()), options.overwrite() ? 1 : 0,
+                    options.resume() ? 1 : 0, options.numaParts(), options.looseFiles() ? 1 : 0, res);
             check(res);
             try {
                 if (listener != null && !listener.onProgress(new Progress(0, 0, 0))) ktqswig.ktqs_token_cancel(token);

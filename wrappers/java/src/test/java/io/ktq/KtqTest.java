@@ -62,6 +62,26 @@ class KtqTest {
     }
 
     @Test
+    void ktFormatMatchesTheCli(@TempDir Path tmp) throws Exception {
+        Path out = tmp.resolve("java-kt");
+        try (Model m = Model.open(DEMO)) {
+            Ktq.convert(m, out, ConvertOptions.defaults().withFormat(ConvertOptions.Format.KT_INT8).withNumaParts(2)
+                    .withThreads(2), null);
+        }
+        assertTrue(names(out).contains("model-00001-of-00003.safetensors"));
+        String bin = System.getenv("KTQ_BIN");
+        if (bin != null && !bin.isEmpty()) {
+            Path cli = tmp.resolve("cli-kt");
+            Process p = new ProcessBuilder(bin, "convert", DEMO.toString(), cli.toString(), "--format", "kt",
+                    "--quant-method", "int8", "--quiet").inheritIO().start();
+            assertEquals(0, p.waitFor());
+            assertEquals(names(cli), names(out));
+            for (String n : names(cli))
+                assertArrayEquals(Files.readAllBytes(cli.resolve(n)), Files.readAllBytes(out.resolve(n)), n);
+        }
+    }
+
+    @Test
     void listenerReturningFalseCancelsAndLeavesNothing(@TempDir Path tmp) throws Exception {
         Path out = tmp.resolve("out");
         AtomicInteger calls = new AtomicInteger();
