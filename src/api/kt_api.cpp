@@ -181,14 +181,15 @@ ktq_status ktq_kt_merge(const char *out_dir, const char *loose_dir, const ktq_mo
         ktq::ShardedSafetensorsWriter store(out_dir, groups, plan.pt_metadata, false);
         std::vector<uint8_t> packed;
         std::vector<float> scales;
+        std::map<std::string, const ktq::OutputTensor *> planned;  // by name
+        for (const auto &t : plan.tensors)
+            if (t.expert >= 0) planned[t.name] = &t;
         for (const auto &p : loose.parts()) {
             packed.resize(p.weight_bytes);
             scales.resize(p.rows);
             loose.read(p, packed.data(), scales.data());
-            for (const auto &t : plan.tensors)
-                if (t.expert == p.expert && t.layer == p.layer && t.proj == p.proj && t.part == p.part)
-                    store.write(t, 0, t.is_scale ? static_cast<const void *>(scales.data()) : packed.data(),
-                                t.nbytes());
+            store.write(*planned.at(p.name + ".weight"), 0, packed.data(), packed.size());
+            store.write(*planned.at(p.name + ".scale"), 0, scales.data(), scales.size() * 4);
         }
         if (m)
             for (const auto &t : plan.tensors) {

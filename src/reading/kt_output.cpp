@@ -155,7 +155,12 @@ KtOutput::KtOutput(const std::string &dir) : dir_(dir) {
     }
     for (auto &kv : found) {
         KtPart &p = kv.second;
-        if (merged() && p.proj == 2) p.method = found.at(Key{p.layer, 0, p.expert, p.part}).method;
+        if (merged() && p.proj == 2) {
+            auto gate = found.find(Key{p.layer, 0, p.expert, p.part});
+            if (gate == found.end())
+                fail(KTQ_ERR_FORMAT, dir + ": " + p.name + ": no gate projection of the same expert to tell INT4 from INT8");
+            p.method = gate->second.method;
+        }
         p.cols = (p.method == kt_amx::Method::Int8 ? p.weight_bytes : p.weight_bytes * 2) / p.rows;
         const std::string why = kt_amx::shape_problem(p.method, p.rows, p.cols);
         if (!why.empty() || kt_amx::packed_bytes(p.method, p.rows, p.cols) != p.weight_bytes)

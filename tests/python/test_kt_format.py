@@ -260,3 +260,20 @@ def test_compare_reports_what_differs(tmp_path):
     assert "1 within tolerance" in r.stdout
     r = ktq("compare", tmp_path / "a", shared_model("tiny-llama"), check=False)
     assert r.returncode == 1 and "holds no kt-kernel expert weights" in r.stderr
+
+
+def test_compare_refuses_an_inconsistent_merged_file(tmp_path):
+    """A merged file with a down part but no gate part cannot say INT4 or INT8: a clear error, no crash."""
+    header, payload = {}, b""
+    for name, dtype, count in (("blk.0.ffn_down_exps.0.numa.0.weight", "I8", 128 * 128 // 2),
+                               ("blk.0.ffn_down_exps.0.numa.0.scale", "F32", 128)):
+        size = count * (4 if dtype == "F32" else 1)
+        header[name] = {"dtype": dtype, "shape": [count], "data_offsets": [len(payload), len(payload) + size]}
+        payload += b"\0" * size
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    os.makedirs(tmp_path / "odd")
+    with open(tmp_path / "odd" / "model-00001-of-00001.safetensors", "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + payload)
+    r = ktq("compare", tmp_path / "odd", tmp_path / "odd", check=False)
+    assert r.returncode == 1 and "no gate projection" in r.stderr, r.stderr
