@@ -1,6 +1,5 @@
 #include "writers/checkpoint_writer.h"
 
-#include <dirent.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -21,8 +20,6 @@ namespace ktq {
 
 namespace {
 
-
-
 void make_dirs(const std::string &dir) {
     std::string partial;
     std::stringstream ss(dir);
@@ -40,7 +37,6 @@ std::string real(const std::string &p) {
     return realpath(p.c_str(), buf) ? std::string(buf) : p;
 }
 
-
 // Files of a model folder that are not weights: tokenizer, generation config,
 // chat template, remote code. Everything a loader needs besides the tensors.
 bool is_aux_file(const std::string &name) {
@@ -52,11 +48,9 @@ bool is_aux_file(const std::string &name) {
     return true;
 }
 
-}  // namespace
-
-namespace {
 bool is_partial_state(const std::string &name) { return ends_with(name, ".ktq-partial") || name == kJournalName; }
 bool is_loose_layer_folder(const std::string &name) { return name.rfind("_layer_", 0) == 0; }
+
 }  // namespace
 
 void prepare_output_dir(const std::string &dir, const std::string &model_dir, bool overwrite, bool resume) {
