@@ -4,8 +4,9 @@
 
 #include "api/handles.h"
 #include <cstddef>
+#include <set>
+#include <utility>
 
-#include "reading/dtype.h"
 #include "writers/checkpoint_writer.h"
 #include "writers/kt_amx_plan.h"
 #include "writers/safetensors_writer.h"
@@ -88,16 +89,15 @@ ktq::OutputPlan plan_for(const ktq::Model &m, ktq_format format, const ktq_write
 }
 
 uint64_t input_bytes_of_layer(const ktq::Model &model, const ktq::Writer &writer, int layer) {
-    // Each input matrix counts once (the kt format makes several outputs of one).
+    // Each expert matrix counts once: the kt format makes several outputs of
+    // one, and fused experts share one source tensor.
     uint64_t total = 0;
-    std::string previous;
+    std::set<std::pair<int, int>> experts_seen;  // (expert, proj)
     for (const ktq::OutputTensor *t : writer.tensors_of_layer(layer)) {
-        if (t->expert >= 0 && t->source == previous) continue;
-        previous = t->source;
-        total += t->expert >= 0 ? model.expert(t->layer, t->expert, static_cast<ktq_expert_proj>(t->proj)).rows *
-                                      model.expert(t->layer, t->expert, static_cast<ktq_expert_proj>(t->proj)).cols *
-                                      ktq::dtype_size(model.checkpoint().at(t->source).entry->dtype)
-                                : model.stored_bytes(t->source);
+        if (t->expert < 0)
+            total += model.stored_bytes(t->source);
+        else if (experts_seen.insert({t->expert, t->proj}).second)
+            total += model.expert_bytes(layer, t->expert, static_cast<ktq_expert_proj>(t->proj));
     }
     return total;
 }
@@ -207,11 +207,10 @@ ktq_status ktq_estimate_output(uint64_t *output_bytes, size_t *output_files, uin
         uint64_t per_worker = 2 * (4u << 20);
         if (is_kt_format(format)) {
             uint64_t largest_matrix = 0;
-            for (const auto &layer : m.arch().layers)
-                for (int p = 0; p < 3 && layer.storage != KTQ_EXPERTS_NONE; ++p) {
-                    const auto v = m.expert(static_cast<int>(&layer - m.arch().layers.data()), 0,
-                                            static_cast<ktq_expert_proj>(p));
-                    largest_matrix = std::max<uint64_t>(largest_matrix, v.rows * v.cols * 2);
+            for (int l = 0; l < static_cast<int>(m.arch().layers.size()); ++l)
+                for (int p = 0; p < 3 && m.arch().layers[static_cast<size_t>(l)].storage != KTQ_EXPERTS_NONE; ++p) {
+                    const auto v = m.expert(l, 0, static_cast<ktq_expert_proj>(p));
+                    largest_matrix = std::max<uint64_t>(largest_matrix, v.rows * v.cols * 2);  // read as BF16
                 }
             per_worker = std::max(per_worker, largest_matrix + largest_expert + largest_matrix / 16);
         }

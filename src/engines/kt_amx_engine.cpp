@@ -90,9 +90,7 @@ void KtAmxEngine::run_layer(const Model &model, int layer, Writer &writer, Threa
         }
         for (size_t i = 0; i < count; ++i) {
             const ExpertTask &task = tasks[first + i];
-            const MatrixView view = model.expert(layer, task.expert, task.proj);
-            const uint64_t bytes = view.rows * view.cols * dtype_size(model.checkpoint().at(view.tensor).entry->dtype);
-            if (!on_tensor(task.weights.empty() ? view.tensor : task.weights[0]->name, bytes))
+            if (!on_tensor(task.weights[0]->name, model.expert_bytes(layer, task.expert, task.proj)))
                 fail(KTQ_ERR_CANCELLED, "cancelled by the progress callback");
         }
     }

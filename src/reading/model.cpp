@@ -226,6 +226,11 @@ void Model::read(const MatrixView &view, ktq_dtype out, void *dst) const {
     });
 }
 
+uint64_t Model::expert_bytes(int layer, int expert, ktq_expert_proj proj) const {
+    const MatrixView v = this->expert(layer, expert, proj);
+    return v.rows * v.cols * dtype_size(checkpoint_->at(v.tensor).entry->dtype);
+}
+
 uint64_t Model::stored_bytes(const std::string &tensor) const {
     const TensorEntry &e = *checkpoint_->at(tensor).entry;
     uint64_t bytes = e.nbytes();

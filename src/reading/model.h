@@ -53,6 +53,8 @@ public:
     void read(const MatrixView &view, ktq_dtype out, void *dst) const;
     // Bytes stored for `tensor`, its FP8 block scale included.
     uint64_t stored_bytes(const std::string &tensor) const;
+    // Bytes stored for one routed expert's matrix (its share of a fused tensor).
+    uint64_t expert_bytes(int layer, int expert, ktq_expert_proj proj) const;
     // Lets the kernel drop the input pages of `tensor` (and its FP8 scale).
     void release(const std::string &tensor) const;
 
