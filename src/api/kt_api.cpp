@@ -55,17 +55,9 @@ ktq::OutputPlan merged_plan(const ktq::KtOutput &loose, const ktq::Model *model,
     std::map<int, std::vector<size_t>> by_layer;
     for (const auto &p : parts)
         for (bool is_scale : {false, true}) {
-            ktq::OutputTensor t;
-            t.name = p.name + (is_scale ? ".scale" : ".weight");
-            t.dtype = is_scale ? KTQ_DTYPE_F32 : KTQ_DTYPE_I8;
-            t.shape = {static_cast<int64_t>(is_scale ? p.rows : p.weight_bytes)};
-            t.layer = p.layer;
-            t.expert = p.expert;
-            t.proj = p.proj;
-            t.part = p.part;
-            t.is_scale = is_scale;
             by_layer[p.layer].push_back(plan.tensors.size());
-            plan.tensors.push_back(std::move(t));
+            plan.tensors.push_back(
+                ktq::kt_part_tensor(p.method, p.layer, p.expert, p.proj, p.part, p.rows, p.weight_bytes, is_scale));
         }
     for (auto &kv : by_layer) {
         ktq::sort_like_safetensors(kv.second, plan.tensors);

@@ -18,7 +18,7 @@ struct ExpertTask {
     std::vector<const OutputTensor *> weights, scales;  // indexed by part
 };
 
-const char *proj_name(int proj) { return proj == KTQ_PROJ_GATE ? "gate" : proj == KTQ_PROJ_UP ? "up" : "down"; }
+using kt_amx::proj_name;
 
 }  // namespace
 

@@ -196,6 +196,19 @@ void place_row(Method m, const Geometry &g, uint64_t n, uint64_t k, uint64_t r, 
 
 const char *method_prefix(Method m) { return m == Method::Int8 ? "INT8" : "INT4"; }
 
+const char *proj_name(int proj) { return proj == 0 ? "gate" : proj == 1 ? "up" : "down"; }
+
+std::string part_name(int layer, int proj, int expert, int part) {
+    return "blk." + std::to_string(layer) + ".ffn_" + proj_name(proj) + "_exps." + std::to_string(expert) + ".numa." +
+           std::to_string(part);
+}
+
+std::string loose_file(Method m, int layer, int proj, int expert, int part, uint64_t bytes, bool is_scale) {
+    return "_layer_" + std::to_string(layer) + "/_numa_" + std::to_string(part) + "/" + method_prefix(m) + "_" +
+           proj_name(proj) + "_" + std::to_string(expert) + "_" + std::to_string(bytes) +
+           (is_scale ? "Byte_scale_.kt" : "Byte_quant_.kt");
+}
+
 uint64_t packed_bytes(Method m, uint64_t n, uint64_t k) { return m == Method::Int8 ? n * k : n * k / 2; }
 
 std::string shape_problem(Method m, uint64_t n, uint64_t k) {

@@ -38,6 +38,13 @@ bool quantize_pack(Method m, const uint16_t *src, uint64_t n, uint64_t k, uint64
 // (code x scale; INT4 codes count 16 per step as the kernels do).
 void unpack_dequantize(Method m, const uint8_t *packed, const float *scales, uint64_t n, uint64_t k, float *dst);
 
+// kt-kernel's names for one expert part (proj: 0 gate, 1 up, 2 down).
+const char *proj_name(int proj);
+// "blk.L.ffn_gate_exps.E.numa.P": + ".weight" / ".scale" in merged files.
+std::string part_name(int layer, int proj, int expert, int part);
+// "_layer_L/_numa_P/INT4_gate_E_<bytes>Byte_quant_.kt" (or "..._scale_.kt").
+std::string loose_file(Method m, int layer, int proj, int expert, int part, uint64_t bytes, bool is_scale);
+
 // Forces the portable path (tests compare both paths on AVX-512 machines).
 void set_force_portable(bool portable);
 bool uses_avx512();

@@ -20,8 +20,6 @@ namespace ktq {
 
 namespace {
 
-const char *kProj[3] = {"gate", "up", "down"};
-
 int proj_index(const std::string &p) { return p == "gate" ? 0 : p == "up" ? 1 : 2; }
 
 
@@ -48,10 +46,7 @@ void read_exact(const std::string &path, void *dst, uint64_t bytes) {
     ::close(fd);
 }
 
-std::string part_name(int layer, int proj, int expert, int part) {
-    return "blk." + std::to_string(layer) + ".ffn_" + kProj[proj] + "_exps." + std::to_string(expert) + ".numa." +
-           std::to_string(part);
-}
+using kt_amx::part_name;
 
 }  // namespace
 

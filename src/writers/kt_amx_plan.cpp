@@ -11,8 +11,6 @@ namespace ktq {
 
 namespace {
 
-const char *kProjNames[3] = {"gate", "up", "down"};
-
 // Safetensors' Rust serializer orders a file's tensors by dtype, descending
 // in its Dtype enum's declaration order, then by name: reproduce it so the
 // merged files come out as kt-kernel's converter writes them.
@@ -52,6 +50,21 @@ std::string replace_all(std::string s, const std::string &from, const std::strin
 }
 
 }  // namespace
+
+OutputTensor kt_part_tensor(kt_amx::Method m, int layer, int expert, int proj, int part, uint64_t rows,
+                            uint64_t packed_bytes, bool is_scale) {
+    OutputTensor t;
+    t.name = kt_amx::part_name(layer, proj, expert, part) + (is_scale ? ".scale" : ".weight");
+    t.dtype = is_scale ? KTQ_DTYPE_F32 : KTQ_DTYPE_I8;
+    t.shape = {static_cast<int64_t>(is_scale ? rows : packed_bytes)};
+    t.layer = layer;
+    t.expert = expert;
+    t.proj = proj;
+    t.part = part;
+    t.is_scale = is_scale;
+    t.file = kt_amx::loose_file(m, layer, proj, expert, part, t.nbytes(), is_scale);
+    return t;
+}
 
 std::string kt_merged_name(const std::string &hf_name) {
     std::string name = replace_all(hf_name, "language_model.", "");
@@ -96,32 +109,19 @@ OutputPlan plan_kt_amx(const Model &model, const KtAmxLayout &layout, const ktq_
                 const uint64_t n = down ? v.rows : v.rows / T, k = down ? v.cols / T : v.cols;
                 const std::string why = kt_amx::shape_problem(layout.method, n, k);
                 if (!why.empty())
-                    fail(KTQ_ERR_FORMAT, v.tensor + ": expert " + std::to_string(e) + " " + kProjNames[p] +
+                    fail(KTQ_ERR_FORMAT, v.tensor + ": expert " + std::to_string(e) + " " + kt_amx::proj_name(p) +
                                              " part [" + std::to_string(n) + ", " + std::to_string(k) + "] (" +
                                              std::to_string(T) + " NUMA parts) cannot be packed for AMX " + prefix +
                                              ": " + why);
                 const uint64_t qbytes = kt_amx::packed_bytes(layout.method, n, k);
-                for (uint64_t part = 0; part < T; ++part) {
-                    const std::string key = "blk." + std::to_string(l) + ".ffn_" + kProjNames[p] + "_exps." +
-                                            std::to_string(e) + ".numa." + std::to_string(part);
-                    const std::string file = "_layer_" + std::to_string(l) + "/_numa_" + std::to_string(part) + "/" +
-                                             prefix + "_" + kProjNames[p] + "_" + std::to_string(e) + "_";
+                for (uint64_t part = 0; part < T; ++part)
                     for (bool is_scale : {false, true}) {
-                        OutputTensor t;
-                        t.name = key + (is_scale ? ".scale" : ".weight");
-                        t.dtype = is_scale ? KTQ_DTYPE_F32 : KTQ_DTYPE_I8;
-                        t.shape = {static_cast<int64_t>(is_scale ? n : qbytes)};
+                        OutputTensor t =
+                            kt_part_tensor(layout.method, l, e, p, static_cast<int>(part), n, qbytes, is_scale);
                         t.source = v.tensor;
-                        t.layer = l;
-                        t.expert = e;
-                        t.proj = p;
-                        t.part = static_cast<int>(part);
-                        t.is_scale = is_scale;
-                        t.file = file + std::to_string(t.nbytes()) + (is_scale ? "Byte_scale_.kt" : "Byte_quant_.kt");
                         shard.push_back(plan.tensors.size());
                         plan.tensors.push_back(std::move(t));
                     }
-                }
             }
         }
         sort_like_safetensors(shard, plan.tensors);

@@ -32,6 +32,12 @@ OutputPlan plan_kt_amx(const Model &model, const KtAmxLayout &layout, const ktq_
 // serializer does: dtype descending in its enum order, then name.
 void sort_like_safetensors(std::vector<size_t> &shard, const std::vector<OutputTensor> &tensors);
 
+// The weight (I8, packed bytes) or scale (F32, one per row) of one expert
+// part, named as kt-kernel names it, with its loose-layout file; the caller
+// sets `source`.
+OutputTensor kt_part_tensor(kt_amx::Method m, int layer, int expert, int proj, int part, uint64_t rows,
+                            uint64_t packed_bytes, bool is_scale);
+
 // kt-kernel's name for a non-expert tensor in the merged layout.
 std::string kt_merged_name(const std::string &hf_name);
 
