@@ -47,15 +47,30 @@ typedef enum ktq_format {
      * split into `numa_parts` parts; merged safetensors or loose .kt files
      * (ktq_writer_options). See docs/formats/kt-kernel.md. */
     KTQ_FORMAT_KT_AMXINT4 = 2,
-    KTQ_FORMAT_KT_AMXINT8 = 3
-    /* Reserved for engines to come: compressed-tensors, GGUF. */
+    KTQ_FORMAT_KT_AMXINT8 = 3,
+    /* A compressed-tensors checkpoint ("pack-quantized", what llm-compressor
+     * saves and vLLM / SGLang / transformers load): the Linear weights chosen
+     * by ktq_writer_options' targets and ignore lists quantized to integers
+     * (W4A16 / W8A16: weight_bits, group_size, asymmetric), every other
+     * tensor kept in the model's dtype, config.json with its
+     * quantization_config. Byte-identical to llm-compressor's RTN
+     * (QuantizationModifier). See docs/formats/compressed-tensors.md. */
+    KTQ_FORMAT_COMPRESSED_TENSORS = 4
+    /* Reserved for the engine to come: GGUF. */
 } ktq_format;
 
 typedef enum ktq_engine {
     KTQ_ENGINE_DEFAULT = 0, /* the natural engine for the writer's format */
     KTQ_ENGINE_CAST = 1,    /* dequantize / cast every tensor to the format's dtype */
-    KTQ_ENGINE_KT_AMX = 2   /* kt-kernel AMX INT4/INT8 quantization of routed experts */
+    KTQ_ENGINE_KT_AMX = 2,  /* kt-kernel AMX INT4/INT8 quantization of routed experts */
+    KTQ_ENGINE_RTN = 3      /* round-to-nearest integer quantization (compressed-tensors) */
 } ktq_engine;
+
+/* Where an engine computes. */
+typedef enum ktq_device {
+    KTQ_DEVICE_CPU = 0,
+    KTQ_DEVICE_CUDA = 1 /* CUDA device 0 (CUDA_VISIBLE_DEVICES picks it); same bytes as the CPU */
+} ktq_device;
 
 KTQ_API const char *ktq_format_name(ktq_format format);
 
@@ -98,8 +113,30 @@ typedef struct ktq_writer_options {
      * claim a layer whose bytes never reached the disk: then start over
      * rather than resume. Saves the per-layer writeback wait. */
     int no_layer_sync;
+    /* ---- version 3: compressed-tensors ---- */
+    /* Bits per weight: 4 (W4A16, default) or 8 (W8A16); 2..8 accepted. */
+    int weight_bits;
+    /* Weights per scale along the input features (0 = 128, the presets'
+     * value); -1 = one scale per output channel. */
+    int group_size;
+    /* 1 = asymmetric, with zero points (default 0: symmetric). */
+    int asymmetric;
+    /* Modules to quantize, in compressed-tensors' syntax, one per line:
+     * "Linear" (every Linear), an exact module name, or "re:REGEX" (matched
+     * at the start of the name, as Python's re.match); a line that is none
+     * of these is taken as a regex. NULL = "Linear". */
+    const char *targets;
+    /* Modules to keep in high precision, same syntax. NULL = kt-kernel's
+     * convert_gpu_weights.py defaults: lm_head, routers, attention, shared
+     * experts and their gate, linear attention, DeepSeek's first dense
+     * layers; "" = none. */
+    const char *ignore;
+    /* The dtype of scales and of every kept floating tensor, and of the
+     * arithmetic (KTQ_DTYPE_BF16, F16, F32); 0 = the model's (its config's
+     * dtype, BF16 for FP8 checkpoints). */
+    ktq_dtype scale_dtype;
 } ktq_writer_options;
-#define KTQ_WRITER_OPTIONS_VERSION 2
+#define KTQ_WRITER_OPTIONS_VERSION 3
 KTQ_API ktq_status ktq_writer_options_init(ktq_writer_options *opts, unsigned version);
 
 /* Plan the output of `model` in `format` into folder `out_dir` (created if
@@ -139,8 +176,12 @@ typedef struct ktq_quantize_options {
     /* NaN or infinite weights make the operation fail with KTQ_ERR_FORMAT
      * naming the tensor (a corrupt download); set to 1 to pass them through. */
     int allow_non_finite;
+    /* ---- version 2 ---- */
+    /* Where the engine computes (default KTQ_DEVICE_CPU). Engines without a
+     * CUDA path fail with KTQ_ERR_UNSUPPORTED for KTQ_DEVICE_CUDA. */
+    ktq_device device;
 } ktq_quantize_options;
-#define KTQ_QUANTIZE_OPTIONS_VERSION 1
+#define KTQ_QUANTIZE_OPTIONS_VERSION 2
 KTQ_API ktq_status ktq_quantize_options_init(ktq_quantize_options *opts, unsigned version);
 
 /* Run the engine over decoder layer `layer` (or KTQ_LAYER_GLOBALS) and hand

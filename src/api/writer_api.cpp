@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "writers/checkpoint_writer.h"
+#include "writers/ct_plan.h"
 #include "writers/kt_amx_plan.h"
 #include "writers/safetensors_writer.h"
 
@@ -40,25 +41,38 @@ private:
     ktq_progress p_{};
 };
 
+// Bytes of each options version: a caller built against an older header
+// passes a smaller struct, which is read only as far as it goes.
+size_t quantize_options_size(unsigned version) {
+    return version == 1 ? offsetof(ktq_quantize_options, device) : sizeof(ktq_quantize_options);
+}
+
 ktq_quantize_options resolve_options(const ktq_quantize_options *opts) {
     ktq_quantize_options o;
     ktq_quantize_options_init(&o, KTQ_QUANTIZE_OPTIONS_VERSION);
     if (opts) {
         check_version(opts->version, KTQ_QUANTIZE_OPTIONS_VERSION, "ktq_quantize_options");
-        o = *opts;
+        std::memcpy(&o, opts, quantize_options_size(opts->version));
+        o.version = KTQ_QUANTIZE_OPTIONS_VERSION;
     }
+    if (o.device != KTQ_DEVICE_CPU && o.device != KTQ_DEVICE_CUDA)
+        fail(KTQ_ERR_INVALID_ARGUMENT, "unknown device " + std::to_string(static_cast<int>(o.device)));
     return o;
 }
 
-// Bytes of each ktq_writer_options version: a caller built against an older
-// header passes a smaller struct, which is read only as far as it goes.
 size_t writer_options_size(unsigned version) {
-    return version == 1 ? offsetof(ktq_writer_options, numa_parts) : sizeof(ktq_writer_options);
+    return version == 1 ? offsetof(ktq_writer_options, numa_parts)
+           : version == 2 ? offsetof(ktq_writer_options, weight_bits)
+                          : sizeof(ktq_writer_options);
 }
 
 void set_writer_defaults(ktq_writer_options *o) {
     o->copy_aux_files = 1;
     if (o->version >= 2) o->numa_parts = 2;
+    if (o->version >= 3) {
+        o->weight_bits = 4;
+        o->group_size = 128;
+    }
 }
 
 ktq_writer_options resolve_writer_options(const ktq_writer_options *opts) {
@@ -70,6 +84,8 @@ ktq_writer_options resolve_writer_options(const ktq_writer_options *opts) {
         o.version = KTQ_WRITER_OPTIONS_VERSION;
     }
     if (o.numa_parts == 0) o.numa_parts = 2;
+    if (o.weight_bits == 0) o.weight_bits = 4;
+    if (o.group_size == 0) o.group_size = 128;
     return o;
 }
 
@@ -84,6 +100,16 @@ ktq::OutputPlan plan_for(const ktq::Model &m, ktq_format format, const ktq_write
         layout.numa_parts = o.numa_parts;
         layout.loose = o.loose_files != 0;
         return ktq::plan_kt_amx(m, layout, o);
+    }
+    if (format == KTQ_FORMAT_COMPRESSED_TENSORS) {
+        ktq::CtLayout layout;
+        layout.scheme.bits = o.weight_bits;
+        layout.scheme.group_size = o.group_size;
+        layout.scheme.symmetric = o.asymmetric == 0;
+        layout.scheme.dtype = o.scale_dtype != KTQ_DTYPE_UNKNOWN ? o.scale_dtype : ktq::ct_model_dtype(m);
+        layout.targets = o.targets ? ktq::parse_ct_patterns(o.targets) : std::vector<std::string>{"Linear"};
+        layout.ignore = o.ignore ? ktq::parse_ct_patterns(o.ignore) : ktq::default_ct_ignore(m);
+        return ktq::plan_compressed_tensors(m, layout, o);
     }
     fail(KTQ_ERR_UNSUPPORTED, "output format " + std::to_string(static_cast<int>(format)) + " is not supported");
 }
@@ -108,7 +134,7 @@ void run_layer(const ktq_model *model, int layer, const ktq_quantize_options &op
     if (writer->model != model) fail(KTQ_ERR_INVALID_ARGUMENT, "the writer was opened for another model");
     if (writer->impl->is_layer_done(layer))
         fail(KTQ_ERR_STATE, "layer " + std::to_string(layer) + " was already written");
-    auto engine = ktq::make_engine(opts.engine, writer->format);
+    auto engine = ktq::make_engine(opts.engine, writer->format, opts.device);
     const ktq::Model &m = *model->impl;
     // A threads option different from the model's pool gets its own pool.
     std::unique_ptr<ktq::ThreadPool> own_pool;
@@ -132,6 +158,7 @@ const char *ktq_format_name(ktq_format format) {
     case KTQ_FORMAT_HF_BF16: return "bf16";
     case KTQ_FORMAT_KT_AMXINT4: return "kt-amxint4";
     case KTQ_FORMAT_KT_AMXINT8: return "kt-amxint8";
+    case KTQ_FORMAT_COMPRESSED_TENSORS: return "compressed-tensors";
     default: return "unknown";
     }
 }
@@ -146,8 +173,10 @@ ktq_status ktq_writer_options_init(ktq_writer_options *opts, unsigned version) {
 }
 
 ktq_status ktq_quantize_options_init(ktq_quantize_options *opts, unsigned version) {
-    ktq_status st = ktq::init_versioned(opts, version, KTQ_QUANTIZE_OPTIONS_VERSION);
-    if (st != KTQ_OK) return st;
+    if (!opts) return KTQ_ERR_INVALID_ARGUMENT;
+    if (version == 0 || version > KTQ_QUANTIZE_OPTIONS_VERSION) return KTQ_ERR_VERSION;
+    std::memset(opts, 0, quantize_options_size(version));
+    opts->version = version;
     opts->engine = KTQ_ENGINE_DEFAULT;
     return KTQ_OK;
 }

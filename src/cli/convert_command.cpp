@@ -1,9 +1,11 @@
-// ktq convert MODEL OUT --to bf16|kt [--quant-method int4|int8] [--threads N] ...
+// ktq convert MODEL OUT --to bf16|kt|compressed-tensors [--quant-method int4|int8]
+//     [--scheme W4A16|W8A16 --group-size N --ignore RE --target RE --device cpu|cuda] ...
 // ktq convert-cpu-weights: the same conversion under kt-kernel's
 // convert_cpu_weights.py flags, so its scripts switch by one command name.
 #include <chrono>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "cli/commands.h"
 #include "cli/progress_bar.h"
@@ -28,10 +30,28 @@ struct Options {
     int resume_layer = 0;
     bool no_aux = false;
     bool quiet = false;
+    // compressed-tensors
+    std::string scheme = "W4A16";
+    int group_size = 128;
+    bool asymmetric = false;
+    std::vector<std::string> ignore, targets;
+    bool no_default_ignore = false;
+    std::string dtype;  // "" = the model's
+    std::string device = "cpu";
 };
+
+// "W4A16" -> 4; the scheme names compressed-tensors' presets use.
+int scheme_bits(const std::string &scheme) { return scheme == "W8A16" ? 8 : 4; }
+
+std::string join_lines(const std::vector<std::string> &v) {
+    std::string out;
+    for (const auto &s : v) out += s + "\n";
+    return out;
+}
 
 ktq_format format_of(const Options &o) {
     if (o.to == "bf16") return KTQ_FORMAT_HF_BF16;
+    if (o.to == "compressed-tensors") return KTQ_FORMAT_COMPRESSED_TENSORS;
     return o.quant_method == "int8" ? KTQ_FORMAT_KT_AMXINT8 : KTQ_FORMAT_KT_AMXINT4;
 }
 
@@ -60,7 +80,7 @@ int run(const Options &o) {
             ktq_model_free(model);
             return 1;
         }
-        if (format != KTQ_FORMAT_HF_BF16 &&
+        if (format != KTQ_FORMAT_HF_BF16 && format != KTQ_FORMAT_COMPRESSED_TENSORS &&
             (info.source_dtype == KTQ_DTYPE_F8_E4M3 || info.source_dtype == KTQ_DTYPE_F8_E5M2) && !o.quiet)
             std::fprintf(stderr,
                          "ktq: warning: converting FP8 weights straight to %s adds a second rounding on top of FP8's "
@@ -79,6 +99,15 @@ int run(const Options &o) {
     wopts.numa_parts = o.numa_parts;
     wopts.loose_files = o.loose;
     wopts.no_layer_sync = o.no_layer_sync;
+    wopts.weight_bits = scheme_bits(o.scheme);
+    wopts.group_size = o.group_size;
+    wopts.asymmetric = o.asymmetric || o.scheme == "W4A16_ASYM";
+    const std::string targets = join_lines(o.targets), ignore = join_lines(o.ignore);
+    if (!o.targets.empty()) wopts.targets = targets.c_str();
+    if (!o.ignore.empty() || o.no_default_ignore) wopts.ignore = ignore.c_str();
+    if (o.dtype == "bfloat16") wopts.scale_dtype = KTQ_DTYPE_BF16;
+    if (o.dtype == "float16") wopts.scale_dtype = KTQ_DTYPE_F16;
+    if (o.dtype == "float32") wopts.scale_dtype = KTQ_DTYPE_F32;
     ktq_writer *writer = nullptr;
     st = ktq_writer_open(&writer, model, o.out.c_str(), format, &wopts, &err);
     if (st != KTQ_OK) {
@@ -92,6 +121,7 @@ int run(const Options &o) {
     ktq_quantize_options_init(&qopts, KTQ_QUANTIZE_OPTIONS_VERSION);
     qopts.threads = o.threads;
     qopts.allow_non_finite = o.allow_non_finite;
+    qopts.device = o.device == "cuda" ? KTQ_DEVICE_CUDA : KTQ_DEVICE_CPU;
     qopts.progress = &ProgressBar::callback;
     qopts.payload = &bar;
     const auto start = std::chrono::steady_clock::now();
@@ -122,6 +152,34 @@ int run(const Options &o) {
     return 0;
 }
 
+void add_compressed_tensors_options(CLI::App *cmd, Options &o) {
+    cmd->add_option("--scheme,--quant-type", o.scheme,
+                    "compressed-tensors: W4A16 (int4), W8A16 (int8) or W4A16_ASYM (int4 with zero points)")
+        ->check(CLI::IsMember({"W4A16", "W8A16", "W4A16_ASYM"}))
+        ->capture_default_str();
+    cmd->add_option("--group-size", o.group_size,
+                    "compressed-tensors: weights per scale along the input features; -1 = per output channel")
+        ->check(CLI::Range(-1, 1 << 20) & !CLI::IsMember({0}))
+        ->capture_default_str();
+    cmd->add_flag("--asymmetric", o.asymmetric, "compressed-tensors: zero points (asymmetric quantization)");
+    cmd->add_option("--ignore", o.ignore,
+                    "compressed-tensors: keep these modules in high precision (regex matched at the start of the "
+                    "module name, or re:REGEX, or an exact name; repeatable). Replaces the default list: lm_head, "
+                    "routers, attention, shared experts, DeepSeek's first dense layers")
+        ->take_all();
+    cmd->add_flag("--no-default-ignore", o.no_default_ignore,
+                  "compressed-tensors: quantize every target, lm_head and attention included (unless --ignore)");
+    cmd->add_option("--target", o.targets,
+                    "compressed-tensors: modules to quantize (same syntax as --ignore; repeatable; default Linear)")
+        ->take_all();
+    cmd->add_option("--dtype,--torch-dtype", o.dtype,
+                    "compressed-tensors: dtype of scales and kept tensors (default: the model's)")
+        ->check(CLI::IsMember({"bfloat16", "float16", "float32"}));
+    cmd->add_option("--device", o.device, "Where the quantizer computes: cpu or cuda (compressed-tensors)")
+        ->check(CLI::IsMember({"cpu", "cuda"}))
+        ->capture_default_str();
+}
+
 }  // namespace
 
 Command add_convert_command(CLI::App &app) {
@@ -130,8 +188,9 @@ Command add_convert_command(CLI::App &app) {
     cmd->add_option("model", o->model, "Input model folder (or one .safetensors file)")->required();
     cmd->add_option("out", o->out, "Output folder (created; must be empty unless --overwrite)")->required();
     cmd->add_option("--to,--format", o->to,
-                    "Target format: bf16 (dequantized Hugging Face checkpoint) or kt (kt-kernel AMX experts)")
-        ->check(CLI::IsMember({"bf16", "kt"}))
+                    "Target format: bf16 (dequantized Hugging Face checkpoint), kt (kt-kernel AMX experts) or "
+                    "compressed-tensors (W4A16/W8A16 for vLLM, SGLang, transformers)")
+        ->check(CLI::IsMember({"bf16", "kt", "compressed-tensors"}))
         ->capture_default_str();
     cmd->add_option("--quant-method", o->quant_method, "kt: int4 or int8 (kt-kernel AMXINT4 / AMXINT8)")
         ->check(CLI::IsMember({"int4", "int8"}))
@@ -142,6 +201,7 @@ Command add_convert_command(CLI::App &app) {
         ->capture_default_str();
     cmd->add_flag("--no-merge-safetensor,--loose", o->loose,
                   "kt: write _layer_L/_numa_P/*.kt files instead of merged safetensors");
+    add_compressed_tensors_options(cmd, *o);
     cmd->add_option("--threads", o->threads, "Worker threads (default: one per core, from hwloc)")
         ->check(CLI::NonNegativeNumber);
     cmd->add_option("--max-shard-size", o->max_shard_bytes,

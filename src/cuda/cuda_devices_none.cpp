@@ -1,9 +1,15 @@
 // Built when libktq is configured without CUDA.
+#include "cuda/ct_rtn_cuda.h"
 #include "cuda/cuda_devices.h"
+#include "runtime/error.h"
 
 namespace ktq {
 
 bool cuda_built() { return false; }
 int cuda_device_count(std::string *) { return 0; }
+
+uint64_t cuda_ct_quantize_rows(const ct::Scheme &, const float *, uint64_t, uint64_t, uint32_t *, void *, int8_t *) {
+    fail(KTQ_ERR_UNSUPPORTED, "this libktq was built without CUDA (configure with -DKTQ_CUDA=ON)");
+}
 
 }  // namespace ktq

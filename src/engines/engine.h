@@ -28,6 +28,6 @@ public:
 
 // The engine for (engine, format); throws KTQ_ERR_UNSUPPORTED for pairs that
 // do not fit together.
-std::unique_ptr<Engine> make_engine(ktq_engine engine, ktq_format format);
+std::unique_ptr<Engine> make_engine(ktq_engine engine, ktq_format format, ktq_device device = KTQ_DEVICE_CPU);
 
 }  // namespace ktq

@@ -3,11 +3,15 @@
 #include "engines/cast_engine.h"
 #include "engines/engine.h"
 #include "engines/kt_amx_engine.h"
+#include "engines/rtn_engine.h"
 #include "runtime/error.h"
 
 namespace ktq {
 
-std::unique_ptr<Engine> make_engine(ktq_engine engine, ktq_format format) {
+std::unique_ptr<Engine> make_engine(ktq_engine engine, ktq_format format, ktq_device device) {
+    if (device == KTQ_DEVICE_CUDA && format != KTQ_FORMAT_COMPRESSED_TENSORS)
+        fail(KTQ_ERR_UNSUPPORTED, std::string("the ") + ktq_format_name(format) +
+                                      " format has no CUDA engine; compute it on the CPU");
     switch (format) {
     case KTQ_FORMAT_HF_BF16:
         if (engine != KTQ_ENGINE_DEFAULT && engine != KTQ_ENGINE_CAST)
@@ -21,6 +25,11 @@ std::unique_ptr<Engine> make_engine(ktq_engine engine, ktq_format format) {
                                           " cannot write the kt-kernel AMX format (use the kt-amx engine)");
         return std::make_unique<KtAmxEngine>(format == KTQ_FORMAT_KT_AMXINT8 ? kt_amx::Method::Int8
                                                                                : kt_amx::Method::Int4);
+    case KTQ_FORMAT_COMPRESSED_TENSORS:
+        if (engine != KTQ_ENGINE_DEFAULT && engine != KTQ_ENGINE_RTN)
+            fail(KTQ_ERR_UNSUPPORTED, "engine " + std::to_string(static_cast<int>(engine)) +
+                                          " cannot write the compressed-tensors format (use the rtn engine)");
+        return std::make_unique<RtnEngine>(device == KTQ_DEVICE_CUDA);
     default:
         fail(KTQ_ERR_UNSUPPORTED, "output format " + std::to_string(static_cast<int>(format)) + " is not supported");
     }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "ktq/common.h"
+#include "quant/ct_rtn.h"
 
 namespace ktq {
 
@@ -28,6 +29,11 @@ struct OutputTensor {
     int proj = -1;        // ktq_expert_proj
     int part = -1;
     bool is_scale = false;
+    // Quantized Linear outputs of the compressed-tensors format: which part
+    // of the quantized weight this is (all made from `source` together).
+    enum class CtPart { None, Packed, Scale, ZeroPoint, Shape };
+    CtPart ct_part = CtPart::None;
+    ct::Scheme ct_scheme;  // how (ct_part != None)
     // Loose-file layouts: the file's path relative to the output folder.
     std::string file;
     uint64_t nbytes() const;

@@ -1,0 +1,77 @@
+// compressed-tensors integer weight quantization (round to nearest, the
+// "GPU format" core): scales from a memoryless min-max observer, codes,
+// and the pack-quantized int32 packing, exactly as llm-compressor 0.14 /
+// compressed-tensors 0.19 compute them, so that the bytes are identical.
+//
+// The arithmetic is torch's in the model's dtype (BF16, F16 or F32): each
+// operation is done in float32 and its result rounded to that dtype, as
+// torch does for half-precision tensors on CPU and CUDA. The rules, per
+// group of `group_size` weights of one row (docs/formats/compressed-tensors.md):
+//   lo = min(min(x), 0), hi = max(max(x), 0)
+//   symmetric:  scale = R(max(-lo, hi) / R((qmax - qmin) / 2)), zp = 0
+//   asymmetric: scale = R(R(hi - lo) / (qmax - qmin)),
+//               zp = rint(clamp(R(qmin - R(lo / scale)), qmin, qmax))
+//   scale == 0 -> the dtype's machine epsilon (after zp was computed)
+//   q = rint(clamp(R(R(x / scale) + zp), qmin, qmax))      rint: half to even
+// with R = round to the dtype (nearest even) and [qmin, qmax] = [-2^(b-1),
+// 2^(b-1) - 1].
+//
+// The per-group math is written once, in ct_rtn_math.h, for the host and
+// for CUDA kernels.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "ktq/common.h"
+
+namespace ktq::ct {
+
+struct Scheme {
+    int bits = 4;          // 2..8
+    int group_size = 128;  // > 0: groups along the input features; -1: one per output row (channel)
+    bool symmetric = true;
+    ktq_dtype dtype = KTQ_DTYPE_BF16;  // scales and arithmetic: the model's dtype (BF16, F16, F32)
+};
+
+// Empty when `s` is a scheme this library computes, otherwise why not.
+std::string scheme_problem(const Scheme &s);
+// Empty when a [rows, cols] weight can be quantized with `s` (cols divisible by
+// the group size), otherwise why not.
+std::string shape_problem(const Scheme &s, uint64_t rows, uint64_t cols);
+
+uint64_t groups_per_row(const Scheme &s, uint64_t cols);
+uint64_t packed_words_per_row(const Scheme &s, uint64_t cols);    // weight_packed [rows, this]
+uint64_t zero_point_words(const Scheme &s, uint64_t rows);        // weight_zero_point [this, groups]
+uint64_t scale_bytes(const Scheme &s, uint64_t rows, uint64_t cols);
+
+// Quantizes rows [0, rows) of `w` (float values exactly representable in
+// s.dtype, row-major [rows, cols]) into
+//   packed: rows x packed_words_per_row int32 (LSB first, codes + 2^(b-1)),
+//   scales: rows x groups in s.dtype (raw bits, 2 or 4 bytes each),
+//   zp:     asymmetric only, the codes of rows x groups zero points as int8
+//           (pack them with pack_zero_points; may be null when symmetric).
+// Returns the number of NaN/Inf inputs (their outputs are meaningless).
+uint64_t quantize_rows(const Scheme &s, const float *w, uint64_t rows, uint64_t cols, uint32_t *packed, void *scales,
+                       int8_t *zp);
+
+// Packs zero points [rows, groups] (int8 codes) along the rows, as
+// compressed-tensors does: out is [zero_point_words(rows), groups] int32.
+// `rows` must be a multiple of 32, or the tensor's last rows.
+void pack_zero_points(const Scheme &s, const int8_t *zp, uint64_t rows, uint64_t groups, uint32_t *out);
+
+// The inverse of pack_zero_points.
+void unpack_zero_points(const Scheme &s, const uint32_t *packed, uint64_t rows, uint64_t groups, int8_t *zp);
+
+// The inverse of quantize_rows, for `ktq compare` and tests: float weights
+// from packed codes, scales (raw s.dtype bits) and zero-point codes (null
+// when symmetric), as compressed-tensors' decompressor computes them
+// ((q - zp) * scale, each step in s.dtype).
+void dequantize_rows(const Scheme &s, const uint32_t *packed, const void *scales, const int8_t *zp, uint64_t rows,
+                     uint64_t cols, float *out);
+
+// Rounds float32 values to s.dtype in place (nearest even): how weights
+// read in F32 reach the quantizer.
+void round_to_dtype(ktq_dtype dtype, float *v, uint64_t n);
+
+}  // namespace ktq::ct
