@@ -133,6 +133,9 @@ std::string ct_config(const Model &model, const CtLayout &layout, const std::vec
 std::vector<std::string> default_ct_ignore(const Model &model) {
     std::vector<std::string> ignore = {"lm_head",
                                        "re:.*\\.mlp\\.gate$",
+                                       // Mixtral's router: transformers 5 calls the module mlp.gate,
+                                       // which kt-kernel's pattern above matches there.
+                                       "re:.*\\.block_sparse_moe\\.gate$",
                                        "re:.*\\.self_attn\\..*$",
                                        "re:.*\\.shared_expert\\..*$",
                                        "re:.*\\.shared_experts\\..*$",
@@ -227,6 +230,9 @@ OutputPlan plan_compressed_tensors(const Model &model, const CtLayout &layout, c
         t.name = name;
         t.source = name;
         t.dtype = dtype_is_float(e.dtype) ? s.dtype : e.dtype;
+        // DeepSeek-V3's router bias is a float32 buffer in transformers
+        // whatever the model's dtype, and is saved so.
+        if (ends_with(name, ".e_score_correction_bias") && dtype_is_float(e.dtype)) t.dtype = KTQ_DTYPE_F32;
         t.shape = e.shape;
         t.layer = layer;
         plan.tensors.push_back(std::move(t));
