@@ -7,6 +7,7 @@
  *   system.h  what the machine offers (CPU features, NUMA, CUDA)
  *   quant.h   ggml block quantization of single tensors (Q8_0, Q4_0, ...)
  *   kt.h      kt-kernel AMX expert outputs read back, merged from loose files
+ *   compressed_tensors.h  W4A16/W8A16 quantization of single matrices (compressed-tensors)
  *
  * Link with `pkg-config --cflags --libs ktq` or CMake `find_package(ktq)` and
  * target `ktq::ktq`.
@@ -20,5 +21,6 @@
 #include "system.h"
 #include "quant.h"
 #include "kt.h"
+#include "compressed_tensors.h"
 
 #endif /* KTQ_KTQ_H */
