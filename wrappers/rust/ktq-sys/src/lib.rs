@@ -153,18 +153,24 @@ pub type ktq_format = c_int;
 pub const KTQ_FORMAT_HF_BF16: ktq_format = 1;
 pub const KTQ_FORMAT_KT_AMXINT4: ktq_format = 2;
 pub const KTQ_FORMAT_KT_AMXINT8: ktq_format = 3;
+pub const KTQ_FORMAT_COMPRESSED_TENSORS: ktq_format = 4;
 
 pub type ktq_engine = c_int;
 pub const KTQ_ENGINE_DEFAULT: ktq_engine = 0;
 pub const KTQ_ENGINE_CAST: ktq_engine = 1;
 pub const KTQ_ENGINE_KT_AMX: ktq_engine = 2;
+pub const KTQ_ENGINE_RTN: ktq_engine = 3;
+
+pub type ktq_device = c_int;
+pub const KTQ_DEVICE_CPU: ktq_device = 0;
+pub const KTQ_DEVICE_CUDA: ktq_device = 1;
 
 #[repr(C)]
 pub struct ktq_writer {
     _private: [u8; 0],
 }
 
-pub const KTQ_WRITER_OPTIONS_VERSION: c_uint = 2;
+pub const KTQ_WRITER_OPTIONS_VERSION: c_uint = 3;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ktq_writer_options {
@@ -178,6 +184,13 @@ pub struct ktq_writer_options {
     pub numa_parts: c_int,
     pub loose_files: c_int,
     pub no_layer_sync: c_int,
+    // version 3: compressed-tensors
+    pub weight_bits: c_int,
+    pub group_size: c_int,
+    pub asymmetric: c_int,
+    pub targets: *const c_char,
+    pub ignore: *const c_char,
+    pub scale_dtype: ktq_dtype,
 }
 
 pub const KTQ_LAYER_GLOBALS: c_int = -1;
@@ -204,7 +217,7 @@ pub struct ktq_kt_part_info {
     pub packed_bytes: u64,
 }
 
-pub const KTQ_QUANTIZE_OPTIONS_VERSION: c_uint = 1;
+pub const KTQ_QUANTIZE_OPTIONS_VERSION: c_uint = 2;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ktq_quantize_options {
@@ -214,6 +227,8 @@ pub struct ktq_quantize_options {
     pub progress: ktq_progress_cb,
     pub payload: *mut c_void,
     pub allow_non_finite: c_int,
+    // version 2
+    pub device: ktq_device,
 }
 
 // ---- system.h ----------------------------------------------------------
@@ -269,6 +284,58 @@ extern "C" {
         src: *const c_void,
         src_bytes: usize,
         ty: ktq_ggml_type,
+        err: *mut *mut ktq_error,
+    ) -> ktq_status;
+}
+
+// ---- compressed_tensors.h ----------------------------------------------
+
+pub const KTQ_CT_SCHEME_VERSION: c_uint = 1;
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ktq_ct_scheme {
+    pub version: c_uint,
+    pub num_bits: c_int,
+    pub group_size: c_int,
+    pub symmetric: c_int,
+    pub dtype: ktq_dtype,
+}
+
+extern "C" {
+    pub fn ktq_ct_scheme_init(scheme: *mut ktq_ct_scheme, version: c_uint) -> ktq_status;
+    pub fn ktq_ct_sizes(
+        packed_words: *mut usize,
+        scale_count: *mut usize,
+        zero_point_words: *mut usize,
+        rows: u64,
+        cols: u64,
+        scheme: *const ktq_ct_scheme,
+        err: *mut *mut ktq_error,
+    ) -> ktq_status;
+    pub fn ktq_ct_quantize(
+        packed: *mut i32,
+        packed_words: usize,
+        scales: *mut c_void,
+        scale_count: usize,
+        zero_points: *mut i32,
+        zero_point_words: usize,
+        weights: *const c_void,
+        rows: u64,
+        cols: u64,
+        scheme: *const ktq_ct_scheme,
+        err: *mut *mut ktq_error,
+    ) -> ktq_status;
+    pub fn ktq_ct_dequantize(
+        weights: *mut c_void,
+        packed: *const i32,
+        packed_words: usize,
+        scales: *const c_void,
+        scale_count: usize,
+        zero_points: *const i32,
+        zero_point_words: usize,
+        rows: u64,
+        cols: u64,
+        scheme: *const ktq_ct_scheme,
         err: *mut *mut ktq_error,
     ) -> ktq_status;
 }

@@ -30,6 +30,7 @@ fn c_type(rust: &str) -> String {
         "usize" => "size_t".into(),
         "u64" => "uint64_t".into(),
         "i64" => "int64_t".into(),
+        "i32" => "int32_t".into(),
         "f32" => "float".into(),
         other => other.into(), // ktq_* typedefs have the same name in C
     }

@@ -340,6 +340,41 @@ pub enum Format {
     KtAmxInt4,
     /// kt-kernel's AMX INT8 expert layout (`--quant-method int8`).
     KtAmxInt8,
+    /// compressed-tensors `pack-quantized` (W4A16 / W8A16 for vLLM, SGLang,
+    /// transformers), byte-identical to llm-compressor's RTN. Which modules:
+    /// [`WriterOptions::targets`] / [`WriterOptions::ignore`].
+    CompressedTensors(CtScheme),
+}
+
+/// A compressed-tensors integer weight scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CtScheme {
+    /// Bits per weight (4: W4A16, 8: W8A16; 2..8 accepted).
+    pub bits: u8,
+    /// Weights per scale along a row; -1 = one scale per output channel.
+    pub group_size: i32,
+    /// `false` = asymmetric, with zero points.
+    pub symmetric: bool,
+}
+
+impl CtScheme {
+    /// int4, group 128, symmetric: compressed-tensors' W4A16 preset.
+    pub fn w4a16() -> Self {
+        CtScheme { bits: 4, group_size: 128, symmetric: true }
+    }
+    /// int8, group 128, symmetric: compressed-tensors' W8A16 preset.
+    pub fn w8a16() -> Self {
+        CtScheme { bits: 8, group_size: 128, symmetric: true }
+    }
+}
+
+/// Where an engine computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Device {
+    #[default]
+    Cpu,
+    /// CUDA device 0 (compressed-tensors only); same bytes as the CPU.
+    Cuda,
 }
 
 /// Options of [`Writer::open`] (builder style).
@@ -356,6 +391,11 @@ pub struct WriterOptions {
     pub loose_files: bool,
     /// Skip the per-layer fdatasync (resume stays exact after a killed process, not after a power loss).
     pub no_layer_sync: bool,
+    /// compressed-tensors: modules to quantize ("Linear", exact names, "re:REGEX"); empty = "Linear".
+    pub targets: Vec<String>,
+    /// compressed-tensors: modules kept in high precision, same syntax; `None` = kt-kernel's defaults
+    /// (lm_head, routers, attention, shared experts, DeepSeek's dense layers).
+    pub ignore: Option<Vec<String>>,
 }
 
 impl WriterOptions {
@@ -383,6 +423,14 @@ impl WriterOptions {
         self.loose_files = yes;
         self
     }
+    pub fn targets<S: Into<String>>(mut self, targets: impl IntoIterator<Item = S>) -> Self {
+        self.targets = targets.into_iter().map(Into::into).collect();
+        self
+    }
+    pub fn ignore<S: Into<String>>(mut self, ignore: impl IntoIterator<Item = S>) -> Self {
+        self.ignore = Some(ignore.into_iter().map(Into::into).collect());
+        self
+    }
 }
 
 /// Options of a conversion run.
@@ -391,6 +439,7 @@ pub struct ConvertOptions {
     /// Worker threads, 0 = one per core.
     pub threads: usize,
     pub allow_non_finite: bool,
+    pub device: Device,
 }
 
 /// Progress of a running conversion.
@@ -456,10 +505,25 @@ impl<'m> Writer<'m> {
             o.numa_parts = opts.numa_parts as c_int;
             o.loose_files = opts.loose_files as c_int;
             o.no_layer_sync = opts.no_layer_sync as c_int;
+            let lines = |v: &[String]| cstring(&v.join("\n"));
+            let targets = lines(&opts.targets)?;
+            let ignore = opts.ignore.as_deref().map(lines).transpose()?;
+            if !opts.targets.is_empty() {
+                o.targets = targets.as_ptr();
+            }
+            if let Some(ignore) = &ignore {
+                o.ignore = ignore.as_ptr();
+            }
             let f = match format {
                 Format::HfBf16 => sys::KTQ_FORMAT_HF_BF16,
                 Format::KtAmxInt4 => sys::KTQ_FORMAT_KT_AMXINT4,
                 Format::KtAmxInt8 => sys::KTQ_FORMAT_KT_AMXINT8,
+                Format::CompressedTensors(scheme) => {
+                    o.weight_bits = scheme.bits as c_int;
+                    o.group_size = scheme.group_size;
+                    o.asymmetric = (!scheme.symmetric) as c_int;
+                    sys::KTQ_FORMAT_COMPRESSED_TENSORS
+                }
             };
             call(|err| sys::ktq_writer_open(&mut raw, model.raw, dir.as_ptr(), f, &o, err))?;
         }
@@ -473,6 +537,10 @@ impl<'m> Writer<'m> {
             let mut q = q.assume_init();
             q.threads = opts.threads as c_int;
             q.allow_non_finite = opts.allow_non_finite as c_int;
+            q.device = match opts.device {
+                Device::Cpu => sys::KTQ_DEVICE_CPU,
+                Device::Cuda => sys::KTQ_DEVICE_CUDA,
+            };
             if let Some(cb) = cb {
                 q.progress = Some(trampoline);
                 q.payload = cb as *mut Callback as *mut c_void;
@@ -560,6 +628,66 @@ pub fn quantize(values: &[f32], ty: GgmlType) -> Result<Vec<u8>> {
     let mut out = vec![0u8; values.len() / block.max(1) * size];
     call(|err| unsafe {
         sys::ktq_quantize_tensor(out.as_mut_ptr().cast(), out.len(), values.as_ptr(), values.len(), ty.raw(), err)
+    })?;
+    Ok(out)
+}
+
+/// A weight quantized with a compressed-tensors scheme: the tensors a
+/// `pack-quantized` checkpoint stores for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CtTensor {
+    /// `weight_packed`, int32 [rows, ceil(cols * bits / 32)].
+    pub packed: Vec<i32>,
+    /// `weight_scale`, BF16 bits [rows, groups].
+    pub scales: Vec<u16>,
+    /// `weight_zero_point`, int32 [ceil(rows * bits / 32), groups]; empty when symmetric.
+    pub zero_points: Vec<i32>,
+}
+
+fn ct_raw(scheme: CtScheme) -> sys::ktq_ct_scheme {
+    unsafe {
+        let mut s = std::mem::MaybeUninit::<sys::ktq_ct_scheme>::uninit();
+        sys::ktq_ct_scheme_init(s.as_mut_ptr(), sys::KTQ_CT_SCHEME_VERSION);
+        let mut s = s.assume_init();
+        s.num_bits = scheme.bits as c_int;
+        s.group_size = scheme.group_size;
+        s.symmetric = scheme.symmetric as c_int;
+        s.dtype = sys::KTQ_DTYPE_BF16;
+        s
+    }
+}
+
+fn ct_sizes(rows: u64, cols: u64, s: &sys::ktq_ct_scheme) -> Result<(usize, usize, usize)> {
+    let (mut p, mut c, mut z) = (0usize, 0usize, 0usize);
+    call(|err| unsafe { sys::ktq_ct_sizes(&mut p, &mut c, &mut z, rows, cols, s, err) })?;
+    Ok((p, c, z))
+}
+
+/// Quantizes a BF16 weight [rows, cols] (raw bits, row-major) with a
+/// compressed-tensors scheme, exactly as llm-compressor's RTN does.
+pub fn ct_quantize_bf16(weights: &[u16], rows: u64, cols: u64, scheme: CtScheme) -> Result<CtTensor> {
+    let s = ct_raw(scheme);
+    let (p, c, z) = ct_sizes(rows, cols, &s)?;
+    if weights.len() as u64 != rows * cols {
+        return Err(invalid(format!("{} weights for a [{rows}, {cols}] matrix", weights.len())));
+    }
+    let mut t = CtTensor { packed: vec![0; p], scales: vec![0; c], zero_points: vec![0; z] };
+    let zp = if z == 0 { ptr::null_mut() } else { t.zero_points.as_mut_ptr() };
+    call(|err| unsafe {
+        sys::ktq_ct_quantize(t.packed.as_mut_ptr(), p, t.scales.as_mut_ptr().cast(), c, zp, z, weights.as_ptr().cast(),
+                             rows, cols, &s, err)
+    })?;
+    Ok(t)
+}
+
+/// The inverse of [`ct_quantize_bf16`], as compressed-tensors decompresses: BF16 bits.
+pub fn ct_dequantize_bf16(t: &CtTensor, rows: u64, cols: u64, scheme: CtScheme) -> Result<Vec<u16>> {
+    let s = ct_raw(scheme);
+    let mut out = vec![0u16; (rows * cols) as usize];
+    let zp = if t.zero_points.is_empty() { ptr::null() } else { t.zero_points.as_ptr() };
+    call(|err| unsafe {
+        sys::ktq_ct_dequantize(out.as_mut_ptr().cast(), t.packed.as_ptr(), t.packed.len(), t.scales.as_ptr().cast(),
+                               t.scales.len(), zp, t.zero_points.len(), rows, cols, &s, err)
     })?;
     Ok(out)
 }

@@ -165,3 +165,60 @@ fn kt_amx_format_matches_the_cli() {
     }
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[test]
+fn compressed_tensors_format_matches_the_cli() {
+    // W4A16 with zero points, only the routed experts quantized: the same files as `ktq convert --to compressed-tensors`.
+    let model = ktq::Model::open(demo_model()).unwrap();
+    let out = temp_dir("ct");
+    let scheme = ktq::CtScheme { bits: 4, group_size: 128, symmetric: false };
+    {
+        let opts = ktq::WriterOptions::default().targets(["re:.*experts.*"]);
+        let mut writer = ktq::Writer::open(&model, &out, ktq::Format::CompressedTensors(scheme), &opts).unwrap();
+        writer.write_all(&ktq::ConvertOptions { threads: 2, ..Default::default() }, |_| true).unwrap();
+    }
+    let config = std::fs::read_to_string(out.join("config.json")).unwrap();
+    assert!(config.contains("\"quant_method\": \"compressed-tensors\""), "{config}");
+    assert!(config.contains("\"re:.*experts.*\""), "{config}");
+    if let Ok(bin) = std::env::var("KTQ_BIN") {
+        let cli = temp_dir("ct-cli");
+        let status = std::process::Command::new(bin)
+            .args(["convert"]).arg(demo_model()).arg(&cli)
+            .args(["--to", "compressed-tensors", "--scheme", "W4A16", "--asymmetric", "--target", "re:.*experts.*", "--quiet"])
+            .status().unwrap();
+        assert!(status.success());
+        for name in ["model.safetensors", "config.json"] {
+            assert_eq!(std::fs::read(cli.join(name)).unwrap(), std::fs::read(out.join(name)).unwrap(), "{name}");
+        }
+        std::fs::remove_dir_all(&cli).unwrap();
+    }
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn ct_quantization_in_situ_round_trips() {
+    let model = ktq::Model::open(demo_model()).unwrap();
+    let w = model.read_tensor_f32("model.layers.1.mlp.experts.2.down_proj.weight").unwrap();
+    let bf16: Vec<u16> = w.iter().map(|v| (v.to_bits() >> 16) as u16).collect();
+    let w: Vec<f32> = bf16.iter().map(|b| f32::from_bits((*b as u32) << 16)).collect(); // the values quantized
+    let (rows, cols) = (256u64, (w.len() / 256) as u64);
+    for scheme in [ktq::CtScheme::w4a16(), ktq::CtScheme::w8a16(), ktq::CtScheme { bits: 4, group_size: 64, symmetric: false }] {
+        let t = ktq::ct_quantize_bf16(&bf16, rows, cols, scheme).unwrap();
+        assert_eq!(t.packed.len() as u64, rows * cols * scheme.bits as u64 / 32);
+        assert_eq!(t.zero_points.is_empty(), scheme.symmetric);
+        let back = ktq::ct_dequantize_bf16(&t, rows, cols, scheme).unwrap();
+        let levels = if scheme.bits == 4 { 7.5 } else { 127.5 };
+        for (row, row_back) in w.chunks(cols as usize).zip(back.chunks(cols as usize)) {
+            for (g, gb) in row.chunks(scheme.group_size as usize).zip(row_back.chunks(scheme.group_size as usize)) {
+                let amax = g.iter().fold(0f32, |m, v| m.max(v.abs()));
+                for (a, b) in g.iter().zip(gb) {
+                    let b = f32::from_bits((*b as u32) << 16);
+                    // half a step (a whole one for the asymmetric range), plus BF16 rounding of the result
+                    assert!((a - b).abs() <= amax / levels * 1.05 + a.abs() / 256.0 + 1e-6, "{scheme:?}: {a} vs {b}");
+                }
+            }
+        }
+    }
+    let err = ktq::ct_quantize_bf16(&bf16[..256 * 100], 256, 100, ktq::CtScheme::w4a16()).unwrap_err();
+    assert_eq!(err.status, ktq::Status::InvalidArgument);
+}
