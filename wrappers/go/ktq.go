@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -160,6 +161,26 @@ const (
 	// (convert_cpu_weights.py --quant-method int4 / int8).
 	FormatKtInt4 Format = 2
 	FormatKtInt8 Format = 3
+	// FormatCompressedTensors is a compressed-tensors "pack-quantized"
+	// checkpoint (W4A16 / W8A16 for vLLM, SGLang, transformers),
+	// byte-identical to llm-compressor's RTN; see ConvertOptions.Scheme.
+	FormatCompressedTensors Format = 4
+)
+
+// Scheme is a compressed-tensors integer weight scheme. The zero value is
+// W4A16: 4 bits, group 128, symmetric.
+type Scheme struct {
+	Bits       int // 4 (W4A16) or 8 (W8A16); 0 = 4
+	GroupSize  int // weights per scale along a row; -1 = per output channel; 0 = 128
+	Asymmetric bool
+}
+
+// Device is where an engine computes.
+type Device int
+
+const (
+	DeviceCPU  Device = 0
+	DeviceCUDA Device = 1 // compressed-tensors only; same bytes as the CPU
 )
 
 // ConvertOptions configure Convert. The zero value converts to BF16 with
@@ -169,8 +190,17 @@ type ConvertOptions struct {
 	// NumaParts (kt formats) splits each expert into this many NUMA parts
 	// (kt-kernel's --threadpool-count; 0 = 2). LooseFiles writes
 	// _layer_L/_numa_P/*.kt files instead of merged safetensors.
-	NumaParts     int
-	LooseFiles    bool
+	NumaParts  int
+	LooseFiles bool
+	// Scheme, Targets and Ignore apply to FormatCompressedTensors. Targets
+	// and Ignore are compressed-tensors patterns ("Linear", module names,
+	// "re:REGEX"); nil Targets = every Linear, nil Ignore = the defaults
+	// (lm_head, routers, attention, shared experts, dense DeepSeek layers),
+	// an empty non-nil Ignore = nothing ignored.
+	Scheme        Scheme
+	Targets       []string
+	Ignore        []string
+	Device        Device
 	Threads       int
 	MaxShardBytes uint64
 	Overwrite     bool
@@ -196,7 +226,9 @@ func Convert(ctx context.Context, m *Model, outDir string, opts ConvertOptions) 
 	var writer ktqswig.Struct_SS_ktq_writer
 	if err := call(func(res ktqswig.Ktqs_result) {
 		writer = ktqswig.Ktqs_writer_open(m.raw, outDir, int(opts.Format), opts.MaxShardBytes, b2i(opts.Overwrite),
-			b2i(opts.Resume), opts.NumaParts, b2i(opts.LooseFiles), res)
+			b2i(opts.Resume), opts.NumaParts, b2i(opts.LooseFiles), opts.Scheme.Bits, opts.Scheme.GroupSize,
+			b2i(opts.Scheme.Asymmetric), strings.Join(opts.Targets, "\n"), strings.Join(opts.Ignore, "\n"),
+			b2i(opts.Ignore == nil), res)
 	}); err != nil {
 		return err
 	}
@@ -230,7 +262,7 @@ func Convert(ctx context.Context, m *Model, outDir string, opts ConvertOptions) 
 			}
 		}
 	}()
-	err := call(func(res ktqswig.Ktqs_result) { ktqswig.Ktqs_write(m.raw, writer, opts.Threads, token, res) })
+	err := call(func(res ktqswig.Ktqs_result) { ktqswig.Ktqs_write(m.raw, writer, opts.Threads, int(opts.Device), token, res) })
 	close(done)
 	<-watcher
 	if err == nil && opts.Progress != nil {

@@ -213,3 +213,44 @@ func TestKtFormatMatchesTheCLI(t *testing.T) {
 		}
 	}
 }
+
+func TestCompressedTensorsMatchesTheCLI(t *testing.T) {
+	m, err := ktq.Open(demo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	out := filepath.Join(t.TempDir(), "go-ct")
+	opts := ktq.ConvertOptions{Format: ktq.FormatCompressedTensors, Scheme: ktq.Scheme{Bits: 4, GroupSize: 64},
+		Ignore: []string{}, Threads: 2} // nothing ignored: attention and lm_head quantized too
+	if err := ktq.Convert(context.Background(), m, out, opts); err != nil {
+		t.Fatal(err)
+	}
+	got := files(t, out)
+	if !bytes.Contains(got["config.json"], []byte(`"ignore": []`)) {
+		t.Fatalf("config.json should ignore nothing:\n%s", got["config.json"])
+	}
+	if bin := os.Getenv("KTQ_BIN"); bin != "" {
+		cli := filepath.Join(t.TempDir(), "cli-ct")
+		cmd := exec.Command(bin, "convert", demo, cli, "--to", "compressed-tensors", "--group-size", "64",
+			"--no-default-ignore", "--quiet")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, b)
+		}
+		want := files(t, cli)
+		for n, w := range want {
+			if !bytes.Equal(w, got[n]) {
+				t.Fatalf("%s differs from the CLI's output", n)
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%d files, CLI wrote %d", len(got), len(want))
+		}
+	}
+	bad := ktq.ConvertOptions{Format: ktq.FormatCompressedTensors, Scheme: ktq.Scheme{GroupSize: 100}}
+	err = ktq.Convert(context.Background(), m, filepath.Join(t.TempDir(), "bad"), bad)
+	var kerr *ktq.Error
+	if !errors.As(err, &kerr) || kerr.Status != ktq.StatusFormat || !strings.Contains(kerr.Message, "group size 100") {
+		t.Fatalf("want a format error naming the group size, got %v", err)
+	}
+}

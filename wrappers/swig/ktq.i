@@ -120,9 +120,14 @@ const char *ktqs_model_text(ktq_model *m, const char *field, ktqs_result *res) {
 }
 
 /* format: a ktq_format value (0 = KTQ_FORMAT_HF_BF16); numa_parts and
- * loose_files apply to the kt-kernel formats. */
+ * loose_files apply to the kt-kernel formats; weight_bits, group_size,
+ * asymmetric, targets and ignore (newline-separated patterns; "" targets =
+ * "Linear"; default_ignore = 1 keeps the library's default ignore list) to
+ * compressed-tensors. */
 ktq_writer *ktqs_writer_open(ktq_model *m, const char *out_dir, int format, unsigned long long max_shard_bytes,
-                             int overwrite, int resume, int numa_parts, int loose_files, ktqs_result *res) {
+                             int overwrite, int resume, int numa_parts, int loose_files, int weight_bits,
+                             int group_size, int asymmetric, const char *targets, const char *ignore,
+                             int default_ignore, ktqs_result *res) {
     ktq_writer_options o;
     ktq_writer_options_init(&o, KTQ_WRITER_OPTIONS_VERSION);
     o.max_shard_bytes = max_shard_bytes;
@@ -130,6 +135,11 @@ ktq_writer *ktqs_writer_open(ktq_model *m, const char *out_dir, int format, unsi
     o.resume = resume;
     o.numa_parts = numa_parts;
     o.loose_files = loose_files;
+    o.weight_bits = weight_bits;
+    o.group_size = group_size;
+    o.asymmetric = asymmetric;
+    o.targets = targets && *targets ? targets : NULL;
+    o.ignore = default_ignore ? NULL : (ignore ? ignore : "");
     ktq_writer *w = NULL;
     ktq_error *err = NULL;
     int st = ktq_writer_open(&w, m, out_dir, format ? (ktq_format)format : KTQ_FORMAT_HF_BF16, &o, &err);  /* before reading err: argument order is unspecified */
@@ -139,10 +149,12 @@ ktq_writer *ktqs_writer_open(ktq_model *m, const char *out_dir, int format, unsi
 void ktqs_writer_free(ktq_writer *w) { ktq_writer_free(w); }
 
 /* Blocks until the conversion ends; `token` may be cancelled from another thread. */
-void ktqs_write(ktq_model *m, ktq_writer *w, int threads, ktqs_token *token, ktqs_result *res) {
+/* device: 0 = CPU, 1 = CUDA. */
+void ktqs_write(ktq_model *m, ktq_writer *w, int threads, int device, ktqs_token *token, ktqs_result *res) {
     ktq_quantize_options q;
     ktq_quantize_options_init(&q, KTQ_QUANTIZE_OPTIONS_VERSION);
     q.threads = threads;
+    q.device = (ktq_device)device;
     q.progress = ktqs_progress;
     q.payload = token;
     ktq_error *err = NULL;

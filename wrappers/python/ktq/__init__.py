@@ -124,16 +124,21 @@ class Model:
         return out
 
 
-_FORMATS = {"bf16": _lib.FORMAT_HF_BF16, "kt-int4": _lib.FORMAT_KT_AMXINT4, "kt-int8": _lib.FORMAT_KT_AMXINT8}
+_FORMATS = {"bf16": _lib.FORMAT_HF_BF16, "kt-int4": _lib.FORMAT_KT_AMXINT4, "kt-int8": _lib.FORMAT_KT_AMXINT8,
+            "W4A16": _lib.FORMAT_COMPRESSED_TENSORS, "W8A16": _lib.FORMAT_COMPRESSED_TENSORS}
 
 
 def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=False, resume=False,
-            progress=None, numa_parts=2, loose_files=False, resume_layer=0):
+            progress=None, numa_parts=2, loose_files=False, resume_layer=0, group_size=128, asymmetric=False,
+            targets=None, ignore=None, device="cpu"):
     """Converts `model` into `out_dir`: to="bf16" (dequantized checkpoint),
     "kt-int4" or "kt-int8" (kt-kernel's AMX expert layout, split into
-    `numa_parts`, merged safetensors or `loose_files`). `progress(dict)`
-    returns False to cancel (KtqError with status "cancelled"; nothing with a
-    final name is left)."""
+    `numa_parts`, merged safetensors or `loose_files`), "W4A16" or "W8A16"
+    (a compressed-tensors checkpoint as llm-compressor writes it, with
+    `group_size` (-1 = per channel), `asymmetric`, `targets` and `ignore`:
+    lists of compressed-tensors patterns, None = the defaults; computed on
+    `device` "cpu" or "cuda"). `progress(dict)` returns False to cancel
+    (KtqError with status "cancelled"; nothing with a final name is left)."""
     if to not in _FORMATS:
         raise ValueError(f"unknown target format {to!r} (available: {', '.join(map(repr, _FORMATS))})")
     wopts = _lib.WriterOptions()
@@ -141,6 +146,14 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
     wopts.max_shard_bytes, wopts.overwrite = max_shard_bytes, int(overwrite)
     wopts.resume, wopts.resume_layer = int(resume or resume_layer > 0), resume_layer
     wopts.numa_parts, wopts.loose_files = numa_parts, int(loose_files)
+    if to in ("W4A16", "W8A16"):
+        wopts.weight_bits, wopts.group_size, wopts.asymmetric = int(to[1]), group_size, int(asymmetric)
+        # kept alive in locals until the writer is open (it copies them)
+        targets_c = "\n".join(targets).encode() if targets is not None else None
+        ignore_c = "\n".join(ignore).encode() if ignore is not None else None
+        wopts.targets, wopts.ignore = targets_c, ignore_c
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r} (cpu or cuda)")
     writer = ctypes.c_void_p()
     _call(lib.ktq_writer_open, ctypes.byref(writer), model._handle(), str(out_dir).encode(), _FORMATS[to],
           ctypes.byref(wopts))
@@ -162,6 +175,7 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
     qopts = _lib.QuantizeOptions()
     lib.ktq_quantize_options_init(ctypes.byref(qopts), _lib.QUANTIZE_OPTIONS_VERSION)
     qopts.threads, qopts.progress = threads, callback
+    qopts.device = _lib.DEVICE_CUDA if device == "cuda" else _lib.DEVICE_CPU
     try:
         _call(lib.ktq_write, model._handle(), ctypes.byref(qopts), writer)
     except KtqError:

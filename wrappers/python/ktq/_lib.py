@@ -14,13 +14,17 @@ c_int, c_uint, c_size_t, c_uint64, c_int64 = ctypes.c_int, ctypes.c_uint, ctypes
 c_char_p, c_void_p = ctypes.c_char_p, ctypes.c_void_p
 
 OPEN_OPTIONS_VERSION = MODEL_INFO_VERSION = TENSOR_INFO_VERSION = 1
-QUANTIZE_OPTIONS_VERSION = PROGRESS_VERSION = 1
-WRITER_OPTIONS_VERSION = 2
+PROGRESS_VERSION = 1
+QUANTIZE_OPTIONS_VERSION = 2
+WRITER_OPTIONS_VERSION = 3
 MAX_DIMS = 8
 DTYPE_F32, DTYPE_BF16 = 1, 3
 FORMAT_HF_BF16 = 1
 FORMAT_KT_AMXINT4 = 2
 FORMAT_KT_AMXINT8 = 3
+FORMAT_COMPRESSED_TENSORS = 4
+DTYPE_F16 = 2
+DEVICE_CPU, DEVICE_CUDA = 0, 1
 LAYER_GLOBALS = -1
 
 
@@ -54,12 +58,13 @@ PROGRESS_CB = ctypes.CFUNCTYPE(c_int, ctypes.POINTER(Progress), c_void_p)
 class WriterOptions(ctypes.Structure):
     _fields_ = [("version", c_uint), ("max_shard_bytes", c_uint64), ("copy_aux_files", c_int), ("overwrite", c_int),
                 ("resume", c_int), ("resume_layer", c_int), ("keep_partial", c_int), ("numa_parts", c_int),
-                ("loose_files", c_int), ("no_layer_sync", c_int)]
+                ("loose_files", c_int), ("no_layer_sync", c_int), ("weight_bits", c_int), ("group_size", c_int),
+                ("asymmetric", c_int), ("targets", c_char_p), ("ignore", c_char_p), ("scale_dtype", c_int)]
 
 
 class QuantizeOptions(ctypes.Structure):
     _fields_ = [("version", c_uint), ("engine", c_int), ("threads", c_int), ("progress", PROGRESS_CB),
-                ("payload", c_void_p), ("allow_non_finite", c_int)]
+                ("payload", c_void_p), ("allow_non_finite", c_int), ("device", c_int)]
 
 
 STRUCTS = {"ktq_open_options": OpenOptions, "ktq_model_info": ModelInfo, "ktq_tensor_info": TensorInfo,

@@ -108,3 +108,19 @@ def test_convert_cpu_weights_entry_point_matches_the_cli(tmp_path):
                         "--no-merge-safetensor", "--quiet"], check=True)
         for name in files:
             assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "py" / name).read_bytes(), name
+
+
+def test_compressed_tensors_matches_the_cli(tmp_path):
+    with ktq.Model(DEMO) as m:
+        ktq.convert(m, tmp_path / "py", to="W8A16", group_size=-1, ignore=["lm_head", r"re:.*self_attn.*"], threads=2)
+    cfg = (tmp_path / "py" / "config.json").read_text()
+    assert '"quant_method": "compressed-tensors"' in cfg and '"strategy": "channel"' in cfg
+    ktq_bin = os.environ.get("KTQ_BIN")
+    if ktq_bin:
+        subprocess.run([ktq_bin, "convert", DEMO, str(tmp_path / "cli"), "--to", "compressed-tensors", "--scheme", "W8A16",
+                        "--group-size", "-1", "--ignore", "lm_head", "re:.*self_attn.*", "--quiet"], check=True)
+        for name in sorted(os.listdir(tmp_path / "cli")):
+            assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "py" / name).read_bytes(), name
+    with pytest.raises(ValueError):
+        with ktq.Model(DEMO) as m:
+            ktq.convert(m, tmp_path / "bad", to="W4A16", device="tpu")

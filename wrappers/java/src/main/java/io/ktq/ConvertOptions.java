@@ -1,12 +1,16 @@
 package io.ktq;
 
+import java.util.List;
+
 /**
  * Options of {@link Ktq#convert}: output format, threads (0 = one per core), shard size, overwrite,
- * resume, progress interval, and for the kt-kernel formats the NUMA parts per expert (0 = 2) and
- * loose .kt files instead of merged safetensors.
+ * resume, progress interval; for the kt-kernel formats the NUMA parts per expert (0 = 2) and loose
+ * .kt files instead of merged safetensors; for {@link Format#COMPRESSED_TENSORS} the {@link Scheme},
+ * the target and ignore patterns, and the device that computes.
  */
 public record ConvertOptions(Format format, int threads, long maxShardBytes, boolean overwrite, boolean resume,
-                             long progressIntervalMillis, int numaParts, boolean looseFiles) {
+                             long progressIntervalMillis, int numaParts, boolean looseFiles, Scheme scheme,
+                             List<String> targets, List<String> ignore, Device device) {
     /** Output formats (values of the C API's ktq_format). */
     public enum Format {
         /** Hugging Face checkpoint, every floating tensor BF16. */
@@ -14,7 +18,12 @@ public record ConvertOptions(Format format, int threads, long maxShardBytes, boo
         /** kt-kernel's AMX INT4 expert layout (convert_cpu_weights.py --quant-method int4). */
         KT_INT4(2),
         /** kt-kernel's AMX INT8 expert layout. */
-        KT_INT8(3);
+        KT_INT8(3),
+        /**
+         * compressed-tensors "pack-quantized" (W4A16 / W8A16 for vLLM, SGLang, transformers),
+         * byte-identical to llm-compressor's RTN.
+         */
+        COMPRESSED_TENSORS(4);
 
         final int code;
 
@@ -23,31 +32,78 @@ public record ConvertOptions(Format format, int threads, long maxShardBytes, boo
         }
     }
 
+    /** Where the engine computes. */
+    public enum Device {
+        CPU(0),
+        /** CUDA device 0 (compressed-tensors); the same bytes as the CPU. */
+        CUDA(1);
+
+        final int code;
+
+        Device(int code) {
+            this.code = code;
+        }
+    }
+
+    /**
+     * A compressed-tensors integer weight scheme: bits (4 or 8), weights per scale along a row (-1 =
+     * per output channel), zero points or not.
+     */
+    public record Scheme(int bits, int groupSize, boolean asymmetric) {
+        public static final Scheme W4A16 = new Scheme(4, 128, false);
+        public static final Scheme W8A16 = new Scheme(8, 128, false);
+    }
+
     public static ConvertOptions defaults() {
-        return new ConvertOptions(Format.BF16, 0, 0, false, false, 200, 0, false);
+        return new ConvertOptions(Format.BF16, 0, 0, false, false, 200, 0, false, Scheme.W4A16, List.of(), null,
+                Device.CPU);
     }
 
     public ConvertOptions withFormat(Format f) {
         return new ConvertOptions(f, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
-                looseFiles);
+                looseFiles, scheme, targets, ignore, device);
     }
 
     public ConvertOptions withThreads(int t) {
         return new ConvertOptions(format, t, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
-                looseFiles);
+                looseFiles, scheme, targets, ignore, device);
     }
 
     public ConvertOptions withProgressIntervalMillis(long ms) {
-        return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, ms, numaParts, looseFiles);
+        return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, ms, numaParts, looseFiles,
+                scheme, targets, ignore, device);
     }
 
     public ConvertOptions withNumaParts(int parts) {
         return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, parts,
-                looseFiles);
+                looseFiles, scheme, targets, ignore, device);
     }
 
     public ConvertOptions withLooseFiles(boolean loose) {
         return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
-                loose);
+                loose, scheme, targets, ignore, device);
+    }
+
+    /** compressed-tensors: the scheme (also selects {@link Format#COMPRESSED_TENSORS}). */
+    public ConvertOptions withScheme(Scheme s) {
+        return new ConvertOptions(Format.COMPRESSED_TENSORS, threads, maxShardBytes, overwrite, resume,
+                progressIntervalMillis, numaParts, looseFiles, s, targets, ignore, device);
+    }
+
+    /** compressed-tensors: modules to quantize ("Linear", names, "re:REGEX"); empty = every Linear. */
+    public ConvertOptions withTargets(List<String> t) {
+        return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
+                looseFiles, scheme, List.copyOf(t), ignore, device);
+    }
+
+    /** compressed-tensors: modules kept in high precision; null = the library's defaults, empty = none. */
+    public ConvertOptions withIgnore(List<String> i) {
+        return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
+                looseFiles, scheme, targets, i == null ? null : List.copyOf(i), device);
+    }
+
+    public ConvertOptions withDevice(Device d) {
+        return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
+                looseFiles, scheme, targets, ignore, d);
     }
 }

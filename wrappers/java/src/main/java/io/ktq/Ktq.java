@@ -36,7 +36,11 @@ public final class Ktq {
         try {
             SWIGTYPE_p_ktq_writer writer = ktqswig.ktqs_writer_open(model.handle(), outDir.toString(),
                     options.format().code, BigInteger.valueOf(options.maxShardBytes()), options.overwrite() ? 1 : 0,
-                    options.resume() ? 1 : 0, options.numaParts(), options.looseFiles() ? 1 : 0, res);
+                    options.resume() ? 1 : 0, options.numaParts(), options.looseFiles() ? 1 : 0,
+                    options.scheme().bits(), options.scheme().groupSize(), options.scheme().asymmetric() ? 1 : 0,
+                    String.join("\n", options.targets()),
+                    options.ignore() == null ? "" : String.join("\n", options.ignore()),
+                    options.ignore() == null ? 1 : 0, res);
             check(res);
             try {
                 if (listener != null && !listener.onProgress(new Progress(0, 0, 0))) ktqswig.ktqs_token_cancel(token);
@@ -46,7 +50,7 @@ public final class Ktq {
                 watcher.setDaemon(true);
                 watcher.start();
                 try {
-                    ktqswig.ktqs_write(model.handle(), writer, options.threads(), token, res);
+                    ktqswig.ktqs_write(model.handle(), writer, options.threads(), options.device().code, token, res);
                 } finally {
                     watcher.interrupt();
                     joinQuietly(watcher);

@@ -82,6 +82,27 @@ class KtqTest {
     }
 
     @Test
+    void compressedTensorsMatchesTheCli(@TempDir Path tmp) throws Exception {
+        Path out = tmp.resolve("java-ct");
+        try (Model m = Model.open(DEMO)) {
+            Ktq.convert(m, out, ConvertOptions.defaults().withScheme(ConvertOptions.Scheme.W8A16)
+                    .withTargets(java.util.List.of("re:.*mlp.*")).withThreads(2), null);
+        }
+        String config = Files.readString(out.resolve("config.json"));
+        assertTrue(config.contains("\"num_bits\": 8"), config);
+        String bin = System.getenv("KTQ_BIN");
+        if (bin != null && !bin.isEmpty()) {
+            Path cli = tmp.resolve("cli-ct");
+            Process p = new ProcessBuilder(bin, "convert", DEMO.toString(), cli.toString(), "--to",
+                    "compressed-tensors", "--scheme", "W8A16", "--target", "re:.*mlp.*", "--quiet").inheritIO().start();
+            assertEquals(0, p.waitFor());
+            assertEquals(names(cli), names(out));
+            for (String n : names(cli))
+                assertArrayEquals(Files.readAllBytes(cli.resolve(n)), Files.readAllBytes(out.resolve(n)), n);
+        }
+    }
+
+    @Test
     void listenerReturningFalseCancelsAndLeavesNothing(@TempDir Path tmp) throws Exception {
         Path out = tmp.resolve("out");
         AtomicInteger calls = new AtomicInteger();
