@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "quant/ct_rtn_math.h"
 #include "reading/dtype.h"
 #include "runtime/error.h"
 
@@ -67,11 +68,21 @@ void CastEngine::run_tensors(const Model &model, const std::vector<const OutputT
                              t.count * t.row_bytes);
                 return;
             }
-            if (t.out->dtype != KTQ_DTYPE_BF16 && t.out->dtype != KTQ_DTYPE_F32)
+            if (t.out->dtype != KTQ_DTYPE_BF16 && t.out->dtype != KTQ_DTYPE_F32 && t.out->dtype != KTQ_DTYPE_F16)
                 fail(KTQ_ERR_INTERNAL, "cast engine cannot produce " + std::string(dtype_name(t.out->dtype)));
             thread_local std::vector<uint8_t> buffer;
             buffer.resize(t.count * t.row_bytes);
-            model.read_rows(t.view, t.first, t.count, t.out->dtype, buffer.data());
+            if (t.out->dtype == KTQ_DTYPE_F16) {
+                // Read as F32 (exact for every input dtype but F64), then round to
+                // nearest even as torch's .to(float16) does.
+                thread_local std::vector<float> wide;
+                wide.resize(t.count * t.view.cols);
+                model.read_rows(t.view, t.first, t.count, KTQ_DTYPE_F32, wide.data());
+                auto *h = reinterpret_cast<uint16_t *>(buffer.data());
+                for (size_t k = 0; k < wide.size(); ++k) h[k] = ct::math::f16_bits(wide[k]);
+            } else {
+                model.read_rows(t.view, t.first, t.count, t.out->dtype, buffer.data());
+            }
             if (!opts.allow_non_finite)
                 bad_count[i] = count_non_finite(buffer.data(), t.out->dtype, t.count * t.view.cols, &bad_first[i]);
             writer.write(*t.out, t.first * t.row_bytes, buffer.data(), t.count * t.row_bytes);

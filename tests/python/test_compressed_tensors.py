@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import struct
+import shutil
 import subprocess
 
 import numpy as np
@@ -85,3 +86,126 @@ def test_quantization_config_as_llm_compressor_writes_it(converted):
     # the rest of config.json is the model's
     orig = json.load(open(os.path.join(MODELS, case["model"], "config.json")))
     assert {k: v for k, v in cfg.items() if k != "quantization_config"} == orig
+
+
+# ---- beyond byte identity: what a user of the format relies on ----------
+
+def unpack_int32(words, bits, n):
+    """compressed-tensors' pack_to_int32 undone with numpy: LSB first, dense."""
+    w = words.astype(np.uint32).view(np.uint32)
+    bitpos = np.arange(n, dtype=np.int64) * bits
+    word, off = bitpos // 32, bitpos % 32
+    lo = (w[..., word] >> off.astype(np.uint32)).astype(np.uint64)
+    spill = off + bits > 32
+    hi = np.zeros_like(lo)
+    if spill.any():
+        nxt = np.minimum(word + 1, w.shape[-1] - 1)
+        hi = np.where(spill, (w[..., nxt].astype(np.uint64) << (32 - off).astype(np.uint64)), 0)
+    return ((lo | hi) & ((1 << bits) - 1)).astype(np.int64) - (1 << (bits - 1))
+
+
+def as_float(dtype, raw, shape):
+    if dtype == "BF16":
+        return (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32).reshape(shape)
+    if dtype == "F16":
+        return np.frombuffer(raw, np.float16).astype(np.float32).reshape(shape)
+    return np.frombuffer(raw, np.float32).reshape(shape)
+
+
+@needs_shared
+@pytest.mark.parametrize("args,bits,group,sym", [(["--scheme", "W4A16"], 4, 128, True),
+                                                 (["--scheme", "W8A16", "--group-size", "-1"], 8, -1, True),
+                                                 (["--scheme", "W4A16", "--asymmetric", "--group-size", "64"], 4, 64, False)])
+def test_dequantized_weights_within_a_step(tmp_path, args, bits, group, sym):
+    """An independent numpy decoder of the files: every quantized weight is
+    within a quantization step of the original (half a step inside the
+    range), so the format means what it says."""
+    model = shared_model("tiny-llama")
+    out = tmp_path / "o"
+    ktq("convert", model, out, "--to", "compressed-tensors", *args, "-q")
+    got, orig = read_tensors(out), read_tensors(model)
+    checked = 0
+    for name in [n for n in got if n.endswith(".weight_packed")]:
+        base = name[: -len("_packed")]
+        rows, cols = np.frombuffer(got[base + "_shape"][2], np.int64)
+        dt, shape, raw = got[base + "_scale"]
+        scale = as_float(dt, raw, shape)
+        q = unpack_int32(np.frombuffer(got[name][2], np.int32).reshape(got[name][1]), bits, cols)
+        g = cols if group == -1 else group
+        zp = np.zeros_like(scale)
+        if not sym:
+            zw = np.frombuffer(got[base + "_zero_point"][2], np.int32).reshape(got[base + "_zero_point"][1])
+            zp = unpack_int32(zw.T.copy(), bits, rows).T.astype(np.float32)
+        deq = (q.reshape(rows, cols // g, g) - zp[:, :, None]) * scale[:, :, None]
+        w = as_float(orig[base][0], orig[base][2], orig[base][1]).reshape(rows, cols // g, g)
+        lo, hi = np.minimum(w.min(-1), 0), np.maximum(w.max(-1), 0)
+        step = np.maximum(-lo, hi) / ((1 << bits) / 2 - 0.5) if sym else (hi - lo) / ((1 << bits) - 1)
+        # half a step, plus half a step at the range's edges (symmetric: the unused
+        # top code; asymmetric: the zero point rounded to an integer), plus BF16 rounding
+        slack = step[:, :, None] * 1.02 + np.abs(w) / 128
+        assert (np.abs(deq - w) <= slack).all(), name
+        checked += 1
+    assert checked == 4 * 3  # gate/up/down of 4 layers; attention and lm_head kept
+
+
+@needs_shared
+def test_fp8_input_is_dequantized_then_quantized(tmp_path):
+    """Block-FP8 input: the same bytes as quantizing its BF16 dequantization."""
+    fp8 = shared_model("tiny-deepseek-v3-fp8")
+    ktq("convert", fp8, tmp_path / "bf16", "--to", "bf16", "-q")
+    ktq("convert", fp8, tmp_path / "a", "--to", "compressed-tensors", "-q")
+    ktq("convert", tmp_path / "bf16", tmp_path / "b", "--to", "compressed-tensors", "-q")
+    a, b = read_tensors(tmp_path / "a"), read_tensors(tmp_path / "b")
+    assert sorted(a) == sorted(b) and a == b
+    assert not any(n.endswith("weight_scale_inv") for n in a)
+    cfg = json.load(open(tmp_path / "a" / "config.json"))
+    assert cfg["quantization_config"]["quant_method"] == "compressed-tensors"
+
+
+@needs_shared
+def test_same_bytes_for_any_thread_count_and_scale_dtype_option(tmp_path):
+    model = shared_model("tiny-qwen3-moe")
+    ktq("convert", model, tmp_path / "t1", "--to", "compressed-tensors", "--threads", "1", "-q")
+    ktq("convert", model, tmp_path / "t2", "--to", "compressed-tensors", "--threads", "2", "-q")
+    assert read_tensors(tmp_path / "t1") == read_tensors(tmp_path / "t2")
+    ktq("convert", model, tmp_path / "f16", "--to", "compressed-tensors", "--dtype", "float16", "-q")
+    got = read_tensors(tmp_path / "f16")
+    assert {v[0] for k, v in got.items() if k.endswith("weight_scale") or k.endswith("norm.weight")} == {"F16"}
+    cfg = json.load(open(tmp_path / "f16" / "config.json"))
+    assert cfg["dtype"] == "float16"
+
+
+def no_final_output(out):
+    names = os.listdir(out) if os.path.isdir(out) else []
+    return not any(n.endswith(".safetensors") or n in ("config.json", "model.safetensors.index.json") for n in names)
+
+
+@needs_shared
+def test_group_size_that_does_not_divide_is_a_clear_error(tmp_path):
+    r = ktq("convert", shared_model("tiny-llama"), tmp_path / "o", "--to", "compressed-tensors", "--group-size", "100",
+            check=False)
+    assert r.returncode == 1
+    assert "model.safetensors" in r.stderr and "model.layers.0.mlp.down_proj.weight" in r.stderr, r.stderr
+    assert "not divisible by the group size 100" in r.stderr
+    assert no_final_output(tmp_path / "o")
+    r = ktq("convert", shared_model("tiny-llama"), tmp_path / "o2", "--to", "compressed-tensors", "--ignore", "re:(",
+            check=False)
+    assert r.returncode == 1 and "bad pattern 're:('" in r.stderr, r.stderr
+
+
+@needs_shared
+def test_nan_weight_is_a_clear_error_and_leaves_no_output(tmp_path):
+    src = shared_model("tiny-llama")
+    bad = tmp_path / "bad"
+    shutil.copytree(src, bad)
+    path = bad / "model.safetensors"
+    with open(path, "r+b") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        a, _ = header["model.layers.2.mlp.up_proj.weight"]["data_offsets"]
+        f.seek(8 + n + a + 2 * 1000)
+        f.write(struct.pack("<H", 0x7FC0))  # BF16 NaN
+    r = ktq("convert", bad, tmp_path / "o", "--to", "compressed-tensors", check=False)
+    assert r.returncode == 1
+    assert "model.layers.2.mlp.up_proj.weight" in r.stderr and "NaN/Inf" in r.stderr, r.stderr
+    assert no_final_output(tmp_path / "o")

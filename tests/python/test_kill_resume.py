@@ -2,7 +2,8 @@
 run again with --resume, must produce output byte-identical to an
 uninterrupted run, without redoing the layers its journal had recorded,
 and a killed run must never leave an output that looks complete but is not.
-For the BF16 format and for kt-kernel's AMX format (merged and loose).
+For the BF16 format, kt-kernel's AMX format (merged and loose) and
+compressed-tensors.
 
 KTQ_KILL_TRIALS sets the number of trials of the BF16 format (default 20;
 the kt layouts get half each, the --no-layer-sync run a quarter)."""
@@ -24,6 +25,8 @@ FORMATS = {
     "kt": (["convert", "--format", "kt", "--quant-method", "int4", "--threads", "2"], max(1, TRIALS // 2)),
     "kt-loose": (["convert", "--format", "kt", "--quant-method", "int8", "--no-merge-safetensor", "--threads", "2"],
                  max(1, TRIALS // 2)),
+    "ct": (["convert", "--to", "compressed-tensors", "--scheme", "W4A16", "--max-shard-size", "60MB", "--threads", "2"],
+           max(1, TRIALS // 2)),
     # Without the per-layer fdatasync, a killed process loses nothing the page cache holds.
     "kt-no-layer-sync": (["convert", "--format", "kt", "--quant-method", "int4", "--no-layer-sync", "--threads", "2"],
                          max(1, TRIALS // 4)),
@@ -124,6 +127,7 @@ def test_resume_refuses_a_different_plan(model, tmp_path):
         pytest.skip("the run ended before it wrote its journal")
     # Same format, other options: bf16 with another shard size, kt with another NUMA split.
     other = ["--to", "bf16", "--max-shard-size", "1GB"] if "bf16" in CONVERT else \
+        [*CONVERT[1:], "--group-size", "64"] if "compressed-tensors" in CONVERT else \
         [*CONVERT[1:], "--threadpool-count", "1"]
     r = subprocess.run([KTQ, "convert", str(src), str(out), *other, "--resume"], capture_output=True, text=True)
     assert r.returncode == 1 and "another model or with other options" in r.stderr, r.stderr
