@@ -2,7 +2,8 @@
 """Writes a synthetic BF16 MoE checkpoint (Qwen3-MoE / DeepSeek-V3 tensor
 names, per-expert layout) of chosen shapes for the kt-format benchmark.
 Values are random BF16 weights of a plausible scale (throughput does not
-depend on them); one shard per layer, plus embeddings and norms.
+depend on them); one shard per layer (attention, router, experts), plus
+embeddings and norms.
 
 usage: make_synthetic_bf16_moe.py OUT --hidden H --moe-intermediate I --experts E --layers L
   DeepSeek-V3 experts: --hidden 7168 --moe-intermediate 2048 --experts 32 --layers 3  (~8.5 GB)
@@ -54,6 +55,11 @@ def main():
         p = f"model.layers.{l}."
         t = [(p + "input_layernorm.weight", [H]), (p + "post_attention_layernorm.weight", [H]),
              (p + "mlp.gate.weight", [E, H])]
+        # Qwen3 attention (32 heads, 4 KV heads, head_dim 128), so transformers
+        # loads the checkpoint complete (llm-compressor's benchmark run).
+        t += [(p + "self_attn.q_proj.weight", [32 * 128, H]), (p + "self_attn.k_proj.weight", [4 * 128, H]),
+              (p + "self_attn.v_proj.weight", [4 * 128, H]), (p + "self_attn.o_proj.weight", [H, 32 * 128]),
+              (p + "self_attn.q_norm.weight", [128]), (p + "self_attn.k_norm.weight", [128])]
         for e in range(E):
             t += [(p + f"mlp.experts.{e}.gate_proj.weight", [I, H]), (p + f"mlp.experts.{e}.up_proj.weight", [I, H]),
                   (p + f"mlp.experts.{e}.down_proj.weight", [H, I])]

@@ -2,8 +2,9 @@
 # Fresh machine -> working ktq: installs the build dependencies, builds
 # libktq and the ktq CLI, then runs the main job on the model shipped in the
 # repository: a block-FP8 DeepSeek-V3-style checkpoint dequantized to BF16,
-# and its routed experts converted to kt-kernel's AMX INT4 layout (what
-# kt-kernel's convert_cpu_weights.py writes) for CPU serving.
+# its routed experts converted to kt-kernel's AMX INT4 layout (what
+# kt-kernel's convert_cpu_weights.py writes) for CPU serving, and a
+# compressed-tensors W4A16 checkpoint (what llm-compressor writes) for GPUs.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -13,6 +14,7 @@ cmake --build build -j "$(nproc)"
 model=examples/models/tiny-deepseek-v3-fp8
 out=${1:-out/tiny-deepseek-v3-bf16}
 kt_out=${2:-out/tiny-deepseek-v3-kt-int4}
+ct_out=${3:-out/tiny-deepseek-v3-W4A16}
 build/ktq doctor
 build/ktq inspect "$model" --plan
 rm -rf "$out"
@@ -21,3 +23,6 @@ build/ktq inspect "$out"
 rm -rf "$kt_out"
 build/ktq convert "$model" "$kt_out" --format kt --quant-method int4 --threadpool-count 2
 ls "$kt_out"
+rm -rf "$ct_out"
+build/ktq convert "$model" "$ct_out" --to compressed-tensors --scheme W4A16
+ls "$ct_out"
