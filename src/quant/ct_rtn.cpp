@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "quant/ct_rtn_math.h"
@@ -82,30 +83,117 @@ uint64_t scale_bytes(const Scheme &s, uint64_t rows, uint64_t cols) {
     return rows * groups_per_row(s, cols) * dtype_size(s.dtype);
 }
 
+namespace {
+
+// The hot loop, specialised per dtype and symmetry so that it is straight
+// arithmetic the compiler vectorises (the dtype rounding is integer bit
+// work, rint is roundps); the same operations as math::code_of, in the same
+// order, so every clone gives the same bits.
+template <int DT>
+inline float round_dt(float v) {
+    if constexpr (DT == math::kBF16) {
+        uint32_t u;
+        std::memcpy(&u, &v, 4);
+        u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;  // no NaN here: non-finite groups are reported
+        std::memcpy(&v, &u, 4);
+        return v;
+    } else {
+        return math::round_to(DT, v);
+    }
+}
+
+template <int DT, bool SYM>
+inline void group_codes(const float *x, uint64_t n, const math::GroupParams &p, float qmin, float qmax, int32_t *codes) {
+    const float scale = p.scale, zp = p.zp;
+    for (uint64_t i = 0; i < n; ++i) {
+        float v = round_dt<DT>(x[i] / scale);
+        if (!SYM) v = round_dt<DT>(v + zp);
+        v = v < qmin ? qmin : v;
+        v = v > qmax ? qmax : v;
+        codes[i] = static_cast<int32_t>(rintf(v));
+    }
+}
+
+template <int DT>
+inline void group_codes_any(bool sym, const float *x, uint64_t n, const math::GroupParams &p, float qmin, float qmax,
+                            int32_t *codes) {
+    if (sym || p.zp == 0.0f)
+        group_codes<DT, true>(x, n, p, qmin, qmax, codes);
+    else
+        group_codes<DT, false>(x, n, p, qmin, qmax, codes);
+}
+
+// One row: scales, zero points, codes, packed words. Returns its NaN/Inf count.
+__attribute__((target_clones("avx512f", "avx2", "default"))) uint64_t quantize_row(
+    int dt, int bits, bool sym, uint64_t glen, uint64_t groups, const float *row, int32_t *codes, float *scales_out,
+    float *zp_out) {
+    const float qmin = -static_cast<float>(1 << (bits - 1)), qmax = static_cast<float>((1 << (bits - 1)) - 1);
+    uint64_t non_finite = 0;
+    for (uint64_t g = 0; g < groups; ++g) {
+        const float *x = row + g * glen;
+        float lo = x[0], hi = x[0];
+        uint32_t bad = 0;
+        for (uint64_t i = 0; i < glen; ++i) {
+            uint32_t u;
+            std::memcpy(&u, &x[i], 4);
+            bad += (u & 0x7f800000u) == 0x7f800000u;
+            lo = x[i] < lo ? x[i] : lo;
+            hi = x[i] > hi ? x[i] : hi;
+        }
+        non_finite += bad;
+        const math::GroupParams p = math::group_params(dt, bits, sym, lo, hi);
+        scales_out[g] = p.scale;
+        zp_out[g] = p.zp;
+        int32_t *c = codes + g * glen;
+        if (dt == math::kBF16)
+            group_codes_any<math::kBF16>(sym, x, glen, p, qmin, qmax, c);
+        else if (dt == math::kF16)
+            group_codes_any<math::kF16>(sym, x, glen, p, qmin, qmax, c);
+        else
+            group_codes_any<math::kF32>(sym, x, glen, p, qmin, qmax, c);
+    }
+    return non_finite;
+}
+
+// pack_dense for whole rows, with the two common widths unrolled.
+void pack_row(int bits, const int32_t *codes, uint64_t cols, uint32_t *out) {
+    const int32_t offset = 1 << (bits - 1);
+    if (bits == 4 && cols % 8 == 0) {
+        for (uint64_t w = 0; w < cols / 8; ++w) {
+            uint32_t v = 0;
+            for (unsigned j = 0; j < 8; ++j) v |= static_cast<uint32_t>(codes[w * 8 + j] + offset) << (4 * j);
+            out[w] = v;
+        }
+        return;
+    }
+    if (bits == 8 && cols % 4 == 0) {
+        for (uint64_t w = 0; w < cols / 4; ++w) {
+            uint32_t v = 0;
+            for (unsigned j = 0; j < 4; ++j) v |= static_cast<uint32_t>(codes[w * 4 + j] + offset) << (8 * j);
+            out[w] = v;
+        }
+        return;
+    }
+    pack_dense(bits, cols, out, [&](uint64_t i) { return static_cast<uint32_t>(codes[i] + offset); });
+}
+
+}  // namespace
+
 uint64_t quantize_rows(const Scheme &s, const float *w, uint64_t rows, uint64_t cols, uint32_t *packed, void *scales,
                        int8_t *zp) {
     const int dt = dtype_code(s.dtype);
     const uint64_t glen = group_len(s, cols), groups = cols / glen, words = packed_words_per_row(s, cols);
-    const uint32_t offset = 1u << (s.bits - 1);
     uint64_t non_finite = 0;
-    std::vector<int> codes(cols);
+    std::vector<int32_t> codes(cols);
+    std::vector<float> row_scales(groups), row_zps(groups);
     for (uint64_t r = 0; r < rows; ++r) {
-        const float *row = w + r * cols;
+        non_finite += quantize_row(dt, s.bits, s.symmetric, glen, groups, w + r * cols, codes.data(), row_scales.data(),
+                                   row_zps.data());
         for (uint64_t g = 0; g < groups; ++g) {
-            const float *x = row + g * glen;
-            float lo = x[0], hi = x[0];
-            for (uint64_t i = 0; i < glen; ++i) {
-                if (!std::isfinite(x[i])) ++non_finite;
-                lo = std::min(lo, x[i]);
-                hi = std::max(hi, x[i]);
-            }
-            const math::GroupParams p = math::group_params(dt, s.bits, s.symmetric, lo, hi);
-            store_scale(s.dtype, scales, r * groups + g, p.scale);
-            if (zp) zp[r * groups + g] = static_cast<int8_t>(p.zp);
-            for (uint64_t i = 0; i < glen; ++i) codes[g * glen + i] = math::code_of(dt, s.bits, x[i], p);
+            store_scale(s.dtype, scales, r * groups + g, row_scales[g]);
+            if (zp) zp[r * groups + g] = static_cast<int8_t>(row_zps[g]);
         }
-        pack_dense(s.bits, cols, packed + r * words,
-                   [&](uint64_t i) { return static_cast<uint32_t>(codes[i] + static_cast<int>(offset)); });
+        pack_row(s.bits, codes.data(), cols, packed + r * words);
     }
     return non_finite;
 }
