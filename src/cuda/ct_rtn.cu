@@ -22,7 +22,8 @@ void check(cudaError_t e, const char *what) {
 }
 
 struct KernelArgs {
-    const float *w;
+    const void *w;
+    bool w_bf16;
     int64_t rows, cols, glen, groups, words;
     int dtype, bits;
     bool symmetric;
@@ -31,16 +32,20 @@ struct KernelArgs {
     unsigned long long *non_finite;
 };
 
+__device__ __forceinline__ float load(const KernelArgs &a, int64_t i) {
+    return a.w_bf16 ? m::from_bf16(static_cast<const uint16_t *>(a.w)[i]) : static_cast<const float *>(a.w)[i];
+}
+
 // One thread per (row, group): min/max, scale and zero point.
 __global__ void group_params_kernel(KernelArgs a, void *scales_out, int8_t *zp_out) {
     const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= a.rows * a.groups) return;
     const int64_t r = i / a.groups, g = i % a.groups;
-    const float *x = a.w + r * a.cols + g * a.glen;
-    float lo = x[0], hi = x[0];
+    const int64_t x0 = r * a.cols + g * a.glen;
+    float lo = load(a, x0), hi = lo;
     unsigned long long bad = 0;
     for (int64_t k = 0; k < a.glen; ++k) {
-        const float v = x[k];
+        const float v = load(a, x0 + k);
         if (!isfinite(v)) ++bad;
         lo = fminf(lo, v);
         hi = fmaxf(hi, v);
@@ -68,7 +73,7 @@ __global__ void pack_kernel(KernelArgs a, uint32_t *packed) {
     for (int64_t e = first; e <= last; ++e) {
         const int64_t g = r * a.groups + e / a.glen;
         const m::GroupParams p{a.scale_f[g], a.zp_f[g]};
-        const uint32_t u = static_cast<uint32_t>(m::code_of(a.dtype, a.bits, a.w[r * a.cols + e], p) + static_cast<int>(offset));
+        const uint32_t u = static_cast<uint32_t>(m::code_of(a.dtype, a.bits, load(a, r * a.cols + e), p) + static_cast<int>(offset));
         const int64_t shift = e * a.bits - bit0;  // negative: the value began in the previous word
         out |= shift >= 0 ? u << shift : u >> (-shift);
     }
@@ -101,17 +106,19 @@ size_t align256(size_t n) { return (n + 255) & ~size_t(255); }
 
 }  // namespace
 
-uint64_t cuda_ct_quantize_rows(const ct::Scheme &s, const float *w, uint64_t rows, uint64_t cols, uint32_t *packed,
-                               void *scales, int8_t *zp) {
+uint64_t cuda_ct_quantize_rows(const ct::Scheme &s, const void *w, bool w_is_bf16, uint64_t rows, uint64_t cols,
+                               uint32_t *packed, void *scales, int8_t *zp) {
     thread_local DeviceBuffers buf;
     const uint64_t groups = ct::groups_per_row(s, cols), words = ct::packed_words_per_row(s, cols);
     const size_t n = rows * cols, ng = rows * groups, scale_size = dtype_size(s.dtype);
-    const size_t o_w = 0, o_packed = o_w + align256(n * 4), o_scale = o_packed + align256(rows * words * 4);
+    const size_t in_size = w_is_bf16 ? 2 : 4;
+    const size_t o_w = 0, o_packed = o_w + align256(n * in_size), o_scale = o_packed + align256(rows * words * 4);
     const size_t o_sf = o_scale + align256(ng * scale_size), o_zf = o_sf + align256(ng * 4);
     const size_t o_zp = o_zf + align256(ng * 4), o_bad = o_zp + align256(ng), total = o_bad + 256;
     char *d = buf.get(total);
     KernelArgs a{};
-    a.w = reinterpret_cast<const float *>(d + o_w);
+    a.w = d + o_w;
+    a.w_bf16 = w_is_bf16;
     a.rows = static_cast<int64_t>(rows);
     a.cols = static_cast<int64_t>(cols);
     a.groups = static_cast<int64_t>(groups);
@@ -124,7 +131,7 @@ uint64_t cuda_ct_quantize_rows(const ct::Scheme &s, const float *w, uint64_t row
     a.zp_f = reinterpret_cast<float *>(d + o_zf);
     a.non_finite = reinterpret_cast<unsigned long long *>(d + o_bad);
     cudaStream_t st = buf.stream;
-    check(cudaMemcpyAsync(d + o_w, w, n * 4, cudaMemcpyHostToDevice, st), "copy to device");
+    check(cudaMemcpyAsync(d + o_w, w, n * in_size, cudaMemcpyHostToDevice, st), "copy to device");
     check(cudaMemsetAsync(d + o_bad, 0, 8, st), "cudaMemset");
     const int threads = 256;
     int8_t *d_zp = zp ? reinterpret_cast<int8_t *>(d + o_zp) : nullptr;

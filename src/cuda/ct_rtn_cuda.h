@@ -12,7 +12,9 @@ namespace ktq {
 
 // Host buffers in and out; the device work (copies, two kernels) happens on
 // the calling thread's own stream, so several threads can use it at once.
-uint64_t cuda_ct_quantize_rows(const ct::Scheme &s, const float *w, uint64_t rows, uint64_t cols, uint32_t *packed,
-                               void *scales, int8_t *zp);
+// `w` holds floats, or, with `w_is_bf16`, raw BF16 bits (half the bytes to
+// copy; only for s.dtype == BF16).
+uint64_t cuda_ct_quantize_rows(const ct::Scheme &s, const void *w, bool w_is_bf16, uint64_t rows, uint64_t cols,
+                               uint32_t *packed, void *scales, int8_t *zp);
 
 }  // namespace ktq

@@ -8,7 +8,7 @@ namespace ktq {
 bool cuda_built() { return false; }
 int cuda_device_count(std::string *) { return 0; }
 
-uint64_t cuda_ct_quantize_rows(const ct::Scheme &, const float *, uint64_t, uint64_t, uint32_t *, void *, int8_t *) {
+uint64_t cuda_ct_quantize_rows(const ct::Scheme &, const void *, bool, uint64_t, uint64_t, uint32_t *, void *, int8_t *) {
     fail(KTQ_ERR_UNSUPPORTED, "this libktq was built without CUDA (configure with -DKTQ_CUDA=ON)");
 }
 

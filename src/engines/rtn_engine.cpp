@@ -97,15 +97,21 @@ void RtnEngine::run_layer(const Model &model, int layer, Writer &writer, ThreadP
             thread_local std::vector<uint32_t> packed, zp_packed;
             thread_local std::vector<uint8_t> scales;
             thread_local std::vector<int8_t> zp;
-            read_in_dtype(model, c.view, c.first, c.count, s.dtype, w);
             packed.resize(c.count * words);
             scales.resize(c.count * groups * scale_size);
             zp.resize(s.symmetric ? 0 : c.count * groups);
             int8_t *zp_out = s.symmetric ? nullptr : zp.data();
-            if (cuda_)
-                bad[i] = cuda_ct_quantize_rows(s, w.data(), c.count, cols, packed.data(), scales.data(), zp_out);
-            else
-                bad[i] = ct::quantize_rows(s, w.data(), c.count, cols, packed.data(), scales.data(), zp_out);
+            if (cuda_ && s.dtype == KTQ_DTYPE_BF16) {
+                // BF16 travels to the device as is: half the bytes of floats.
+                thread_local std::vector<uint16_t> raw;
+                raw.resize(c.count * cols);
+                model.read_rows(c.view, c.first, c.count, KTQ_DTYPE_BF16, raw.data());
+                bad[i] = cuda_ct_quantize_rows(s, raw.data(), true, c.count, cols, packed.data(), scales.data(), zp_out);
+            } else {
+                read_in_dtype(model, c.view, c.first, c.count, s.dtype, w);
+                bad[i] = cuda_ ? cuda_ct_quantize_rows(s, w.data(), false, c.count, cols, packed.data(), scales.data(), zp_out)
+                               : ct::quantize_rows(s, w.data(), c.count, cols, packed.data(), scales.data(), zp_out);
+            }
             if (bad[i] && !opts.allow_non_finite) return;
             writer.write(*q.packed, c.first * words * 4, packed.data(), packed.size() * 4);
             writer.write(*q.scale, c.first * groups * scale_size, scales.data(), scales.size());

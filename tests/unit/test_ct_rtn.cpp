@@ -212,10 +212,18 @@ TEST(CudaCtRtn, SameBytesAsCpu) {
                     std::vector<uint8_t> s1(ktq::ct::scale_bytes(s, rows, cols)), s2(s1.size());
                     std::vector<int8_t> z1(rows * groups), z2(z1.size());
                     ktq::ct::quantize_rows(s, w.data(), rows, cols, p1.data(), s1.data(), sym ? nullptr : z1.data());
-                    ktq::cuda_ct_quantize_rows(s, w.data(), rows, cols, p2.data(), s2.data(), sym ? nullptr : z2.data());
+                    ktq::cuda_ct_quantize_rows(s, w.data(), false, rows, cols, p2.data(), s2.data(), sym ? nullptr : z2.data());
                     ASSERT_EQ(p1, p2) << bits << " " << group << " " << sym << " " << dtype;
                     ASSERT_EQ(s1, s2) << bits << " " << group << " " << sym << " " << dtype;
                     ASSERT_EQ(z1, z2) << bits << " " << group << " " << sym << " " << dtype;
+                    if (dtype == KTQ_DTYPE_BF16) {  // the BF16-input path too
+                        std::vector<uint16_t> raw(w.size());
+                        for (size_t k = 0; k < w.size(); ++k) raw[k] = m::bf16_bits(w[k]);
+                        std::fill(p2.begin(), p2.end(), 0u);
+                        ktq::cuda_ct_quantize_rows(s, raw.data(), true, rows, cols, p2.data(), s2.data(), sym ? nullptr : z2.data());
+                        ASSERT_EQ(p1, p2) << "bf16 input " << bits << " " << group << " " << sym;
+                        ASSERT_EQ(s1, s2) << "bf16 input " << bits << " " << group << " " << sym;
+                    }
                     ++cases;
                 }
     std::printf("%zu schemes identical on %s\n", cases, name.c_str());
