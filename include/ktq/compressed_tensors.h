@@ -25,6 +25,16 @@
 extern "C" {
 #endif
 
+/* How codes are rounded. llm-compressor gives different bytes depending on
+ * where it runs: on a GPU, compressed-tensors' Triton kernel computes
+ * x / scale (+ zero point) in float32 and rounds that; on a CPU, eager torch
+ * first rounds the quotient to the model's dtype (BF16), which moves about
+ * 0.6 % of the int4 codes by one. ktq reproduces either, on either device. */
+typedef enum ktq_ct_rounding {
+    KTQ_CT_ROUND_FP32 = 0, /* as llm-compressor on a GPU (default; also the more accurate) */
+    KTQ_CT_ROUND_DTYPE = 1 /* as llm-compressor on a CPU */
+} ktq_ct_rounding;
+
 typedef struct ktq_ct_scheme {
     unsigned version;  /* KTQ_CT_SCHEME_VERSION */
     int num_bits;      /* 2..8 (default 4: W4A16; 8: W8A16) */
@@ -33,6 +43,7 @@ typedef struct ktq_ct_scheme {
     /* dtype of the weights passed in, of the scales, and of the arithmetic
      * (torch's, in that dtype): KTQ_DTYPE_BF16 (default), F16 or F32. */
     ktq_dtype dtype;
+    ktq_ct_rounding rounding; /* default KTQ_CT_ROUND_FP32 */
 } ktq_ct_scheme;
 #define KTQ_CT_SCHEME_VERSION 1
 KTQ_API ktq_status ktq_ct_scheme_init(ktq_ct_scheme *scheme, unsigned version);

@@ -30,6 +30,7 @@
 #define KTQ_WRITER_H
 
 #include "common.h"
+#include "compressed_tensors.h"
 #include "model.h"
 
 #ifdef __cplusplus
@@ -135,6 +136,9 @@ typedef struct ktq_writer_options {
      * arithmetic (KTQ_DTYPE_BF16, F16, F32); 0 = the model's (its config's
      * dtype, BF16 for FP8 checkpoints). */
     ktq_dtype scale_dtype;
+    /* Which llm-compressor to match byte for byte: KTQ_CT_ROUND_FP32 (as it
+     * computes on a GPU, default) or KTQ_CT_ROUND_DTYPE (on a CPU). */
+    ktq_ct_rounding ct_rounding;
 } ktq_writer_options;
 #define KTQ_WRITER_OPTIONS_VERSION 3
 KTQ_API ktq_status ktq_writer_options_init(ktq_writer_options *opts, unsigned version);

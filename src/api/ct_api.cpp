@@ -23,6 +23,9 @@ ktq::ct::Scheme scheme_of(const ktq_ct_scheme *s) {
     out.group_size = s->group_size;
     out.symmetric = s->symmetric != 0;
     out.dtype = s->dtype;
+    if (s->rounding != KTQ_CT_ROUND_FP32 && s->rounding != KTQ_CT_ROUND_DTYPE)
+        fail(KTQ_ERR_INVALID_ARGUMENT, "unknown rounding " + std::to_string(static_cast<int>(s->rounding)));
+    out.dtype_rounding = s->rounding == KTQ_CT_ROUND_DTYPE;
     if (auto problem = ktq::ct::scheme_problem(out); !problem.empty()) fail(KTQ_ERR_INVALID_ARGUMENT, problem);
     return out;
 }

@@ -107,6 +107,9 @@ ktq::OutputPlan plan_for(const ktq::Model &m, ktq_format format, const ktq_write
         layout.scheme.group_size = o.group_size;
         layout.scheme.symmetric = o.asymmetric == 0;
         layout.scheme.dtype = o.scale_dtype != KTQ_DTYPE_UNKNOWN ? o.scale_dtype : ktq::ct_model_dtype(m);
+        if (o.ct_rounding != KTQ_CT_ROUND_FP32 && o.ct_rounding != KTQ_CT_ROUND_DTYPE)
+            fail(KTQ_ERR_INVALID_ARGUMENT, "unknown ct_rounding " + std::to_string(static_cast<int>(o.ct_rounding)));
+        layout.scheme.dtype_rounding = o.ct_rounding == KTQ_CT_ROUND_DTYPE;
         layout.targets = o.targets ? ktq::parse_ct_patterns(o.targets) : std::vector<std::string>{"Linear"};
         layout.ignore = o.ignore ? ktq::parse_ct_patterns(o.ignore) : ktq::default_ct_ignore(m);
         return ktq::plan_compressed_tensors(m, layout, o);

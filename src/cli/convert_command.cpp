@@ -38,6 +38,7 @@ struct Options {
     bool no_default_ignore = false;
     std::string dtype;  // "" = the model's
     std::string device = "cpu";
+    std::string rounding = "fp32";
 };
 
 // "W4A16" -> 4; the scheme names compressed-tensors' presets use.
@@ -108,6 +109,7 @@ int run(const Options &o) {
     if (o.dtype == "bfloat16") wopts.scale_dtype = KTQ_DTYPE_BF16;
     if (o.dtype == "float16") wopts.scale_dtype = KTQ_DTYPE_F16;
     if (o.dtype == "float32") wopts.scale_dtype = KTQ_DTYPE_F32;
+    wopts.ct_rounding = o.rounding == "dtype" ? KTQ_CT_ROUND_DTYPE : KTQ_CT_ROUND_FP32;
     ktq_writer *writer = nullptr;
     st = ktq_writer_open(&writer, model, o.out.c_str(), format, &wopts, &err);
     if (st != KTQ_OK) {
@@ -175,6 +177,11 @@ void add_compressed_tensors_options(CLI::App *cmd, Options &o) {
     cmd->add_option("--dtype,--torch-dtype", o.dtype,
                     "compressed-tensors: dtype of scales and kept tensors (default: the model's)")
         ->check(CLI::IsMember({"bfloat16", "float16", "float32"}));
+    cmd->add_option("--rounding", o.rounding,
+                    "compressed-tensors: fp32 = the bytes llm-compressor writes when it runs on a GPU (its Triton "
+                    "kernel); dtype = when it runs on a CPU (eager torch rounds x/scale to BF16 first)")
+        ->check(CLI::IsMember({"fp32", "dtype"}))
+        ->capture_default_str();
     cmd->add_option("--device", o.device, "Where the quantizer computes: cpu or cuda (compressed-tensors)")
         ->check(CLI::IsMember({"cpu", "cuda"}))
         ->capture_default_str();

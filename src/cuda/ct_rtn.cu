@@ -26,7 +26,7 @@ struct KernelArgs {
     bool w_bf16;
     int64_t rows, cols, glen, groups, words;
     int dtype, bits;
-    bool symmetric;
+    bool symmetric, dtype_rounding;
     float *scale_f;  // per group, the scale as float (a value of the dtype)
     float *zp_f;     // per group, the zero point
     unsigned long long *non_finite;
@@ -73,7 +73,7 @@ __global__ void pack_kernel(KernelArgs a, uint32_t *packed) {
     for (int64_t e = first; e <= last; ++e) {
         const int64_t g = r * a.groups + e / a.glen;
         const m::GroupParams p{a.scale_f[g], a.zp_f[g]};
-        const uint32_t u = static_cast<uint32_t>(m::code_of(a.dtype, a.bits, load(a, r * a.cols + e), p) + static_cast<int>(offset));
+        const uint32_t u = static_cast<uint32_t>(m::code_of(a.dtype, a.bits, load(a, r * a.cols + e), p, a.dtype_rounding) + static_cast<int>(offset));
         const int64_t shift = e * a.bits - bit0;  // negative: the value began in the previous word
         out |= shift >= 0 ? u << shift : u >> (-shift);
     }
@@ -127,6 +127,7 @@ uint64_t cuda_ct_quantize_rows(const ct::Scheme &s, const void *w, bool w_is_bf1
     a.dtype = s.dtype == KTQ_DTYPE_BF16 ? m::kBF16 : s.dtype == KTQ_DTYPE_F16 ? m::kF16 : m::kF32;
     a.bits = s.bits;
     a.symmetric = s.symmetric;
+    a.dtype_rounding = s.dtype_rounding;
     a.scale_f = reinterpret_cast<float *>(d + o_sf);
     a.zp_f = reinterpret_cast<float *>(d + o_zf);
     a.non_finite = reinterpret_cast<unsigned long long *>(d + o_bad);

@@ -102,7 +102,7 @@ inline float round_dt(float v) {
     }
 }
 
-template <int DT, bool SYM>
+template <int DT, bool SYM>  // DT: the dtype of the rounding, math::kF32 for none
 inline void group_codes(const float *x, uint64_t n, const math::GroupParams &p, float qmin, float qmax, int32_t *codes) {
     const float scale = p.scale, zp = p.zp;
     for (uint64_t i = 0; i < n; ++i) {
@@ -125,7 +125,7 @@ inline void group_codes_any(bool sym, const float *x, uint64_t n, const math::Gr
 
 // One row: scales, zero points, codes, packed words. Returns its NaN/Inf count.
 __attribute__((target_clones("avx512f", "avx2", "default"))) uint64_t quantize_row(
-    int dt, int bits, bool sym, uint64_t glen, uint64_t groups, const float *row, int32_t *codes, float *scales_out,
+    int dt, bool dtype_rounding, int bits, bool sym, uint64_t glen, uint64_t groups, const float *row, int32_t *codes, float *scales_out,
     float *zp_out) {
     const float qmin = -static_cast<float>(1 << (bits - 1)), qmax = static_cast<float>((1 << (bits - 1)) - 1);
     uint64_t non_finite = 0;
@@ -145,9 +145,10 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) uint64_t quantize_r
         scales_out[g] = p.scale;
         zp_out[g] = p.zp;
         int32_t *c = codes + g * glen;
-        if (dt == math::kBF16)
+        const int rd = dtype_rounding ? dt : math::kF32;
+        if (rd == math::kBF16)
             group_codes_any<math::kBF16>(sym, x, glen, p, qmin, qmax, c);
-        else if (dt == math::kF16)
+        else if (rd == math::kF16)
             group_codes_any<math::kF16>(sym, x, glen, p, qmin, qmax, c);
         else
             group_codes_any<math::kF32>(sym, x, glen, p, qmin, qmax, c);
@@ -187,7 +188,7 @@ uint64_t quantize_rows(const Scheme &s, const float *w, uint64_t rows, uint64_t 
     std::vector<int32_t> codes(cols);
     std::vector<float> row_scales(groups), row_zps(groups);
     for (uint64_t r = 0; r < rows; ++r) {
-        non_finite += quantize_row(dt, s.bits, s.symmetric, glen, groups, w + r * cols, codes.data(), row_scales.data(),
+        non_finite += quantize_row(dt, s.dtype_rounding, s.bits, s.symmetric, glen, groups, w + r * cols, codes.data(), row_scales.data(),
                                    row_zps.data());
         for (uint64_t g = 0; g < groups; ++g) {
             store_scale(s.dtype, scales, r * groups + g, row_scales[g]);

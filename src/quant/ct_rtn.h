@@ -13,6 +13,9 @@
 //               zp = rint(clamp(R(qmin - R(lo / scale)), qmin, qmax))
 //   scale == 0 -> the dtype's machine epsilon (after zp was computed)
 //   q = rint(clamp(R(R(x / scale) + zp), qmin, qmax))      rint: half to even
+// where, for the codes only, R is the identity unless s.dtype_rounding: on a
+// GPU llm-compressor computes x / scale + zp in float32 (compressed-tensors'
+// Triton kernel), on a CPU in the model's dtype (eager torch).
 // with R = round to the dtype (nearest even) and [qmin, qmax] = [-2^(b-1),
 // 2^(b-1) - 1].
 //
@@ -32,6 +35,9 @@ struct Scheme {
     int group_size = 128;  // > 0: groups along the input features; -1: one per output row (channel)
     bool symmetric = true;
     ktq_dtype dtype = KTQ_DTYPE_BF16;  // scales and arithmetic: the model's dtype (BF16, F16, F32)
+    // Codes from x / scale rounded to `dtype` first (llm-compressor on a CPU,
+    // eager torch) instead of in float32 (llm-compressor on a GPU, Triton).
+    bool dtype_rounding = false;
 };
 
 // Empty when `s` is a scheme this library computes, otherwise why not.

@@ -145,11 +145,15 @@ KTQ_HD GroupParams group_params(int dtype, int bits, bool symmetric, float lo, f
     return p;
 }
 
-// The signed code of weight x (a value of the dtype).
-KTQ_HD int code_of(int dtype, int bits, float x, const GroupParams &p) {
+// The signed code of weight x (a value of the dtype). `dtype_rounding`:
+// x / scale (+ zp) rounded to the dtype before rint, as eager torch computes
+// it (llm-compressor on a CPU); otherwise kept in float32, as
+// compressed-tensors' Triton kernel computes it (llm-compressor on a GPU).
+KTQ_HD int code_of(int dtype, int bits, float x, const GroupParams &p, bool dtype_rounding) {
     const float qmin = -static_cast<float>(1 << (bits - 1)), qmax = static_cast<float>((1 << (bits - 1)) - 1);
-    float v = round_to(dtype, div_rn(x, p.scale));
-    if (p.zp != 0.0f) v = round_to(dtype, add_rn(v, p.zp));
+    const int rd = dtype_rounding ? dtype : kF32;
+    float v = round_to(rd, div_rn(x, p.scale));
+    if (p.zp != 0.0f) v = round_to(rd, add_rn(v, p.zp));
     return static_cast<int>(rint_even(fminf(fmaxf(v, qmin), qmax)));
 }
 

@@ -181,7 +181,7 @@ OutputPlan plan_compressed_tensors(const Model &model, const CtLayout &layout, c
     OutputPlan plan;
     std::ostringstream desc;
     desc << "compressed-tensors bits=" << s.bits << " group=" << s.group_size << " sym=" << s.symmetric
-         << " dtype=" << dtype_name(s.dtype) << " targets=";
+         << " dtype=" << dtype_name(s.dtype) << " rounding=" << (s.dtype_rounding ? "dtype" : "fp32") << " targets=";
     for (const auto &t : layout.targets) desc << t << ";";
     desc << " ignore=";
     for (const auto &t : layout.ignore) desc << t << ";";

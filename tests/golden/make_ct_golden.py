@@ -13,9 +13,15 @@ llm-compressor.
 
     python3 -m venv /tmp/ctref && /tmp/ctref/bin/pip install "llmcompressor==0.14.*"
     /tmp/ctref/bin/python tests/golden/make_ct_golden.py --shared ../shared -o tests/golden/compressed_tensors.json
+    # on a GPU host (llm-compressor then quantizes with compressed-tensors' Triton kernel):
+    python3 tests/golden/make_ct_golden.py --device cuda --models tiny-qwen3-moe,tiny-llama \
+        -o tests/golden/compressed_tensors_cuda.json
 
-The model is loaded in the dtype its config names (transformers' "auto"),
-which is also ktq's choice of scale dtype.
+The bytes depend on where llm-compressor runs: on a GPU the codes come from
+x / scale in float32, on a CPU from x / scale rounded to BF16 first (ktq's
+--rounding fp32 / dtype). --device cpu hides the GPUs (llm-compressor
+would otherwise move the model onto one). The model is loaded in the dtype
+its config names (transformers' "auto"), which is also ktq's scale dtype.
 """
 import argparse
 import hashlib
@@ -70,7 +76,7 @@ def read_safetensors(path):
         return out
 
 
-def run_case(model_dir, scheme, out_dir):
+def run_case(model_dir, scheme, out_dir, device):
     from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
     from llmcompressor import oneshot
     from llmcompressor.modifiers.quantization import QuantizationModifier
@@ -81,7 +87,7 @@ def run_case(model_dir, scheme, out_dir):
     k = getattr(cfg, "first_k_dense_replace", None)
     if k:
         ignore.append(r"re:model\.layers\.0\.mlp\..*$" if k == 1 else f"re:model\\.layers\\.[0-{k - 1}]\\.mlp\\..*$")
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto")
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto", device_map=device)
     if isinstance(scheme, str):
         recipe = QuantizationModifier(targets="Linear", scheme=scheme, ignore=ignore)
     else:
@@ -95,7 +101,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", default=os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared"))
     ap.add_argument("-o", "--output", required=True)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--models", help="comma-separated subset of the models (default: all)")
     args = ap.parse_args()
+    if args.device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
     import compressed_tensors
     import llmcompressor
     import torch
@@ -106,12 +116,16 @@ def main():
         "versions": {"llmcompressor": llmcompressor.__version__, "compressed_tensors": compressed_tensors.__version__,
                      "torch": torch.__version__, "transformers": transformers.__version__},
         "ignore": KT_IGNORE,
+        "device": args.device,
+        "rounding": "fp32" if args.device == "cuda" else "dtype",
         "cases": [],
     }
     for model, name, scheme in CASES:
+        if args.models and model not in args.models.split(","):
+            continue
         model_dir = os.path.join(args.shared, "models", model)
         with tempfile.TemporaryDirectory() as tmp:
-            run_case(model_dir, scheme, tmp)
+            run_case(model_dir, scheme, tmp, args.device)
             tensors = {}
             for f in sorted(os.listdir(tmp)):
                 if f.endswith(".safetensors"):

@@ -20,7 +20,13 @@ import pytest
 
 from test_cli import MODELS, REPO, ktq, needs_shared, shared_model
 
-GOLDEN = json.load(open(os.path.join(REPO, "tests", "golden", "compressed_tensors.json")))
+# llm-compressor's output on a CPU (eager torch: --rounding dtype) and on a GPU
+# (compressed-tensors' Triton kernel: --rounding fp32).
+GOLDEN_FILES = ["compressed_tensors.json", "compressed_tensors_cuda.json"]
+GOLDEN_CASES = []
+for _f in GOLDEN_FILES:
+    _g = json.load(open(os.path.join(REPO, "tests", "golden", _f)))
+    GOLDEN_CASES += [dict(c, device=_g["device"], rounding=_g["rounding"]) for c in _g["cases"]]
 
 # transformers 5 renames Mixtral's experts when llm-compressor unfuses them;
 # ktq keeps the hub names (what vLLM's Mixtral loader reads).
@@ -61,11 +67,12 @@ def ref_name(name, model):
     return name
 
 
-@pytest.fixture(scope="module", params=GOLDEN["cases"], ids=lambda c: f"{c['model']}-{c['case']}")
+@pytest.fixture(scope="module", params=GOLDEN_CASES, ids=lambda c: f"{c['model']}-{c['case']}-{c['device']}")
 def converted(request, tmp_path_factory):
     case = request.param
     out = tmp_path_factory.mktemp("ct") / "out"
-    ktq("convert", shared_model(case["model"]), out, "--to", "compressed-tensors", *cli_args(case["scheme"]), "-q")
+    ktq("convert", shared_model(case["model"]), out, "--to", "compressed-tensors", *cli_args(case["scheme"]),
+        "--rounding", case["rounding"], "-q")
     return case, str(out)
 
 

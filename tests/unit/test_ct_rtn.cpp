@@ -80,8 +80,13 @@ TEST(CtRtnMath, ScaleRules) {
     p = m::group_params(m::kF32, 4, false, 0.0f, 1.5f);
     EXPECT_EQ(p.scale, 0.1f);
     EXPECT_EQ(p.zp, -8.0f);
-    EXPECT_EQ(m::code_of(m::kF32, 4, 0.0f, p), -8);
-    EXPECT_EQ(m::code_of(m::kF32, 4, 1.5f, p), 7);
+    EXPECT_EQ(m::code_of(m::kF32, 4, 0.0f, p, true), -8);
+    EXPECT_EQ(m::code_of(m::kF32, 4, 1.5f, p, false), 7);
+    // 0.75390625 / 0.30078125 = 2.5065 in float32: rint gives 3 (Triton); rounded to BF16 first it is
+    // 2.5, and rint gives 2 (eager torch).
+    p = m::GroupParams{0.30078125f, 0.0f};
+    EXPECT_EQ(m::code_of(m::kBF16, 4, 0.75390625f, p, false), 3);
+    EXPECT_EQ(m::code_of(m::kBF16, 4, 0.75390625f, p, true), 2);
     // an all-zero asymmetric group: 0/0 gives zero point 0 (torch's int8 cast of NaN)
     EXPECT_EQ(m::group_params(m::kBF16, 4, false, 0.0f, 0.0f).zp, 0.0f);
 }
@@ -199,8 +204,10 @@ TEST(CudaCtRtn, SameBytesAsCpu) {
     for (int bits : {4, 8, 3})
         for (int group : {128, 32, -1})
             for (bool sym : {true, false})
-                for (ktq_dtype dtype : {KTQ_DTYPE_BF16, KTQ_DTYPE_F16, KTQ_DTYPE_F32}) {
+                for (ktq_dtype dtype : {KTQ_DTYPE_BF16, KTQ_DTYPE_F16, KTQ_DTYPE_F32})
+                  for (bool dtype_rounding : {false, true}) {
                     ktq::ct::Scheme s;
+                    s.dtype_rounding = dtype_rounding;
                     s.bits = bits;
                     s.group_size = group;
                     s.symmetric = sym;

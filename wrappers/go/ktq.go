@@ -173,6 +173,10 @@ type Scheme struct {
 	Bits       int // 4 (W4A16) or 8 (W8A16); 0 = 4
 	GroupSize  int // weights per scale along a row; -1 = per output channel; 0 = 128
 	Asymmetric bool
+	// DtypeRounding gives the codes llm-compressor computes on a CPU (x /
+	// scale rounded to BF16 first); the default gives those it computes on a
+	// GPU (float32, compressed-tensors' Triton kernel).
+	DtypeRounding bool
 }
 
 // Device is where an engine computes.
@@ -228,7 +232,7 @@ func Convert(ctx context.Context, m *Model, outDir string, opts ConvertOptions) 
 		writer = ktqswig.Ktqs_writer_open(m.raw, outDir, int(opts.Format), opts.MaxShardBytes, b2i(opts.Overwrite),
 			b2i(opts.Resume), opts.NumaParts, b2i(opts.LooseFiles), opts.Scheme.Bits, opts.Scheme.GroupSize,
 			b2i(opts.Scheme.Asymmetric), strings.Join(opts.Targets, "\n"), strings.Join(opts.Ignore, "\n"),
-			b2i(opts.Ignore == nil), res)
+			b2i(opts.Ignore == nil), b2i(opts.Scheme.DtypeRounding), res)
 	}); err != nil {
 		return err
 	}

@@ -122,12 +122,13 @@ const char *ktqs_model_text(ktq_model *m, const char *field, ktqs_result *res) {
 /* format: a ktq_format value (0 = KTQ_FORMAT_HF_BF16); numa_parts and
  * loose_files apply to the kt-kernel formats; weight_bits, group_size,
  * asymmetric, targets and ignore (newline-separated patterns; "" targets =
- * "Linear"; default_ignore = 1 keeps the library's default ignore list) to
+ * "Linear"; default_ignore = 1 keeps the library's default ignore list;
+ * dtype_rounding = 1 matches llm-compressor run on a CPU, 0 on a GPU) to
  * compressed-tensors. */
 ktq_writer *ktqs_writer_open(ktq_model *m, const char *out_dir, int format, unsigned long long max_shard_bytes,
                              int overwrite, int resume, int numa_parts, int loose_files, int weight_bits,
                              int group_size, int asymmetric, const char *targets, const char *ignore,
-                             int default_ignore, ktqs_result *res) {
+                             int default_ignore, int dtype_rounding, ktqs_result *res) {
     ktq_writer_options o;
     ktq_writer_options_init(&o, KTQ_WRITER_OPTIONS_VERSION);
     o.max_shard_bytes = max_shard_bytes;
@@ -140,6 +141,7 @@ ktq_writer *ktqs_writer_open(ktq_model *m, const char *out_dir, int format, unsi
     o.asymmetric = asymmetric;
     o.targets = targets && *targets ? targets : NULL;
     o.ignore = default_ignore ? NULL : (ignore ? ignore : "");
+    o.ct_rounding = dtype_rounding ? KTQ_CT_ROUND_DTYPE : KTQ_CT_ROUND_FP32;
     ktq_writer *w = NULL;
     ktq_error *err = NULL;
     int st = ktq_writer_open(&w, m, out_dir, format ? (ktq_format)format : KTQ_FORMAT_HF_BF16, &o, &err);  /* before reading err: argument order is unspecified */

@@ -191,6 +191,7 @@ pub struct ktq_writer_options {
     pub targets: *const c_char,
     pub ignore: *const c_char,
     pub scale_dtype: ktq_dtype,
+    pub ct_rounding: ktq_ct_rounding,
 }
 
 pub const KTQ_LAYER_GLOBALS: c_int = -1;
@@ -290,6 +291,10 @@ extern "C" {
 
 // ---- compressed_tensors.h ----------------------------------------------
 
+pub type ktq_ct_rounding = c_int;
+pub const KTQ_CT_ROUND_FP32: ktq_ct_rounding = 0;
+pub const KTQ_CT_ROUND_DTYPE: ktq_ct_rounding = 1;
+
 pub const KTQ_CT_SCHEME_VERSION: c_uint = 1;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -299,6 +304,7 @@ pub struct ktq_ct_scheme {
     pub group_size: c_int,
     pub symmetric: c_int,
     pub dtype: ktq_dtype,
+    pub rounding: ktq_ct_rounding,
 }
 
 extern "C" {

@@ -355,16 +355,19 @@ pub struct CtScheme {
     pub group_size: i32,
     /// `false` = asymmetric, with zero points.
     pub symmetric: bool,
+    /// `true`: the codes llm-compressor computes on a CPU (x / scale rounded to BF16 first);
+    /// `false` (default): the codes it computes on a GPU (float32, its Triton kernel).
+    pub dtype_rounding: bool,
 }
 
 impl CtScheme {
     /// int4, group 128, symmetric: compressed-tensors' W4A16 preset.
     pub fn w4a16() -> Self {
-        CtScheme { bits: 4, group_size: 128, symmetric: true }
+        CtScheme { bits: 4, group_size: 128, symmetric: true, dtype_rounding: false }
     }
     /// int8, group 128, symmetric: compressed-tensors' W8A16 preset.
     pub fn w8a16() -> Self {
-        CtScheme { bits: 8, group_size: 128, symmetric: true }
+        CtScheme { bits: 8, group_size: 128, symmetric: true, dtype_rounding: false }
     }
 }
 
@@ -522,6 +525,7 @@ impl<'m> Writer<'m> {
                     o.weight_bits = scheme.bits as c_int;
                     o.group_size = scheme.group_size;
                     o.asymmetric = (!scheme.symmetric) as c_int;
+                    o.ct_rounding = if scheme.dtype_rounding { sys::KTQ_CT_ROUND_DTYPE } else { sys::KTQ_CT_ROUND_FP32 };
                     sys::KTQ_FORMAT_COMPRESSED_TENSORS
                 }
             };
@@ -653,6 +657,7 @@ fn ct_raw(scheme: CtScheme) -> sys::ktq_ct_scheme {
         s.group_size = scheme.group_size;
         s.symmetric = scheme.symmetric as c_int;
         s.dtype = sys::KTQ_DTYPE_BF16;
+        s.rounding = if scheme.dtype_rounding { sys::KTQ_CT_ROUND_DTYPE } else { sys::KTQ_CT_ROUND_FP32 };
         s
     }
 }

@@ -171,7 +171,7 @@ fn compressed_tensors_format_matches_the_cli() {
     // W4A16 with zero points, only the routed experts quantized: the same files as `ktq convert --to compressed-tensors`.
     let model = ktq::Model::open(demo_model()).unwrap();
     let out = temp_dir("ct");
-    let scheme = ktq::CtScheme { bits: 4, group_size: 128, symmetric: false };
+    let scheme = ktq::CtScheme { bits: 4, group_size: 128, symmetric: false, dtype_rounding: true };
     {
         let opts = ktq::WriterOptions::default().targets(["re:.*experts.*"]);
         let mut writer = ktq::Writer::open(&model, &out, ktq::Format::CompressedTensors(scheme), &opts).unwrap();
@@ -184,7 +184,8 @@ fn compressed_tensors_format_matches_the_cli() {
         let cli = temp_dir("ct-cli");
         let status = std::process::Command::new(bin)
             .args(["convert"]).arg(demo_model()).arg(&cli)
-            .args(["--to", "compressed-tensors", "--scheme", "W4A16", "--asymmetric", "--target", "re:.*experts.*", "--quiet"])
+            .args(["--to", "compressed-tensors", "--scheme", "W4A16", "--asymmetric", "--target", "re:.*experts.*"])
+            .args(["--rounding", "dtype", "--quiet"])
             .status().unwrap();
         assert!(status.success());
         for name in ["model.safetensors", "config.json"] {
@@ -202,7 +203,7 @@ fn ct_quantization_in_situ_round_trips() {
     let bf16: Vec<u16> = w.iter().map(|v| (v.to_bits() >> 16) as u16).collect();
     let w: Vec<f32> = bf16.iter().map(|b| f32::from_bits((*b as u32) << 16)).collect(); // the values quantized
     let (rows, cols) = (256u64, (w.len() / 256) as u64);
-    for scheme in [ktq::CtScheme::w4a16(), ktq::CtScheme::w8a16(), ktq::CtScheme { bits: 4, group_size: 64, symmetric: false }] {
+    for scheme in [ktq::CtScheme::w4a16(), ktq::CtScheme::w8a16(), ktq::CtScheme { bits: 4, group_size: 64, symmetric: false, dtype_rounding: false }] {
         let t = ktq::ct_quantize_bf16(&bf16, rows, cols, scheme).unwrap();
         assert_eq!(t.packed.len() as u64, rows * cols * scheme.bits as u64 / 32);
         assert_eq!(t.zero_points.is_empty(), scheme.symmetric);

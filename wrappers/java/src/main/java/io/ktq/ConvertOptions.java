@@ -49,9 +49,14 @@ public record ConvertOptions(Format format, int threads, long maxShardBytes, boo
      * A compressed-tensors integer weight scheme: bits (4 or 8), weights per scale along a row (-1 =
      * per output channel), zero points or not.
      */
-    public record Scheme(int bits, int groupSize, boolean asymmetric) {
-        public static final Scheme W4A16 = new Scheme(4, 128, false);
-        public static final Scheme W8A16 = new Scheme(8, 128, false);
+    public record Scheme(int bits, int groupSize, boolean asymmetric, boolean dtypeRounding) {
+        public static final Scheme W4A16 = new Scheme(4, 128, false, false);
+        public static final Scheme W8A16 = new Scheme(8, 128, false, false);
+
+        /** Without dtypeRounding: the codes llm-compressor computes on a GPU (float32). */
+        public Scheme(int bits, int groupSize, boolean asymmetric) {
+            this(bits, groupSize, asymmetric, false);
+        }
     }
 
     public static ConvertOptions defaults() {
