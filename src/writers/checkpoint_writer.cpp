@@ -182,6 +182,46 @@ CheckpointWriter::CheckpointWriter(const Model &model, const std::string &out_di
 
 CheckpointWriter::~CheckpointWriter() { abort(); }
 
+void CheckpointWriter::sync_loop() {
+    for (;;) {
+        std::vector<int> batch;
+        {
+            std::unique_lock<std::mutex> lock(sync_mu_);
+            sync_cv_.wait(lock, [&] { return sync_stop_ || !sync_pending_.empty(); });
+            if (sync_pending_.empty()) return;  // stopping, nothing left
+            batch.swap(sync_pending_);
+        }
+        try {
+            shards_->sync_data();
+            for (int l : batch) journal_.layers_done.insert(l);
+            save_journal(out_dir_, journal_);
+        } catch (...) {
+            std::lock_guard<std::mutex> lock(sync_mu_);
+            if (!sync_error_) sync_error_ = std::current_exception();
+            return;
+        }
+    }
+}
+
+void CheckpointWriter::stop_syncer() noexcept {
+    if (!syncer_.joinable()) return;
+    {
+        std::lock_guard<std::mutex> lock(sync_mu_);
+        sync_stop_ = true;
+    }
+    sync_cv_.notify_all();
+    syncer_.join();
+}
+
+void CheckpointWriter::rethrow_sync_error() {
+    std::exception_ptr e;
+    {
+        std::lock_guard<std::mutex> lock(sync_mu_);
+        e = sync_error_;
+    }
+    if (e) std::rethrow_exception(e);
+}
+
 const std::vector<const OutputTensor *> &CheckpointWriter::tensors_of_layer(int layer) const {
     if (layer < -1 || layer >= num_layers())
         fail(KTQ_ERR_NOT_FOUND, "layer " + std::to_string(layer) + " does not exist (model has " +
@@ -194,13 +234,23 @@ void CheckpointWriter::write(const OutputTensor &tensor, uint64_t offset, const 
 }
 
 void CheckpointWriter::layer_done(int layer) {
-    // The journal must never claim bytes that are not on disk (unless the
-    // caller accepted that risk for power loss only: the page cache survives
-    // a killed process).
-    if (!opts_.no_layer_sync) shards_->sync_data();
+    rethrow_sync_error();  // an earlier layer could not be made durable
     done_[static_cast<size_t>(layer + 1)] = true;
-    journal_.layers_done.insert(layer);
-    save_journal(out_dir_, journal_);
+    if (opts_.no_layer_sync) {
+        // The caller accepted the risk for power loss only: the page cache
+        // survives a killed process.
+        journal_.layers_done.insert(layer);
+        save_journal(out_dir_, journal_);
+        return;
+    }
+    // The journal must never claim bytes that are not on disk: the syncer
+    // journals the layer after its fdatasync.
+    {
+        std::lock_guard<std::mutex> lock(sync_mu_);
+        sync_pending_.push_back(layer);
+    }
+    if (!syncer_.joinable()) syncer_ = std::thread([this] { sync_loop(); });
+    sync_cv_.notify_all();
 }
 
 bool CheckpointWriter::is_layer_done(int layer) const {
@@ -221,6 +271,8 @@ void CheckpointWriter::finish() {
         finished_ = true;
         return;
     }
+    stop_syncer();  // every layer synced and journaled (or the error below)
+    rethrow_sync_error();
     for (int l = -1; l < num_layers(); ++l)
         if (!done_[static_cast<size_t>(l + 1)])
             fail(KTQ_ERR_STATE, out_dir_ + ": cannot finish, " +
@@ -243,6 +295,7 @@ void CheckpointWriter::finish() {
 }
 
 void CheckpointWriter::abort() noexcept {
+    stop_syncer();
     if (finished_ || !shards_) return;
     // A finish() that failed halfway wrote config and tokenizer files under
     // their final names: they go (the next finish writes them again).

@@ -9,8 +9,12 @@
 // last.
 #pragma once
 
+#include <condition_variable>
+#include <exception>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ktq/writer.h"
@@ -52,6 +56,14 @@ public:
     int num_layers() const override { return static_cast<int>(by_layer_.size()) - 1; }
 
 private:
+    // Finished layers are made durable by a background thread: it
+    // fdatasyncs the output and only then journals them, so the next layer
+    // is computed while the last one is written back (the journal still
+    // never claims bytes that are not on disk).
+    void sync_loop();
+    void stop_syncer() noexcept;
+    void rethrow_sync_error();
+
     const Model &model_;
     std::string out_dir_;
     ktq_writer_options opts_;
@@ -66,6 +78,12 @@ private:
     std::vector<std::string> finals_written_;  // by a finish() in progress
     uint64_t output_bytes_ = 0;
     size_t output_files_ = 0;
+    std::thread syncer_;
+    std::mutex sync_mu_;
+    std::condition_variable sync_cv_;
+    std::vector<int> sync_pending_;  // layers written, not yet synced and journaled
+    bool sync_stop_ = false;
+    std::exception_ptr sync_error_;
 };
 
 // KTQ_FORMAT_HF_BF16: every input tensor except the FP8 block scales (folded
