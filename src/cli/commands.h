@@ -17,6 +17,7 @@ struct Command {
 Command add_inspect_command(CLI::App &app);
 Command add_convert_command(CLI::App &app);
 Command add_convert_cpu_weights_command(CLI::App &app);
+Command add_convert_gpu_weights_command(CLI::App &app);
 Command add_merge_command(CLI::App &app);
 Command add_compare_command(CLI::App &app);
 Command add_doctor_command(CLI::App &app);

@@ -1,7 +1,8 @@
 // ktq convert MODEL OUT --to bf16|kt|compressed-tensors [--quant-method int4|int8]
 //     [--scheme W4A16|W8A16 --group-size N --ignore RE --target RE --device cpu|cuda] ...
-// ktq convert-cpu-weights: the same conversion under kt-kernel's
-// convert_cpu_weights.py flags, so its scripts switch by one command name.
+// ktq convert-cpu-weights / convert-gpu-weights: the same conversions under
+// kt-kernel's convert_cpu_weights.py / convert_gpu_weights.py flags, so its
+// scripts switch by one command name.
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -36,6 +37,7 @@ struct Options {
     bool asymmetric = false;
     std::vector<std::string> ignore, targets;
     bool no_default_ignore = false;
+    bool ignore_dense_layers = false;  // add DeepSeek's first dense layers to an explicit --ignore list
     std::string dtype;  // "" = the model's
     std::string device = "cpu";
     std::string rounding = "fp32";
@@ -103,8 +105,13 @@ int run(const Options &o) {
     wopts.weight_bits = scheme_bits(o.scheme);
     wopts.group_size = o.group_size;
     wopts.asymmetric = o.asymmetric || o.scheme == "W4A16_ASYM";
-    const std::string targets = join_lines(o.targets), ignore = join_lines(o.ignore);
+    const std::string targets = join_lines(o.targets);
     if (!o.targets.empty()) wopts.targets = targets.c_str();
+    std::vector<std::string> ignore_list = o.ignore;
+    if (o.ignore_dense_layers)
+        for (int l = 0; l < info.first_dense_layers; ++l)
+            ignore_list.push_back("re:model\\.layers\\." + std::to_string(l) + "\\.mlp\\..*$");
+    const std::string ignore = join_lines(ignore_list);
     if (!o.ignore.empty() || o.no_default_ignore) wopts.ignore = ignore.c_str();
     if (o.dtype == "bfloat16") wopts.scale_dtype = KTQ_DTYPE_BF16;
     if (o.dtype == "float16") wopts.scale_dtype = KTQ_DTYPE_F16;
@@ -257,7 +264,9 @@ Command add_convert_cpu_weights_command(CLI::App &app) {
         ->expected(0, 1);
     cmd->add_option("--fp8-expert-batch", *ignored_int, "Accepted for compatibility; ignored");
     cmd->add_flag("-q,--quiet", o->quiet, "No progress output");
-    return {cmd, [o] {
+    // The ignored options' storage lives as long as the command (CLI11 writes
+    // into it while parsing).
+    return {cmd, [o, ignored_int, ignored_flag] {
                 if (o->quant_method != "int4" && o->quant_method != "int8") {
                     std::fprintf(stderr, "ktq: error: --quant-method %s is not supported yet (int4, int8 are)\n",
                                  o->quant_method.c_str());
@@ -266,6 +275,60 @@ Command add_convert_cpu_weights_command(CLI::App &app) {
                 if (o->input_type == "awq") {
                     std::fprintf(stderr, "ktq: error: --input-type awq is not supported yet\n");
                     return 2;
+                }
+                return run(*o);
+            }};
+}
+
+Command add_convert_gpu_weights_command(CLI::App &app) {
+    auto o = std::make_shared<Options>();
+    o->to = "compressed-tensors";
+    o->scheme = "W8A16";  // the script's default
+    o->dtype = "bfloat16";
+    auto method = std::make_shared<std::string>("GPTQ");
+    auto force_cpu = std::make_shared<bool>(false);
+    auto ignored = std::make_shared<std::string>();
+    auto ignored_flag = std::make_shared<bool>(false);
+    CLI::App *cmd = app.add_subcommand(
+        "convert-gpu-weights",
+        "Drop-in for kt-kernel's convert_gpu_weights.py (same flags): compressed-tensors W4A16/W8A16 (RTN)");
+    cmd->add_option("--model_id", o->model, "Input model folder")->required();
+    cmd->add_option("--output_dir", o->out, "Output folder")->required();
+    cmd->add_option("--quant_method", *method, "RTN (GPTQ is not supported yet)")
+        ->check(CLI::IsMember({"GPTQ", "RTN"}))
+        ->capture_default_str();
+    cmd->add_option("--quant_type", o->scheme, "W4A16 or W8A16")
+        ->check(CLI::IsMember({"W4A16", "W8A16"}))
+        ->capture_default_str();
+    CLI::Option *ignore_opt =
+        cmd->add_option("--ignore_patterns", o->ignore,
+                        "Modules kept in high precision (replaces the defaults; the first_k_dense_replace layers are "
+                        "still added, as the script does)")
+            ->expected(0, -1);
+    cmd->add_option("--torch_dtype", o->dtype, "dtype of scales and kept tensors")
+        ->check(CLI::IsMember({"bfloat16", "float16", "float32"}))
+        ->capture_default_str();
+    cmd->add_flag("--force_cpu", *force_cpu,
+                  "Give the bytes the script writes when forced onto the CPU (ktq computes on the CPU either way)");
+    for (const char *name : {"--num_calibration_samples", "--max_sequence_length", "--dampening_frac", "--dataset",
+                             "--dataset_split", "--random_seed", "--max_gpu_memory", "--max_cpu_memory"})
+        cmd->add_option(name, *ignored, "GPTQ / memory option: accepted for compatibility, not used by RTN");
+    cmd->add_flag("--trust_remote_code", *ignored_flag, "Accepted for compatibility (ktq runs no model code)");
+    cmd->add_option("--threads", o->threads, "Worker threads (default: one per core)")->check(CLI::NonNegativeNumber);
+    cmd->add_flag("-q,--quiet", o->quiet, "No progress output");
+    return {cmd, [o, method, force_cpu, ignore_opt, ignored, ignored_flag] {
+                if (*method != "RTN") {
+                    std::fprintf(stderr, "ktq: error: --quant_method %s is not supported yet; --quant_method RTN "
+                                         "writes the same format without calibration\n",
+                                 method->c_str());
+                    return 2;
+                }
+                // The script runs llm-compressor on the GPU unless forced onto
+                // the CPU, which changes the codes it writes (see --rounding).
+                o->rounding = *force_cpu ? "dtype" : "fp32";
+                if (ignore_opt->count() > 0) {
+                    o->no_default_ignore = true;
+                    o->ignore_dense_layers = true;
                 }
                 return run(*o);
             }};

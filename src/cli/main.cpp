@@ -30,6 +30,7 @@ int main(int argc, char **argv) {
     app.set_version_flag("--version", std::string("ktq ") + ktq_version());
     const ktq_cli::Command commands[] = {ktq_cli::add_inspect_command(app), ktq_cli::add_convert_command(app),
                                          ktq_cli::add_convert_cpu_weights_command(app),
+                                         ktq_cli::add_convert_gpu_weights_command(app),
                                          ktq_cli::add_merge_command(app),
                                          ktq_cli::add_compare_command(app),
                                          ktq_cli::add_doctor_command(app)};

@@ -216,3 +216,31 @@ def test_nan_weight_is_a_clear_error_and_leaves_no_output(tmp_path):
     assert r.returncode == 1
     assert "model.layers.2.mlp.up_proj.weight" in r.stderr and "NaN/Inf" in r.stderr, r.stderr
     assert no_final_output(tmp_path / "o")
+
+
+def golden_case(model, case, device):
+    return next(c for c in GOLDEN_CASES if (c["model"], c["case"], c["device"]) == (model, case, device))
+
+
+@needs_shared
+def test_convert_gpu_weights_drop_in(tmp_path):
+    """kt-kernel's convert_gpu_weights.py flags: --quant_method RTN gives the
+    bytes llm-compressor writes on a GPU (the script's normal run), and with
+    --force_cpu those it writes on a CPU."""
+    model = shared_model("tiny-qwen3-moe")
+    for force_cpu, device in ((False, "cuda"), (True, "cpu")):
+        out = tmp_path / device
+        ktq("convert-gpu-weights", "--model_id", model, "--output_dir", out, "--quant_method", "RTN",
+            "--quant_type", "W4A16", *(["--force_cpu"] if force_cpu else []), "--dataset", "ignored", "-q")
+        ref = golden_case("tiny-qwen3-moe", "W4A16", device)["tensors"]
+        got = read_tensors(out)
+        assert {k: hashlib.sha256(v[2]).hexdigest() for k, v in got.items()} == {k: v["sha256"] for k, v in ref.items()}
+    r = ktq("convert-gpu-weights", "--model_id", model, "--output_dir", tmp_path / "gptq", check=False)
+    assert r.returncode == 2 and "GPTQ is not supported yet" in r.stderr, r.stderr
+    # --ignore_patterns replaces the defaults; DeepSeek's dense layer 0 is still kept, as the script adds it
+    out = tmp_path / "ds"
+    ktq("convert-gpu-weights", "--model_id", shared_model("tiny-deepseek-v3"), "--output_dir", out,
+        "--quant_method", "RTN", "--quant_type", "W4A16", "--ignore_patterns", "lm_head", "-q")
+    ignore = json.load(open(out / "config.json"))["quantization_config"]["ignore"]
+    assert ignore == ["model.layers.0.mlp.gate_proj", "model.layers.0.mlp.up_proj", "model.layers.0.mlp.down_proj",
+                      "lm_head"], ignore
