@@ -130,7 +130,7 @@ _FORMATS = {"bf16": _lib.FORMAT_HF_BF16, "kt-int4": _lib.FORMAT_KT_AMXINT4, "kt-
 
 def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=False, resume=False,
             progress=None, numa_parts=2, loose_files=False, resume_layer=0, group_size=128, asymmetric=False,
-            targets=None, ignore=None, device="cpu", rounding="fp32"):
+            targets=None, ignore=None, device="cpu", rounding="fp32", dtype=None):
     """Converts `model` into `out_dir`: to="bf16" (dequantized checkpoint),
     "kt-int4" or "kt-int8" (kt-kernel's AMX expert layout, split into
     `numa_parts`, merged safetensors or `loose_files`), "W4A16" or "W8A16"
@@ -138,7 +138,9 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
     `group_size` (-1 = per channel), `asymmetric`, `targets` and `ignore`:
     lists of compressed-tensors patterns, None = the defaults; computed on
     `device` "cpu" or "cuda"; `rounding` "fp32" gives the bytes llm-compressor
-    writes on a GPU, "dtype" those it writes on a CPU). `progress(dict)` returns False to cancel
+    writes on a GPU, "dtype" those it writes on a CPU; `dtype` "bfloat16",
+    "float16" or "float32" for scales and kept tensors, None = the model's).
+    `progress(dict)` returns False to cancel
     (KtqError with status "cancelled"; nothing with a final name is left)."""
     if to not in _FORMATS:
         raise ValueError(f"unknown target format {to!r} (available: {', '.join(map(repr, _FORMATS))})")
@@ -156,6 +158,10 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
         if rounding not in ("fp32", "dtype"):
             raise ValueError(f"unknown rounding {rounding!r} (fp32 or dtype)")
         wopts.ct_rounding = 1 if rounding == "dtype" else 0
+        dtypes = {None: 0, "bfloat16": _lib.DTYPE_BF16, "float16": _lib.DTYPE_F16, "float32": _lib.DTYPE_F32}
+        if dtype not in dtypes:
+            raise ValueError(f"unknown dtype {dtype!r} (bfloat16, float16 or float32)")
+        wopts.scale_dtype = dtypes[dtype]
     if device not in ("cpu", "cuda"):
         raise ValueError(f"unknown device {device!r} (cpu or cuda)")
     writer = ctypes.c_void_p()

@@ -124,3 +124,18 @@ def test_compressed_tensors_matches_the_cli(tmp_path):
     with pytest.raises(ValueError):
         with ktq.Model(DEMO) as m:
             ktq.convert(m, tmp_path / "bad", to="W4A16", device="tpu")
+
+
+def test_convert_gpu_weights_entry_point_matches_the_cli(tmp_path):
+    """kt-kernel's convert_gpu_weights.py flags through Python give the CLI's bytes."""
+    from ktq import convert_gpu_weights
+
+    args = ["--model_id", DEMO, "--quant_method", "RTN", "--quant_type", "W4A16", "--ignore_patterns", "lm_head"]
+    assert convert_gpu_weights.main(args + ["--output_dir", str(tmp_path / "py")]) == 0
+    assert convert_gpu_weights.main(["--model_id", DEMO, "--output_dir", str(tmp_path / "g")]) == 2  # GPTQ
+    ktq_bin = os.environ.get("KTQ_BIN")
+    if ktq_bin:
+        subprocess.run([ktq_bin, "convert-gpu-weights", *args, "--output_dir", str(tmp_path / "cli"), "--quiet"],
+                       check=True)
+        for name in sorted(os.listdir(tmp_path / "cli")):
+            assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "py" / name).read_bytes(), name
