@@ -3,8 +3,10 @@
  *
  * One implementation per block type, shared by the GGUF exporter to come and
  * by any caller (e.g. a Candle pipeline quantizing its own tensors). Each
- * quantizer is bit-identical to ggml's reference (non-imatrix) quantizer:
- * checked against golden vectors from gguf-py in CI.
+ * quantizer is bit-identical to ggml's reference (non-imatrix) quantizer,
+ * checked in CI against golden vectors: gguf-py's for the legacy types,
+ * ggml-quants.c's own quantize_row_*_ref for the K-quants (super-blocks of
+ * 256 weights: Q2_K 84 bytes, Q3_K 110, Q4_K 144, Q5_K 176, Q6_K 210).
  *
  * Thread-safety: every function is reentrant.
  */
@@ -26,6 +28,11 @@ typedef enum ktq_ggml_type {
     KTQ_GGML_Q5_0 = 6,
     KTQ_GGML_Q5_1 = 7,
     KTQ_GGML_Q8_0 = 8,
+    KTQ_GGML_Q2_K = 10,
+    KTQ_GGML_Q3_K = 11,
+    KTQ_GGML_Q4_K = 12,
+    KTQ_GGML_Q5_K = 13,
+    KTQ_GGML_Q6_K = 14,
     KTQ_GGML_BF16 = 30
 } ktq_ggml_type;
 

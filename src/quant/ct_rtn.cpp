@@ -124,9 +124,11 @@ inline void group_codes_any(bool sym, const float *x, uint64_t n, const math::Gr
 }
 
 // One row: scales, zero points, codes, packed words. Returns its NaN/Inf count.
-__attribute__((target_clones("avx512f", "avx2", "default"))) uint64_t quantize_row(
-    int dt, bool dtype_rounding, int bits, bool sym, uint64_t glen, uint64_t groups, const float *row, int32_t *codes, float *scales_out,
-    float *zp_out) {
+// Compiled three times (AVX-512, AVX2, baseline) and picked at run time by a
+// plain function pointer (ifunc-based target_clones crash under TSan).
+__attribute__((always_inline)) inline uint64_t quantize_row_body(int dt, bool dtype_rounding, int bits, bool sym,
+                                                                 uint64_t glen, uint64_t groups, const float *row,
+                                                                 int32_t *codes, float *scales_out, float *zp_out) {
     const float qmin = -static_cast<float>(1 << (bits - 1)), qmax = static_cast<float>((1 << (bits - 1)) - 1);
     uint64_t non_finite = 0;
     for (uint64_t g = 0; g < groups; ++g) {
@@ -155,6 +157,35 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) uint64_t quantize_r
     }
     return non_finite;
 }
+
+#define KTQ_CT_ROW_ARGS                                                                                      \
+    int dt, bool dtype_rounding, int bits, bool sym, uint64_t glen, uint64_t groups, const float *row, \
+        int32_t *codes, float *scales_out, float *zp_out
+#define KTQ_CT_ROW_CALL dt, dtype_rounding, bits, sym, glen, groups, row, codes, scales_out, zp_out
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) uint64_t quantize_row_avx512(KTQ_CT_ROW_ARGS) {
+    return quantize_row_body(KTQ_CT_ROW_CALL);
+}
+__attribute__((target("avx2"))) uint64_t quantize_row_avx2(KTQ_CT_ROW_ARGS) { return quantize_row_body(KTQ_CT_ROW_CALL); }
+uint64_t quantize_row_baseline(KTQ_CT_ROW_ARGS) { return quantize_row_body(KTQ_CT_ROW_CALL); }
+
+using QuantizeRowFn = uint64_t (*)(KTQ_CT_ROW_ARGS);
+
+QuantizeRowFn pick_quantize_row() {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+        return quantize_row_avx512;
+    if (__builtin_cpu_supports("avx2")) return quantize_row_avx2;
+    return quantize_row_baseline;
+}
+
+uint64_t quantize_row(KTQ_CT_ROW_ARGS) {
+    static const QuantizeRowFn fn = pick_quantize_row();
+    return fn(KTQ_CT_ROW_CALL);
+}
+
+#undef KTQ_CT_ROW_ARGS
+#undef KTQ_CT_ROW_CALL
 
 // pack_dense for whole rows, with the two common widths unrolled.
 void pack_row(int bits, const int32_t *codes, uint64_t cols, uint32_t *out) {

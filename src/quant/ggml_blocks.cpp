@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "quant/ggml_kquants.h"
 #include "reading/dtype.h"
 
 namespace ktq {
@@ -208,7 +209,7 @@ const GgmlTypeTraits kTraits[] = {
 const GgmlTypeTraits *ggml_traits(ktq_ggml_type type) {
     for (const auto &t : kTraits)
         if (t.type == type) return &t;
-    return nullptr;
+    return ggml_kquant_traits(type);
 }
 
 }  // namespace ktq

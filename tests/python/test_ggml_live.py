@@ -41,3 +41,25 @@ def test_same_bytes_as_gguf_py(lib, name):
         if got != want:
             i = next(i for i in range(len(got)) if got[i] != want[i])
             pytest.fail(f"{name} scale {scale}: first difference at byte {i}")
+
+
+@pytest.mark.parametrize("name", ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"])
+def test_kquant_blocks_read_back_by_gguf_py(lib, name):
+    """gguf-py (llama.cpp's Python reader) dequantizes ktq's K-quant blocks
+    to ktq's own floats, and they sit within the type's error of the input."""
+    from gguf.quants import dequantize
+
+    qtype = getattr(T, name)
+    lib.ktq_dequantize_tensor.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t,
+                                          ctypes.c_int, ctypes.c_void_p]
+    rng = np.random.default_rng(sum(map(ord, name)))
+    x = (rng.standard_normal(256 * 256) * 0.02).astype(np.float32)
+    out = ctypes.create_string_buffer(len(x) // 256 * lib.ktq_ggml_type_size(int(qtype)))
+    assert lib.ktq_quantize_tensor(out, len(out), x.ctypes.data, x.size, int(qtype), None) == 0
+    theirs = dequantize(np.frombuffer(out.raw, np.uint8), qtype).astype(np.float32).ravel()
+    ours = np.zeros_like(x)
+    assert lib.ktq_dequantize_tensor(ours.ctypes.data, ours.size, out, len(out), int(qtype), None) == 0
+    assert np.array_equal(theirs, ours)
+    rel = np.sqrt(np.mean((ours - x) ** 2)) / np.sqrt(np.mean(x ** 2))
+    bound = {"Q2_K": 0.5, "Q3_K": 0.25, "Q4_K": 0.12, "Q5_K": 0.06, "Q6_K": 0.03}[name]
+    assert rel < bound, (name, rel)

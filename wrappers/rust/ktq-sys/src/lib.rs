@@ -265,6 +265,11 @@ pub const KTQ_GGML_Q4_1: ktq_ggml_type = 3;
 pub const KTQ_GGML_Q5_0: ktq_ggml_type = 6;
 pub const KTQ_GGML_Q5_1: ktq_ggml_type = 7;
 pub const KTQ_GGML_Q8_0: ktq_ggml_type = 8;
+pub const KTQ_GGML_Q2_K: ktq_ggml_type = 10;
+pub const KTQ_GGML_Q3_K: ktq_ggml_type = 11;
+pub const KTQ_GGML_Q4_K: ktq_ggml_type = 12;
+pub const KTQ_GGML_Q5_K: ktq_ggml_type = 13;
+pub const KTQ_GGML_Q6_K: ktq_ggml_type = 14;
 pub const KTQ_GGML_BF16: ktq_ggml_type = 30;
 
 extern "C" {

@@ -604,6 +604,11 @@ pub enum GgmlType {
     Q5_0,
     Q5_1,
     Q8_0,
+    Q2K,
+    Q3K,
+    Q4K,
+    Q5K,
+    Q6K,
 }
 
 impl GgmlType {
@@ -617,6 +622,11 @@ impl GgmlType {
             GgmlType::Q5_0 => sys::KTQ_GGML_Q5_0,
             GgmlType::Q5_1 => sys::KTQ_GGML_Q5_1,
             GgmlType::Q8_0 => sys::KTQ_GGML_Q8_0,
+            GgmlType::Q2K => sys::KTQ_GGML_Q2_K,
+            GgmlType::Q3K => sys::KTQ_GGML_Q3_K,
+            GgmlType::Q4K => sys::KTQ_GGML_Q4_K,
+            GgmlType::Q5K => sys::KTQ_GGML_Q5_K,
+            GgmlType::Q6K => sys::KTQ_GGML_Q6_K,
         }
     }
 

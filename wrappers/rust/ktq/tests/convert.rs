@@ -120,7 +120,8 @@ fn a_model_is_shared_across_threads() {
 fn ggml_quantization_round_trips_within_the_block_error() {
     let model = ktq::Model::open(demo_model()).unwrap();
     let w = model.read_tensor_f32("model.layers.1.mlp.experts.2.down_proj.weight").unwrap();
-    for (ty, bound) in [(ktq::GgmlType::Q8_0, 1.0 / 127.0), (ktq::GgmlType::Q4_0, 1.0 / 8.0), (ktq::GgmlType::Q5_1, 1.0 / 31.0)] {
+    for (ty, bound) in [(ktq::GgmlType::Q8_0, 1.0 / 127.0), (ktq::GgmlType::Q4_0, 1.0 / 8.0), (ktq::GgmlType::Q5_1, 1.0 / 31.0),
+                        (ktq::GgmlType::Q6K, 1.0 / 16.0)] {
         let q = ktq::quantize(&w, ty).unwrap();
         let (block, size) = ty.block();
         assert_eq!(q.len(), w.len() / block * size);

@@ -1,0 +1,542 @@
+// ggml's K-quant block types (super-blocks of 256 weights): Q2_K, Q3_K,
+// Q4_K, Q5_K, Q6_K. Each quantizer follows the arithmetic of ggml's
+// reference path (quantize_row_*_ref in ggml-quants.c, no importance
+// weights) operation by operation - the same float expressions in the same
+// order, the same round-to-nearest trick, FP16 scales rounded to nearest
+// even - so the blocks are bit-identical (tests/golden/ggml_kquants.json,
+// made from ggml itself). The library is built with -ffp-contract=off so
+// that no multiply-add is fused where ggml's baseline build has none.
+#include "quant/ggml_kquants.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "quant/ggml_blocks.h"
+#include "reading/dtype.h"
+
+namespace ktq {
+
+namespace {
+
+constexpr int QK_K = 256;
+constexpr float kGroupMaxEps = 1e-15f;  // below this a group counts as all zero
+
+// ggml's nearest_int: adding 1.5 * 2^23 puts the rounded integer (ties to
+// even) in the low mantissa bits.
+inline int nearest(float v) {
+    const float biased = v + 12582912.0f;
+    int32_t bits;
+    std::memcpy(&bits, &biased, 4);
+    return (bits & 0x007fffff) - 0x00400000;
+}
+
+inline void put_half(uint8_t *p, float v) {
+    const uint16_t h = f32_to_f16(v);
+    std::memcpy(p, &h, 2);
+}
+
+inline float get_half(const uint8_t *p) {
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return f16_to_f32(h);
+}
+
+// Symmetric codes in [-nmax, nmax) for n weights with a scale fitted by
+// weighted least squares (weights x^2), trying 18 scales around nmax/max.
+// Returns the scale; L gets codes + nmax. (ggml: make_qx_quants, rmse 1.)
+float fit_symmetric(int n, int nmax, const float *x, int8_t *L) {
+    float max = 0, amax = 0;
+    for (int i = 0; i < n; ++i) {
+        const float ax = std::fabs(x[i]);
+        if (ax > amax) {
+            amax = ax;
+            max = x[i];
+        }
+    }
+    if (amax < kGroupMaxEps) {
+        std::fill(L, L + n, int8_t{0});
+        return 0.0f;
+    }
+    auto code = [&](float iscale, int i) { return std::max(-nmax, std::min(nmax - 1, nearest(iscale * x[i]))); };
+    float iscale = -nmax / max;
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; ++i) {
+        const int l = code(iscale, i);
+        L[i] = static_cast<int8_t>(l + nmax);
+        const float w = x[i] * x[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    float scale = suml2 ? sumlx / suml2 : 0.0f;
+    float best = scale * sumlx;
+    for (int step = -9; step <= 9; ++step) {
+        if (step == 0) continue;
+        iscale = -(nmax + 0.1f * step) / max;
+        sumlx = suml2 = 0;
+        for (int i = 0; i < n; ++i) {
+            const int l = code(iscale, i);
+            const float w = x[i] * x[i];
+            sumlx += w * x[i] * l;
+            suml2 += w * l * l;
+        }
+        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+            for (int i = 0; i < n; ++i) L[i] = static_cast<int8_t>(nmax + code(iscale, i));
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    return scale;
+}
+
+// Symmetric codes in [-nmax, nmax) refined one weight at a time (up to 5
+// passes) while the x^2-weighted fit improves. Returns the scale; L gets
+// codes + nmax. (ggml: make_q3_quants with rmse.)
+float fit_symmetric_refined(int n, int nmax, const float *x, int8_t *L) {
+    float max = 0, amax = 0;
+    for (int i = 0; i < n; ++i) {
+        const float ax = std::fabs(x[i]);
+        if (ax > amax) {
+            amax = ax;
+            max = x[i];
+        }
+    }
+    if (amax < kGroupMaxEps) {
+        std::fill(L, L + n, int8_t{0});
+        return 0.0f;
+    }
+    const float iscale = -nmax / max;
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; ++i) {
+        const int l = std::max(-nmax, std::min(nmax - 1, nearest(iscale * x[i])));
+        L[i] = static_cast<int8_t>(l);
+        const float w = x[i] * x[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    for (int pass = 0; pass < 5; ++pass) {
+        int changed = 0;
+        for (int i = 0; i < n; ++i) {
+            const float w = x[i] * x[i];
+            float slx = sumlx - w * x[i] * L[i];
+            if (slx <= 0) continue;
+            float sl2 = suml2 - w * L[i] * L[i];
+            const int l = std::max(-nmax, std::min(nmax - 1, nearest(x[i] * sl2 / slx)));
+            if (l == L[i]) continue;
+            slx += w * x[i] * l;
+            sl2 += w * l * l;
+            if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+                L[i] = static_cast<int8_t>(l);
+                sumlx = slx;
+                suml2 = sl2;
+                ++changed;
+            }
+        }
+        if (!changed) break;
+    }
+    for (int i = 0; i < n; ++i) L[i] = static_cast<int8_t>(L[i] + nmax);
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+// Asymmetric codes in [0, nmax] with a scale and a (non-positive) minimum
+// fitted by weighted least squares over nstep + 1 trial scales. Returns the
+// scale; *neg_min gets -min. (ggml: make_qkx2_quants.)
+float fit_affine(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *neg_min, uint8_t *Laux,
+                 float rmin, float rdelta, int nstep, bool use_mad) {
+    float min = x[0], max = x[0];
+    float sum_w = weights[0];
+    float sum_x = sum_w * x[0];
+    for (int i = 1; i < n; ++i) {
+        if (x[i] < min) min = x[i];
+        if (x[i] > max) max = x[i];
+        const float w = weights[i];
+        sum_w += w;
+        sum_x += w * x[i];
+    }
+    if (min > 0) min = 0;
+    if (max == min) {
+        std::fill(L, L + n, uint8_t{0});
+        *neg_min = -min;
+        return 0.0f;
+    }
+    auto error_of = [&](float diff) { return use_mad ? std::fabs(diff) : diff * diff; };
+    float iscale = nmax / (max - min);
+    float scale = 1 / iscale;
+    float best_error = 0;
+    for (int i = 0; i < n; ++i) {
+        const int l = nearest(iscale * (x[i] - min));
+        L[i] = static_cast<uint8_t>(std::max(0, std::min(nmax, l)));
+        const float diff = scale * L[i] + min - x[i];
+        best_error += weights[i] * error_of(diff);
+    }
+    if (nstep < 1) {
+        *neg_min = -min;
+        return scale;
+    }
+    for (int step = 0; step <= nstep; ++step) {
+        iscale = (rmin + rdelta * step + nmax) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; ++i) {
+            const int l = std::max(0, std::min(nmax, nearest(iscale * (x[i] - min))));
+            Laux[i] = static_cast<uint8_t>(l);
+            const float w = weights[i];
+            sum_l += w * l;
+            sum_l2 += w * l * l;
+            sum_xl += w * l * x[i];
+        }
+        const float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (!(D > 0)) continue;
+        float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+        float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+        if (this_min > 0) {
+            this_min = 0;
+            this_scale = sum_xl / sum_l2;
+        }
+        float cur_error = 0;
+        for (int i = 0; i < n; ++i) {
+            const float diff = this_scale * Laux[i] + this_min - x[i];
+            cur_error += weights[i] * error_of(diff);
+        }
+        if (cur_error < best_error) {
+            std::copy(Laux, Laux + n, L);
+            best_error = cur_error;
+            scale = this_scale;
+            min = this_min;
+        }
+    }
+    *neg_min = -min;
+    return scale;
+}
+
+// The 6-bit scale and min of sub-block j in Q4_K / Q5_K's 12 packed bytes.
+inline void scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
+    if (j < 4) {
+        *d = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *d = static_cast<uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = static_cast<uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+// ---- Q2_K: 16 sub-blocks of 16, 2-bit codes, 4-bit scales and mins -----
+// layout: scales[16] | qs[64] | d (f16) | dmin (f16)
+constexpr size_t kQ2Size = 16 + 64 + 4;
+
+void quantize_q2_k(uint8_t *dst, const float *x, size_t blocks) {
+    uint8_t L[QK_K], Laux[16];
+    float weights[16], mins[QK_K / 16], scales[QK_K / 16];
+    const float q4scale = 15.0f;
+    for (size_t b = 0; b < blocks; ++b, x += QK_K, dst += kQ2Size) {
+        uint8_t *sc = dst, *qs = dst + 16;
+        float max_scale = 0, max_min = 0;
+        for (int j = 0; j < QK_K / 16; ++j) {
+            for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
+            scales[j] = fit_affine(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
+            if (scales[j] > max_scale) max_scale = scales[j];
+            if (mins[j] > max_min) max_min = mins[j];
+        }
+        if (max_scale > 0) {
+            const float iscale = q4scale / max_scale;
+            for (int j = 0; j < QK_K / 16; ++j) sc[j] = static_cast<uint8_t>(nearest(iscale * scales[j]));
+            put_half(dst + 80, max_scale / q4scale);
+        } else {
+            std::memset(sc, 0, 16);
+            put_half(dst + 80, 0.0f);
+        }
+        if (max_min > 0) {
+            const float iscale = q4scale / max_min;
+            for (int j = 0; j < QK_K / 16; ++j) sc[j] = static_cast<uint8_t>(sc[j] | (nearest(iscale * mins[j]) << 4));
+            put_half(dst + 82, max_min / q4scale);
+        } else {
+            put_half(dst + 82, 0.0f);
+        }
+        for (int j = 0; j < QK_K / 16; ++j) {
+            const float d = get_half(dst + 80) * (sc[j] & 0xF);
+            if (!d) continue;
+            const float dm = get_half(dst + 82) * (sc[j] >> 4);
+            for (int i = 0; i < 16; ++i)
+                L[16 * j + i] = static_cast<uint8_t>(std::max(0, std::min(3, nearest((x[16 * j + i] + dm) / d))));
+        }
+        for (int j = 0; j < QK_K; j += 128)
+            for (int l = 0; l < 32; ++l)
+                qs[j / 4 + l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) |
+                                                     (L[j + l + 96] << 6));
+    }
+}
+
+void dequantize_q2_k(float *y, const uint8_t *src, size_t blocks) {
+    for (size_t b = 0; b < blocks; ++b, src += kQ2Size) {
+        const uint8_t *sc = src, *q = src + 16;
+        const float d = get_half(src + 80), min = get_half(src + 82);
+        int is = 0;
+        for (int n = 0; n < QK_K; n += 128, q += 32)
+            for (int shift = 0; shift < 8; shift += 2)
+                for (int half = 0; half < 2; ++half) {
+                    const uint8_t s = sc[is++];
+                    const float dl = d * (s & 0xF), ml = min * (s >> 4);
+                    for (int l = 0; l < 16; ++l) *y++ = dl * ((q[l + 16 * half] >> shift) & 3) - ml;
+                }
+    }
+}
+
+// ---- Q3_K: 16 sub-blocks of 16, 3-bit codes, 6-bit signed scales ------
+// layout: hmask[32] | qs[64] | scales[12] | d (f16)
+constexpr size_t kQ3Size = 32 + 64 + 12 + 2;
+
+// Scale j (6 bits) of Q3_K's packed 12 bytes, as a signed value.
+inline int q3_scale(const uint8_t *s, int j) {
+    const int low = j < 8 ? s[j] & 0xF : s[j - 8] >> 4;
+    return (low | (((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+}
+
+void quantize_q3_k(uint8_t *dst, const float *x, size_t blocks) {
+    int8_t L[QK_K];
+    float scales[QK_K / 16];
+    for (size_t b = 0; b < blocks; ++b, x += QK_K, dst += kQ3Size) {
+        uint8_t *hmask = dst, *qs = dst + 32, *sc = dst + 96;
+        float max_scale = 0, amax = 0;
+        for (int j = 0; j < QK_K / 16; ++j) {
+            scales[j] = fit_symmetric_refined(16, 4, x + 16 * j, L + 16 * j);
+            const float a = std::fabs(scales[j]);
+            if (a > amax) {
+                amax = a;
+                max_scale = scales[j];
+            }
+        }
+        std::memset(sc, 0, 12);
+        if (max_scale) {
+            const float iscale = -32.0f / max_scale;
+            for (int j = 0; j < QK_K / 16; ++j) {
+                int8_t l = static_cast<int8_t>(nearest(iscale * scales[j]));
+                l = static_cast<int8_t>(std::max<int>(-32, std::min<int>(31, l)) + 32);
+                if (j < 8)
+                    sc[j] = static_cast<uint8_t>(l & 0xF);
+                else
+                    sc[j - 8] = static_cast<uint8_t>(sc[j - 8] | ((l & 0xF) << 4));
+                l = static_cast<int8_t>(l >> 4);
+                sc[j % 4 + 8] = static_cast<uint8_t>(sc[j % 4 + 8] | (l << (2 * (j / 4))));
+            }
+            put_half(dst + 108, 1 / iscale);
+        } else {
+            put_half(dst + 108, 0.0f);
+        }
+        for (int j = 0; j < QK_K / 16; ++j) {
+            const float d = get_half(dst + 108) * static_cast<int8_t>(q3_scale(sc, j));
+            if (!d) continue;
+            for (int i = 0; i < 16; ++i)
+                L[16 * j + i] = static_cast<int8_t>(std::max(-4, std::min(3, nearest(x[16 * j + i] / d))) + 4);
+        }
+        // The high bit of weight j goes to bit (j / 32) of hmask[j % 32].
+        std::memset(hmask, 0, 32);
+        for (int j = 0; j < QK_K; ++j)
+            if (L[j] > 3) {
+                hmask[j % 32] = static_cast<uint8_t>(hmask[j % 32] | (1 << (j / 32)));
+                L[j] = static_cast<int8_t>(L[j] - 4);
+            }
+        for (int j = 0; j < QK_K; j += 128)
+            for (int l = 0; l < 32; ++l)
+                qs[j / 4 + l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) |
+                                                     (L[j + l + 96] << 6));
+    }
+}
+
+void dequantize_q3_k(float *y, const uint8_t *src, size_t blocks) {
+    for (size_t b = 0; b < blocks; ++b, src += kQ3Size) {
+        const uint8_t *hm = src, *q = src + 32, *sc = src + 96;
+        const float d_all = get_half(src + 108);
+        int is = 0;
+        uint8_t m = 1;
+        for (int n = 0; n < QK_K; n += 128, q += 32)
+            for (int shift = 0; shift < 8; shift += 2, m = static_cast<uint8_t>(m << 1))
+                for (int half = 0; half < 2; ++half) {
+                    const float dl = d_all * q3_scale(sc, is++);
+                    for (int l = 0; l < 16; ++l) {
+                        const int k = l + 16 * half;
+                        *y++ = dl * (((q[k] >> shift) & 3) - ((hm[k] & m) ? 0 : 4));
+                    }
+                }
+    }
+}
+
+// ---- Q4_K / Q5_K: 8 sub-blocks of 32, 6-bit scales and mins ------------
+// Q4_K layout: d | dmin | scales[12] | qs[128];  Q5_K: d | dmin | scales[12] | qh[32] | qs[128]
+constexpr size_t kQ4Size = 4 + 12 + 128;
+constexpr size_t kQ5Size = 4 + 12 + 32 + 128;
+
+// The codes L (0..nmax) of one Q4_K/Q5_K super-block; fills d, dmin, scales.
+void quantize_k_affine(const float *x, int nmax, float rmin, int nstep, uint8_t *head, uint8_t *L) {
+    uint8_t Laux[32];
+    float weights[32], mins[QK_K / 32], scales[QK_K / 32];
+    float max_scale = 0, max_min = 0;
+    for (int j = 0; j < QK_K / 32; ++j) {
+        float sum_x2 = 0;
+        for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
+        const float av_x = std::sqrt(sum_x2 / 32);
+        for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
+        scales[j] = fit_affine(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep, false);
+        if (scales[j] > max_scale) max_scale = scales[j];
+        if (mins[j] > max_min) max_min = mins[j];
+    }
+    uint8_t *sc = head + 4;
+    const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
+    const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
+    for (int j = 0; j < QK_K / 32; ++j) {
+        const uint8_t ls = std::min<uint8_t>(63, static_cast<uint8_t>(nearest(inv_scale * scales[j])));
+        const uint8_t lm = std::min<uint8_t>(63, static_cast<uint8_t>(nearest(inv_min * mins[j])));
+        if (j < 4) {
+            sc[j] = ls;
+            sc[j + 4] = lm;
+        } else {
+            sc[j + 4] = static_cast<uint8_t>((ls & 0xF) | ((lm & 0xF) << 4));
+            sc[j - 4] = static_cast<uint8_t>(sc[j - 4] | ((ls >> 4) << 6));
+            sc[j] = static_cast<uint8_t>(sc[j] | ((lm >> 4) << 6));
+        }
+    }
+    put_half(head, max_scale / 63.0f);
+    put_half(head + 2, max_min / 63.0f);
+    for (int j = 0; j < QK_K / 32; ++j) {
+        uint8_t s, m;
+        scale_min_k4(j, sc, &s, &m);
+        const float d = get_half(head) * s;
+        if (!d) continue;
+        const float dm = get_half(head + 2) * m;
+        for (int i = 0; i < 32; ++i)
+            L[32 * j + i] = static_cast<uint8_t>(std::max(0, std::min(nmax, nearest((x[32 * j + i] + dm) / d))));
+    }
+}
+
+void quantize_q4_k(uint8_t *dst, const float *x, size_t blocks) {
+    uint8_t L[QK_K];
+    for (size_t b = 0; b < blocks; ++b, x += QK_K, dst += kQ4Size) {
+        quantize_k_affine(x, 15, -1.0f, 20, dst, L);
+        uint8_t *q = dst + 16;
+        for (int j = 0; j < QK_K; j += 64, q += 32)
+            for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
+    }
+}
+
+void quantize_q5_k(uint8_t *dst, const float *x, size_t blocks) {
+    uint8_t L[QK_K];
+    for (size_t b = 0; b < blocks; ++b, x += QK_K, dst += kQ5Size) {
+        quantize_k_affine(x, 31, -0.5f, 15, dst, L);
+        uint8_t *qh = dst + 16, *ql = dst + 48;
+        std::memset(qh, 0, 32);
+        uint8_t m1 = 1, m2 = 2;
+        for (int n = 0; n < QK_K; n += 64, ql += 32, m1 = static_cast<uint8_t>(m1 << 2), m2 = static_cast<uint8_t>(m2 << 2))
+            for (int j = 0; j < 32; ++j) {
+                int l1 = L[n + j], l2 = L[n + j + 32];
+                if (l1 > 15) {
+                    l1 -= 16;
+                    qh[j] = static_cast<uint8_t>(qh[j] | m1);
+                }
+                if (l2 > 15) {
+                    l2 -= 16;
+                    qh[j] = static_cast<uint8_t>(qh[j] | m2);
+                }
+                ql[j] = static_cast<uint8_t>(l1 | (l2 << 4));
+            }
+    }
+}
+
+void dequantize_k_affine(float *y, const uint8_t *src, size_t blocks, bool five_bit) {
+    const size_t size = five_bit ? kQ5Size : kQ4Size;
+    for (size_t b = 0; b < blocks; ++b, src += size) {
+        const float d = get_half(src), min = get_half(src + 2);
+        const uint8_t *sc = src + 4, *qh = src + 16, *q = src + (five_bit ? 48 : 16);
+        uint8_t u1 = 1, u2 = 2;
+        for (int j = 0, is = 0; j < QK_K; j += 64, q += 32, is += 2, u1 = static_cast<uint8_t>(u1 << 2),
+                 u2 = static_cast<uint8_t>(u2 << 2)) {
+            uint8_t s, m;
+            scale_min_k4(is, sc, &s, &m);
+            const float d1 = d * s, m1 = min * m;
+            scale_min_k4(is + 1, sc, &s, &m);
+            const float d2 = d * s, m2 = min * m;
+            for (int l = 0; l < 32; ++l) *y++ = d1 * ((q[l] & 0xF) + (five_bit && (qh[l] & u1) ? 16 : 0)) - m1;
+            for (int l = 0; l < 32; ++l) *y++ = d2 * ((q[l] >> 4) + (five_bit && (qh[l] & u2) ? 16 : 0)) - m2;
+        }
+    }
+}
+
+void dequantize_q4_k(float *y, const uint8_t *src, size_t blocks) { dequantize_k_affine(y, src, blocks, false); }
+void dequantize_q5_k(float *y, const uint8_t *src, size_t blocks) { dequantize_k_affine(y, src, blocks, true); }
+
+// ---- Q6_K: 16 sub-blocks of 16, 6-bit codes, 8-bit signed scales -------
+// layout: ql[128] | qh[64] | scales[16] (int8) | d (f16)
+constexpr size_t kQ6Size = 128 + 64 + 16 + 2;
+
+void quantize_q6_k(uint8_t *dst, const float *x, size_t blocks) {
+    int8_t L[QK_K];
+    float scales[QK_K / 16];
+    for (size_t b = 0; b < blocks; ++b, x += QK_K, dst += kQ6Size) {
+        float max_scale = 0, max_abs = 0;
+        for (int j = 0; j < QK_K / 16; ++j) {
+            scales[j] = fit_symmetric(16, 32, x + 16 * j, L + 16 * j);
+            const float a = std::fabs(scales[j]);
+            if (a > max_abs) {
+                max_abs = a;
+                max_scale = scales[j];
+            }
+        }
+        if (max_abs < kGroupMaxEps) {
+            std::memset(dst, 0, kQ6Size);
+            continue;
+        }
+        auto *sc = reinterpret_cast<int8_t *>(dst + 192);
+        const float iscale = -128.0f / max_scale;
+        put_half(dst + 208, 1 / iscale);
+        for (int j = 0; j < QK_K / 16; ++j) sc[j] = static_cast<int8_t>(std::min(127, nearest(iscale * scales[j])));
+        for (int j = 0; j < QK_K / 16; ++j) {
+            const float d = get_half(dst + 208) * sc[j];
+            if (!d) continue;
+            for (int i = 0; i < 16; ++i)
+                L[16 * j + i] = static_cast<int8_t>(std::max(-32, std::min(31, nearest(x[16 * j + i] / d))) + 32);
+        }
+        uint8_t *ql = dst, *qh = dst + 128;
+        for (int j = 0; j < QK_K; j += 128, ql += 64, qh += 32)
+            for (int l = 0; l < 32; ++l) {
+                const int a = L[j + l], b2 = L[j + l + 32], c = L[j + l + 64], e = L[j + l + 96];
+                ql[l] = static_cast<uint8_t>((a & 0xF) | ((c & 0xF) << 4));
+                ql[l + 32] = static_cast<uint8_t>((b2 & 0xF) | ((e & 0xF) << 4));
+                qh[l] = static_cast<uint8_t>((a >> 4) | ((b2 >> 4) << 2) | ((c >> 4) << 4) | ((e >> 4) << 6));
+            }
+    }
+}
+
+void dequantize_q6_k(float *y, const uint8_t *src, size_t blocks) {
+    for (size_t b = 0; b < blocks; ++b, src += kQ6Size) {
+        const float d = get_half(src + 208);
+        const uint8_t *ql = src, *qh = src + 128;
+        const auto *sc = reinterpret_cast<const int8_t *>(src + 192);
+        for (int n = 0; n < QK_K; n += 128, y += 128, ql += 64, qh += 32, sc += 8)
+            for (int l = 0; l < 32; ++l) {
+                const int is = l / 16;
+                const int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                y[l] = d * sc[is] * q1;
+                y[l + 32] = d * sc[is + 2] * q2;
+                y[l + 64] = d * sc[is + 4] * q3;
+                y[l + 96] = d * sc[is + 6] * q4;
+            }
+    }
+}
+
+const GgmlTypeTraits kKTraits[] = {
+    {KTQ_GGML_Q2_K, "Q2_K", QK_K, kQ2Size, quantize_q2_k, dequantize_q2_k},
+    {KTQ_GGML_Q3_K, "Q3_K", QK_K, kQ3Size, quantize_q3_k, dequantize_q3_k},
+    {KTQ_GGML_Q4_K, "Q4_K", QK_K, kQ4Size, quantize_q4_k, dequantize_q4_k},
+    {KTQ_GGML_Q5_K, "Q5_K", QK_K, kQ5Size, quantize_q5_k, dequantize_q5_k},
+    {KTQ_GGML_Q6_K, "Q6_K", QK_K, kQ6Size, quantize_q6_k, dequantize_q6_k},
+};
+
+}  // namespace
+
+const GgmlTypeTraits *ggml_kquant_traits(ktq_ggml_type type) {
+    for (const auto &t : kKTraits)
+        if (t.type == type) return &t;
+    return nullptr;
+}
+
+}  // namespace ktq
