@@ -25,10 +25,10 @@ cmake --build build-asan -j "$jobs"
 # installed library, which cannot link a sanitized libktq; it ran above.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs" -E '^consumer\.'
-echo "== Rust wrapper (ktq-sys systest + safe crate tests, built against the installed library)"
+echo "== Rust wrapper (ktq-sys systest + safe crate tests incl. the candle feature, built against the installed library)"
 rm -rf build/prefix
 cmake --install build --prefix "$root/build/prefix" > /dev/null
-(cd wrappers/rust && PKG_CONFIG_PATH="$root/build/prefix/lib/pkgconfig" KTQ_BIN="$root/build/ktq" cargo test --release --locked -q &&
+(cd wrappers/rust && PKG_CONFIG_PATH="$root/build/prefix/lib/pkgconfig" KTQ_BIN="$root/build/ktq" cargo test --release --locked -q --features ktq/candle &&
    PKG_CONFIG_PATH="$root/build/prefix/lib/pkgconfig" cargo run --release --locked -q -p ktq-sys-systest)
 
 echo "== Python wrapper (ctypes, against the installed library; built as a wheel, installed in a venv)"

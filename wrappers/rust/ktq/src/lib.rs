@@ -24,6 +24,9 @@ use std::ptr;
 
 use ktq_sys as sys;
 
+#[cfg(feature = "candle")]
+pub mod candle;
+
 /// The version of the libktq loaded at run time.
 pub fn version() -> String {
     unsafe { CStr::from_ptr(sys::ktq_version()).to_string_lossy().into_owned() }
