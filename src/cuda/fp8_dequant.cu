@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "cuda/fp8_dequant.h"
+#include "runtime/half_float.h"
 #include "runtime/error.h"
 
 namespace ktq {
@@ -22,11 +23,6 @@ __device__ float e4m3_to_f32(uint8_t v) {
     return sign ? -mag : mag;
 }
 
-__device__ uint16_t f32_to_bf16_rne(float f) {
-    unsigned bits = __float_as_uint(f);
-    if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40u);
-    return static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
-}
 
 __global__ void dequant_kernel(uint16_t *out, const uint8_t *in, const float *scale, int64_t rows, int64_t cols,
                                int block_rows, int block_cols, int64_t scale_cols) {
@@ -35,7 +31,7 @@ __global__ void dequant_kernel(uint16_t *out, const uint8_t *in, const float *sc
     const int64_t r = i / cols, c = i % cols;
     const float s = scale[(r / block_rows) * scale_cols + c / block_cols];
     // __fmul_rn: one IEEE multiply, never fused, exactly like the CPU path.
-    out[i] = f32_to_bf16_rne(__fmul_rn(e4m3_to_f32(in[i]), s));
+    out[i] = half::bf16_bits(__fmul_rn(e4m3_to_f32(in[i]), s));
 }
 
 void check(cudaError_t e, const char *what) {

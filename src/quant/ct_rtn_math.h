@@ -7,38 +7,13 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 
-#ifdef __CUDACC__
-#define KTQ_HD __host__ __device__ __forceinline__
-#else
-#define KTQ_HD inline
-#endif
+#include "runtime/half_float.h"
 
 namespace ktq::ct::math {
 
 // Element dtypes, as small integers usable in kernels.
 enum : int { kBF16 = 0, kF16 = 1, kF32 = 2 };
-
-KTQ_HD uint32_t bits_of(float f) {
-#ifdef __CUDA_ARCH__
-    return __float_as_uint(f);
-#else
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    return u;
-#endif
-}
-
-KTQ_HD float float_of(uint32_t u) {
-#ifdef __CUDA_ARCH__
-    return __uint_as_float(u);
-#else
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-#endif
-}
 
 KTQ_HD float div_rn(float a, float b) {
 #ifdef __CUDA_ARCH__
@@ -75,39 +50,10 @@ KTQ_HD float mul_rn(float a, float b) {
 // Round half to even (the values here are small: clamped codes).
 KTQ_HD float rint_even(float v) { return rintf(v); }
 
-KTQ_HD uint16_t bf16_bits(float f) {
-    const uint32_t u = bits_of(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);  // quiet NaN
-    return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
-KTQ_HD float from_bf16(uint16_t b) { return float_of(static_cast<uint32_t>(b) << 16); }
-
-// IEEE binary16, round to nearest even, subnormals and overflow included.
-KTQ_HD uint16_t f16_bits(float f) {
-    const uint32_t u = bits_of(f);
-    const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
-    const uint32_t a = u & 0x7fffffffu;
-    if (a > 0x7f800000u) return sign | 0x7e00u;                   // NaN
-    if (a >= 0x477ff000u) return sign | 0x7c00u;                  // >= 65520 rounds to Inf
-    if (a >= 0x38800000u) {                                       // normal half (>= 2^-14)
-        const uint32_t r = a + 0xfffu + ((a >> 13) & 1u);
-        return sign | static_cast<uint16_t>((r - (112u << 23)) >> 13);
-    }
-    // Subnormal half: a multiple of 2^-24; scaling by 2^24 is exact.
-    return sign | static_cast<uint16_t>(rint_even(mul_rn(float_of(a), 16777216.0f)));
-}
-
-KTQ_HD float from_f16(uint16_t h) {
-    const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
-    const uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
-    if (e == 0) {
-        const float v = mul_rn(static_cast<float>(m), 5.9604644775390625e-08f);  // m * 2^-24, exact
-        return float_of(bits_of(v) | sign);
-    }
-    if (e == 31) return float_of(sign | 0x7f800000u | (m << 13));
-    return float_of(sign | ((e + 112u) << 23) | (m << 13));
-}
+using half::bf16_bits;
+using half::f16_bits;
+using half::from_bf16;
+using half::from_f16;
 
 KTQ_HD float round_to(int dtype, float f) {
     if (dtype == kBF16) return from_bf16(bf16_bits(f));

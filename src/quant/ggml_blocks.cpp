@@ -8,22 +8,7 @@
 
 namespace ktq {
 
-uint16_t f32_to_f16(float f) {
-    const uint32_t x = f32_to_bits(f);
-    const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
-    const uint32_t ax = x & 0x7fffffffu;
-    if (ax >= 0x7f800000u) return sign | (ax > 0x7f800000u ? 0x7e00u : 0x7c00u);  // NaN stays NaN, Inf
-    if (ax >= 0x47800000u) return sign | 0x7c00u;                                  // >= 65536: infinity
-    if (ax < 0x38800000u) {                                                        // below 2^-14: subnormal
-        // The value in units of 2^-24 is exact in float; round it to an integer, ties to even.
-        const float units = bits_to_f32(ax) * 16777216.0f;
-        return sign | static_cast<uint16_t>(std::nearbyint(units));
-    }
-    uint32_t h = ((((ax >> 23) - 127 + 15) << 10) | ((ax & 0x7fffffu) >> 13));
-    const uint32_t rest = ax & 0x1fffu;  // the 13 bits dropped
-    if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) ++h;  // a carry may reach the exponent: correct
-    return sign | static_cast<uint16_t>(h);
-}
+uint16_t f32_to_f16(float f) { return half::f16_bits(f); }
 
 namespace {
 

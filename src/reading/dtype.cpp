@@ -70,19 +70,9 @@ std::array<float, 256> make_e5m2() {
     return t;
 }
 
-float decode_f16(uint16_t h) {
-    unsigned e = (h >> 10) & 0x1f;
-    if (e == 0x1f) {
-        if (h & 0x3ff) return std::numeric_limits<float>::quiet_NaN();
-        return (h & 0x8000) ? -std::numeric_limits<float>::infinity()
-                            : std::numeric_limits<float>::infinity();
-    }
-    return decode_minifloat(h, 5, 10, 15);
-}
-
 std::vector<float> make_f16() {
     std::vector<float> t(65536);
-    for (unsigned i = 0; i < 65536; ++i) t[i] = decode_f16(static_cast<uint16_t>(i));
+    for (unsigned i = 0; i < 65536; ++i) t[i] = half::from_f16(static_cast<uint16_t>(i));  // a table: the hot path
     return t;
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "ktq/common.h"
+#include "runtime/half_float.h"
 
 namespace ktq {
 
@@ -29,13 +30,10 @@ inline uint32_t f32_to_bits(float f) {
     return bits;
 }
 
-inline float bf16_to_f32(uint16_t h) { return bits_to_f32(static_cast<uint32_t>(h) << 16); }
+inline float bf16_to_f32(uint16_t h) { return half::from_bf16(h); }
 
 inline uint16_t f32_to_bf16(float f) {
-    uint32_t bits = f32_to_bits(f);
-    if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x0040u);
-    uint32_t rounding_bias = 0x7fffu + ((bits >> 16) & 1u);
-    return static_cast<uint16_t>((bits + rounding_bias) >> 16);
+    return half::bf16_bits(f);
 }
 
 float f16_to_f32(uint16_t h);
