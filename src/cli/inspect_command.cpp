@@ -78,16 +78,36 @@ int run(const Options &o) {
 
     nlohmann::ordered_json plan = nlohmann::ordered_json::object();
     if (o.plan) {
-        const ktq_format formats[] = {KTQ_FORMAT_HF_BF16};
-        for (ktq_format f : formats) {
+        // Every format ktq writes, with its default options; a format that
+        // does not apply to this model says why instead of failing the command.
+        struct Target {
+            const char *label;
+            ktq_format format;
+            int weight_bits;
+        };
+        const Target targets[] = {{"bf16", KTQ_FORMAT_HF_BF16, 0},
+                                  {"kt-amxint4", KTQ_FORMAT_KT_AMXINT4, 0},
+                                  {"kt-amxint8", KTQ_FORMAT_KT_AMXINT8, 0},
+                                  {"compressed-tensors W4A16", KTQ_FORMAT_COMPRESSED_TENSORS, 4},
+                                  {"compressed-tensors W8A16", KTQ_FORMAT_COMPRESSED_TENSORS, 8}};
+        for (const Target &t : targets) {
+            ktq_writer_options wopts;
+            ktq_writer_options_init(&wopts, KTQ_WRITER_OPTIONS_VERSION);
+            if (t.weight_bits) wopts.weight_bits = t.weight_bits;
             uint64_t bytes = 0, peak = 0;
             size_t files = 0;
-            st = ktq_estimate_output(&bytes, &files, &peak, model, f, nullptr, o.threads, &err);
+            st = ktq_estimate_output(&bytes, &files, &peak, model, t.format, &wopts, o.threads, &err);
+            if (st == KTQ_ERR_UNSUPPORTED || st == KTQ_ERR_FORMAT) {
+                plan[t.label] = {{"unavailable", ktq_error_message(err)}};
+                ktq_error_free(err);
+                err = nullptr;
+                continue;
+            }
             if (st != KTQ_OK) {
                 ktq_model_free(model);
                 return report_error(st, err);
             }
-            plan[ktq_format_name(f)] = {{"output_bytes", bytes}, {"output_files", files}, {"peak_memory_bytes", peak}};
+            plan[t.label] = {{"output_bytes", bytes}, {"output_files", files}, {"peak_memory_bytes", peak}};
         }
     }
 
@@ -142,11 +162,17 @@ int run(const Options &o) {
         for (const auto &kv : parts) std::printf("  %-18s %12s\n", kv.first.c_str(), human_bytes(kv.second).c_str());
         if (o.plan) {
             std::printf("plan\n");
-            for (auto it = plan.begin(); it != plan.end(); ++it)
-                std::printf("  --to %-8s output %s in %zu file(s), peak memory about %s\n", it.key().c_str(),
+            for (auto it = plan.begin(); it != plan.end(); ++it) {
+                if (it.value().contains("unavailable")) {
+                    std::printf("  %-25s not for this model: %s\n", it.key().c_str(),
+                                it.value()["unavailable"].get<std::string>().c_str());
+                    continue;
+                }
+                std::printf("  %-25s output %s in %zu file(s), peak memory about %s\n", it.key().c_str(),
                             human_bytes(it.value()["output_bytes"].get<uint64_t>()).c_str(),
                             it.value()["output_files"].get<size_t>(),
                             human_bytes(it.value()["peak_memory_bytes"].get<uint64_t>()).c_str());
+            }
         }
         if (o.tensors)
             for (const auto &t : tensor_list)

@@ -113,7 +113,7 @@ def test_inspect_json(model):
 def test_inspect_text_names_the_parts():
     out = ktq("inspect", shared_model("tiny-deepseek-v3"), "--plan").stdout
     for needle in ("DeepseekV3ForCausalLM", "16 routed (top-4), 1 shared", "1 leading dense", "routed experts",
-                   "--to bf16"):
+                   "bf16      ", "kt-amxint4", "compressed-tensors W4A16"):
         assert needle in out, needle
 
 

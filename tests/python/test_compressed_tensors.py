@@ -244,3 +244,14 @@ def test_convert_gpu_weights_drop_in(tmp_path):
     ignore = json.load(open(out / "config.json"))["quantization_config"]["ignore"]
     assert ignore == ["model.layers.0.mlp.gate_proj", "model.layers.0.mlp.up_proj", "model.layers.0.mlp.down_proj",
                       "lm_head"], ignore
+
+
+@needs_shared
+def test_inspect_plan_predicts_the_output_size(tmp_path):
+    for model, scheme in (("tiny-qwen3-moe", "W4A16"), ("tiny-llama", "W8A16")):
+        plan = json.loads(ktq("inspect", shared_model(model), "--json", "--plan").stdout)["plan"]
+        ktq("convert", shared_model(model), tmp_path / model, "--to", "compressed-tensors", "--scheme", scheme, "-q")
+        payload = sum(len(v[2]) for v in read_tensors(tmp_path / model).values())
+        assert plan[f"compressed-tensors {scheme}"]["output_bytes"] == payload
+    dense = json.loads(ktq("inspect", shared_model("tiny-llama"), "--json", "--plan").stdout)["plan"]
+    assert "without routed experts" in dense["kt-amxint4"]["unavailable"]
