@@ -56,15 +56,22 @@ typedef enum ktq_format {
      * tensor kept in the model's dtype, config.json with its
      * quantization_config. Byte-identical to llm-compressor's RTN
      * (QuantizationModifier). See docs/formats/compressed-tensors.md. */
-    KTQ_FORMAT_COMPRESSED_TENSORS = 4
-    /* Reserved for the engine to come: GGUF. */
+    KTQ_FORMAT_COMPRESSED_TENSORS = 4,
+    /* One GGUF file (llama.cpp, Candle): `out_dir` of ktq_writer_open() is
+     * then the file's path; the conversion works in "<path>.ktq-work/" and
+     * renames the finished file into place. Weights in gguf_type (ggml's
+     * blocks, bit-identical to ggml), norms and routers F32, llama.cpp's
+     * tensor names and metadata, tokenizer.ggml.* from tokenizer.json.
+     * Architectures so far: llama (and Mixtral), qwen2, qwen3, qwen3moe. */
+    KTQ_FORMAT_GGUF = 5
 } ktq_format;
 
 typedef enum ktq_engine {
     KTQ_ENGINE_DEFAULT = 0, /* the natural engine for the writer's format */
     KTQ_ENGINE_CAST = 1,    /* dequantize / cast every tensor to the format's dtype */
     KTQ_ENGINE_KT_AMX = 2,  /* kt-kernel AMX INT4/INT8 quantization of routed experts */
-    KTQ_ENGINE_RTN = 3      /* round-to-nearest integer quantization (compressed-tensors) */
+    KTQ_ENGINE_RTN = 3,     /* round-to-nearest integer quantization (compressed-tensors) */
+    KTQ_ENGINE_GGML = 4     /* ggml block quantization (GGUF) */
 } ktq_engine;
 
 /* Where an engine computes. */
@@ -139,6 +146,11 @@ typedef struct ktq_writer_options {
     /* Which llm-compressor to match byte for byte: KTQ_CT_ROUND_FP32 (as it
      * computes on a GPU, default) or KTQ_CT_ROUND_DTYPE (on a CPU). */
     ktq_ct_rounding ct_rounding;
+    /* GGUF: the ggml type of the weights (default KTQ_GGML_Q8_0) and 1 to
+     * store routed experts one tensor per expert (blk.N.ffn_gate.E.weight,
+     * Candle's quantized_llama) instead of stacked (blk.N.ffn_gate_exps). */
+    int gguf_type;
+    int gguf_split_experts;
 } ktq_writer_options;
 #define KTQ_WRITER_OPTIONS_VERSION 3
 KTQ_API ktq_status ktq_writer_options_init(ktq_writer_options *opts, unsigned version);

@@ -9,6 +9,7 @@
 
 #include "writers/checkpoint_writer.h"
 #include "writers/ct_plan.h"
+#include "writers/gguf_plan.h"
 #include "writers/kt_amx_plan.h"
 #include "writers/safetensors_writer.h"
 
@@ -72,6 +73,7 @@ void set_writer_defaults(ktq_writer_options *o) {
     if (o->version >= 3) {
         o->weight_bits = 4;
         o->group_size = 128;
+        o->gguf_type = KTQ_GGML_Q8_0;
     }
 }
 
@@ -113,6 +115,12 @@ ktq::OutputPlan plan_for(const ktq::Model &m, ktq_format format, const ktq_write
         layout.targets = o.targets ? ktq::parse_ct_patterns(o.targets) : std::vector<std::string>{"Linear"};
         layout.ignore = o.ignore ? ktq::parse_ct_patterns(o.ignore) : ktq::default_ct_ignore(m);
         return ktq::plan_compressed_tensors(m, layout, o);
+    }
+    if (format == KTQ_FORMAT_GGUF) {
+        ktq::GgufLayout layout;
+        layout.type = static_cast<ktq_ggml_type>(o.gguf_type);
+        layout.split_experts = o.gguf_split_experts != 0;
+        return ktq::plan_gguf(m, layout, o);
     }
     fail(KTQ_ERR_UNSUPPORTED, "output format " + std::to_string(static_cast<int>(format)) + " is not supported");
 }
@@ -162,6 +170,7 @@ const char *ktq_format_name(ktq_format format) {
     case KTQ_FORMAT_KT_AMXINT4: return "kt-amxint4";
     case KTQ_FORMAT_KT_AMXINT8: return "kt-amxint8";
     case KTQ_FORMAT_COMPRESSED_TENSORS: return "compressed-tensors";
+    case KTQ_FORMAT_GGUF: return "gguf";
     default: return "unknown";
     }
 }
@@ -191,11 +200,19 @@ ktq_status ktq_writer_open(ktq_writer **out, const ktq_model *model, const char 
         require(out != nullptr && model != nullptr && out_dir != nullptr, "out, model or out_dir is NULL");
         const ktq_writer_options o = resolve_writer_options(opts);
         auto plan = plan_for(*model->impl, format, o);
+        std::string dir = out_dir;
+        if (format == KTQ_FORMAT_GGUF) {
+            // out_dir names the file; the conversion works beside it.
+            plan.gguf_final_path = out_dir;
+            dir = std::string(out_dir) + ".ktq-work";
+            if (ktq::file_exists(out_dir) && !o.overwrite)
+                fail(KTQ_ERR_INVALID_ARGUMENT, std::string(out_dir) + ": already exists; allow overwriting to replace it");
+        }
         auto w = std::make_unique<ktq_writer>();
         w->model = model;
         w->format = format;
         w->out_dir = out_dir;
-        w->impl = std::make_unique<ktq::CheckpointWriter>(*model->impl, out_dir, o, std::move(plan));
+        w->impl = std::make_unique<ktq::CheckpointWriter>(*model->impl, dir, o, std::move(plan));
         *out = w.release();
     });
 }

@@ -41,7 +41,18 @@ struct Options {
     std::string dtype;  // "" = the model's
     std::string device = "cpu";
     std::string rounding = "fp32";
+    // gguf
+    std::string gguf_type = "Q8_0";
+    std::string expert_layout;  // "" = by --target
 };
+
+// The ggml type named `name` ("Q4_K", ...), or -1.
+int ggml_type_named(const std::string &name) {
+    for (int t = 0; t < 64; ++t)
+        if (ktq_ggml_block_size(static_cast<ktq_ggml_type>(t)) && name == ktq_ggml_type_name(static_cast<ktq_ggml_type>(t)))
+            return t;
+    return -1;
+}
 
 // "W4A16" -> 4; the scheme names compressed-tensors' presets use.
 int scheme_bits(const std::string &scheme) { return scheme == "W8A16" ? 8 : 4; }
@@ -55,6 +66,7 @@ std::string join_lines(const std::vector<std::string> &v) {
 ktq_format format_of(const Options &o) {
     if (o.to == "bf16") return KTQ_FORMAT_HF_BF16;
     if (o.to == "compressed-tensors") return KTQ_FORMAT_COMPRESSED_TENSORS;
+    if (o.to == "gguf") return KTQ_FORMAT_GGUF;
     return o.quant_method == "int8" ? KTQ_FORMAT_KT_AMXINT8 : KTQ_FORMAT_KT_AMXINT4;
 }
 
@@ -83,7 +95,7 @@ int run(const Options &o) {
             ktq_model_free(model);
             return 1;
         }
-        if (format != KTQ_FORMAT_HF_BF16 && format != KTQ_FORMAT_COMPRESSED_TENSORS &&
+        if ((format == KTQ_FORMAT_KT_AMXINT4 || format == KTQ_FORMAT_KT_AMXINT8) &&
             (info.source_dtype == KTQ_DTYPE_F8_E4M3 || info.source_dtype == KTQ_DTYPE_F8_E5M2) && !o.quiet)
             std::fprintf(stderr,
                          "ktq: warning: converting FP8 weights straight to %s adds a second rounding on top of FP8's "
@@ -105,8 +117,8 @@ int run(const Options &o) {
     wopts.weight_bits = scheme_bits(o.scheme);
     wopts.group_size = o.group_size;
     wopts.asymmetric = o.asymmetric || o.scheme == "W4A16_ASYM";
-    const std::string targets = join_lines(o.targets);
-    if (!o.targets.empty()) wopts.targets = targets.c_str();
+    const std::string targets = format == KTQ_FORMAT_GGUF ? std::string() : join_lines(o.targets);
+    if (!targets.empty()) wopts.targets = targets.c_str();
     std::vector<std::string> ignore_list = o.ignore;
     if (o.ignore_dense_layers)
         for (int l = 0; l < info.first_dense_layers; ++l)
@@ -117,6 +129,24 @@ int run(const Options &o) {
     if (o.dtype == "float16") wopts.scale_dtype = KTQ_DTYPE_F16;
     if (o.dtype == "float32") wopts.scale_dtype = KTQ_DTYPE_F32;
     wopts.ct_rounding = o.rounding == "dtype" ? KTQ_CT_ROUND_DTYPE : KTQ_CT_ROUND_FP32;
+    if (format == KTQ_FORMAT_GGUF) {
+        const std::string target = o.targets.empty() ? "llama.cpp" : o.targets[0];
+        if (target != "llama.cpp" && target != "candle") {
+            std::fprintf(stderr, "ktq: error: --target for gguf is llama.cpp or candle, not %s\n", target.c_str());
+            ktq_model_free(model);
+            return 2;
+        }
+        const int t = ggml_type_named(o.gguf_type);
+        if (t < 0) {
+            std::fprintf(stderr, "ktq: error: unknown ggml type %s\n", o.gguf_type.c_str());
+            ktq_model_free(model);
+            return 2;
+        }
+        wopts.gguf_type = t;
+        const std::string layout = o.expert_layout.empty() ? (target == "candle" ? "split" : "stacked")
+                                                           : o.expert_layout;
+        wopts.gguf_split_experts = layout == "split";
+    }
     ktq_writer *writer = nullptr;
     st = ktq_writer_open(&writer, model, o.out.c_str(), format, &wopts, &err);
     if (st != KTQ_OK) {
@@ -157,7 +187,9 @@ int run(const Options &o) {
     }
     if (!o.quiet)
         std::fprintf(stderr, "ktq: wrote %s (%s): %zu %s file(s), %s in %.2f s\n", o.out.c_str(),
-                     ktq_format_name(format), files, o.loose ? ".kt" : "safetensors", human_bytes(bytes).c_str(), secs);
+                     ktq_format_name(format), files,
+                     format == KTQ_FORMAT_GGUF ? "GGUF" : o.loose ? ".kt" : "safetensors", human_bytes(bytes).c_str(),
+                     secs);
     return 0;
 }
 
@@ -179,7 +211,8 @@ void add_compressed_tensors_options(CLI::App *cmd, Options &o) {
     cmd->add_flag("--no-default-ignore", o.no_default_ignore,
                   "compressed-tensors: quantize every target, lm_head and attention included (unless --ignore)");
     cmd->add_option("--target", o.targets,
-                    "compressed-tensors: modules to quantize (same syntax as --ignore; repeatable; default Linear)")
+                    "compressed-tensors: modules to quantize (same syntax as --ignore; repeatable; default Linear). "
+                    "gguf: the reader the file is for, llama.cpp (default) or candle")
         ->take_all();
     cmd->add_option("--dtype,--torch-dtype", o.dtype,
                     "compressed-tensors: dtype of scales and kept tensors (default: the model's)")
@@ -203,8 +236,9 @@ Command add_convert_command(CLI::App &app) {
     cmd->add_option("out", o->out, "Output folder (created; must be empty unless --overwrite)")->required();
     cmd->add_option("--to,--format", o->to,
                     "Target format: bf16 (dequantized Hugging Face checkpoint), kt (kt-kernel AMX experts) or "
-                    "compressed-tensors (W4A16/W8A16 for vLLM, SGLang, transformers)")
-        ->check(CLI::IsMember({"bf16", "kt", "compressed-tensors"}))
+                    "compressed-tensors (W4A16/W8A16 for vLLM, SGLang, transformers) or gguf (OUT is then "
+                    "the .gguf file)")
+        ->check(CLI::IsMember({"bf16", "kt", "compressed-tensors", "gguf"}))
         ->capture_default_str();
     cmd->add_option("--quant-method", o->quant_method, "kt: int4 or int8 (kt-kernel AMXINT4 / AMXINT8)")
         ->check(CLI::IsMember({"int4", "int8"}))
@@ -216,6 +250,15 @@ Command add_convert_command(CLI::App &app) {
     cmd->add_flag("--no-merge-safetensor,--loose", o->loose,
                   "kt: write _layer_L/_numa_P/*.kt files instead of merged safetensors");
     add_compressed_tensors_options(cmd, *o);
+    cmd->add_option("--type", o->gguf_type,
+                    "gguf: ggml type of the weights (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, "
+                    "Q4_K, Q5_K, Q6_K); norms and routers stay F32")
+        ->capture_default_str();
+    cmd->add_option("--expert-layout", o->expert_layout,
+                    "gguf: routed experts stacked (blk.N.ffn_gate_exps, llama.cpp) or split per expert "
+                    "(blk.N.ffn_gate.E, Candle's quantized_llama); default from --target")
+        ->check(CLI::IsMember({"stacked", "split"}));
+
     cmd->add_option("--threads", o->threads, "Worker threads (default: one per core, from hwloc)")
         ->check(CLI::NonNegativeNumber);
     cmd->add_option("--max-shard-size", o->max_shard_bytes,

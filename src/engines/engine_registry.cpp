@@ -3,6 +3,7 @@
 #include "engines/cast_engine.h"
 #include "engines/engine.h"
 #include "engines/kt_amx_engine.h"
+#include "engines/gguf_engine.h"
 #include "engines/rtn_engine.h"
 #include "runtime/error.h"
 
@@ -30,6 +31,11 @@ std::unique_ptr<Engine> make_engine(ktq_engine engine, ktq_format format, ktq_de
             fail(KTQ_ERR_UNSUPPORTED, "engine " + std::to_string(static_cast<int>(engine)) +
                                           " cannot write the compressed-tensors format (use the rtn engine)");
         return std::make_unique<RtnEngine>(device == KTQ_DEVICE_CUDA);
+    case KTQ_FORMAT_GGUF:
+        if (engine != KTQ_ENGINE_DEFAULT && engine != KTQ_ENGINE_GGML)
+            fail(KTQ_ERR_UNSUPPORTED, "engine " + std::to_string(static_cast<int>(engine)) +
+                                          " cannot write the GGUF format (use the ggml engine)");
+        return std::make_unique<GgufEngine>();
     default:
         fail(KTQ_ERR_UNSUPPORTED, "output format " + std::to_string(static_cast<int>(format)) + " is not supported");
     }

@@ -14,6 +14,7 @@
 #include "runtime/error.h"
 #include "runtime/files.h"
 #include "runtime/strings.h"
+#include "writers/gguf_file_store.h"
 #include "writers/loose_file_store.h"
 
 namespace ktq {
@@ -119,9 +120,11 @@ CheckpointWriter::CheckpointWriter(const Model &model, const std::string &out_di
         for (size_t i : shard) groups.back().push_back(&tensors_.at(i));
     }
     if (groups.empty()) groups = group_into_shards(ordered, max_shard);
-    output_files_ = plan_.loose_files ? ordered.size() : groups.size();
+    output_files_ = plan_.loose_files ? ordered.size() : plan_.gguf_metadata ? 1 : groups.size();
     auto open_store = [&](bool reuse) -> std::unique_ptr<TensorStore> {
         if (plan_.loose_files) return std::make_unique<LooseFileStore>(out_dir_, ordered, reuse);
+        if (plan_.gguf_metadata)
+            return std::make_unique<GgufFileStore>(out_dir_, plan_.gguf_final_path, ordered, *plan_.gguf_metadata, reuse);
         return std::make_unique<ShardedSafetensorsWriter>(out_dir_, groups, plan_.pt_metadata, reuse);
     };
 
@@ -292,6 +295,10 @@ void CheckpointWriter::finish() {
     save_journal(out_dir_, journal_);
     fsync_dir(out_dir_);
     finished_ = true;
+    if (plan_.gguf_metadata) {  // the GGUF file is in place: its work folder goes
+        ::unlink((out_dir_ + "/" + kJournalName).c_str());
+        ::rmdir(out_dir_.c_str());
+    }
 }
 
 void CheckpointWriter::abort() noexcept {

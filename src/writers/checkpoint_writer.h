@@ -19,6 +19,7 @@
 
 #include "ktq/writer.h"
 #include "reading/model.h"
+#include "writers/gguf_format.h"
 #include "writers/output_journal.h"
 #include "writers/safetensors_writer.h"
 #include "writers/tensor_store.h"
@@ -37,6 +38,11 @@ struct OutputPlan {
     bool pt_metadata = true;    // {"format":"pt"} in each safetensors header
     std::string config_json;    // written as config.json ("" = none)
     std::vector<std::string> aux_files;  // copied from the model folder
+    // GGUF: one file with these key-values, renamed to gguf_final_path on
+    // commit; the writer's folder is then only its work folder, removed
+    // when the file is complete.
+    std::shared_ptr<const gguf::Metadata> gguf_metadata;
+    std::string gguf_final_path;
 };
 
 class CheckpointWriter : public Writer {

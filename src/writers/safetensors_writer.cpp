@@ -1,5 +1,7 @@
 #include "writers/safetensors_writer.h"
 
+#include "quant/ggml_blocks.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -41,6 +43,12 @@ void pwrite_all(int fd, const void *data, size_t bytes, uint64_t offset, const s
 }
 
 uint64_t OutputTensor::nbytes() const {
+    if (gguf_type >= 0) {
+        const GgmlTypeTraits *t = ggml_traits(static_cast<ktq_ggml_type>(gguf_type));
+        uint64_t n = 1;
+        for (int64_t d : shape) n *= static_cast<uint64_t>(d);
+        return t ? n / t->block_size * t->type_size : 0;
+    }
     uint64_t n = dtype_size(dtype);
     for (int64_t d : shape) n *= static_cast<uint64_t>(d);
     return n;

@@ -34,6 +34,13 @@ struct OutputTensor {
     enum class CtPart { None, Packed, Scale, ZeroPoint, Shape };
     CtPart ct_part = CtPart::None;
     ct::Scheme ct_scheme;  // how (ct_part != None)
+    // GGUF: the ggml type of the stored blocks (-1 = not GGUF; shape is then
+    // in elements, rows of whole blocks), the number of heads of the Q/K row
+    // permutation llama.cpp applies (0 = none), and whether this tensor
+    // stacks every routed expert of `proj` ([experts, rows, cols]).
+    int gguf_type = -1;
+    int gguf_permute_heads = 0;
+    bool gguf_stacked_experts = false;
     // Loose-file layouts: the file's path relative to the output folder.
     std::string file;
     uint64_t nbytes() const;

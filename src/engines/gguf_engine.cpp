@@ -1,0 +1,104 @@
+#include "engines/gguf_engine.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "quant/ggml_blocks.h"
+#include "reading/dtype.h"
+#include "runtime/error.h"
+
+namespace ktq {
+
+namespace {
+
+constexpr uint64_t kChunkElements = 1u << 20;
+
+struct Task {
+    const OutputTensor *out;
+    MatrixView view;          // the source matrix (one expert's, for experts)
+    uint64_t first, count;    // rows of the view
+    uint64_t out_offset;      // bytes into the output tensor where row `first` goes
+};
+
+// llama.cpp's row order for llama's Q/K: within each head, the rows of the
+// two rotary halves interleaved (HF keeps them as two blocks).
+uint64_t permuted_source_row(uint64_t out_row, uint64_t rows, int heads) {
+    const uint64_t per_head = rows / static_cast<uint64_t>(heads), half = per_head / 2;
+    const uint64_t h = out_row / per_head, r = out_row % per_head;
+    return h * per_head + (r % 2) * half + r / 2;
+}
+
+}  // namespace
+
+void GgufEngine::run_layer(const Model &model, int layer, Writer &writer, ThreadPool &pool,
+                           const ktq_quantize_options &opts, const TensorDoneFn &on_tensor) {
+    const auto &tensors = writer.tensors_of_layer(layer);
+    std::vector<Task> tasks;
+    std::vector<size_t> first_task(tensors.size() + 1, 0);
+    for (size_t ti = 0; ti < tensors.size(); ++ti) {
+        const OutputTensor *t = tensors[ti];
+        const GgmlTypeTraits *tr = ggml_traits(static_cast<ktq_ggml_type>(t->gguf_type));
+        if (!tr) fail(KTQ_ERR_INTERNAL, "GGUF plan has no ggml type for '" + t->name + "'");
+        first_task[ti] = tasks.size();
+        std::vector<MatrixView> views;
+        if (t->gguf_stacked_experts)
+            for (int e = 0; e < static_cast<int>(t->shape[0]); ++e)
+                views.push_back(model.expert(layer, e, static_cast<ktq_expert_proj>(t->proj)));
+        else if (t->expert >= 0)
+            views.push_back(model.expert(layer, t->expert, static_cast<ktq_expert_proj>(t->proj)));
+        else
+            views.push_back(model.matrix(t->source));
+        uint64_t base = 0;
+        for (const MatrixView &v : views) {
+            if (v.cols % tr->block_size != 0)
+                fail(KTQ_ERR_FORMAT, "'" + v.tensor + "': rows of " + std::to_string(v.cols) + " values do not fit " +
+                                         tr->name + " blocks of " + std::to_string(tr->block_size));
+            const uint64_t row_bytes = v.cols / tr->block_size * tr->type_size;
+            // A permuted matrix is one task (its rows come from all over it).
+            const uint64_t rows_per = t->gguf_permute_heads ? v.rows
+                                                            : std::max<uint64_t>(1, kChunkElements / std::max<uint64_t>(1, v.cols));
+            for (uint64_t r = 0; r < v.rows; r += rows_per)
+                tasks.push_back({t, v, r, std::min(rows_per, v.rows - r), base + r * row_bytes});
+            base += v.rows * row_bytes;
+        }
+    }
+    first_task[tensors.size()] = tasks.size();
+    std::vector<uint64_t> bad(tasks.size(), 0);
+    pool.parallel_for(tasks.size(), [&](size_t i) {
+        const Task &k = tasks[i];
+        const GgmlTypeTraits &tr = *ggml_traits(static_cast<ktq_ggml_type>(k.out->gguf_type));
+        thread_local std::vector<float> rows, permuted;
+        thread_local std::vector<uint8_t> blocks;
+        rows.resize(k.count * k.view.cols);
+        model.read_rows(k.view, k.first, k.count, KTQ_DTYPE_F32, rows.data());
+        if (!opts.allow_non_finite) bad[i] = count_non_finite(rows.data(), KTQ_DTYPE_F32, rows.size(), nullptr);
+        const float *src = rows.data();
+        if (k.out->gguf_permute_heads) {
+            permuted.resize(rows.size());
+            for (uint64_t r = 0; r < k.count; ++r) {
+                const uint64_t from = permuted_source_row(r, k.count, k.out->gguf_permute_heads);
+                std::copy(rows.begin() + static_cast<ptrdiff_t>(from * k.view.cols),
+                          rows.begin() + static_cast<ptrdiff_t>((from + 1) * k.view.cols),
+                          permuted.begin() + static_cast<ptrdiff_t>(r * k.view.cols));
+            }
+            src = permuted.data();
+        }
+        const uint64_t nblocks = k.count * k.view.cols / tr.block_size;
+        blocks.resize(nblocks * tr.type_size);
+        tr.quantize(blocks.data(), src, nblocks);
+        writer.write(*k.out, k.out_offset, blocks.data(), blocks.size());
+    });
+    for (size_t i = 0; i < tasks.size(); ++i)
+        if (bad[i])
+            fail(KTQ_ERR_FORMAT, model.checkpoint().at(tasks[i].view.tensor).file->display_name() + ": tensor '" +
+                                     tasks[i].view.tensor + "' holds NaN/Inf value(s) (corrupt download?); allow "
+                                     "non-finite values to convert it anyway");
+    for (size_t ti = 0; ti < tensors.size(); ++ti) {
+        uint64_t in_bytes = 0;
+        for (size_t i = first_task[ti]; i < first_task[ti + 1]; ++i)
+            if (tasks[i].first == 0) in_bytes += model.stored_bytes(tasks[i].view.tensor);
+        if (!on_tensor(tensors[ti]->name, in_bytes)) fail(KTQ_ERR_CANCELLED, "cancelled by the progress callback");
+    }
+}
+
+}  // namespace ktq

@@ -1,0 +1,253 @@
+#include "writers/gguf_plan.h"
+
+#include <algorithm>
+#include <regex>
+
+#include "quant/ggml_blocks.h"
+#include "reading/dtype.h"
+#include "runtime/error.h"
+#include "runtime/strings.h"
+
+namespace ktq {
+
+namespace {
+
+// llama.cpp's architecture string for the families written so far.
+std::string gguf_arch(const Model &model) {
+    const std::string &t = model.config().model_type;
+    if (t == "llama" || t == "mixtral" || t == "mistral") return "llama";
+    if (t == "qwen2" || t == "qwen3" || t == "qwen3_moe") return t == "qwen3_moe" ? "qwen3moe" : t;
+    fail(KTQ_ERR_UNSUPPORTED, model.checkpoint().dir() + ": GGUF export of model_type '" + t +
+                                  "' is not written yet (llama, mixtral, qwen2, qwen3, qwen3_moe are)");
+}
+
+const nlohmann::ordered_json &text_config(const Model &model) {
+    const auto &raw = model.config().raw;
+    return raw.contains("text_config") && raw["text_config"].is_object() ? raw["text_config"] : raw;
+}
+
+template <typename T>
+T cfg(const Model &model, const char *key, T fallback) {
+    const auto &c = text_config(model);
+    if (!c.contains(key) || c[key].is_null()) return fallback;
+    return c[key].get<T>();
+}
+
+// HF name -> llama.cpp name for the non-expert tensors ("" = not exported).
+std::string gguf_name(const std::string &hf) {
+    static const std::vector<std::pair<std::regex, std::string>> rules = [] {
+        std::vector<std::pair<std::regex, std::string>> r;
+        auto add = [&](const char *re, const char *to) { r.emplace_back(std::regex(re), to); };
+        add(R"(^model\.embed_tokens\.weight$)", "token_embd.weight");
+        add(R"(^model\.norm\.weight$)", "output_norm.weight");
+        add(R"(^lm_head\.weight$)", "output.weight");
+        add(R"(^model\.layers\.(\d+)\.input_layernorm\.weight$)", "blk.$1.attn_norm.weight");
+        add(R"(^model\.layers\.(\d+)\.post_attention_layernorm\.weight$)", "blk.$1.ffn_norm.weight");
+        add(R"(^model\.layers\.(\d+)\.self_attn\.q_proj\.(weight|bias)$)", "blk.$1.attn_q.$2");
+        add(R"(^model\.layers\.(\d+)\.self_attn\.k_proj\.(weight|bias)$)", "blk.$1.attn_k.$2");
+        add(R"(^model\.layers\.(\d+)\.self_attn\.v_proj\.(weight|bias)$)", "blk.$1.attn_v.$2");
+        add(R"(^model\.layers\.(\d+)\.self_attn\.o_proj\.weight$)", "blk.$1.attn_output.weight");
+        add(R"(^model\.layers\.(\d+)\.self_attn\.q_norm\.weight$)", "blk.$1.attn_q_norm.weight");
+        add(R"(^model\.layers\.(\d+)\.self_attn\.k_norm\.weight$)", "blk.$1.attn_k_norm.weight");
+        add(R"(^model\.layers\.(\d+)\.mlp\.gate_proj\.weight$)", "blk.$1.ffn_gate.weight");
+        add(R"(^model\.layers\.(\d+)\.mlp\.up_proj\.weight$)", "blk.$1.ffn_up.weight");
+        add(R"(^model\.layers\.(\d+)\.mlp\.down_proj\.weight$)", "blk.$1.ffn_down.weight");
+        add(R"(^model\.layers\.(\d+)\.(mlp|block_sparse_moe)\.gate\.weight$)", "blk.$1.ffn_gate_inp.weight");
+        return r;
+    }();
+    for (const auto &[re, to] : rules)
+        if (std::regex_match(hf, re)) return std::regex_replace(hf, re, to);
+    return {};
+}
+
+const char *kProjName[3] = {"gate", "up", "down"};
+
+// The type a weight gets: the chosen one when its rows fit the blocks, else
+// Q8_0, else F16 (llama-quantize falls back the same way for odd widths).
+ktq_ggml_type weight_type(ktq_ggml_type wanted, uint64_t row) {
+    for (ktq_ggml_type t : {wanted, KTQ_GGML_Q8_0, KTQ_GGML_F16}) {
+        const GgmlTypeTraits *tr = ggml_traits(t);
+        if (tr && row % tr->block_size == 0) return t;
+    }
+    return KTQ_GGML_F32;
+}
+
+// llama.cpp's file type number for a single-type file (general.file_type).
+uint32_t file_type_of(ktq_ggml_type t) {
+    switch (t) {
+    case KTQ_GGML_F32: return 0;
+    case KTQ_GGML_F16: return 1;
+    case KTQ_GGML_Q4_0: return 2;
+    case KTQ_GGML_Q4_1: return 3;
+    case KTQ_GGML_Q8_0: return 7;
+    case KTQ_GGML_Q5_0: return 8;
+    case KTQ_GGML_Q5_1: return 9;
+    case KTQ_GGML_Q2_K: return 10;
+    case KTQ_GGML_Q3_K: return 12;  // Q3_K_M
+    case KTQ_GGML_Q4_K: return 15;  // Q4_K_M
+    case KTQ_GGML_Q5_K: return 17;  // Q5_K_M
+    case KTQ_GGML_Q6_K: return 18;
+    case KTQ_GGML_BF16: return 32;
+    default: return 0;
+    }
+}
+
+void add_tokenizer(const Model &model, gguf::Metadata &kv) {
+    const std::string path = model.checkpoint().dir() + "/tokenizer.json";
+    if (!file_exists(path))
+        fail(KTQ_ERR_FORMAT, model.checkpoint().dir() + ": no tokenizer.json (GGUF files carry the tokenizer)");
+    nlohmann::json tok;
+    try {
+        tok = nlohmann::json::parse(read_text_file(path));
+    } catch (const nlohmann::json::exception &e) {
+        fail(KTQ_ERR_FORMAT, "tokenizer.json: " + std::string(e.what()));
+    }
+    const auto &m = tok["model"];
+    if (!m.is_object() || m.value("type", "") != "BPE" || !m["vocab"].is_object())
+        fail(KTQ_ERR_UNSUPPORTED, "tokenizer.json: only byte-level BPE tokenizers are exported to GGUF so far");
+    const int vocab = std::max<int>(model.config().vocab_size, static_cast<int>(m["vocab"].size()));
+    std::vector<std::string> tokens(static_cast<size_t>(vocab));
+    std::vector<int32_t> types(static_cast<size_t>(vocab), 1);  // 1 = normal
+    std::vector<bool> seen(static_cast<size_t>(vocab), false);
+    for (auto it = m["vocab"].begin(); it != m["vocab"].end(); ++it) {
+        const int id = it.value().get<int>();
+        if (id < 0 || id >= vocab) fail(KTQ_ERR_FORMAT, "tokenizer.json: token id " + std::to_string(id) + " out of range");
+        tokens[static_cast<size_t>(id)] = it.key();
+        seen[static_cast<size_t>(id)] = true;
+    }
+    if (tok.contains("added_tokens"))
+        for (const auto &a : tok["added_tokens"]) {
+            const int id = a.value("id", -1);
+            if (id < 0 || id >= vocab) continue;
+            tokens[static_cast<size_t>(id)] = a.value("content", "");
+            seen[static_cast<size_t>(id)] = true;
+            types[static_cast<size_t>(id)] = a.value("special", false) ? 3 : 4;  // control / user-defined
+        }
+    for (int i = 0; i < vocab; ++i)
+        if (!seen[static_cast<size_t>(i)]) {
+            tokens[static_cast<size_t>(i)] = "[PAD" + std::to_string(i) + "]";
+            types[static_cast<size_t>(i)] = 5;  // unused
+        }
+    std::vector<std::string> merges;
+    for (const auto &mg : m["merges"])
+        merges.push_back(mg.is_array() ? mg[0].get<std::string>() + " " + mg[1].get<std::string>() : mg.get<std::string>());
+    kv.add_string("tokenizer.ggml.model", "gpt2");
+    kv.add_string("tokenizer.ggml.pre", "gpt2");
+    kv.add_string_array("tokenizer.ggml.tokens", tokens);
+    kv.add_i32_array("tokenizer.ggml.token_type", types);
+    kv.add_string_array("tokenizer.ggml.merges", merges);
+    const auto &c = text_config(model);
+    auto id_of = [&](const char *key) -> int { return c.contains(key) && c[key].is_number_integer() ? c[key].get<int>() : -1; };
+    const int eos = id_of("eos_token_id"), bos = id_of("bos_token_id"), pad = id_of("pad_token_id");
+    if (bos >= 0) kv.add_u32("tokenizer.ggml.bos_token_id", static_cast<uint32_t>(bos));
+    if (eos >= 0) kv.add_u32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(eos));
+    if (pad >= 0) kv.add_u32("tokenizer.ggml.padding_token_id", static_cast<uint32_t>(pad));
+    kv.add_bool("tokenizer.ggml.add_bos_token", bos >= 0);
+}
+
+}  // namespace
+
+OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_writer_options &opts) {
+    const std::string arch = gguf_arch(model);
+    const Architecture &a = model.arch();
+    const ModelConfig &c = model.config();
+    const int layers = static_cast<int>(a.layers.size());
+    const int heads = cfg<int>(model, "num_attention_heads", 0);
+    const int kv_heads = cfg<int>(model, "num_key_value_heads", heads);
+    const int head_dim = cfg<int>(model, "head_dim", heads ? c.hidden_size / heads : 0);
+    if (!ggml_traits(layout.type)) fail(KTQ_ERR_UNSUPPORTED, "ggml type " + std::to_string(layout.type) + " is not implemented");
+
+    auto kv = std::make_shared<gguf::Metadata>();
+    kv->add_string("general.architecture", arch);
+    kv->add_string("general.name", c.architecture);
+    kv->add_u32("general.alignment", gguf::kAlignment);
+    kv->add_u32("general.file_type", file_type_of(layout.type));
+    kv->add_u32("general.quantization_version", 2);
+    kv->add_u32(arch + ".block_count", static_cast<uint32_t>(layers));
+    kv->add_u32(arch + ".context_length", static_cast<uint32_t>(cfg<int>(model, "max_position_embeddings", 4096)));
+    kv->add_u32(arch + ".embedding_length", static_cast<uint32_t>(c.hidden_size));
+    kv->add_u32(arch + ".feed_forward_length",
+                static_cast<uint32_t>(c.intermediate_size ? c.intermediate_size : a.moe_intermediate));
+    kv->add_u32(arch + ".attention.head_count", static_cast<uint32_t>(heads));
+    kv->add_u32(arch + ".attention.head_count_kv", static_cast<uint32_t>(kv_heads));
+    kv->add_f32(arch + ".rope.freq_base", static_cast<float>(c.rope_theta > 0 ? c.rope_theta : 10000.0));
+    kv->add_f32(arch + ".attention.layer_norm_rms_epsilon", cfg<float>(model, "rms_norm_eps", 1e-6f));
+    if (arch == "llama") kv->add_u32(arch + ".rope.dimension_count", static_cast<uint32_t>(head_dim));
+    if (arch == "qwen3" || arch == "qwen3moe") {
+        kv->add_u32(arch + ".attention.key_length", static_cast<uint32_t>(head_dim));
+        kv->add_u32(arch + ".attention.value_length", static_cast<uint32_t>(head_dim));
+    }
+    if (a.num_experts > 0) {
+        kv->add_u32(arch + ".expert_count", static_cast<uint32_t>(a.num_experts));
+        kv->add_u32(arch + ".expert_used_count", static_cast<uint32_t>(c.experts_per_token));
+        if (arch == "qwen3moe") kv->add_u32(arch + ".expert_feed_forward_length", static_cast<uint32_t>(a.moe_intermediate));
+    }
+    kv->add_u32(arch + ".vocab_size", static_cast<uint32_t>(c.vocab_size));
+    add_tokenizer(model, *kv);
+    kv->add_string("ktq.version", ktq_version());
+    kv->add_string("ktq.source", model.checkpoint().dir());
+    kv->add_string("ktq.expert_layout", layout.split_experts ? "split" : "stacked");
+
+    OutputPlan plan;
+    plan.description = "gguf type=" + std::to_string(layout.type) + (layout.split_experts ? " split" : " stacked");
+    const bool permute = arch == "llama";  // llama's rotary pairs are interleaved in GGUF
+    for (const auto &name : model.checkpoint().names()) {
+        if (model.is_fp8_scale(name)) continue;
+        const std::string out = gguf_name(name);
+        if (out.empty()) continue;  // experts (below), MTP layers, rotary caches
+        const TensorEntry &e = *model.checkpoint().at(name).entry;
+        OutputTensor t;
+        t.name = out;
+        t.source = name;
+        t.shape = e.shape;
+        t.layer = layer_of_tensor(name);
+        if (t.layer >= layers) continue;
+        const bool matrix = e.shape.size() == 2 && ends_with(out, ".weight") && !ends_with(out, "ffn_gate_inp.weight");
+        t.gguf_type = matrix ? weight_type(layout.type, static_cast<uint64_t>(e.shape[1])) : KTQ_GGML_F32;
+        if (permute && (ends_with(out, "attn_q.weight") || ends_with(out, "attn_k.weight")))
+            t.gguf_permute_heads = ends_with(out, "attn_q.weight") ? heads : kv_heads;
+        plan.tensors.push_back(std::move(t));
+    }
+    for (int l = 0; l < layers; ++l) {
+        const LayerExperts &le = a.layers[static_cast<size_t>(l)];
+        if (le.storage == KTQ_EXPERTS_NONE) continue;
+        for (int p = 0; p < 3; ++p) {
+            const MatrixView v = model.expert(l, 0, static_cast<ktq_expert_proj>(p));
+            const ktq_ggml_type type = weight_type(layout.type, v.cols);
+            auto base = [&](OutputTensor &t) {
+                t.layer = l;
+                t.proj = p;
+                t.gguf_type = type;
+                t.source = v.tensor;
+            };
+            if (layout.split_experts) {
+                for (int e = 0; e < le.num_experts; ++e) {
+                    OutputTensor t;
+                    base(t);
+                    t.expert = e;
+                    t.source = model.expert(l, e, static_cast<ktq_expert_proj>(p)).tensor;
+                    t.name = "blk." + std::to_string(l) + ".ffn_" + kProjName[p] + "." + std::to_string(e) + ".weight";
+                    t.shape = {static_cast<int64_t>(v.rows), static_cast<int64_t>(v.cols)};
+                    plan.tensors.push_back(std::move(t));
+                }
+            } else {
+                OutputTensor t;
+                base(t);
+                t.gguf_stacked_experts = true;
+                t.name = "blk." + std::to_string(l) + ".ffn_" + kProjName[p] + "_exps.weight";
+                t.shape = {le.num_experts, static_cast<int64_t>(v.rows), static_cast<int64_t>(v.cols)};
+                plan.tensors.push_back(std::move(t));
+            }
+        }
+    }
+    // llama.cpp's order: token_embd, the blocks in order, then the output tensors.
+    auto rank = [](const OutputTensor &t) { return t.name.rfind("token_embd", 0) == 0 ? -2 : t.layer < 0 ? 1 << 30 : t.layer; };
+    std::stable_sort(plan.tensors.begin(), plan.tensors.end(), [&](const OutputTensor &x, const OutputTensor &y) {
+        return rank(x) != rank(y) ? rank(x) < rank(y) : x.name < y.name;
+    });
+    plan.gguf_metadata = kv;
+    (void)opts;
+    return plan;
+}
+
+}  // namespace ktq

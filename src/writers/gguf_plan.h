@@ -1,0 +1,31 @@
+// The output plan of the GGUF format (KTQ_FORMAT_GGUF): llama.cpp's tensor
+// names and metadata for the llama family (Llama, Mixtral written as llama
+// with experts), qwen2, qwen3 and qwen3moe; tokenizer.ggml.* from
+// tokenizer.json (byte-level BPE, "gpt2"); the Q/K row permutation llama.cpp
+// applies to llama's non-NeoX RoPE; routed experts stacked
+// (blk.N.ffn_{gate,up,down}_exps.weight, llama.cpp and Candle's qwen3-moe)
+// or split per expert (blk.N.ffn_{gate,up,down}.E.weight, Candle's
+// quantized_llama). Weights get the chosen ggml type; norms, biases and
+// routers stay F32, as llama.cpp keeps them; a weight whose row length does
+// not fit the type's block falls back to Q8_0, then F16.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "ktq/quant.h"
+#include "writers/checkpoint_writer.h"
+#include "writers/gguf_format.h"
+
+namespace ktq {
+
+struct GgufLayout {
+    ktq_ggml_type type = KTQ_GGML_Q8_0;
+    bool split_experts = false;
+};
+
+// Throws KTQ_ERR_UNSUPPORTED for an architecture whose llama.cpp metadata is
+// not written yet (named), KTQ_ERR_FORMAT for a missing tokenizer.json.
+OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_writer_options &opts);
+
+}  // namespace ktq

@@ -1,0 +1,136 @@
+"""ktq's GGUF files read by gguf-py (llama.cpp's own Python GGUF library):
+the key-values llama.cpp needs, llama.cpp's tensor names and shapes, and
+every tensor's blocks decoded by gguf-py back to the model's weights (with
+llama's Q/K row permutation), Q8_0 blocks byte-identical to gguf-py's own
+quantizer. Plus the errors a user meets."""
+import json
+import os
+import struct
+
+import numpy as np
+import pytest
+
+gguf = pytest.importorskip("gguf")
+from gguf import GGUFReader  # noqa: E402
+from gguf.quants import dequantize, quantize  # noqa: E402
+
+from test_cli import ktq, needs_shared, shared_model  # noqa: E402
+
+
+def hf_tensors(model_dir):
+    out = {}
+    with open(os.path.join(model_dir, "model.safetensors"), "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            a, b = info["data_offsets"]
+            f.seek(8 + n + a)
+            raw = f.read(b - a)
+            if info["dtype"] == "BF16":
+                v = (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
+            elif info["dtype"] == "F16":
+                v = np.frombuffer(raw, np.float16).astype(np.float32)
+            else:
+                v = np.frombuffer(raw, np.float32)
+            out[name] = v.reshape(info["shape"])
+    return out
+
+
+def field(r, key):
+    f = r.fields[key]
+    if f.types[0] == gguf.GGUFValueType.STRING:
+        return bytes(f.parts[f.data[0]]).decode()
+    if f.types[0] == gguf.GGUFValueType.ARRAY:
+        return len(f.data)
+    return f.parts[f.data[0]][0]
+
+
+def permute(w, heads):
+    """llama.cpp's Q/K row order (convert_hf_to_gguf's permute), written here independently."""
+    rows = w.shape[0]
+    return w.reshape(heads, 2, rows // heads // 2, -1).swapaxes(1, 2).reshape(w.shape)
+
+
+def dequant(t):
+    return dequantize(np.asarray(t.data), t.tensor_type).astype(np.float32).reshape(t.data.shape[0], -1) \
+        if t.tensor_type.name not in ("F32", "F16") else np.asarray(t.data, np.float32)
+
+
+@needs_shared
+def test_llama_q8_0_read_by_gguf_py(tmp_path):
+    model = shared_model("tiny-llama")
+    out = tmp_path / "llama.gguf"
+    ktq("convert", model, out, "--to", "gguf", "--type", "Q8_0", "-q")
+    assert not (tmp_path / "llama.gguf.ktq-work").exists()
+    r = GGUFReader(out)
+    assert field(r, "general.architecture") == "llama"
+    assert (field(r, "llama.block_count"), field(r, "llama.embedding_length"), field(r, "llama.feed_forward_length")) == (4, 256, 768)
+    assert (field(r, "llama.attention.head_count"), field(r, "llama.attention.head_count_kv")) == (4, 2)
+    assert field(r, "llama.rope.dimension_count") == 64
+    tok = json.load(open(os.path.join(model, "tokenizer.json")))
+    assert field(r, "tokenizer.ggml.model") == "gpt2"
+    assert field(r, "tokenizer.ggml.tokens") == 4096 and field(r, "tokenizer.ggml.merges") == len(tok["model"]["merges"])
+    assert field(r, "tokenizer.ggml.eos_token_id") == 0
+    names = {t.name for t in r.tensors}
+    assert len(names) == 3 + 4 * 9 and {"token_embd.weight", "output_norm.weight", "output.weight"} <= names
+    hf = hf_tensors(model)
+    by = {t.name: t for t in r.tensors}
+    for l in range(4):
+        for gname, hname, heads in (("attn_q", "self_attn.q_proj", 4), ("attn_k", "self_attn.k_proj", 2),
+                                    ("attn_v", "self_attn.v_proj", 0), ("attn_output", "self_attn.o_proj", 0),
+                                    ("ffn_gate", "mlp.gate_proj", 0), ("ffn_down", "mlp.down_proj", 0)):
+            t = by[f"blk.{l}.{gname}.weight"]
+            w = hf[f"model.layers.{l}.{hname}.weight"]
+            if heads:
+                w = permute(w, heads)
+            assert t.tensor_type.name == "Q8_0" and list(t.shape) == [w.shape[1], w.shape[0]]
+            # the same bytes as gguf-py's Q8_0 quantizer, and they decode to the weights
+            assert np.asarray(t.data).tobytes() == quantize(w, gguf.GGMLQuantizationType.Q8_0).tobytes(), t.name
+            assert np.abs(dequant(t) - w).max() <= np.abs(w).max() / 127 + 1e-6
+        assert by[f"blk.{l}.attn_norm.weight"].tensor_type.name == "F32"
+        assert np.array_equal(dequant(by[f"blk.{l}.attn_norm.weight"]), hf[f"model.layers.{l}.input_layernorm.weight"])
+
+
+@needs_shared
+@pytest.mark.parametrize("layout", ["stacked", "split"])
+def test_qwen3_moe_k_quant_experts(tmp_path, layout):
+    model = shared_model("tiny-qwen3-moe")
+    out = tmp_path / "q.gguf"
+    args = ["--target", "candle"] if layout == "split" else []
+    ktq("convert", model, out, "--to", "gguf", "--type", "Q4_K", *args, "-q")
+    r = GGUFReader(out)
+    assert field(r, "general.architecture") == "qwen3moe"
+    assert (field(r, "qwen3moe.expert_count"), field(r, "qwen3moe.expert_used_count")) == (16, 4)
+    assert field(r, "qwen3moe.expert_feed_forward_length") == 256
+    by = {t.name: t for t in r.tensors}
+    hf = hf_tensors(model)
+    assert "blk.0.attn_q_norm.weight" in by and by["blk.0.ffn_gate_inp.weight"].tensor_type.name == "F32"
+    for l in range(3):
+        for p in ("gate", "up", "down"):
+            experts = np.stack([hf[f"model.layers.{l}.mlp.experts.{e}.{p}_proj.weight"] for e in range(16)])
+            if layout == "stacked":
+                t = by[f"blk.{l}.ffn_{p}_exps.weight"]
+                assert list(t.shape) == [experts.shape[2], experts.shape[1], 16]
+                got = dequantize(np.asarray(t.data), t.tensor_type).astype(np.float32).reshape(experts.shape)
+            else:
+                got = np.stack([dequantize(np.asarray(by[f"blk.{l}.ffn_{p}.{e}.weight"].data),
+                                           gguf.GGMLQuantizationType.Q4_K).reshape(experts.shape[1:]) for e in range(16)])
+            rel = np.sqrt(np.mean((got - experts) ** 2) / np.mean(experts ** 2))
+            assert rel < 0.12, (l, p, rel)  # Q4_K: ~0.07 on weights like these
+
+
+@needs_shared
+def test_gguf_errors(tmp_path):
+    r = ktq("convert", shared_model("tiny-deepseek-v3"), tmp_path / "d.gguf", "--to", "gguf", check=False)
+    assert r.returncode == 1 and "deepseek_v3" in r.stderr and "not written yet" in r.stderr, r.stderr
+    assert not (tmp_path / "d.gguf").exists()
+    out = tmp_path / "l.gguf"
+    ktq("convert", shared_model("tiny-llama"), out, "--to", "gguf", "-q")
+    r = ktq("convert", shared_model("tiny-llama"), out, "--to", "gguf", check=False)
+    assert r.returncode == 1 and "already exists" in r.stderr
+    ktq("convert", shared_model("tiny-llama"), out, "--to", "gguf", "--type", "Q4_K", "--overwrite", "-q")
+    assert GGUFReader(out).tensors[1].tensor_type.name == "Q4_K"
+    r = ktq("convert", shared_model("tiny-llama"), tmp_path / "x.gguf", "--to", "gguf", "--type", "Q9_9", check=False)
+    assert r.returncode == 2 and "unknown ggml type" in r.stderr
