@@ -154,12 +154,14 @@ pub const KTQ_FORMAT_HF_BF16: ktq_format = 1;
 pub const KTQ_FORMAT_KT_AMXINT4: ktq_format = 2;
 pub const KTQ_FORMAT_KT_AMXINT8: ktq_format = 3;
 pub const KTQ_FORMAT_COMPRESSED_TENSORS: ktq_format = 4;
+pub const KTQ_FORMAT_GGUF: ktq_format = 5;
 
 pub type ktq_engine = c_int;
 pub const KTQ_ENGINE_DEFAULT: ktq_engine = 0;
 pub const KTQ_ENGINE_CAST: ktq_engine = 1;
 pub const KTQ_ENGINE_KT_AMX: ktq_engine = 2;
 pub const KTQ_ENGINE_RTN: ktq_engine = 3;
+pub const KTQ_ENGINE_GGML: ktq_engine = 4;
 
 pub type ktq_device = c_int;
 pub const KTQ_DEVICE_CPU: ktq_device = 0;
@@ -192,6 +194,8 @@ pub struct ktq_writer_options {
     pub ignore: *const c_char,
     pub scale_dtype: ktq_dtype,
     pub ct_rounding: ktq_ct_rounding,
+    pub gguf_type: c_int,
+    pub gguf_split_experts: c_int,
 }
 
 pub const KTQ_LAYER_GLOBALS: c_int = -1;
