@@ -132,7 +132,7 @@ void add_tokenizer(const Model &model, gguf::Metadata &kv) {
     for (const auto &mg : m["merges"])
         merges.push_back(mg.is_array() ? mg[0].get<std::string>() + " " + mg[1].get<std::string>() : mg.get<std::string>());
     kv.add_string("tokenizer.ggml.model", "gpt2");
-    kv.add_string("tokenizer.ggml.pre", "gpt2");
+    kv.add_string("tokenizer.ggml.pre", "gpt-2");  // llama.cpp's name for the GPT-2 byte-level split (the tokenizer.json ByteLevel pre-tokenizer)
     kv.add_string_array("tokenizer.ggml.tokens", tokens);
     kv.add_i32_array("tokenizer.ggml.token_type", types);
     kv.add_string_array("tokenizer.ggml.merges", merges);

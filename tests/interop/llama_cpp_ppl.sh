@@ -21,7 +21,7 @@ for m in tiny-llama tiny-qwen3-moe tiny-mixtral; do
   row="| $m |"
   for t in "${types[@]}"; do
     "$ktq" convert "$shared/models/$m" "$work/$m-$t.gguf" --to gguf --type "$t" --quiet
-    ppl=$("$LLAMA_PPL" -m "$work/$m-$t.gguf" -f "$shared/data/eval.txt" -c 256 -b 256 -t "$(nproc)" 2>&1 |
+    ppl=$("$LLAMA_PPL" -m "$work/$m-$t.gguf" -f "$shared/data/eval.txt" -c 256 -b 256 --chunks "${CHUNKS:-200}" -t "$(nproc)" 2>&1 |
           sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p')
     row="$row ${ppl:-FAILED} |"
     rm -f "$work/$m-$t.gguf"
