@@ -71,6 +71,7 @@ def test_llama_q8_0_read_by_gguf_py(tmp_path):
     assert field(r, "llama.rope.dimension_count") == 64
     tok = json.load(open(os.path.join(model, "tokenizer.json")))
     assert field(r, "tokenizer.ggml.model") == "gpt2"
+    assert field(r, "tokenizer.ggml.pre") == "gpt-2"  # llama.cpp's name; it refuses "gpt2" (checked live)
     assert field(r, "tokenizer.ggml.tokens") == 4096 and field(r, "tokenizer.ggml.merges") == len(tok["model"]["merges"])
     assert field(r, "tokenizer.ggml.eos_token_id") == 0
     names = {t.name for t in r.tensors}
