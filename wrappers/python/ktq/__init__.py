@@ -125,12 +125,14 @@ class Model:
 
 
 _FORMATS = {"bf16": _lib.FORMAT_HF_BF16, "kt-int4": _lib.FORMAT_KT_AMXINT4, "kt-int8": _lib.FORMAT_KT_AMXINT8,
-            "W4A16": _lib.FORMAT_COMPRESSED_TENSORS, "W8A16": _lib.FORMAT_COMPRESSED_TENSORS}
+            "W4A16": _lib.FORMAT_COMPRESSED_TENSORS, "W8A16": _lib.FORMAT_COMPRESSED_TENSORS,
+            "gguf": _lib.FORMAT_GGUF}
 
 
 def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=False, resume=False,
             progress=None, numa_parts=2, loose_files=False, resume_layer=0, group_size=128, asymmetric=False,
-            targets=None, ignore=None, device="cpu", rounding="fp32", dtype=None):
+            targets=None, ignore=None, device="cpu", rounding="fp32", dtype=None, gguf_type="Q8_0",
+            split_experts=False):
     """Converts `model` into `out_dir`: to="bf16" (dequantized checkpoint),
     "kt-int4" or "kt-int8" (kt-kernel's AMX expert layout, split into
     `numa_parts`, merged safetensors or `loose_files`), "W4A16" or "W8A16"
@@ -140,6 +142,8 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
     `device` "cpu" or "cuda"; `rounding` "fp32" gives the bytes llm-compressor
     writes on a GPU, "dtype" those it writes on a CPU; `dtype` "bfloat16",
     "float16" or "float32" for scales and kept tensors, None = the model's).
+    "gguf" writes one GGUF file at `out_dir` (a file path) with weights in
+    `gguf_type` ("Q8_0", "Q4_K", ...), experts stacked or `split_experts`.
     `progress(dict)` returns False to cancel
     (KtqError with status "cancelled"; nothing with a final name is left)."""
     if to not in _FORMATS:
@@ -162,6 +166,10 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
         if dtype not in dtypes:
             raise ValueError(f"unknown dtype {dtype!r} (bfloat16, float16 or float32)")
         wopts.scale_dtype = dtypes[dtype]
+    if to == "gguf":
+        if gguf_type not in _lib.GGML_TYPES:
+            raise ValueError(f"unknown ggml type {gguf_type!r} (available: {', '.join(_lib.GGML_TYPES)})")
+        wopts.gguf_type, wopts.gguf_split_experts = _lib.GGML_TYPES[gguf_type], int(split_experts)
     if device not in ("cpu", "cuda"):
         raise ValueError(f"unknown device {device!r} (cpu or cuda)")
     writer = ctypes.c_void_p()
