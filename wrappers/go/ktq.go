@@ -165,6 +165,28 @@ const (
 	// checkpoint (W4A16 / W8A16 for vLLM, SGLang, transformers),
 	// byte-identical to llm-compressor's RTN; see ConvertOptions.Scheme.
 	FormatCompressedTensors Format = 4
+	// FormatGGUF is one GGUF file (llama.cpp, Candle); Convert's outDir is
+	// then the file's path. See ConvertOptions.GGMLType.
+	FormatGGUF Format = 5
+)
+
+// GGMLType is a ggml block type (the numbers GGUF files store).
+type GGMLType int
+
+const (
+	GGMLF32  GGMLType = 0
+	GGMLF16  GGMLType = 1
+	GGMLQ4_0 GGMLType = 2
+	GGMLQ4_1 GGMLType = 3
+	GGMLQ5_0 GGMLType = 6
+	GGMLQ5_1 GGMLType = 7
+	GGMLQ8_0 GGMLType = 8
+	GGMLQ2K  GGMLType = 10
+	GGMLQ3K  GGMLType = 11
+	GGMLQ4K  GGMLType = 12
+	GGMLQ5K  GGMLType = 13
+	GGMLQ6K  GGMLType = 14
+	GGMLBF16 GGMLType = 30
 )
 
 // Scheme is a compressed-tensors integer weight scheme. The zero value is
@@ -205,6 +227,11 @@ type ConvertOptions struct {
 	Targets       []string
 	Ignore        []string
 	Device        Device
+	// GGMLType (FormatGGUF) is the weights' block type; the zero value is
+	// F32, so set it (GGMLQ8_0, GGMLQ4K, ...). SplitExperts stores routed
+	// experts one tensor per expert (Candle's quantized_llama layout).
+	GGMLType      GGMLType
+	SplitExperts  bool
 	Threads       int
 	MaxShardBytes uint64
 	Overwrite     bool
@@ -232,7 +259,7 @@ func Convert(ctx context.Context, m *Model, outDir string, opts ConvertOptions) 
 		writer = ktqswig.Ktqs_writer_open(m.raw, outDir, int(opts.Format), opts.MaxShardBytes, b2i(opts.Overwrite),
 			b2i(opts.Resume), opts.NumaParts, b2i(opts.LooseFiles), opts.Scheme.Bits, opts.Scheme.GroupSize,
 			b2i(opts.Scheme.Asymmetric), strings.Join(opts.Targets, "\n"), strings.Join(opts.Ignore, "\n"),
-			b2i(opts.Ignore == nil), b2i(opts.Scheme.DtypeRounding), res)
+			b2i(opts.Ignore == nil), b2i(opts.Scheme.DtypeRounding), int(opts.GGMLType), b2i(opts.SplitExperts), res)
 	}); err != nil {
 		return err
 	}

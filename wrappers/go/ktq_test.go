@@ -254,3 +254,33 @@ func TestCompressedTensorsMatchesTheCLI(t *testing.T) {
 		t.Fatalf("want a format error naming the group size, got %v", err)
 	}
 }
+
+func TestGGUFMatchesTheCLI(t *testing.T) {
+	llama := filepath.Join("..", "..", "..", "shared", "models", "tiny-llama")
+	if _, err := os.Stat(llama); err != nil {
+		t.Skip("shared tiny-llama not found")
+	}
+	m, err := ktq.Open(llama)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	out := filepath.Join(t.TempDir(), "go.gguf")
+	if err := ktq.Convert(context.Background(), m, out, ktq.ConvertOptions{Format: ktq.FormatGGUF, GGMLType: ktq.GGMLQ6K}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(out)
+	if err != nil || !bytes.HasPrefix(got, []byte("GGUF")) {
+		t.Fatalf("no GGUF file: %v", err)
+	}
+	if bin := os.Getenv("KTQ_BIN"); bin != "" {
+		cli := filepath.Join(t.TempDir(), "cli.gguf")
+		if b, err := exec.Command(bin, "convert", llama, cli, "--to", "gguf", "--type", "Q6_K", "--quiet").CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, b)
+		}
+		want, _ := os.ReadFile(cli)
+		if !bytes.Equal(got, want) {
+			t.Fatal("the GGUF file differs from the CLI's")
+		}
+	}
+}

@@ -124,11 +124,13 @@ const char *ktqs_model_text(ktq_model *m, const char *field, ktqs_result *res) {
  * asymmetric, targets and ignore (newline-separated patterns; "" targets =
  * "Linear"; default_ignore = 1 keeps the library's default ignore list;
  * dtype_rounding = 1 matches llm-compressor run on a CPU, 0 on a GPU) to
- * compressed-tensors. */
+ * compressed-tensors; gguf_type (a ktq_ggml_type, -1 = Q8_0) and
+ * gguf_split_experts to GGUF, where out_dir is the file's path. */
 ktq_writer *ktqs_writer_open(ktq_model *m, const char *out_dir, int format, unsigned long long max_shard_bytes,
                              int overwrite, int resume, int numa_parts, int loose_files, int weight_bits,
                              int group_size, int asymmetric, const char *targets, const char *ignore,
-                             int default_ignore, int dtype_rounding, ktqs_result *res) {
+                             int default_ignore, int dtype_rounding, int gguf_type, int gguf_split_experts,
+                             ktqs_result *res) {
     ktq_writer_options o;
     ktq_writer_options_init(&o, KTQ_WRITER_OPTIONS_VERSION);
     o.max_shard_bytes = max_shard_bytes;
@@ -142,6 +144,8 @@ ktq_writer *ktqs_writer_open(ktq_model *m, const char *out_dir, int format, unsi
     o.targets = targets && *targets ? targets : NULL;
     o.ignore = default_ignore ? NULL : (ignore ? ignore : "");
     o.ct_rounding = dtype_rounding ? KTQ_CT_ROUND_DTYPE : KTQ_CT_ROUND_FP32;
+    if (gguf_type >= 0) o.gguf_type = gguf_type;
+    o.gguf_split_experts = gguf_split_experts;
     ktq_writer *w = NULL;
     ktq_error *err = NULL;
     int st = ktq_writer_open(&w, m, out_dir, format ? (ktq_format)format : KTQ_FORMAT_HF_BF16, &o, &err);  /* before reading err: argument order is unspecified */

@@ -10,7 +10,8 @@ import java.util.List;
  */
 public record ConvertOptions(Format format, int threads, long maxShardBytes, boolean overwrite, boolean resume,
                              long progressIntervalMillis, int numaParts, boolean looseFiles, Scheme scheme,
-                             List<String> targets, List<String> ignore, Device device) {
+                             List<String> targets, List<String> ignore, Device device, GgmlType ggmlType,
+                             boolean splitExperts) {
     /** Output formats (values of the C API's ktq_format). */
     public enum Format {
         /** Hugging Face checkpoint, every floating tensor BF16. */
@@ -23,11 +24,25 @@ public record ConvertOptions(Format format, int threads, long maxShardBytes, boo
          * compressed-tensors "pack-quantized" (W4A16 / W8A16 for vLLM, SGLang, transformers),
          * byte-identical to llm-compressor's RTN.
          */
-        COMPRESSED_TENSORS(4);
+        COMPRESSED_TENSORS(4),
+        /** One GGUF file (llama.cpp, Candle): the output path is the file's. See {@link #withGgmlType}. */
+        GGUF(5);
 
         final int code;
 
         Format(int code) {
+            this.code = code;
+        }
+    }
+
+    /** ggml block types (the numbers GGUF files store). */
+    public enum GgmlType {
+        F32(0), F16(1), Q4_0(2), Q4_1(3), Q5_0(6), Q5_1(7), Q8_0(8), Q2_K(10), Q3_K(11), Q4_K(12), Q5_K(13), Q6_K(14),
+        BF16(30);
+
+        final int code;
+
+        GgmlType(int code) {
             this.code = code;
         }
     }
@@ -61,54 +76,66 @@ public record ConvertOptions(Format format, int threads, long maxShardBytes, boo
 
     public static ConvertOptions defaults() {
         return new ConvertOptions(Format.BF16, 0, 0, false, false, 200, 0, false, Scheme.W4A16, List.of(), null,
-                Device.CPU);
+                Device.CPU, GgmlType.Q8_0, false);
     }
 
     public ConvertOptions withFormat(Format f) {
         return new ConvertOptions(f, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
-                looseFiles, scheme, targets, ignore, device);
+                looseFiles, scheme, targets, ignore, device, ggmlType, splitExperts);
     }
 
     public ConvertOptions withThreads(int t) {
         return new ConvertOptions(format, t, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
-                looseFiles, scheme, targets, ignore, device);
+                looseFiles, scheme, targets, ignore, device, ggmlType, splitExperts);
     }
 
     public ConvertOptions withProgressIntervalMillis(long ms) {
         return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, ms, numaParts, looseFiles,
-                scheme, targets, ignore, device);
+                scheme, targets, ignore, device, ggmlType, splitExperts);
     }
 
     public ConvertOptions withNumaParts(int parts) {
         return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, parts,
-                looseFiles, scheme, targets, ignore, device);
+                looseFiles, scheme, targets, ignore, device, ggmlType, splitExperts);
     }
 
     public ConvertOptions withLooseFiles(boolean loose) {
         return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
-                loose, scheme, targets, ignore, device);
+                loose, scheme, targets, ignore, device, ggmlType, splitExperts);
     }
 
     /** compressed-tensors: the scheme (also selects {@link Format#COMPRESSED_TENSORS}). */
     public ConvertOptions withScheme(Scheme s) {
         return new ConvertOptions(Format.COMPRESSED_TENSORS, threads, maxShardBytes, overwrite, resume,
-                progressIntervalMillis, numaParts, looseFiles, s, targets, ignore, device);
+                progressIntervalMillis, numaParts, looseFiles, s, targets, ignore, device, ggmlType, splitExperts);
     }
 
     /** compressed-tensors: modules to quantize ("Linear", names, "re:REGEX"); empty = every Linear. */
     public ConvertOptions withTargets(List<String> t) {
         return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
-                looseFiles, scheme, List.copyOf(t), ignore, device);
+                looseFiles, scheme, List.copyOf(t), ignore, device, ggmlType, splitExperts);
     }
 
     /** compressed-tensors: modules kept in high precision; null = the library's defaults, empty = none. */
     public ConvertOptions withIgnore(List<String> i) {
         return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
-                looseFiles, scheme, targets, i == null ? null : List.copyOf(i), device);
+                looseFiles, scheme, targets, i == null ? null : List.copyOf(i), device, ggmlType, splitExperts);
     }
 
     public ConvertOptions withDevice(Device d) {
         return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
-                looseFiles, scheme, targets, ignore, d);
+                looseFiles, scheme, targets, ignore, d, ggmlType, splitExperts);
+    }
+
+    /** GGUF: the weights' ggml type (also selects {@link Format#GGUF}). */
+    public ConvertOptions withGgmlType(GgmlType t) {
+        return new ConvertOptions(Format.GGUF, threads, maxShardBytes, overwrite, resume, progressIntervalMillis,
+                numaParts, looseFiles, scheme, targets, ignore, device, t, splitExperts);
+    }
+
+    /** GGUF: routed experts one tensor per expert (Candle's quantized_llama) instead of stacked. */
+    public ConvertOptions withSplitExperts(boolean split) {
+        return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
+                looseFiles, scheme, targets, ignore, device, ggmlType, split);
     }
 }

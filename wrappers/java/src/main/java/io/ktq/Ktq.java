@@ -40,7 +40,8 @@ public final class Ktq {
                     options.scheme().bits(), options.scheme().groupSize(), options.scheme().asymmetric() ? 1 : 0,
                     String.join("\n", options.targets()),
                     options.ignore() == null ? "" : String.join("\n", options.ignore()),
-                    options.ignore() == null ? 1 : 0, options.scheme().dtypeRounding() ? 1 : 0, res);
+                    options.ignore() == null ? 1 : 0, options.scheme().dtypeRounding() ? 1 : 0, options.ggmlType().code,
+                    options.splitExperts() ? 1 : 0, res);
             check(res);
             try {
                 if (listener != null && !listener.onProgress(new Progress(0, 0, 0))) ktqswig.ktqs_token_cancel(token);

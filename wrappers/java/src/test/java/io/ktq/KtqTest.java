@@ -103,6 +103,24 @@ class KtqTest {
     }
 
     @Test
+    void ggufMatchesTheCli(@TempDir Path tmp) throws Exception {
+        Path llama = Path.of("..", "..", "..", "shared", "models", "tiny-llama");
+        org.junit.jupiter.api.Assumptions.assumeTrue(Files.isDirectory(llama), "shared tiny-llama not found");
+        Path out = tmp.resolve("java.gguf");
+        try (Model m = Model.open(llama)) {
+            Ktq.convert(m, out, ConvertOptions.defaults().withGgmlType(ConvertOptions.GgmlType.Q5_K), null);
+        }
+        String bin = System.getenv("KTQ_BIN");
+        if (bin != null && !bin.isEmpty()) {
+            Path cli = tmp.resolve("cli.gguf");
+            Process p = new ProcessBuilder(bin, "convert", llama.toString(), cli.toString(), "--to", "gguf", "--type",
+                    "Q5_K", "--quiet").inheritIO().start();
+            assertEquals(0, p.waitFor());
+            assertArrayEquals(Files.readAllBytes(cli), Files.readAllBytes(out));
+        }
+    }
+
+    @Test
     void listenerReturningFalseCancelsAndLeavesNothing(@TempDir Path tmp) throws Exception {
         Path out = tmp.resolve("out");
         AtomicInteger calls = new AtomicInteger();
