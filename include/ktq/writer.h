@@ -151,6 +151,11 @@ typedef struct ktq_writer_options {
      * Candle's quantized_llama) instead of stacked (blk.N.ffn_gate_exps). */
     int gguf_type;
     int gguf_split_experts;
+    /* GGUF: per-tensor types, one "REGEX=TYPE" per line (e.g.
+     * "ffn_down_exps=Q6_K"): the first rule whose regex is found in a
+     * weight's GGUF name gives its type (as llama-quantize's --tensor-type);
+     * NULL = none. */
+    const char *gguf_tensor_types;
 } ktq_writer_options;
 #define KTQ_WRITER_OPTIONS_VERSION 3
 KTQ_API ktq_status ktq_writer_options_init(ktq_writer_options *opts, unsigned version);

@@ -120,6 +120,16 @@ ktq::OutputPlan plan_for(const ktq::Model &m, ktq_format format, const ktq_write
         ktq::GgufLayout layout;
         layout.type = static_cast<ktq_ggml_type>(o.gguf_type);
         layout.split_experts = o.gguf_split_experts != 0;
+        if (o.gguf_tensor_types) {
+            std::string text = o.gguf_tensor_types, line;
+            for (size_t at = 0; at <= text.size(); ++at)
+                if (at == text.size() || text[at] == '\n') {
+                    if (!line.empty()) layout.tensor_types.push_back(line);
+                    line.clear();
+                } else {
+                    line += text[at];
+                }
+        }
         return ktq::plan_gguf(m, layout, o);
     }
     fail(KTQ_ERR_UNSUPPORTED, "output format " + std::to_string(static_cast<int>(format)) + " is not supported");

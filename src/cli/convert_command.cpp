@@ -44,6 +44,7 @@ struct Options {
     // gguf
     std::string gguf_type = "Q8_0";
     std::string expert_layout;  // "" = by --target
+    std::vector<std::string> tensor_types;  // REGEX=TYPE
 };
 
 // The ggml type named `name` ("Q4_K", ...), or -1.
@@ -146,6 +147,10 @@ int run(const Options &o) {
         const std::string layout = o.expert_layout.empty() ? (target == "candle" ? "split" : "stacked")
                                                            : o.expert_layout;
         wopts.gguf_split_experts = layout == "split";
+    }
+    const std::string tensor_types = join_lines(o.tensor_types);
+    if (format == KTQ_FORMAT_GGUF && !o.tensor_types.empty()) {
+        wopts.gguf_tensor_types = tensor_types.c_str();
     }
     ktq_writer *writer = nullptr;
     st = ktq_writer_open(&writer, model, o.out.c_str(), format, &wopts, &err);
@@ -254,6 +259,10 @@ Command add_convert_command(CLI::App &app) {
                     "gguf: ggml type of the weights (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, "
                     "Q4_K, Q5_K, Q6_K); norms and routers stay F32")
         ->capture_default_str();
+    cmd->add_option("--tensor-type", o->tensor_types,
+                    "gguf: REGEX=TYPE, the type of the weights whose GGUF name the regex matches "
+                    "(e.g. ffn_down_exps=Q6_K); repeatable, the first match wins")
+        ->take_all();
     cmd->add_option("--expert-layout", o->expert_layout,
                     "gguf: routed experts stacked (blk.N.ffn_gate_exps, llama.cpp) or split per expert "
                     "(blk.N.ffn_gate.E, Candle's quantized_llama); default from --target")

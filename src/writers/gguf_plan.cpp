@@ -72,6 +72,41 @@ ktq_ggml_type weight_type(ktq_ggml_type wanted, uint64_t row) {
     return KTQ_GGML_F32;
 }
 
+struct TypeRule {
+    std::regex re;
+    ktq_ggml_type type;
+};
+
+std::vector<TypeRule> parse_type_rules(const std::vector<std::string> &rules) {
+    std::vector<TypeRule> out;
+    for (const auto &r : rules) {
+        const auto eq = r.rfind('=');
+        if (eq == std::string::npos || eq == 0)
+            fail(KTQ_ERR_INVALID_ARGUMENT, "tensor type rule '" + r + "' is not REGEX=TYPE");
+        const std::string name = r.substr(eq + 1);
+        ktq_ggml_type type = KTQ_GGML_F32;
+        bool found = false;
+        for (int t = 0; t < 64 && !found; ++t) {
+            const GgmlTypeTraits *tr = ggml_traits(static_cast<ktq_ggml_type>(t));
+            if (tr && name == tr->name) type = static_cast<ktq_ggml_type>(t), found = true;
+        }
+        if (!found) fail(KTQ_ERR_INVALID_ARGUMENT, "tensor type rule '" + r + "': unknown ggml type " + name);
+        try {
+            out.push_back({std::regex(r.substr(0, eq)), type});
+        } catch (const std::regex_error &e) {
+            fail(KTQ_ERR_INVALID_ARGUMENT, "tensor type rule '" + r + "': " + e.what());
+        }
+    }
+    return out;
+}
+
+// The type a weight named `name` asks for: the first matching rule's, else the default.
+ktq_ggml_type wanted_type(const std::vector<TypeRule> &rules, const std::string &name, ktq_ggml_type fallback) {
+    for (const auto &r : rules)
+        if (std::regex_search(name, r.re)) return r.type;
+    return fallback;
+}
+
 // llama.cpp's file type number for a single-type file (general.file_type).
 uint32_t file_type_of(ktq_ggml_type t) {
     switch (t) {
@@ -188,8 +223,10 @@ OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_wri
     kv->add_string("ktq.source", model.checkpoint().dir());
     kv->add_string("ktq.expert_layout", layout.split_experts ? "split" : "stacked");
 
+    const auto rules = parse_type_rules(layout.tensor_types);
     OutputPlan plan;
     plan.description = "gguf type=" + std::to_string(layout.type) + (layout.split_experts ? " split" : " stacked");
+    for (const auto &r : layout.tensor_types) plan.description += " " + r;
     const bool permute = arch == "llama";  // llama's rotary pairs are interleaved in GGUF
     for (const auto &name : model.checkpoint().names()) {
         if (model.is_fp8_scale(name)) continue;
@@ -203,7 +240,8 @@ OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_wri
         t.layer = layer_of_tensor(name);
         if (t.layer >= layers) continue;
         const bool matrix = e.shape.size() == 2 && ends_with(out, ".weight") && !ends_with(out, "ffn_gate_inp.weight");
-        t.gguf_type = matrix ? weight_type(layout.type, static_cast<uint64_t>(e.shape[1])) : KTQ_GGML_F32;
+        t.gguf_type = matrix ? weight_type(wanted_type(rules, out, layout.type), static_cast<uint64_t>(e.shape[1]))
+                             : KTQ_GGML_F32;
         if (permute && (ends_with(out, "attn_q.weight") || ends_with(out, "attn_k.weight")))
             t.gguf_permute_heads = ends_with(out, "attn_q.weight") ? heads : kv_heads;
         plan.tensors.push_back(std::move(t));
@@ -213,7 +251,8 @@ OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_wri
         if (le.storage == KTQ_EXPERTS_NONE) continue;
         for (int p = 0; p < 3; ++p) {
             const MatrixView v = model.expert(l, 0, static_cast<ktq_expert_proj>(p));
-            const ktq_ggml_type type = weight_type(layout.type, v.cols);
+            const std::string stacked = "blk." + std::to_string(l) + ".ffn_" + kProjName[p] + "_exps.weight";
+            const ktq_ggml_type type = weight_type(wanted_type(rules, stacked, layout.type), v.cols);
             auto base = [&](OutputTensor &t) {
                 t.layer = l;
                 t.proj = p;

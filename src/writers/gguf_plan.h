@@ -22,6 +22,8 @@ namespace ktq {
 struct GgufLayout {
     ktq_ggml_type type = KTQ_GGML_Q8_0;
     bool split_experts = false;
+    // "REGEX=TYPE" rules, first match wins (llama-quantize's --tensor-type).
+    std::vector<std::string> tensor_types;
 };
 
 // Throws KTQ_ERR_UNSUPPORTED for an architecture whose llama.cpp metadata is

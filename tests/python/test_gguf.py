@@ -135,3 +135,20 @@ def test_gguf_errors(tmp_path):
     assert GGUFReader(out).tensors[1].tensor_type.name == "Q4_K"
     r = ktq("convert", shared_model("tiny-llama"), tmp_path / "x.gguf", "--to", "gguf", "--type", "Q9_9", check=False)
     assert r.returncode == 2 and "unknown ggml type" in r.stderr
+
+
+@needs_shared
+def test_tensor_type_rules(tmp_path):
+    """--tensor-type REGEX=TYPE (llama-quantize's flag): the first rule found in
+    a weight's GGUF name decides; norms and routers stay F32 whatever the rules."""
+    out = tmp_path / "mixed.gguf"
+    ktq("convert", shared_model("tiny-qwen3-moe"), out, "--to", "gguf", "--type", "Q4_K",
+        "--tensor-type", "ffn_down_exps=Q6_K", "--tensor-type", r"attn_(q|k)\.=Q8_0", "--tensor-type", ".*norm=Q4_0", "-q")
+    types = {t.name: t.tensor_type.name for t in GGUFReader(out).tensors}
+    assert types["blk.1.ffn_down_exps.weight"] == "Q6_K" and types["blk.1.ffn_up_exps.weight"] == "Q4_K"
+    assert types["blk.0.attn_q.weight"] == "Q8_0" and types["blk.0.attn_k.weight"] == "Q8_0"
+    assert types["blk.0.attn_v.weight"] == "Q4_K" and types["output.weight"] == "Q4_K"
+    assert types["blk.0.attn_norm.weight"] == "F32" and types["blk.0.ffn_gate_inp.weight"] == "F32"
+    r = ktq("convert", shared_model("tiny-qwen3-moe"), tmp_path / "bad.gguf", "--to", "gguf", "--tensor-type",
+            "attn=Q7_X", check=False)
+    assert r.returncode == 1 and "unknown ggml type Q7_X" in r.stderr, r.stderr

@@ -63,7 +63,8 @@ class WriterOptions(ctypes.Structure):
                 ("resume", c_int), ("resume_layer", c_int), ("keep_partial", c_int), ("numa_parts", c_int),
                 ("loose_files", c_int), ("no_layer_sync", c_int), ("weight_bits", c_int), ("group_size", c_int),
                 ("asymmetric", c_int), ("targets", c_char_p), ("ignore", c_char_p), ("scale_dtype", c_int),
-                ("ct_rounding", c_int), ("gguf_type", c_int), ("gguf_split_experts", c_int)]
+                ("ct_rounding", c_int), ("gguf_type", c_int), ("gguf_split_experts", c_int),
+                ("gguf_tensor_types", c_char_p)]
 
 
 class QuantizeOptions(ctypes.Structure):

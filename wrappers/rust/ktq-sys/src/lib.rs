@@ -196,6 +196,7 @@ pub struct ktq_writer_options {
     pub ct_rounding: ktq_ct_rounding,
     pub gguf_type: c_int,
     pub gguf_split_experts: c_int,
+    pub gguf_tensor_types: *const c_char,
 }
 
 pub const KTQ_LAYER_GLOBALS: c_int = -1;
