@@ -10,6 +10,7 @@
 #include "writers/checkpoint_writer.h"
 #include "writers/ct_plan.h"
 #include "writers/gguf_plan.h"
+#include "writers/output_journal.h"
 #include "writers/kt_amx_plan.h"
 #include "writers/safetensors_writer.h"
 
@@ -215,7 +216,11 @@ ktq_status ktq_writer_open(ktq_writer **out, const ktq_model *model, const char 
             // out_dir names the file; the conversion works beside it.
             plan.gguf_final_path = out_dir;
             dir = std::string(out_dir) + ".ktq-work";
-            if (ktq::file_exists(out_dir) && !o.overwrite)
+            // An existing file is only accepted when resuming a conversion
+            // that had finished (killed before its work folder was removed).
+            const auto journal = ktq::load_journal(dir);
+            const bool finished_here = o.resume && journal && journal->complete;
+            if (ktq::file_exists(out_dir) && !o.overwrite && !finished_here)
                 fail(KTQ_ERR_INVALID_ARGUMENT, std::string(out_dir) + ": already exists; allow overwriting to replace it");
         }
         auto w = std::make_unique<ktq_writer>();

@@ -272,6 +272,10 @@ void CheckpointWriter::finish() {
     if (finished_) fail(KTQ_ERR_STATE, out_dir_ + ": writer already finished");
     if (already_complete_) {
         finished_ = true;
+        if (plan_.gguf_metadata) {  // a finished GGUF conversion killed before its work folder went
+            ::unlink((out_dir_ + "/" + kJournalName).c_str());
+            ::rmdir(out_dir_.c_str());
+        }
         return;
     }
     stop_syncer();  // every layer synced and journaled (or the error below)

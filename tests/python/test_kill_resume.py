@@ -133,3 +133,49 @@ def test_resume_refuses_a_different_plan(model, tmp_path):
     assert r.returncode == 1 and "another model or with other options" in r.stderr, r.stderr
     r = subprocess.run([KTQ, CONVERT[0], str(src), str(out), *CONVERT[1:]], capture_output=True, text=True)
     assert r.returncode == 1 and "interrupted ktq conversion" in r.stderr, r.stderr
+
+
+@pytest.fixture(scope="module")
+def synthetic_qwen3(tmp_path_factory):
+    src = tmp_path_factory.mktemp("kill-gguf") / "qwen3"
+    subprocess.run([sys.executable, os.path.join(HERE, "..", "..", "bench", "make_synthetic_bf16_moe.py"), str(src),
+                    "--hidden", "1024", "--moe-intermediate", "512", "--experts", "24", "--layers", "4"], check=True,
+                   capture_output=True)
+    shared = os.environ.get("KTQ_SHARED_DIR", os.path.join(HERE, "..", "..", "..", "shared"))
+    tok = os.path.join(shared, "models", "tiny-qwen3-moe", "tokenizer.json")
+    if not os.path.exists(tok):
+        pytest.skip("needs the shared tiny-qwen3-moe tokenizer.json (a GGUF file carries the tokenizer)")
+    with open(tok, "rb") as f, open(src / "tokenizer.json", "wb") as g:
+        g.write(f.read())
+    return src
+
+
+def test_gguf_killed_runs_resume_to_identical_file(synthetic_qwen3, tmp_path):
+    """GGUF is one file: a killed run never leaves it under its final name
+    half-written, and --resume finishes it byte-identical."""
+    src = synthetic_qwen3
+    convert = [KTQ, "convert", str(src)]
+    opts = ["--to", "gguf", "--type", "Q4_K", "--threads", "2", "--quiet"]
+    start = time.monotonic()
+    subprocess.run([*convert, str(tmp_path / "ref.gguf"), *opts], check=True)
+    duration = time.monotonic() - start
+    ref = (tmp_path / "ref.gguf").read_bytes()
+    rng = random.Random(99)
+    trials, midway = max(2, TRIALS // 4), 0
+    for trial in range(trials):
+        out = tmp_path / f"t{trial}.gguf"
+        p = subprocess.Popen([*convert, str(out), *opts])
+        time.sleep(rng.uniform(0.0, duration))
+        p.kill()
+        p.wait()
+        work = tmp_path / f"t{trial}.gguf.ktq-work"
+        if out.exists():
+            assert out.read_bytes() == ref, f"trial {trial}: a file with the final name but not the final bytes"
+        else:
+            midway += 1
+        if work.exists() or not out.exists():
+            r = subprocess.run([*convert, str(out), *opts, "--resume"], capture_output=True, text=True)
+            assert r.returncode == 0, f"trial {trial}: resume failed: {r.stderr}"
+        assert out.read_bytes() == ref, f"trial {trial}: resumed file differs"
+        assert not work.exists(), f"trial {trial}: work folder left behind"
+    assert midway >= 1, "no kill landed mid-run"
