@@ -93,6 +93,10 @@ void GgufEngine::run_layer(const Model &model, int layer, Writer &writer, Thread
             fail(KTQ_ERR_FORMAT, model.checkpoint().at(tasks[i].view.tensor).file->display_name() + ": tensor '" +
                                      tasks[i].view.tensor + "' holds NaN/Inf value(s) (corrupt download?); allow "
                                      "non-finite values to convert it anyway");
+    // Let the kernel drop the input pages read for this layer (they would
+    // otherwise stay mapped: RSS the size of the model).
+    for (const Task &k : tasks)
+        if (k.first == 0) model.release(k.view.tensor);
     for (size_t ti = 0; ti < tensors.size(); ++ti) {
         uint64_t in_bytes = 0;
         for (size_t i = first_task[ti]; i < first_task[ti + 1]; ++i)
