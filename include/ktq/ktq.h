@@ -22,5 +22,6 @@
 #include "quant.h"
 #include "kt.h"
 #include "compressed_tensors.h"
+#include "text.h"
 
 #endif /* KTQ_KTQ_H */
