@@ -23,5 +23,6 @@
 #include "kt.h"
 #include "compressed_tensors.h"
 #include "text.h"
+#include "eval.h"
 
 #endif /* KTQ_KTQ_H */

@@ -12,6 +12,7 @@
 #include "ktq/ktq.h"
 #include "reading/model.h"
 #include "runtime/error.h"
+#include "text/bpe_tokenizer.h"
 #include "writers/writer.h"
 
 struct ktq_error {
@@ -30,6 +31,10 @@ struct ktq_writer {
     std::string out_dir;
     std::unique_ptr<ktq::Writer> impl;
     bool finished = false;
+};
+
+struct ktq_tokenizer {
+    std::unique_ptr<ktq::BpeTokenizer> impl;
 };
 
 namespace ktq {

@@ -5,10 +5,6 @@
 #include "ktq/text.h"
 #include "text/bpe_tokenizer.h"
 
-struct ktq_tokenizer {
-    std::unique_ptr<ktq::BpeTokenizer> impl;
-};
-
 using ktq::guarded;
 using ktq::require;
 

@@ -22,6 +22,7 @@ Command add_merge_command(CLI::App &app);
 Command add_compare_command(CLI::App &app);
 Command add_doctor_command(CLI::App &app);
 Command add_tokenize_command(CLI::App &app);
+Command add_eval_ppl_command(CLI::App &app);
 
 // Prints "ktq: error: <message>" for a failed call and returns exit code 1.
 int report_error(int status, ktq_error *err);

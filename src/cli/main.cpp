@@ -34,7 +34,8 @@ int main(int argc, char **argv) {
                                          ktq_cli::add_merge_command(app),
                                          ktq_cli::add_compare_command(app),
                                          ktq_cli::add_doctor_command(app),
-                                         ktq_cli::add_tokenize_command(app)};
+                                         ktq_cli::add_tokenize_command(app),
+                                         ktq_cli::add_eval_ppl_command(app)};
     CLI11_PARSE(app, argc, argv);
     for (const auto &c : commands)
         if (c.app->parsed()) return c.run();

@@ -1,0 +1,57 @@
+// C API: perplexity with the native forward pass.
+#include "api/handles.h"
+#include "forward/perplexity.h"
+#include "ktq/eval.h"
+
+using ktq::guarded;
+using ktq::require;
+
+extern "C" {
+
+ktq_status ktq_eval_options_init(ktq_eval_options *opts, unsigned version) {
+    ktq_status st = ktq::init_versioned(opts, version, KTQ_EVAL_OPTIONS_VERSION);
+    if (st != KTQ_OK) return st;
+    opts->window = 256;
+    opts->max_tokens = 131072;
+    opts->batch_windows = 16;
+    return KTQ_OK;
+}
+
+ktq_status ktq_eval_perplexity(ktq_eval_result *out, const ktq_model *model, const ktq_tokenizer *tokenizer,
+                               const char *text, size_t text_len, const ktq_eval_options *opts, ktq_error **err) {
+    return guarded(err, [&] {
+        require(out != nullptr, "out is NULL");
+        require(model != nullptr, "model is NULL");
+        require(tokenizer != nullptr, "tokenizer is NULL");
+        require(text != nullptr || text_len == 0, "text is NULL");
+        ktq_eval_options defaults;
+        ktq_eval_options_init(&defaults, KTQ_EVAL_OPTIONS_VERSION);
+        if (opts) ktq::check_version(opts->version, KTQ_EVAL_OPTIONS_VERSION, "ktq_eval_options");
+        const ktq_eval_options &o = opts ? *opts : defaults;
+        require(o.window >= 2, "window must be at least 2");
+        require(o.batch_windows >= 1, "batch_windows must be at least 1");
+        const std::vector<int32_t> tokens = tokenizer->impl->encode(std::string_view(text ? text : "", text_len));
+        ktq::PerplexityOptions po;
+        po.window = o.window;
+        po.max_tokens = static_cast<int64_t>(o.max_tokens);
+        po.batch_windows = o.batch_windows;
+        if (o.progress)
+            po.progress = [&](int layer, int layers) {
+                ktq_progress p{};
+                p.version = KTQ_PROGRESS_VERSION;
+                p.layer = layer;
+                p.layers_total = layers;
+                p.tensor = "";
+                p.bytes_done = static_cast<uint64_t>(layer);
+                p.bytes_total = static_cast<uint64_t>(layers);
+                return o.progress(&p, o.payload) == 0;
+            };
+        const ktq::PerplexityResult r = ktq::evaluate_perplexity(*model->impl, tokens, po);
+        out->perplexity = r.perplexity;
+        out->mean_nll = r.mean_nll;
+        out->tokens_scored = r.tokens_scored;
+        out->windows = r.windows;
+    });
+}
+
+}  // extern "C"

@@ -1,0 +1,47 @@
+// One decoder layer of the supported transformer families, in float32:
+// RMSNorm -> attention (GQA with RoPE, or DeepSeek MLA) -> residual ->
+// RMSNorm -> MLP or MoE (routers as each family defines them, shared
+// experts) -> residual. Sequences are independent windows of equal length;
+// positions restart at 0 in each.
+//
+// An ActivationObserver sees the input of every quantizable Linear
+// (calibration: GPTQ Hessians, AWQ statistics). With it, every routed
+// expert is also run on all tokens of the batch, so that an expert the
+// router never picks still gets statistics ("all-experts" calibration),
+// while the layer's output keeps using the router's choice.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "forward/forward_config.h"
+#include "forward/layer_weights.h"
+#include "runtime/thread_pool.h"
+
+namespace ktq {
+
+class ActivationObserver {
+public:
+    virtual ~ActivationObserver() = default;
+    // x: [rows, linear.in], valid during the call. Called from the thread
+    // that runs forward_layer(), in a fixed order.
+    virtual void observe(const Linear &linear, const float *x, int64_t rows) = 0;
+};
+
+struct ForwardContext {
+    const ForwardConfig *cfg = nullptr;
+    ThreadPool *pool = nullptr;
+    ActivationObserver *observer = nullptr;
+    std::vector<uint64_t> *expert_tokens = nullptr;  // += routed tokens per expert (MoE layers)
+};
+
+// hidden: [seqs * seq_len, cfg.hidden], updated in place.
+void forward_layer(const ForwardContext &ctx, const LayerWeights &w, float *hidden, int64_t seqs, int64_t seq_len);
+
+// y[rows, n] = x[rows, n] * rsqrt(mean(x^2) + eps) * weight
+void rms_norm(float *y, const float *x, const float *weight, int64_t rows, int64_t n, float eps);
+
+// y = x W^T + b for a Linear.
+void apply_linear(float *y, const Linear &l, const float *x, int64_t rows, ThreadPool &pool);
+
+}  // namespace ktq

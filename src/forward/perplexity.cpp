@@ -1,0 +1,44 @@
+#include "forward/perplexity.h"
+
+#include <cmath>
+
+#include "forward/causal_lm.h"
+#include "forward/decoder_layer.h"
+#include "forward/layer_weights.h"
+#include "runtime/error.h"
+
+namespace ktq {
+
+PerplexityResult evaluate_perplexity(const Model &model, const std::vector<int32_t> &tokens,
+                                     const PerplexityOptions &opts) {
+    if (opts.window < 2) fail(KTQ_ERR_INVALID_ARGUMENT, "window must be at least 2 tokens");
+    const ForwardConfig cfg = ForwardConfig::resolve(model);
+    int64_t usable = static_cast<int64_t>(tokens.size());
+    if (opts.max_tokens > 0) usable = std::min(usable, opts.max_tokens);
+    const int64_t seqs = usable / opts.window, T = opts.window;
+    if (seqs == 0)
+        fail(KTQ_ERR_INVALID_ARGUMENT, "the text has " + std::to_string(tokens.size()) +
+                                           " tokens, fewer than one window of " + std::to_string(T));
+    std::vector<float> hidden = embed_tokens(model, cfg, tokens.data(), seqs * T);
+    const int64_t batch = std::max<int64_t>(1, opts.batch_windows);
+    ForwardContext ctx;
+    ctx.cfg = &cfg;
+    ctx.pool = &model.pool();
+    for (int l = 0; l < cfg.layers; ++l) {
+        const LayerWeights w = load_layer(model, cfg, l);
+        for (int64_t s0 = 0; s0 < seqs; s0 += batch)
+            forward_layer(ctx, w, &hidden[static_cast<size_t>(s0 * T * cfg.hidden)], std::min(batch, seqs - s0), T);
+        if (opts.progress && !opts.progress(l + 1, cfg.layers)) fail(KTQ_ERR_CANCELLED, "cancelled");
+    }
+    const std::vector<double> nll = next_token_nll(model, cfg, hidden.data(), tokens.data(), seqs, T);
+    double sum = 0;
+    for (double v : nll) sum += v;
+    PerplexityResult r;
+    r.tokens_scored = nll.size();
+    r.windows = static_cast<uint64_t>(seqs);
+    r.mean_nll = sum / static_cast<double>(nll.size());
+    r.perplexity = std::exp(r.mean_nll);
+    return r;
+}
+
+}  // namespace ktq

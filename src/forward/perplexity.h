@@ -1,0 +1,35 @@
+// Perplexity of a checkpoint on a token sequence, with the protocol of
+// ../shared/README.md: the first `max_tokens` tokens as non-overlapping
+// windows of `window` tokens (a partial last window is dropped), mean
+// next-token cross-entropy over the window - 1 predicted positions of each
+// window, ppl = exp(mean). Layer by layer over all windows, so only one
+// decoder layer's weights are in memory at a time.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "reading/model.h"
+
+namespace ktq {
+
+struct PerplexityOptions {
+    int64_t window = 256;
+    int64_t max_tokens = 131072;  // 0 = all
+    int64_t batch_windows = 16;   // windows per forward call (bounds activation memory)
+    // Called after each decoder layer and at the end; return false to cancel.
+    std::function<bool(int layer, int layers)> progress;
+};
+
+struct PerplexityResult {
+    double perplexity = 0;
+    double mean_nll = 0;
+    uint64_t tokens_scored = 0;
+    uint64_t windows = 0;
+};
+
+PerplexityResult evaluate_perplexity(const Model &model, const std::vector<int32_t> &tokens,
+                                     const PerplexityOptions &opts);
+
+}  // namespace ktq
