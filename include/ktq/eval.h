@@ -24,6 +24,12 @@ typedef struct ktq_eval_options {
     int batch_windows;    /* windows per forward call (default 16; bounds activation memory) */
     ktq_progress_cb progress; /* after each decoder layer (layer, layers_total); may cancel */
     void *payload;
+    /* Optional: receives -log p(next token) of every scored position, window
+     * by window (tokens_scored values); the call fails with
+     * KTQ_ERR_BUFFER_TOO_SMALL before any work when token_nll_capacity is
+     * smaller. NULL = not wanted. */
+    double *token_nll;
+    size_t token_nll_capacity;
 } ktq_eval_options;
 #define KTQ_EVAL_OPTIONS_VERSION 1
 KTQ_API ktq_status ktq_eval_options_init(ktq_eval_options *opts, unsigned version);

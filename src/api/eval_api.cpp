@@ -31,10 +31,20 @@ ktq_status ktq_eval_perplexity(ktq_eval_result *out, const ktq_model *model, con
         require(o.window >= 2, "window must be at least 2");
         require(o.batch_windows >= 1, "batch_windows must be at least 1");
         const std::vector<int32_t> tokens = tokenizer->impl->encode(std::string_view(text ? text : "", text_len));
+        if (o.token_nll) {
+            uint64_t usable = tokens.size();
+            if (o.max_tokens > 0) usable = std::min<uint64_t>(usable, o.max_tokens);
+            const uint64_t need = usable / static_cast<uint64_t>(o.window) * static_cast<uint64_t>(o.window - 1);
+            if (o.token_nll_capacity < need)
+                ktq::fail(KTQ_ERR_BUFFER_TOO_SMALL, "token_nll holds " + std::to_string(o.token_nll_capacity) +
+                                                        " values, " + std::to_string(need) + " positions will be scored");
+        }
+        std::vector<double> nll;
         ktq::PerplexityOptions po;
         po.window = o.window;
         po.max_tokens = static_cast<int64_t>(o.max_tokens);
         po.batch_windows = o.batch_windows;
+        if (o.token_nll) po.token_nll = &nll;
         if (o.progress)
             po.progress = [&](int layer, int layers) {
                 ktq_progress p{};
@@ -51,6 +61,7 @@ ktq_status ktq_eval_perplexity(ktq_eval_result *out, const ktq_model *model, con
         out->mean_nll = r.mean_nll;
         out->tokens_scored = r.tokens_scored;
         out->windows = r.windows;
+        if (o.token_nll) std::copy(nll.begin(), nll.end(), o.token_nll);
     });
 }
 

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "cli/commands.h"
 #include "ktq/ktq.h"
@@ -20,6 +21,7 @@ struct EvalArgs {
     uint64_t max_tokens = 131072;
     int threads = 0;
     bool json = false, quiet = false;
+    std::string nll_out;
 };
 
 int on_layer(const ktq_progress *p, void *payload) {
@@ -51,6 +53,12 @@ int run(const EvalArgs &a) {
     bool quiet = a.quiet;
     opts.progress = on_layer;
     opts.payload = &quiet;
+    std::vector<double> nll;
+    if (!a.nll_out.empty()) {
+        nll.resize(a.max_tokens ? a.max_tokens : text.size() + 1);  // >= positions scored (< 1 token per byte + 1)
+        opts.token_nll = nll.data();
+        opts.token_nll_capacity = nll.size();
+    }
     ktq_eval_result r{};
     const auto t0 = std::chrono::steady_clock::now();
     st = ktq_eval_perplexity(&r, model, tok, text.data(), text.size(), &opts, &err);
@@ -59,6 +67,14 @@ int run(const EvalArgs &a) {
     ktq_tokenizer_free(tok);
     ktq_model_free(model);
     if (st != KTQ_OK) return report_error(st, err);
+    if (!a.nll_out.empty()) {
+        std::ofstream out(a.nll_out, std::ios::binary | std::ios::trunc);
+        out.write(reinterpret_cast<const char *>(nll.data()), static_cast<std::streamsize>(r.tokens_scored * sizeof(double)));
+        if (!out.flush()) {
+            std::fprintf(stderr, "ktq: error: %s: cannot write\n", a.nll_out.c_str());
+            return 1;
+        }
+    }
     if (a.json) {
         nlohmann::ordered_json j;
         j["model"] = a.model;
@@ -89,6 +105,7 @@ Command add_eval_ppl_command(CLI::App &app) {
     cmd->add_option("--max-tokens", a->max_tokens, "Score the first N tokens (0 = all)")->capture_default_str();
     cmd->add_option("--threads", a->threads, "Worker threads (0 = one per core)")->capture_default_str();
     cmd->add_flag("--json", a->json, "Print the result as JSON");
+    cmd->add_option("--nll-out", a->nll_out, "Write every scored position's loss (float64, window by window)");
     cmd->add_flag("-q,--quiet", a->quiet, "No progress output");
     return {cmd, [a] { return run(*a); }};
 }

@@ -38,6 +38,7 @@ PerplexityResult evaluate_perplexity(const Model &model, const std::vector<int32
     r.windows = static_cast<uint64_t>(seqs);
     r.mean_nll = sum / static_cast<double>(nll.size());
     r.perplexity = std::exp(r.mean_nll);
+    if (opts.token_nll) *opts.token_nll = nll;
     return r;
 }
 

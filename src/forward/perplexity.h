@@ -20,6 +20,7 @@ struct PerplexityOptions {
     int64_t batch_windows = 16;   // windows per forward call (bounds activation memory)
     // Called after each decoder layer and at the end; return false to cancel.
     std::function<bool(int layer, int layers)> progress;
+    std::vector<double> *token_nll = nullptr;  // receives every position's loss when set
 };
 
 struct PerplexityResult {
