@@ -24,5 +24,7 @@
 #include "compressed_tensors.h"
 #include "text.h"
 #include "eval.h"
+#include "calibration.h"
+#include "gptq.h"
 
 #endif /* KTQ_KTQ_H */

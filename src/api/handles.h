@@ -12,7 +12,9 @@
 #include "ktq/ktq.h"
 #include "reading/model.h"
 #include "runtime/error.h"
+#include "quant/gptq.h"
 #include "text/bpe_tokenizer.h"
+#include "text/calibration_data.h"
 #include "writers/writer.h"
 
 struct ktq_error {
@@ -35,6 +37,14 @@ struct ktq_writer {
 
 struct ktq_tokenizer {
     std::unique_ptr<ktq::BpeTokenizer> impl;
+};
+
+struct ktq_calibration {
+    ktq::CalibrationData data;
+};
+
+struct ktq_gptq {
+    ktq::gptq::Hessian hessian;
 };
 
 namespace ktq {

@@ -211,6 +211,19 @@ void pack_row(int bits, const int32_t *codes, uint64_t cols, uint32_t *out) {
 
 }  // namespace
 
+void pack_codes(const Scheme &s, const int8_t *codes, uint64_t rows, uint64_t cols, uint32_t *packed) {
+    const uint64_t words = packed_words_per_row(s, cols);
+    std::vector<int32_t> row(cols);
+    for (uint64_t r = 0; r < rows; ++r) {
+        for (uint64_t c = 0; c < cols; ++c) row[c] = codes[r * cols + c];
+        pack_row(s.bits, row.data(), cols, packed + r * words);
+    }
+}
+
+void store_scales(const Scheme &s, const float *values, uint64_t n, void *scales) {
+    for (uint64_t i = 0; i < n; ++i) store_scale(s.dtype, scales, i, values[i]);
+}
+
 uint64_t quantize_rows(const Scheme &s, const float *w, uint64_t rows, uint64_t cols, uint32_t *packed, void *scales,
                        int8_t *zp) {
     const int dt = dtype_code(s.dtype);

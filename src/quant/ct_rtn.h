@@ -61,6 +61,12 @@ uint64_t scale_bytes(const Scheme &s, uint64_t rows, uint64_t cols);
 uint64_t quantize_rows(const Scheme &s, const float *w, uint64_t rows, uint64_t cols, uint32_t *packed, void *scales,
                        int8_t *zp);
 
+// Packs signed codes [rows, cols] (from another quantizer, e.g. GPTQ) into
+// rows x packed_words_per_row int32, exactly as quantize_rows packs its own.
+void pack_codes(const Scheme &s, const int8_t *codes, uint64_t rows, uint64_t cols, uint32_t *packed);
+// Stores n float values (values of s.dtype) as raw s.dtype scales.
+void store_scales(const Scheme &s, const float *values, uint64_t n, void *scales);
+
 // Packs zero points [rows, groups] (int8 codes) along the rows, as
 // compressed-tensors does: out is [zero_point_words(rows), groups] int32.
 // `rows` must be a multiple of 32, or the tensor's last rows.

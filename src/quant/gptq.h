@@ -1,0 +1,76 @@
+// GPTQ (Frantar et al., 2022) for the compressed-tensors integer schemes,
+// following llm-compressor 0.14's GPTQModifier: scales and zero points come
+// first from the same min-max observer as the RTN engine (ct_rtn_math.h, on
+// the original weights), then the columns are quantized one by one in blocks
+// of `block_size`, each column's rounding error spread over the columns not
+// yet quantized through the upper Cholesky factor of the damped inverse
+// Hessian. Rows are independent given the Hessian, so they are processed in
+// fixed chunks on the pool: the result never depends on the thread count.
+//
+// With an identity-like Hessian (no information) the error is never
+// spread and the codes are the RTN engine's (float32 rounding).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "quant/ct_rtn.h"
+
+namespace ktq {
+
+class ThreadPool;
+
+namespace gptq {
+
+enum class ActOrder {
+    None,    // columns in their natural order
+    Static,  // by descending Hessian diagonal; groups keep their natural columns
+             // (llm-compressor's "static" / "weight"; no g_idx needed)
+};
+
+struct Options {
+    ct::Scheme scheme;
+    int block_size = 128;
+    double dampening_frac = 0.01;  // of the mean Hessian diagonal, added to the diagonal
+    ActOrder act_order = ActOrder::None;
+};
+
+// Sum of x x^T over every observed input row (float32), and the row count.
+// H = 2 / rows * sum, as llm-compressor normalises it.
+class Hessian {
+public:
+    explicit Hessian(int64_t cols = 0) : cols_(cols), sum_(static_cast<size_t>(cols * cols), 0.0f) {}
+    int64_t cols() const { return cols_; }
+    uint64_t rows() const { return rows_; }
+    // x: [n, cols]
+    void add(const float *x, int64_t n, ThreadPool &pool);
+    // Adds another accumulator's sums (the same inputs seen elsewhere).
+    void merge(const Hessian &other);
+    // 2 / rows * sum, [cols, cols] (all zeros when nothing was observed).
+    std::vector<float> normalized() const;
+    const std::vector<float> &sum() const { return sum_; }
+
+private:
+    int64_t cols_ = 0;
+    uint64_t rows_ = 0;
+    std::vector<float> sum_;
+};
+
+struct Result {
+    std::vector<int8_t> codes;   // [rows, cols] signed codes, natural column order
+    std::vector<float> scales;   // [rows, groups], values of scheme.dtype
+    std::vector<int8_t> zero_points;  // [rows, groups] (asymmetric), else empty
+    std::vector<float> dequantized;   // [rows, cols]: (code - zp) * scale in scheme.dtype
+    double loss = 0;             // sum over rows of sum_i ((w - q) / d_i)^2 / 2
+    bool rtn_fallback = false;   // the damped Hessian was not positive definite
+};
+
+// Quantizes w ([rows, cols], values of scheme.dtype as floats) with the
+// normalized Hessian h ([cols, cols]). Throws KTQ_ERR_INVALID_ARGUMENT for
+// shapes the scheme cannot take.
+Result quantize(const float *w, int64_t rows, int64_t cols, const std::vector<float> &h, const Options &opts,
+                ThreadPool &pool);
+
+}  // namespace gptq
+}  // namespace ktq

@@ -1,0 +1,82 @@
+"""A straightforward GPTQ in numpy (float64), written from the paper
+(Frantar et al., "GPTQ", 2022, Algorithm 1 with lazy batch updates) and
+llm-compressor 0.14's conventions - the independent reference ktq's GPTQ is
+checked against (tests/python/test_gptq.py):
+  - scales / zero points from a min-max observer on the original weights,
+    per row and group, in the model dtype (compressed-tensors' rules);
+  - dead columns (H_ii == 0): H_ii = 1, weights zeroed;
+  - optional activation order: columns by descending H_ii (stable);
+  - H += dampening * mean(diag H) * I; U = upper Cholesky factor of H^-1;
+  - columns quantized one at a time in blocks, error (w - q) / U_ii spread
+    over the remaining columns of the block, then lazily over the rest.
+"""
+import ml_dtypes
+import numpy as np
+
+
+def to_dtype(x, dtype):
+    """Round float32 values to the model dtype (nearest even), back as float32."""
+    if dtype == "bf16":
+        return np.asarray(x, np.float32).astype(ml_dtypes.bfloat16).astype(np.float32)
+    if dtype == "f16":
+        return np.asarray(x, np.float32).astype(np.float16).astype(np.float32)
+    return np.asarray(x, np.float32)
+
+
+def observer(W, bits, group, symmetric, dtype):
+    """compressed-tensors' min-max scales (and zero points) per row and group."""
+    rows, cols = W.shape
+    g = cols if group < 0 else group
+    x = W.reshape(rows, cols // g, g).astype(np.float32)
+    lo = np.minimum(x.min(-1), 0).astype(np.float32)
+    hi = np.maximum(x.max(-1), 0).astype(np.float32)
+    qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    if symmetric:
+        half = to_dtype(np.float32(qmax - qmin) / np.float32(2), dtype)
+        scale = to_dtype(np.maximum(-lo, hi) / half, dtype)
+        zp = np.zeros_like(scale)
+    else:
+        scale = to_dtype(to_dtype(hi - lo, dtype) / np.float32(qmax - qmin), dtype)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            zp = to_dtype(np.float32(qmin) - to_dtype(lo / scale, dtype), dtype)
+        zp = np.where(np.isnan(zp), 0, np.rint(np.clip(zp, qmin, qmax))).astype(np.float32)
+    eps = {"bf16": 0.0078125, "f16": 0.0009765625, "f32": 1.1920928955078125e-07}[dtype]
+    scale = np.where(scale == 0, np.float32(eps), scale).astype(np.float32)
+    return scale, zp, g
+
+
+def gptq(W, H, bits=4, group=128, symmetric=True, dtype="bf16", block=128, damp=0.01, actorder=False):
+    """Returns (codes [rows, cols] int, dequantized float64 weights, loss)."""
+    W = np.array(W, dtype=np.float64)
+    H = np.array(H, dtype=np.float64)
+    rows, cols = W.shape
+    scale, zp, g = observer(W.astype(np.float32), bits, group, symmetric, dtype)
+    qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    dead = np.diag(H) == 0
+    H[dead, dead] = 1
+    W[:, dead] = 0
+    perm = np.argsort(-np.diag(H), kind="stable") if actorder else np.arange(cols)
+    W = W[:, perm]
+    H = H[np.ix_(perm, perm)]
+    H[np.diag_indices(cols)] += damp * np.mean(np.diag(H))
+    U = np.linalg.cholesky(np.linalg.inv(H)).T  # upper factor of H^-1
+    codes = np.zeros((rows, cols), dtype=np.int64)
+    Q = np.zeros_like(W)
+    loss = 0.0
+    for i1 in range(0, cols, block):
+        i2 = min(i1 + block, cols)
+        Err = np.zeros((rows, i2 - i1))
+        for k in range(i1, i2):
+            col = perm[k]
+            s = scale[:, col // g].astype(np.float64)
+            z = zp[:, col // g].astype(np.float64)
+            c = np.clip(np.rint(W[:, k] / s + z), qmin, qmax)
+            q = (c - z) * s
+            codes[:, col] = c
+            Q[:, col] = q
+            e = (W[:, k] - q) / U[k, k]
+            loss += np.sum(e * e) / 2
+            W[:, k:i2] -= np.outer(e, U[k, k:i2])
+            Err[:, k - i1] = e
+        W[:, i2:] -= Err @ U[i1:i2, i2:]
+    return codes, Q, loss
