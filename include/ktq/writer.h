@@ -30,7 +30,9 @@
 #define KTQ_WRITER_H
 
 #include "common.h"
+#include "calibration.h"
 #include "compressed_tensors.h"
+#include "gptq.h"
 #include "model.h"
 
 #ifdef __cplusplus
@@ -71,7 +73,9 @@ typedef enum ktq_engine {
     KTQ_ENGINE_CAST = 1,    /* dequantize / cast every tensor to the format's dtype */
     KTQ_ENGINE_KT_AMX = 2,  /* kt-kernel AMX INT4/INT8 quantization of routed experts */
     KTQ_ENGINE_RTN = 3,     /* round-to-nearest integer quantization (compressed-tensors) */
-    KTQ_ENGINE_GGML = 4     /* ggml block quantization (GGUF) */
+    KTQ_ENGINE_GGML = 4,    /* ggml block quantization (GGUF) */
+    KTQ_ENGINE_GPTQ = 5     /* GPTQ with ktq's calibration forward pass (compressed-tensors; needs
+                             * ktq_quantize_options.calibration) */
 } ktq_engine;
 
 /* Where an engine computes. */
@@ -201,8 +205,22 @@ typedef struct ktq_quantize_options {
     /* Where the engine computes (default KTQ_DEVICE_CPU). Engines without a
      * CUDA path fail with KTQ_ERR_UNSUPPORTED for KTQ_DEVICE_CUDA. */
     ktq_device device;
+    /* ---- version 3: calibration engines (GPTQ) ---- */
+    /* The samples run through the model (ktq/calibration.h); borrowed, must
+     * outlive the call. Required by KTQ_ENGINE_GPTQ. */
+    const ktq_calibration *calibration;
+    /* GPTQ: dampening as a fraction of the mean Hessian diagonal (default
+     * 0.01, llm-compressor's; kt-kernel's convert_gpu_weights.py uses 0.1),
+     * columns per block (default 128), column order (default
+     * KTQ_ACT_ORDER_STATIC, llm-compressor's). */
+    double dampening_frac;
+    int gptq_block_size;
+    ktq_act_order act_order;
+    /* Calibration samples per forward call (default 8; bounds activation
+     * memory: about batch * sequence length * hidden * 4 bytes, several times). */
+    int calibration_batch;
 } ktq_quantize_options;
-#define KTQ_QUANTIZE_OPTIONS_VERSION 2
+#define KTQ_QUANTIZE_OPTIONS_VERSION 3
 KTQ_API ktq_status ktq_quantize_options_init(ktq_quantize_options *opts, unsigned version);
 
 /* Run the engine over decoder layer `layer` (or KTQ_LAYER_GLOBALS) and hand

@@ -33,14 +33,13 @@ struct ktq_writer {
     std::string out_dir;
     std::unique_ptr<ktq::Writer> impl;
     bool finished = false;
+    std::unique_ptr<ktq::Engine> engine;  // kept between layers (see run_layer)
+    ktq_engine engine_kind = KTQ_ENGINE_DEFAULT;
+    ktq_device engine_device = KTQ_DEVICE_CPU;
 };
 
 struct ktq_tokenizer {
     std::unique_ptr<ktq::BpeTokenizer> impl;
-};
-
-struct ktq_calibration {
-    ktq::CalibrationData data;
 };
 
 struct ktq_gptq {

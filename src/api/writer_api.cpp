@@ -46,7 +46,9 @@ private:
 // Bytes of each options version: a caller built against an older header
 // passes a smaller struct, which is read only as far as it goes.
 size_t quantize_options_size(unsigned version) {
-    return version == 1 ? offsetof(ktq_quantize_options, device) : sizeof(ktq_quantize_options);
+    return version == 1   ? offsetof(ktq_quantize_options, device)
+           : version == 2 ? offsetof(ktq_quantize_options, calibration)
+                          : sizeof(ktq_quantize_options);
 }
 
 ktq_quantize_options resolve_options(const ktq_quantize_options *opts) {
@@ -156,7 +158,14 @@ void run_layer(const ktq_model *model, int layer, const ktq_quantize_options &op
     if (writer->model != model) fail(KTQ_ERR_INVALID_ARGUMENT, "the writer was opened for another model");
     if (writer->impl->is_layer_done(layer))
         fail(KTQ_ERR_STATE, "layer " + std::to_string(layer) + " was already written");
-    auto engine = ktq::make_engine(opts.engine, writer->format, opts.device);
+    // The engine lives as long as the writer: calibration engines carry
+    // their activations from one layer to the next.
+    if (!writer->engine || writer->engine_kind != opts.engine || writer->engine_device != opts.device) {
+        writer->engine = ktq::make_engine(opts.engine, writer->format, opts.device);
+        writer->engine_kind = opts.engine;
+        writer->engine_device = opts.device;
+    }
+    ktq::Engine *engine = writer->engine.get();
     const ktq::Model &m = *model->impl;
     // A threads option different from the model's pool gets its own pool.
     std::unique_ptr<ktq::ThreadPool> own_pool;
@@ -201,6 +210,12 @@ ktq_status ktq_quantize_options_init(ktq_quantize_options *opts, unsigned versio
     std::memset(opts, 0, quantize_options_size(version));
     opts->version = version;
     opts->engine = KTQ_ENGINE_DEFAULT;
+    if (version >= 3) {
+        opts->dampening_frac = 0.01;
+        opts->gptq_block_size = 128;
+        opts->act_order = KTQ_ACT_ORDER_STATIC;
+        opts->calibration_batch = 8;
+    }
     return KTQ_OK;
 }
 

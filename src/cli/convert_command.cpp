@@ -5,6 +5,7 @@
 // scripts switch by one command name.
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,13 @@ struct Options {
     std::string dtype;  // "" = the model's
     std::string device = "cpu";
     std::string rounding = "fp32";
+    // calibration engines
+    std::string engine = "rtn";
+    std::string dataset, text_field = "text";
+    int num_samples = 512, max_seq_len = 2048, calibration_batch = 8, block_size = 128;
+    uint64_t seed = 42;
+    double dampening_frac = 0.01;
+    std::string actorder = "static";
     // gguf
     std::string gguf_type = "Q8_0";
     std::string expert_layout;  // "" = by --target
@@ -152,9 +160,43 @@ int run(const Options &o) {
     if (format == KTQ_FORMAT_GGUF && !o.tensor_types.empty()) {
         wopts.gguf_tensor_types = tensor_types.c_str();
     }
+    ktq_calibration *calibration = nullptr;
+    if (o.engine == "gptq") {
+        if (format != KTQ_FORMAT_COMPRESSED_TENSORS || o.dataset.empty()) {
+            std::fprintf(stderr, "ktq: error: --engine gptq writes --to compressed-tensors and needs --dataset FILE\n");
+            ktq_model_free(model);
+            return 2;
+        }
+        ktq_tokenizer *tok = nullptr;
+        st = ktq_tokenizer_open(&tok, o.model.c_str(), &err);
+        if (st == KTQ_OK) {
+            ktq_calibration_options copts;
+            ktq_calibration_options_init(&copts, KTQ_CALIBRATION_OPTIONS_VERSION);
+            copts.num_samples = o.num_samples;
+            copts.max_sequence_length = o.max_seq_len;
+            copts.seed = o.seed;
+            copts.text_field = o.text_field.c_str();
+            st = ktq_calibration_open(&calibration, o.dataset.c_str(), tok, &copts, &err);
+            ktq_tokenizer_free(tok);
+        }
+        if (st != KTQ_OK) {
+            ktq_model_free(model);
+            return report_error(st, err);
+        }
+        size_t samples = 0;
+        uint64_t tokens = 0;
+        ktq_calibration_info(&samples, &tokens, calibration, nullptr);
+        if (!o.quiet)
+            std::fprintf(stderr, "ktq: GPTQ calibration: %zu sample(s), %llu tokens from %s%s\n", samples,
+                         static_cast<unsigned long long>(tokens), o.dataset.c_str(),
+                         samples < static_cast<size_t>(o.num_samples) ? " (fewer than --num-calibration-samples: all used)"
+                                                                      : "");
+    }
+
     ktq_writer *writer = nullptr;
     st = ktq_writer_open(&writer, model, o.out.c_str(), format, &wopts, &err);
     if (st != KTQ_OK) {
+        ktq_calibration_free(calibration);
         ktq_model_free(model);
         return report_error(st, err);
     }
@@ -163,6 +205,14 @@ int run(const Options &o) {
     ProgressBar bar(o.quiet);
     ktq_quantize_options qopts;
     ktq_quantize_options_init(&qopts, KTQ_QUANTIZE_OPTIONS_VERSION);
+    if (calibration) {
+        qopts.engine = KTQ_ENGINE_GPTQ;
+        qopts.calibration = calibration;
+        qopts.dampening_frac = o.dampening_frac;
+        qopts.gptq_block_size = o.block_size;
+        qopts.act_order = o.actorder == "static" ? KTQ_ACT_ORDER_STATIC : KTQ_ACT_ORDER_NONE;
+        qopts.calibration_batch = o.calibration_batch;
+    }
     qopts.threads = o.threads;
     qopts.allow_non_finite = o.allow_non_finite;
     qopts.device = o.device == "cuda" ? KTQ_DEVICE_CUDA : KTQ_DEVICE_CPU;
@@ -177,6 +227,7 @@ int run(const Options &o) {
     ktq_writer_plan(&bytes, &files, writer, nullptr);
     ktq_writer_free(writer);  // removes partial output on failure
     ktq_model_free(model);
+    ktq_calibration_free(calibration);
     if (st != KTQ_OK) {
         const char *hint = "ktq: partial output kept in %s: run the same command with --resume to continue "
                            "(finished layers are not redone), or delete it\n";
@@ -196,6 +247,35 @@ int run(const Options &o) {
                      format == KTQ_FORMAT_GGUF ? "GGUF" : o.loose ? ".kt" : "safetensors", human_bytes(bytes).c_str(),
                      secs);
     return 0;
+}
+
+void add_calibration_options(CLI::App *cmd, Options &o) {
+    cmd->add_option("--dataset", o.dataset,
+                    "gptq: calibration text (plain text, cut into --max-sequence-length windows; or JSONL with a "
+                    "text field)")
+        ->check(CLI::ExistingFile);
+    cmd->add_option("--num-calibration-samples", o.num_samples, "gptq: samples drawn from the dataset")
+        ->check(CLI::Range(1, 1 << 24))
+        ->capture_default_str();
+    cmd->add_option("--max-sequence-length", o.max_seq_len, "gptq: tokens per sample")
+        ->check(CLI::Range(2, 1 << 20))
+        ->capture_default_str();
+    cmd->add_option("--seed", o.seed, "gptq: seed of the sample draw")->capture_default_str();
+    cmd->add_option("--text-field", o.text_field, "gptq: JSONL field holding the text")->capture_default_str();
+    cmd->add_option("--dampening-frac", o.dampening_frac,
+                    "gptq: dampening, fraction of the mean Hessian diagonal (llm-compressor 0.01; kt-kernel's "
+                    "convert_gpu_weights.py 0.1)")
+        ->check(CLI::Range(0.0, 10.0))
+        ->capture_default_str();
+    cmd->add_option("--block-size", o.block_size, "gptq: columns per lazy-update block")
+        ->check(CLI::Range(1, 1 << 16))
+        ->capture_default_str();
+    cmd->add_option("--actorder", o.actorder, "gptq: column order, static (by Hessian diagonal) or none")
+        ->check(CLI::IsMember({"static", "none"}))
+        ->capture_default_str();
+    cmd->add_option("--calibration-batch", o.calibration_batch, "gptq: samples per forward call")
+        ->check(CLI::Range(1, 1 << 16))
+        ->capture_default_str();
 }
 
 void add_compressed_tensors_options(CLI::App *cmd, Options &o) {
@@ -230,6 +310,12 @@ void add_compressed_tensors_options(CLI::App *cmd, Options &o) {
     cmd->add_option("--device", o.device, "Where the quantizer computes: cpu or cuda (compressed-tensors)")
         ->check(CLI::IsMember({"cpu", "cuda"}))
         ->capture_default_str();
+    cmd->add_option("--engine", o.engine,
+                    "compressed-tensors: rtn (round to nearest) or gptq (calibrated with ktq's forward pass on "
+                    "--dataset)")
+        ->check(CLI::IsMember({"rtn", "gptq"}))
+        ->capture_default_str();
+    add_calibration_options(cmd, o);
 }
 
 }  // namespace
@@ -346,7 +432,7 @@ Command add_convert_gpu_weights_command(CLI::App &app) {
         "Drop-in for kt-kernel's convert_gpu_weights.py (same flags): compressed-tensors W4A16/W8A16 (RTN)");
     cmd->add_option("--model_id", o->model, "Input model folder")->required();
     cmd->add_option("--output_dir", o->out, "Output folder")->required();
-    cmd->add_option("--quant_method", *method, "RTN (GPTQ is not supported yet)")
+    cmd->add_option("--quant_method", *method, "GPTQ (calibrated on --dataset, a local text or JSONL file) or RTN")
         ->check(CLI::IsMember({"GPTQ", "RTN"}))
         ->capture_default_str();
     cmd->add_option("--quant_type", o->scheme, "W4A16 or W8A16")
@@ -362,18 +448,26 @@ Command add_convert_gpu_weights_command(CLI::App &app) {
         ->capture_default_str();
     cmd->add_flag("--force_cpu", *force_cpu,
                   "Give the bytes the script writes when forced onto the CPU (ktq computes on the CPU either way)");
-    for (const char *name : {"--num_calibration_samples", "--max_sequence_length", "--dampening_frac", "--dataset",
-                             "--dataset_split", "--random_seed", "--max_gpu_memory", "--max_cpu_memory"})
-        cmd->add_option(name, *ignored, "GPTQ / memory option: accepted for compatibility, not used by RTN");
+    o->dampening_frac = 0.1;  // the script's default
+    cmd->add_option("--dataset", o->dataset, "GPTQ: calibration data, a local plain-text or JSONL file");
+    cmd->add_option("--num_calibration_samples", o->num_samples, "GPTQ: samples")->capture_default_str();
+    cmd->add_option("--max_sequence_length", o->max_seq_len, "GPTQ: tokens per sample")->capture_default_str();
+    cmd->add_option("--dampening_frac", o->dampening_frac, "GPTQ: dampening")->capture_default_str();
+    cmd->add_option("--random_seed", o->seed, "GPTQ: seed of the sample draw")->capture_default_str();
+    for (const char *name : {"--dataset_split", "--max_gpu_memory", "--max_cpu_memory"})
+        cmd->add_option(name, *ignored, "Accepted for compatibility; not used");
     cmd->add_flag("--trust_remote_code", *ignored_flag, "Accepted for compatibility (ktq runs no model code)");
     cmd->add_option("--threads", o->threads, "Worker threads (default: one per core)")->check(CLI::NonNegativeNumber);
     cmd->add_flag("-q,--quiet", o->quiet, "No progress output");
     return {cmd, [o, method, force_cpu, ignore_opt, ignored, ignored_flag] {
-                if (*method != "RTN") {
-                    std::fprintf(stderr, "ktq: error: --quant_method %s is not supported yet; --quant_method RTN "
-                                         "writes the same format without calibration\n",
-                                 method->c_str());
-                    return 2;
+                if (*method == "GPTQ") {
+                    if (o->dataset.empty() || !std::ifstream(o->dataset)) {
+                        std::fprintf(stderr, "ktq: error: --quant_method GPTQ needs --dataset naming a local text or "
+                                             "JSONL file (ktq does not download hub datasets)%s%s\n",
+                                     o->dataset.empty() ? "" : ": cannot open ", o->dataset.c_str());
+                        return 2;
+                    }
+                    o->engine = "gptq";
                 }
                 // The script runs llm-compressor on the GPU unless forced onto
                 // the CPU, which changes the codes it writes (see --rounding).

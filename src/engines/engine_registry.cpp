@@ -4,6 +4,7 @@
 #include "engines/engine.h"
 #include "engines/kt_amx_engine.h"
 #include "engines/gguf_engine.h"
+#include "engines/gptq_engine.h"
 #include "engines/rtn_engine.h"
 #include "runtime/error.h"
 
@@ -27,9 +28,14 @@ std::unique_ptr<Engine> make_engine(ktq_engine engine, ktq_format format, ktq_de
         return std::make_unique<KtAmxEngine>(format == KTQ_FORMAT_KT_AMXINT8 ? kt_amx::Method::Int8
                                                                                : kt_amx::Method::Int4);
     case KTQ_FORMAT_COMPRESSED_TENSORS:
+        if (engine == KTQ_ENGINE_GPTQ) {
+            if (device == KTQ_DEVICE_CUDA)
+                fail(KTQ_ERR_UNSUPPORTED, "the GPTQ engine has no CUDA path yet; run it with --device cpu");
+            return std::make_unique<GptqEngine>();
+        }
         if (engine != KTQ_ENGINE_DEFAULT && engine != KTQ_ENGINE_RTN)
             fail(KTQ_ERR_UNSUPPORTED, "engine " + std::to_string(static_cast<int>(engine)) +
-                                          " cannot write the compressed-tensors format (use the rtn engine)");
+                                          " cannot write the compressed-tensors format (use the rtn or gptq engine)");
         return std::make_unique<RtnEngine>(device == KTQ_DEVICE_CUDA);
     case KTQ_FORMAT_GGUF:
         if (engine != KTQ_ENGINE_DEFAULT && engine != KTQ_ENGINE_GGML)

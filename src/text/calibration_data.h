@@ -31,3 +31,8 @@ struct CalibrationData {
 std::vector<uint64_t> sample_indices(uint64_t n, uint64_t k, uint64_t seed);
 
 }  // namespace ktq
+
+// The C API's handle (ktq/calibration.h) is this data; engines read it directly.
+struct ktq_calibration {
+    ktq::CalibrationData data;
+};

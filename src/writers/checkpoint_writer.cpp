@@ -289,6 +289,10 @@ void CheckpointWriter::finish() {
         finals_written_.push_back("config.json");
         write_file_atomically(out_dir_, "config.json", plan_.config_json);
     }
+    for (const auto &[name, content] : extra_files_) {
+        finals_written_.push_back(name);
+        write_file_atomically(out_dir_, name, content);
+    }
     if (opts_.copy_aux_files)
         for (const auto &name : plan_.aux_files) {
             finals_written_.push_back(name);
@@ -303,6 +307,24 @@ void CheckpointWriter::finish() {
         ::unlink((out_dir_ + "/" + kJournalName).c_str());
         ::rmdir(out_dir_.c_str());
     }
+}
+
+void CheckpointWriter::amend_config(const std::function<void(nlohmann::json &)> &edit) {
+    if (plan_.config_json.empty()) return;  // formats without a config.json (GGUF)
+    nlohmann::json cfg = nlohmann::json::parse(plan_.config_json);
+    edit(cfg);
+    plan_.config_json = cfg.dump(2) + "\n";
+}
+
+void CheckpointWriter::add_file(const std::string &name, std::string content) {
+    if (!is_safe_relative_path(name) || name.find('/') != std::string::npos || name == "config.json")
+        fail(KTQ_ERR_INTERNAL, "add_file: bad output file name '" + name + "'");
+    for (auto &f : extra_files_)
+        if (f.first == name) {
+            f.second = std::move(content);
+            return;
+        }
+    extra_files_.emplace_back(name, std::move(content));
 }
 
 void CheckpointWriter::abort() noexcept {

@@ -53,6 +53,8 @@ public:
     const std::vector<const OutputTensor *> &tensors_of_layer(int layer) const override;
     void write(const OutputTensor &tensor, uint64_t offset, const void *data, size_t bytes) override;
     void layer_done(int layer) override;
+    void amend_config(const std::function<void(nlohmann::json &)> &edit) override;
+    void add_file(const std::string &name, std::string content) override;
     bool is_layer_done(int layer) const override;
     void finish() override;
     void abort() noexcept override;
@@ -82,6 +84,7 @@ private:
     bool finished_ = false;
     bool already_complete_ = false;  // resumed a conversion that had finished
     std::vector<std::string> finals_written_;  // by a finish() in progress
+    std::vector<std::pair<std::string, std::string>> extra_files_;  // add_file(), in first-added order
     uint64_t output_bytes_ = 0;
     size_t output_files_ = 0;
     std::thread syncer_;

@@ -9,6 +9,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -59,6 +61,12 @@ public:
     virtual void layer_done(int layer) = 0;
     virtual bool is_layer_done(int layer) const = 0;
     virtual void finish() = 0;
+    // Engines that learn something while they run (calibration) record it:
+    // edits to config.json (formats that write one), and extra files for the
+    // output folder. Both are written by finish(), atomically, with the
+    // other final files. Not thread-safe: call from the engine's thread.
+    virtual void amend_config(const std::function<void(nlohmann::json &)> &edit) = 0;
+    virtual void add_file(const std::string &name, std::string content) = 0;
     virtual void abort() noexcept = 0;
 
     virtual uint64_t output_bytes() const = 0;

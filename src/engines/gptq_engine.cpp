@@ -1,0 +1,231 @@
+#include "engines/gptq_engine.h"
+
+#include <algorithm>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "engines/cast_engine.h"
+#include "forward/causal_lm.h"
+#include "forward/decoder_layer.h"
+#include "forward/layer_weights.h"
+#include "quant/ct_rtn.h"
+#include "quant/gptq.h"
+#include "runtime/error.h"
+#include "text/calibration_data.h"
+
+namespace ktq {
+
+namespace {
+
+// Hessians of the Linears being quantized. Linears that read the same input
+// one after another (q/k/v, an expert's gate/up) share one x^T x product.
+class HessianObserver : public ActivationObserver {
+public:
+    HessianObserver(std::map<const Linear *, gptq::Hessian> &hessians, ThreadPool &pool)
+        : hessians_(hessians), pool_(pool) {}
+    void observe(const Linear &linear, const float *x, int64_t rows) override {
+        auto it = hessians_.find(&linear);
+        if (it == hessians_.end()) return;
+        gptq::Hessian &h = it->second;
+        if (x != last_x_ || rows != last_rows_ || h.cols() != last_.cols()) {
+            last_ = gptq::Hessian(h.cols());
+            last_.add(x, rows, pool_);
+            last_x_ = x;
+            last_rows_ = rows;
+        }
+        h.merge(last_);
+    }
+    void forget() { last_x_ = nullptr; }  // activations are about to be overwritten
+
+private:
+    std::map<const Linear *, gptq::Hessian> &hessians_;
+    ThreadPool &pool_;
+    gptq::Hessian last_;
+    const float *last_x_ = nullptr;
+    int64_t last_rows_ = 0;
+};
+
+const char *act_order_name(ktq_act_order a) { return a == KTQ_ACT_ORDER_STATIC ? "static" : nullptr; }
+
+}  // namespace
+
+void GptqEngine::start(const Model &model, const ktq_quantize_options &opts) {
+    if (!opts.calibration)
+        fail(KTQ_ERR_INVALID_ARGUMENT, "the GPTQ engine needs calibration data (ktq_quantize_options.calibration; "
+                                       "--dataset on the command line)");
+    cfg_ = std::make_unique<ForwardConfig>(ForwardConfig::resolve(model));
+    calibration_ = opts.calibration;
+    hidden_.clear();
+    for (const auto &s : opts.calibration->data.samples)
+        hidden_.push_back(embed_tokens(model, *cfg_, s.data(), static_cast<int64_t>(s.size())));
+    next_layer_ = 0;
+    expert_tokens_.clear();
+    report_.clear();
+}
+
+void GptqEngine::run_layer(const Model &model, int layer, Writer &writer, ThreadPool &pool,
+                           const ktq_quantize_options &opts, const TensorDoneFn &on_tensor) {
+    if (layer < 0) {  // embeddings, final norm, LM head: kept as they are
+        CastEngine().run_tensors(model, writer.tensors_of_layer(layer), writer, pool, opts, on_tensor);
+        return;
+    }
+    if (!cfg_ || opts.calibration != calibration_ || layer < next_layer_) start(model, opts);
+    while (next_layer_ < layer) process(model, next_layer_, writer, pool, opts, on_tensor, false);
+    process(model, layer, writer, pool, opts, on_tensor, true);
+}
+
+void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPool &pool,
+                         const ktq_quantize_options &opts, const TensorDoneFn &on_tensor, bool write) {
+    const ForwardConfig &cfg = *cfg_;
+    LayerWeights w = load_layer(model, cfg, layer);
+    // Which Linears the plan quantizes, and the outputs made from each.
+    std::map<std::string, Linear *> by_tensor;
+    for (Linear *l : w.quantizable()) by_tensor[l->name + ".weight"] = l;
+    struct Outputs {
+        const OutputTensor *packed = nullptr, *scale = nullptr, *zero_point = nullptr, *shape = nullptr;
+    };
+    std::map<Linear *, Outputs> targets;
+    std::vector<const OutputTensor *> copies;
+    for (const OutputTensor *t : writer.tensors_of_layer(layer)) {
+        if (t->ct_part == OutputTensor::CtPart::None) {
+            copies.push_back(t);
+            continue;
+        }
+        auto it = by_tensor.find(t->source);
+        if (it == by_tensor.end())
+            fail(KTQ_ERR_UNSUPPORTED, "GPTQ cannot calibrate '" + t->source +
+                                          "': it is not a Linear of ktq's forward pass for " + cfg.family +
+                                          " (ignore it, or quantize it with the rtn engine)");
+        Outputs &o = targets[it->second];
+        switch (t->ct_part) {
+        case OutputTensor::CtPart::Packed: o.packed = t; break;
+        case OutputTensor::CtPart::Scale: o.scale = t; break;
+        case OutputTensor::CtPart::ZeroPoint: o.zero_point = t; break;
+        case OutputTensor::CtPart::Shape: o.shape = t; break;
+        default: break;
+        }
+    }
+    // 1. Calibration forward: Hessians and routing counts.
+    std::map<const Linear *, gptq::Hessian> hessians;
+    for (auto &[l, o] : targets) hessians.emplace(l, gptq::Hessian(l->in));
+    HessianObserver observer(hessians, pool);
+    std::vector<uint64_t> &counts = expert_tokens_[layer];
+    counts.assign(static_cast<size_t>(std::max(0, cfg.num_experts)), 0);
+    ForwardContext ctx;
+    ctx.cfg = &cfg;
+    ctx.pool = &pool;
+    ctx.observer = &observer;
+    ctx.expert_tokens = w.moe ? &counts : nullptr;
+    for_each_batch(opts.calibration_batch, false, [&](float *x, int64_t seqs, int64_t len) {
+        observer.forget();
+        forward_layer(ctx, w, x, seqs, len);
+    });
+    // 2. GPTQ per Linear, outputs written, weights replaced by what the codes stand for.
+    for (auto &[l, o] : targets) {
+        if (!o.packed || !o.scale || !o.shape)
+            fail(KTQ_ERR_INTERNAL, "compressed-tensors plan is incomplete for '" + l->name + "'");
+        gptq::Options go;
+        go.scheme = o.packed->ct_scheme;
+        go.block_size = opts.gptq_block_size;
+        go.dampening_frac = opts.dampening_frac;
+        go.act_order = opts.act_order == KTQ_ACT_ORDER_STATIC ? gptq::ActOrder::Static : gptq::ActOrder::None;
+        std::vector<float> wq = l->w;
+        ct::round_to_dtype(go.scheme.dtype, wq.data(), wq.size());  // FP8 / F32 sources: as transformers loads them
+        for (float v : wq)
+            if (!std::isfinite(v) && !opts.allow_non_finite)
+                fail(KTQ_ERR_FORMAT, "tensor '" + o.packed->source + "' holds NaN/Inf values (corrupt download?)");
+        const gptq::Hessian &h = hessians.at(l);
+        const gptq::Result r = gptq::quantize(wq.data(), l->out, l->in, h.normalized(), go, pool);
+        ModuleReport &rep = report_[l->name];
+        rep.loss = r.loss;
+        rep.rtn_fallback = r.rtn_fallback;
+        rep.rows_seen = h.rows();
+        if (write) {
+            const ct::Scheme &s = go.scheme;
+            const uint64_t rows = static_cast<uint64_t>(l->out), cols = static_cast<uint64_t>(l->in);
+            const uint64_t groups = ct::groups_per_row(s, cols);
+            std::vector<uint32_t> packed(rows * ct::packed_words_per_row(s, cols));
+            ct::pack_codes(s, r.codes.data(), rows, cols, packed.data());
+            writer.write(*o.packed, 0, packed.data(), packed.size() * 4);
+            std::vector<uint8_t> scales(ct::scale_bytes(s, rows, cols));
+            ct::store_scales(s, r.scales.data(), r.scales.size(), scales.data());
+            writer.write(*o.scale, 0, scales.data(), scales.size());
+            if (!s.symmetric) {
+                std::vector<uint32_t> zp(ct::zero_point_words(s, rows) * groups);
+                ct::pack_zero_points(s, r.zero_points.data(), rows, groups, zp.data());
+                writer.write(*o.zero_point, 0, zp.data(), zp.size() * 4);
+            }
+            const int64_t shape[2] = {l->out, l->in};
+            writer.write(*o.shape, 0, shape, sizeof shape);
+            model.release(o.packed->source);
+            if (!on_tensor(o.packed->name, model.stored_bytes(o.packed->source)))
+                fail(KTQ_ERR_CANCELLED, "cancelled by the progress callback");
+        }
+        l->w = r.dequantized;
+    }
+    if (write && !copies.empty()) CastEngine().run_tensors(model, copies, writer, pool, opts, on_tensor);
+    // 3. The next layer's inputs, through the quantized layer.
+    ctx.observer = nullptr;
+    ctx.expert_tokens = nullptr;
+    for_each_batch(opts.calibration_batch, true,
+                   [&](float *x, int64_t seqs, int64_t len) { forward_layer(ctx, w, x, seqs, len); });
+    next_layer_ = layer + 1;
+    record(writer);
+    writer.amend_config([&](nlohmann::json &c) {
+        auto qc = c.find("quantization_config");
+        if (qc == c.end()) return;
+        for (auto &[name, group] : (*qc)["config_groups"].items())
+            if (group.contains("weights") && group["weights"].is_object()) {
+                const char *a = act_order_name(opts.act_order);
+                group["weights"]["actorder"] = a ? nlohmann::json(a) : nlohmann::json(nullptr);
+            }
+    });
+}
+
+void GptqEngine::for_each_batch(int batch, bool keep, const std::function<void(float *, int64_t, int64_t)> &fn) {
+    const int64_t H = cfg_->hidden;
+    std::vector<float> buf;
+    for (size_t i = 0; i < hidden_.size();) {
+        // Consecutive samples of one length, at most `batch` of them.
+        size_t j = i + 1;
+        while (j < hidden_.size() && j - i < static_cast<size_t>(std::max(1, batch)) &&
+               hidden_[j].size() == hidden_[i].size())
+            ++j;
+        const size_t n = hidden_[i].size();
+        buf.resize(n * (j - i));
+        for (size_t k = i; k < j; ++k) std::copy(hidden_[k].begin(), hidden_[k].end(), buf.begin() + (k - i) * n);
+        fn(buf.data(), static_cast<int64_t>(j - i), static_cast<int64_t>(n) / H);
+        if (keep)
+            for (size_t k = i; k < j; ++k)
+                std::copy(buf.begin() + (k - i) * n, buf.begin() + (k - i + 1) * n, hidden_[k].begin());
+        i = j;
+    }
+}
+
+void GptqEngine::record(Writer &writer) const {
+    nlohmann::ordered_json stats;
+    stats["description"] = "routed calibration tokens per expert, per MoE layer (ktq GPTQ calibration pass)";
+    stats["samples"] = hidden_.size();
+    uint64_t tokens = 0;
+    for (const auto &h : hidden_) tokens += h.size() / static_cast<size_t>(cfg_->hidden);
+    stats["tokens"] = tokens;
+    stats["experts_per_token"] = cfg_->top_k;
+    nlohmann::ordered_json layers = nlohmann::ordered_json::object();
+    for (const auto &[layer, counts] : expert_tokens_)
+        if (cfg_->moe_layer.at(static_cast<size_t>(layer))) layers[std::to_string(layer)] = counts;
+    stats["layers"] = layers;
+    writer.add_file("routing_stats.json", stats.dump(1) + "\n");
+    nlohmann::ordered_json rep;
+    nlohmann::ordered_json modules = nlohmann::ordered_json::object();
+    size_t fallbacks = 0;
+    for (const auto &[name, m] : report_) {
+        modules[name] = {{"loss", m.loss}, {"rows_seen", m.rows_seen}, {"rtn_fallback", m.rtn_fallback}};
+        fallbacks += m.rtn_fallback;
+    }
+    rep["modules"] = modules;
+    rep["rtn_fallbacks"] = fallbacks;
+    writer.add_file("gptq_report.json", rep.dump(1) + "\n");
+}
+
+}  // namespace ktq
