@@ -11,11 +11,12 @@ naming the file and tensor; using a closed Model raises ValueError.
 """
 import array
 import ctypes
+import os
 
 from . import _lib
 from ._lib import lib
 
-__all__ = ["KtqError", "Model", "convert", "version", "STATUS"]
+__all__ = ["KtqError", "Model", "convert", "perplexity", "tokenize", "version", "STATUS"]
 
 STATUS = {0: "ok", -1: "invalid_argument", -2: "io", -3: "format", -4: "unsupported", -5: "not_found",
           -6: "no_memory", -7: "cancelled", -8: "buffer_too_small", -9: "version", -10: "no_space",
@@ -60,6 +61,8 @@ class Model:
         opts.threads = threads
         self._raw = ctypes.c_void_p()
         _call(lib.ktq_open_model, ctypes.byref(self._raw), str(path).encode(), ctypes.byref(opts))
+        # the checkpoint folder (tokenizer.json lives there too)
+        self.path = str(path) if os.path.isdir(str(path)) else os.path.dirname(os.path.abspath(str(path)))
 
     def _handle(self):
         if not self._raw:
@@ -132,7 +135,8 @@ _FORMATS = {"bf16": _lib.FORMAT_HF_BF16, "kt-int4": _lib.FORMAT_KT_AMXINT4, "kt-
 def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=False, resume=False,
             progress=None, numa_parts=2, loose_files=False, resume_layer=0, group_size=128, asymmetric=False,
             targets=None, ignore=None, device="cpu", rounding="fp32", dtype=None, gguf_type="Q8_0",
-            split_experts=False):
+            split_experts=False, engine="rtn", dataset=None, num_calibration_samples=512, max_sequence_length=2048,
+            seed=42, dampening_frac=0.01, actorder="static"):
     """Converts `model` into `out_dir`: to="bf16" (dequantized checkpoint),
     "kt-int4" or "kt-int8" (kt-kernel's AMX expert layout, split into
     `numa_parts`, merged safetensors or `loose_files`), "W4A16" or "W8A16"
@@ -144,6 +148,9 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
     "float16" or "float32" for scales and kept tensors, None = the model's).
     "gguf" writes one GGUF file at `out_dir` (a file path) with weights in
     `gguf_type` ("Q8_0", "Q4_K", ...), experts stacked or `split_experts`.
+    W4A16/W8A16 with engine="gptq" calibrate GPTQ on `dataset` (a text or
+    JSONL file; `num_calibration_samples` x `max_sequence_length` tokens,
+    drawn with `seed`; `dampening_frac`; `actorder` "static" or "none").
     `progress(dict)` returns False to cancel
     (KtqError with status "cancelled"; nothing with a final name is left)."""
     if to not in _FORMATS:
@@ -172,9 +179,27 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
         wopts.gguf_type, wopts.gguf_split_experts = _lib.GGML_TYPES[gguf_type], int(split_experts)
     if device not in ("cpu", "cuda"):
         raise ValueError(f"unknown device {device!r} (cpu or cuda)")
+    if engine not in ("rtn", "gptq"):
+        raise ValueError(f"unknown engine {engine!r} (rtn or gptq)")
+    if engine == "gptq" and (to not in ("W4A16", "W8A16") or dataset is None):
+        raise ValueError('engine="gptq" writes W4A16/W8A16 and needs dataset=')
+    if actorder not in _lib.ACT_ORDER:
+        raise ValueError(f"unknown actorder {actorder!r} (static or none)")
+    calibration = ctypes.c_void_p()
+    if engine == "gptq":
+        with _Tokenizer(model.path) as tok:
+            copts = _lib.CalibrationOptions()
+            lib.ktq_calibration_options_init(ctypes.byref(copts), _lib.CALIBRATION_OPTIONS_VERSION)
+            copts.num_samples, copts.max_sequence_length, copts.seed = num_calibration_samples, max_sequence_length, seed
+            _call(lib.ktq_calibration_open, ctypes.byref(calibration), str(dataset).encode(), tok.handle,
+                  ctypes.byref(copts))
     writer = ctypes.c_void_p()
-    _call(lib.ktq_writer_open, ctypes.byref(writer), model._handle(), str(out_dir).encode(), _FORMATS[to],
-          ctypes.byref(wopts))
+    try:
+        _call(lib.ktq_writer_open, ctypes.byref(writer), model._handle(), str(out_dir).encode(), _FORMATS[to],
+              ctypes.byref(wopts))
+    except BaseException:
+        lib.ktq_calibration_free(calibration)
+        raise
     raised = []
 
     def trampoline(p, _payload):
@@ -194,6 +219,9 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
     lib.ktq_quantize_options_init(ctypes.byref(qopts), _lib.QUANTIZE_OPTIONS_VERSION)
     qopts.threads, qopts.progress = threads, callback
     qopts.device = _lib.DEVICE_CUDA if device == "cuda" else _lib.DEVICE_CPU
+    if engine == "gptq":
+        qopts.engine, qopts.calibration = _lib.ENGINE_GPTQ, calibration
+        qopts.dampening_frac, qopts.act_order = dampening_frac, _lib.ACT_ORDER[actorder]
     try:
         _call(lib.ktq_write, model._handle(), ctypes.byref(qopts), writer)
     except KtqError:
@@ -202,3 +230,55 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
         raise
     finally:
         lib.ktq_writer_free(writer)
+        lib.ktq_calibration_free(calibration)
+
+
+class _Tokenizer:
+    def __init__(self, path):
+        self.handle = ctypes.c_void_p()
+        _call(lib.ktq_tokenizer_open, ctypes.byref(self.handle), str(path).encode())
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        lib.ktq_tokenizer_free(self.handle)
+        self.handle = ctypes.c_void_p()
+
+    def encode(self, text):
+        data = text.encode() if isinstance(text, str) else bytes(text)
+        count = ctypes.c_size_t()
+        err = ctypes.c_void_p()
+        code = lib.ktq_tokenizer_encode(None, 0, ctypes.byref(count), self.handle, data, len(data), ctypes.byref(err))
+        if err:
+            lib.ktq_error_free(err)
+        if code == 0:
+            return []
+        if code != -8:  # anything but "buffer too small": raise with the message
+            _call(lib.ktq_tokenizer_encode, None, 0, ctypes.byref(count), self.handle, data, len(data))
+        ids = (ctypes.c_int32 * count.value)()
+        _call(lib.ktq_tokenizer_encode, ids, count.value, ctypes.byref(count), self.handle, data, len(data))
+        return list(ids)
+
+
+def tokenize(model_or_tokenizer_json, text):
+    """Token ids of `text` (str or UTF-8 bytes) with a model folder's
+    tokenizer.json, as Hugging Face tokenizers encodes it."""
+    with _Tokenizer(model_or_tokenizer_json) as tok:
+        return tok.encode(text)
+
+
+def perplexity(model, text, window=256, max_tokens=131072):
+    """Perplexity of `model` (a Model) on `text` (str or bytes) with ktq's
+    native forward pass: the first `max_tokens` tokens (0 = all) as windows of
+    `window` tokens. Returns a dict: perplexity, mean_nll, tokens_scored, windows."""
+    data = text.encode() if isinstance(text, str) else bytes(text)
+    opts = _lib.EvalOptions()
+    lib.ktq_eval_options_init(ctypes.byref(opts), _lib.EVAL_OPTIONS_VERSION)
+    opts.window, opts.max_tokens = window, max_tokens
+    result = _lib.EvalResult()
+    with _Tokenizer(model.path) as tok:
+        _call(lib.ktq_eval_perplexity, ctypes.byref(result), model._handle(), tok.handle, data, len(data),
+              ctypes.byref(opts))
+    return {"perplexity": result.perplexity, "mean_nll": result.mean_nll, "tokens_scored": result.tokens_scored,
+            "windows": result.windows}

@@ -15,7 +15,10 @@ c_char_p, c_void_p = ctypes.c_char_p, ctypes.c_void_p
 
 OPEN_OPTIONS_VERSION = MODEL_INFO_VERSION = TENSOR_INFO_VERSION = 1
 PROGRESS_VERSION = 1
-QUANTIZE_OPTIONS_VERSION = 2
+QUANTIZE_OPTIONS_VERSION = 3
+EVAL_OPTIONS_VERSION = CALIBRATION_OPTIONS_VERSION = 1
+ENGINE_GPTQ = 5
+ACT_ORDER = {"none": 0, "static": 1}
 WRITER_OPTIONS_VERSION = 3
 MAX_DIMS = 8
 DTYPE_F32, DTYPE_BF16 = 1, 3
@@ -69,11 +72,31 @@ class WriterOptions(ctypes.Structure):
 
 class QuantizeOptions(ctypes.Structure):
     _fields_ = [("version", c_uint), ("engine", c_int), ("threads", c_int), ("progress", PROGRESS_CB),
-                ("payload", c_void_p), ("allow_non_finite", c_int), ("device", c_int)]
+                ("payload", c_void_p), ("allow_non_finite", c_int), ("device", c_int), ("calibration", c_void_p),
+                ("dampening_frac", ctypes.c_double), ("gptq_block_size", c_int), ("act_order", c_int),
+                ("calibration_batch", c_int)]
+
+
+class EvalOptions(ctypes.Structure):
+    _fields_ = [("version", c_uint), ("window", c_int), ("max_tokens", c_uint64), ("batch_windows", c_int),
+                ("progress", PROGRESS_CB), ("payload", c_void_p), ("token_nll", ctypes.POINTER(ctypes.c_double)),
+                ("token_nll_capacity", c_size_t)]
+
+
+class EvalResult(ctypes.Structure):
+    _fields_ = [("perplexity", ctypes.c_double), ("mean_nll", ctypes.c_double), ("tokens_scored", c_uint64),
+                ("windows", c_uint64)]
+
+
+class CalibrationOptions(ctypes.Structure):
+    _fields_ = [("version", c_uint), ("num_samples", c_int), ("max_sequence_length", c_int), ("seed", c_uint64),
+                ("text_field", c_char_p)]
 
 
 STRUCTS = {"ktq_open_options": OpenOptions, "ktq_model_info": ModelInfo, "ktq_tensor_info": TensorInfo,
-           "ktq_progress": Progress, "ktq_writer_options": WriterOptions, "ktq_quantize_options": QuantizeOptions}
+           "ktq_progress": Progress, "ktq_writer_options": WriterOptions, "ktq_quantize_options": QuantizeOptions,
+           "ktq_eval_options": EvalOptions, "ktq_eval_result": EvalResult,
+           "ktq_calibration_options": CalibrationOptions}
 
 
 def _find_library():
@@ -129,3 +152,14 @@ _decl("ktq_writer_open", c_int, ctypes.POINTER(c_void_p), c_void_p, c_char_p, c_
 _decl("ktq_writer_free", None, c_void_p)
 _decl("ktq_quantize_options_init", c_int, ctypes.POINTER(QuantizeOptions), c_uint)
 _decl("ktq_write", c_int, c_void_p, ctypes.POINTER(QuantizeOptions), c_void_p, _E)
+_decl("ktq_tokenizer_open", c_int, ctypes.POINTER(c_void_p), c_char_p, _E)
+_decl("ktq_tokenizer_free", None, c_void_p)
+_decl("ktq_tokenizer_encode", c_int, ctypes.POINTER(ctypes.c_int32), c_size_t, ctypes.POINTER(c_size_t), c_void_p,
+      c_char_p, c_size_t, _E)
+_decl("ktq_eval_options_init", c_int, ctypes.POINTER(EvalOptions), c_uint)
+_decl("ktq_eval_perplexity", c_int, ctypes.POINTER(EvalResult), c_void_p, c_void_p, c_char_p, c_size_t,
+      ctypes.POINTER(EvalOptions), _E)
+_decl("ktq_calibration_options_init", c_int, ctypes.POINTER(CalibrationOptions), c_uint)
+_decl("ktq_calibration_open", c_int, ctypes.POINTER(c_void_p), c_char_p, c_void_p, ctypes.POINTER(CalibrationOptions),
+      _E)
+_decl("ktq_calibration_free", None, c_void_p)

@@ -132,7 +132,8 @@ def test_convert_gpu_weights_entry_point_matches_the_cli(tmp_path):
 
     args = ["--model_id", DEMO, "--quant_method", "RTN", "--quant_type", "W4A16", "--ignore_patterns", "lm_head"]
     assert convert_gpu_weights.main(args + ["--output_dir", str(tmp_path / "py")]) == 0
-    assert convert_gpu_weights.main(["--model_id", DEMO, "--output_dir", str(tmp_path / "g")]) == 2  # GPTQ
+    # GPTQ (the default method) needs a local --dataset
+    assert convert_gpu_weights.main(["--model_id", DEMO, "--output_dir", str(tmp_path / "g")]) == 2
     ktq_bin = os.environ.get("KTQ_BIN")
     if ktq_bin:
         subprocess.run([ktq_bin, "convert-gpu-weights", *args, "--output_dir", str(tmp_path / "cli"), "--quiet"],
@@ -161,3 +162,48 @@ def test_gguf_matches_the_cli(tmp_path):
         subprocess.run([ktq_bin, "convert", llama, str(tmp_path / "cli.gguf"), "--to", "gguf", "--type", "Q4_K", "-q"],
                        check=True)
         assert (tmp_path / "cli.gguf").read_bytes() == (tmp_path / "py.gguf").read_bytes()
+
+
+def test_perplexity_and_tokenizer():
+    """The native forward pass through Python: perplexity of the demo model on its own
+    README-sized text agrees with the CLI; token ids agree with `ktq tokenize`."""
+    text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read() * 3
+    ids = ktq.tokenize(DEMO, text)
+    assert len(ids) > 512 and all(0 <= i < 4096 for i in ids)
+    assert ktq.tokenize(DEMO, "") == []
+    with ktq.Model(DEMO) as m:
+        r = ktq.perplexity(m, text, window=128, max_tokens=512)
+    assert r["windows"] == 4 and r["tokens_scored"] == 4 * 127 and 1 < r["perplexity"] < 4096
+    ktq_bin = os.environ.get("KTQ_BIN")
+    if ktq_bin:
+        path = os.path.join(os.path.dirname(__file__), "_ppl_text.txt")
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+            out = subprocess.run([ktq_bin, "eval-ppl", DEMO, "--text", path, "--window", "128", "--max-tokens", "512",
+                                  "--json", "-q"], check=True, capture_output=True, text=True).stdout
+            ids_cli = subprocess.run([ktq_bin, "tokenize", DEMO, path, "--print"], check=True, capture_output=True,
+                                     text=True).stdout.split()
+        finally:
+            os.unlink(path)
+        import json
+        assert json.loads(out)["perplexity"] == r["perplexity"]
+        assert list(map(int, ids_cli)) == ids
+
+
+def test_gptq_matches_the_cli(tmp_path):
+    calib = tmp_path / "calib.txt"
+    calib.write_text(open(os.path.join(REPO, "README.md"), encoding="utf-8").read() * 4, encoding="utf-8")
+    with ktq.Model(DEMO) as m:
+        ktq.convert(m, tmp_path / "py", to="W4A16", engine="gptq", dataset=calib, num_calibration_samples=4,
+                    max_sequence_length=128, threads=2)
+        with pytest.raises(ValueError):
+            ktq.convert(m, tmp_path / "bad", to="W4A16", engine="gptq")
+    assert (tmp_path / "py" / "gptq_report.json").exists()
+    ktq_bin = os.environ.get("KTQ_BIN")
+    if ktq_bin:
+        subprocess.run([ktq_bin, "convert", DEMO, str(tmp_path / "cli"), "--to", "compressed-tensors", "--engine", "gptq",
+                        "--dataset", str(calib), "--num-calibration-samples", "4", "--max-sequence-length", "128",
+                        "--quiet"], check=True)
+        for name in sorted(os.listdir(tmp_path / "cli")):
+            assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "py" / name).read_bytes(), name

@@ -162,6 +162,7 @@ pub const KTQ_ENGINE_CAST: ktq_engine = 1;
 pub const KTQ_ENGINE_KT_AMX: ktq_engine = 2;
 pub const KTQ_ENGINE_RTN: ktq_engine = 3;
 pub const KTQ_ENGINE_GGML: ktq_engine = 4;
+pub const KTQ_ENGINE_GPTQ: ktq_engine = 5;
 
 pub type ktq_device = c_int;
 pub const KTQ_DEVICE_CPU: ktq_device = 0;
@@ -223,7 +224,7 @@ pub struct ktq_kt_part_info {
     pub packed_bytes: u64,
 }
 
-pub const KTQ_QUANTIZE_OPTIONS_VERSION: c_uint = 2;
+pub const KTQ_QUANTIZE_OPTIONS_VERSION: c_uint = 3;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ktq_quantize_options {
@@ -235,6 +236,12 @@ pub struct ktq_quantize_options {
     pub allow_non_finite: c_int,
     // version 2
     pub device: ktq_device,
+    // version 3
+    pub calibration: *const ktq_calibration,
+    pub dampening_frac: f64,
+    pub gptq_block_size: c_int,
+    pub act_order: ktq_act_order,
+    pub calibration_batch: c_int,
 }
 
 // ---- system.h ----------------------------------------------------------
@@ -503,6 +510,162 @@ extern "C" {
         loose_dir: *const c_char,
         model: *const ktq_model,
         opts: *const ktq_writer_options,
+        err: *mut *mut ktq_error,
+    ) -> ktq_status;
+}
+
+// ---- text.h ------------------------------------------------------------
+
+#[repr(C)]
+pub struct ktq_tokenizer {
+    _private: [u8; 0],
+}
+
+extern "C" {
+    pub fn ktq_tokenizer_open(out: *mut *mut ktq_tokenizer, path: *const c_char, err: *mut *mut ktq_error) -> ktq_status;
+    pub fn ktq_tokenizer_free(tokenizer: *mut ktq_tokenizer);
+    pub fn ktq_tokenizer_vocab_size(tokenizer: *const ktq_tokenizer) -> usize;
+    pub fn ktq_tokenizer_encode(
+        ids: *mut i32,
+        capacity: usize,
+        count: *mut usize,
+        tokenizer: *const ktq_tokenizer,
+        text: *const c_char,
+        text_len: usize,
+        err: *mut *mut ktq_error,
+    ) -> ktq_status;
+}
+
+// ---- eval.h ------------------------------------------------------------
+
+pub const KTQ_EVAL_OPTIONS_VERSION: c_uint = 1;
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ktq_eval_options {
+    pub version: c_uint,
+    pub window: c_int,
+    pub max_tokens: u64,
+    pub batch_windows: c_int,
+    pub progress: ktq_progress_cb,
+    pub payload: *mut c_void,
+    pub token_nll: *mut f64,
+    pub token_nll_capacity: usize,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ktq_eval_result {
+    pub perplexity: f64,
+    pub mean_nll: f64,
+    pub tokens_scored: u64,
+    pub windows: u64,
+}
+
+extern "C" {
+    pub fn ktq_eval_options_init(opts: *mut ktq_eval_options, version: c_uint) -> ktq_status;
+    pub fn ktq_eval_perplexity(
+        out: *mut ktq_eval_result,
+        model: *const ktq_model,
+        tokenizer: *const ktq_tokenizer,
+        text: *const c_char,
+        text_len: usize,
+        opts: *const ktq_eval_options,
+        err: *mut *mut ktq_error,
+    ) -> ktq_status;
+}
+
+// ---- calibration.h -----------------------------------------------------
+
+#[repr(C)]
+pub struct ktq_calibration {
+    _private: [u8; 0],
+}
+
+pub const KTQ_CALIBRATION_OPTIONS_VERSION: c_uint = 1;
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ktq_calibration_options {
+    pub version: c_uint,
+    pub num_samples: c_int,
+    pub max_sequence_length: c_int,
+    pub seed: u64,
+    pub text_field: *const c_char,
+}
+
+extern "C" {
+    pub fn ktq_calibration_options_init(opts: *mut ktq_calibration_options, version: c_uint) -> ktq_status;
+    pub fn ktq_calibration_open(
+        out: *mut *mut ktq_calibration,
+        dataset_path: *const c_char,
+        tokenizer: *const ktq_tokenizer,
+        opts: *const ktq_calibration_options,
+        err: *mut *mut ktq_error,
+    ) -> ktq_status;
+    pub fn ktq_calibration_from_tokens(
+        out: *mut *mut ktq_calibration,
+        ids: *const i32,
+        offsets: *const u64,
+        count: usize,
+        err: *mut *mut ktq_error,
+    ) -> ktq_status;
+    pub fn ktq_calibration_free(calibration: *mut ktq_calibration);
+    pub fn ktq_calibration_info(
+        samples: *mut usize,
+        tokens: *mut u64,
+        calibration: *const ktq_calibration,
+        err: *mut *mut ktq_error,
+    ) -> ktq_status;
+}
+
+// ---- gptq.h ------------------------------------------------------------
+
+pub type ktq_act_order = c_int;
+pub const KTQ_ACT_ORDER_NONE: ktq_act_order = 0;
+pub const KTQ_ACT_ORDER_STATIC: ktq_act_order = 1;
+
+pub const KTQ_GPTQ_OPTIONS_VERSION: c_uint = 1;
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ktq_gptq_options {
+    pub version: c_uint,
+    pub block_size: c_int,
+    pub dampening_frac: f64,
+    pub act_order: ktq_act_order,
+    pub threads: c_int,
+}
+
+#[repr(C)]
+pub struct ktq_gptq {
+    _private: [u8; 0],
+}
+
+extern "C" {
+    pub fn ktq_gptq_options_init(opts: *mut ktq_gptq_options, version: c_uint) -> ktq_status;
+    pub fn ktq_gptq_new(out: *mut *mut ktq_gptq, in_features: u64, err: *mut *mut ktq_error) -> ktq_status;
+    pub fn ktq_gptq_free(gptq: *mut ktq_gptq);
+    pub fn ktq_gptq_add_batch(gptq: *mut ktq_gptq, x: *const f32, rows: u64, err: *mut *mut ktq_error) -> ktq_status;
+    pub fn ktq_gptq_hessian(
+        h: *mut f32,
+        capacity: usize,
+        rows_seen: *mut u64,
+        gptq: *const ktq_gptq,
+        err: *mut *mut ktq_error,
+    ) -> ktq_status;
+    pub fn ktq_gptq_quantize(
+        packed: *mut i32,
+        packed_words: usize,
+        scales: *mut c_void,
+        scale_count: usize,
+        zero_points: *mut i32,
+        zero_point_words: usize,
+        dequantized: *mut f32,
+        loss: *mut f64,
+        rtn_fallback: *mut c_int,
+        gptq: *const ktq_gptq,
+        weights: *const c_void,
+        rows: u64,
+        scheme: *const ktq_ct_scheme,
+        opts: *const ktq_gptq_options,
         err: *mut *mut ktq_error,
     ) -> ktq_status;
 }

@@ -32,6 +32,7 @@ fn c_type(rust: &str) -> String {
         "i64" => "int64_t".into(),
         "i32" => "int32_t".into(),
         "f32" => "float".into(),
+        "f64" => "double".into(),
         other => other.into(), // ktq_* typedefs have the same name in C
     }
 }

@@ -718,3 +718,155 @@ pub fn dequantize(blocks: &[u8], n: usize, ty: GgmlType) -> Result<Vec<f32>> {
     })?;
     Ok(out)
 }
+
+// ---- tokenizer, perplexity, GPTQ ----------------------------------------
+
+/// A checkpoint's byte-level BPE tokenizer (its `tokenizer.json`), encoding as
+/// Hugging Face `tokenizers` does.
+pub struct Tokenizer {
+    raw: *mut sys::ktq_tokenizer,
+}
+
+// ktq/text.h: encode may run on many threads at once; free from any thread.
+unsafe impl Send for Tokenizer {}
+unsafe impl Sync for Tokenizer {}
+
+impl Tokenizer {
+    /// Loads a `tokenizer.json`, or the one in a model folder.
+    pub fn open(path: impl AsRef<Path>) -> Result<Tokenizer> {
+        let path = path_cstring(path.as_ref())?;
+        let mut raw = ptr::null_mut();
+        call(|err| unsafe { sys::ktq_tokenizer_open(&mut raw, path.as_ptr(), err) })?;
+        Ok(Tokenizer { raw })
+    }
+
+    /// Token ids of `text`.
+    pub fn encode(&self, text: &str) -> Result<Vec<i32>> {
+        let mut count = 0usize;
+        let mut err: *mut sys::ktq_error = ptr::null_mut();
+        let status = unsafe {
+            sys::ktq_tokenizer_encode(ptr::null_mut(), 0, &mut count, self.raw, text.as_ptr().cast(), text.len(), &mut err)
+        };
+        unsafe { sys::ktq_error_free(err) };
+        if status == sys::KTQ_OK {
+            return Ok(Vec::new());
+        }
+        let mut ids = vec![0i32; count];
+        call(|err| unsafe {
+            sys::ktq_tokenizer_encode(ids.as_mut_ptr(), ids.len(), &mut count, self.raw, text.as_ptr().cast(), text.len(),
+                                      err)
+        })?;
+        Ok(ids)
+    }
+}
+
+impl Drop for Tokenizer {
+    fn drop(&mut self) {
+        unsafe { sys::ktq_tokenizer_free(self.raw) }
+    }
+}
+
+/// Result of [`Model::perplexity`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Perplexity {
+    pub perplexity: f64,
+    pub mean_nll: f64,
+    pub tokens_scored: u64,
+    pub windows: u64,
+}
+
+impl Model {
+    /// Perplexity of this model on `text` with ktq's native forward pass: the
+    /// first `max_tokens` tokens (0 = all) as windows of `window` tokens.
+    pub fn perplexity(&self, tokenizer: &Tokenizer, text: &str, window: usize, max_tokens: u64) -> Result<Perplexity> {
+        let mut out = sys::ktq_eval_result::default();
+        call(|err| unsafe {
+            let mut o = std::mem::MaybeUninit::<sys::ktq_eval_options>::uninit();
+            sys::ktq_eval_options_init(o.as_mut_ptr(), sys::KTQ_EVAL_OPTIONS_VERSION);
+            let mut o = o.assume_init();
+            o.window = window as c_int;
+            o.max_tokens = max_tokens;
+            sys::ktq_eval_perplexity(&mut out, self.raw, tokenizer.raw, text.as_ptr().cast(), text.len(), &o, err)
+        })?;
+        Ok(Perplexity { perplexity: out.perplexity, mean_nll: out.mean_nll, tokens_scored: out.tokens_scored,
+                        windows: out.windows })
+    }
+}
+
+/// GPTQ for one Linear of a pipeline's own forward pass: feed its inputs with
+/// [`Gptq::add_batch`], then [`Gptq::quantize_bf16`].
+pub struct Gptq {
+    raw: *mut sys::ktq_gptq,
+    in_features: usize,
+}
+
+// ktq/gptq.h: one object must not be used from two threads at once (&mut
+// for add_batch enforces it); moving it between threads is fine.
+unsafe impl Send for Gptq {}
+
+/// What [`Gptq::quantize_bf16`] returns.
+#[derive(Debug, Clone)]
+pub struct GptqResult {
+    pub tensor: CtTensor,
+    /// The weights the codes stand for, as compressed-tensors decompresses them.
+    pub dequantized: Vec<f32>,
+    pub loss: f64,
+    /// The damped Hessian was not positive definite: rounded to nearest instead.
+    pub rtn_fallback: bool,
+}
+
+impl Gptq {
+    pub fn new(in_features: usize) -> Result<Gptq> {
+        let mut raw = ptr::null_mut();
+        call(|err| unsafe { sys::ktq_gptq_new(&mut raw, in_features as u64, err) })?;
+        Ok(Gptq { raw, in_features })
+    }
+
+    /// Adds input rows `x` ([rows, in_features], row-major) to the Hessian.
+    pub fn add_batch(&mut self, x: &[f32]) -> Result<()> {
+        if x.len() % self.in_features != 0 {
+            return Err(invalid(format!("{} values are not whole rows of {}", x.len(), self.in_features)));
+        }
+        call(|err| unsafe { sys::ktq_gptq_add_batch(self.raw, x.as_ptr(), (x.len() / self.in_features) as u64, err) })
+    }
+
+    /// Rows added so far.
+    pub fn rows_seen(&self) -> Result<u64> {
+        let mut n = 0u64;
+        call(|err| unsafe { sys::ktq_gptq_hessian(ptr::null_mut(), 0, &mut n, self.raw, err) })?;
+        Ok(n)
+    }
+
+    /// Quantizes a BF16 weight [rows, in_features] (raw bits) with GPTQ;
+    /// `dampening_frac` 0.01 and static act order are llm-compressor's defaults.
+    pub fn quantize_bf16(&self, weights: &[u16], scheme: CtScheme, dampening_frac: f64, static_act_order: bool)
+                         -> Result<GptqResult> {
+        let cols = self.in_features as u64;
+        if weights.len() as u64 % cols != 0 {
+            return Err(invalid(format!("{} weights are not whole rows of {cols}", weights.len())));
+        }
+        let rows = weights.len() as u64 / cols;
+        let s = ct_raw(scheme);
+        let (p, c, z) = ct_sizes(rows, cols, &s)?;
+        let mut t = CtTensor { packed: vec![0; p], scales: vec![0; c], zero_points: vec![0; z] };
+        let mut deq = vec![0f32; weights.len()];
+        let (mut loss, mut fallback) = (0f64, 0 as c_int);
+        let zp = if z == 0 { ptr::null_mut() } else { t.zero_points.as_mut_ptr() };
+        call(|err| unsafe {
+            let mut o = std::mem::MaybeUninit::<sys::ktq_gptq_options>::uninit();
+            sys::ktq_gptq_options_init(o.as_mut_ptr(), sys::KTQ_GPTQ_OPTIONS_VERSION);
+            let mut o = o.assume_init();
+            o.dampening_frac = dampening_frac;
+            o.act_order = if static_act_order { sys::KTQ_ACT_ORDER_STATIC } else { sys::KTQ_ACT_ORDER_NONE };
+            sys::ktq_gptq_quantize(t.packed.as_mut_ptr(), p, t.scales.as_mut_ptr().cast(), c, zp, z, deq.as_mut_ptr(),
+                                   &mut loss, &mut fallback, self.raw, weights.as_ptr().cast(), rows, &s, &o, err)
+        })?;
+        Ok(GptqResult { tensor: t, dequantized: deq, loss, rtn_fallback: fallback != 0 })
+    }
+}
+
+impl Drop for Gptq {
+    fn drop(&mut self) {
+        unsafe { sys::ktq_gptq_free(self.raw) }
+    }
+}

@@ -224,3 +224,65 @@ fn ct_quantization_in_situ_round_trips() {
     let err = ktq::ct_quantize_bf16(&bf16[..256 * 100], 256, 100, ktq::CtScheme::w4a16()).unwrap_err();
     assert_eq!(err.status, ktq::Status::InvalidArgument);
 }
+
+#[test]
+fn tokenizer_and_perplexity_on_the_demo_model() {
+    let tok = ktq::Tokenizer::open(demo_model()).unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../README.md")).unwrap().repeat(3);
+    let ids = tok.encode(&text).unwrap();
+    assert!(ids.len() > 512 && ids.iter().all(|&i| (0..4096).contains(&i)));
+    assert!(tok.encode("").unwrap().is_empty());
+    let model = ktq::Model::open(demo_model()).unwrap();
+    let p = model.perplexity(&tok, &text, 128, 512).unwrap();
+    assert_eq!((p.windows, p.tokens_scored), (4, 4 * 127));
+    assert!(p.perplexity > 1.0 && p.perplexity < 4096.0);
+    let e = model.perplexity(&tok, "too short", 256, 0).unwrap_err();
+    assert_eq!(e.status, ktq::Status::InvalidArgument);
+    assert!(ktq::Tokenizer::open("/nonexistent/tokenizer.json").is_err());
+}
+
+#[test]
+fn gptq_from_a_foreign_forward_pass() {
+    // Correlated inputs, as a pipeline's own forward pass would feed them.
+    let (rows, cols, n) = (32usize, 128usize, 512usize);
+    let mut state = 12345u64;
+    let mut rnd = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+    };
+    let base: Vec<f32> = (0..n * 8).map(|_| rnd()).collect();
+    let x: Vec<f32> = (0..n * cols).map(|i| base[(i / cols) * 8 + (i % cols) % 8] + 0.1 * rnd()).collect();
+    let w: Vec<f32> = (0..rows * cols).map(|_| rnd() * 0.1).collect();
+    let w_bf16: Vec<u16> = w.iter().map(|v| (v.to_bits() >> 16) as u16).collect();
+    let mut g = ktq::Gptq::new(cols).unwrap();
+    g.add_batch(&x[..n / 2 * cols]).unwrap();
+    g.add_batch(&x[n / 2 * cols..]).unwrap();
+    assert_eq!(g.rows_seen().unwrap(), n as u64);
+    let r = g.quantize_bf16(&w_bf16, ktq::CtScheme::w4a16(), 0.01, true).unwrap();
+    assert!(!r.rtn_fallback && r.loss > 0.0);
+    // The codes decompress to the weights reported.
+    let back = ktq::ct_dequantize_bf16(&r.tensor, rows as u64, cols as u64, ktq::CtScheme::w4a16()).unwrap();
+    assert!(back.iter().zip(&r.dequantized).all(|(b, d)| f32::from_bits((*b as u32) << 16) == *d));
+    // GPTQ's layer-output error is below round-to-nearest's on these inputs.
+    let rtn = ktq::ct_quantize_bf16(&w_bf16, rows as u64, cols as u64, ktq::CtScheme::w4a16()).unwrap();
+    let rtn_w: Vec<f32> = ktq::ct_dequantize_bf16(&rtn, rows as u64, cols as u64, ktq::CtScheme::w4a16())
+        .unwrap()
+        .iter()
+        .map(|b| f32::from_bits((*b as u32) << 16))
+        .collect();
+    let w_exact: Vec<f32> = w_bf16.iter().map(|b| f32::from_bits((*b as u32) << 16)).collect();
+    let err = |q: &[f32]| -> f64 {
+        let mut e = 0f64;
+        for t in 0..n {
+            for r in 0..rows {
+                let d: f32 = (0..cols).map(|c| x[t * cols + c] * (w_exact[r * cols + c] - q[r * cols + c])).sum();
+                e += (d as f64) * (d as f64);
+            }
+        }
+        e
+    };
+    assert!(err(&r.dequantized) < 0.9 * err(&rtn_w));
+    assert!(g.add_batch(&[1.0; 3]).is_err());
+}
