@@ -1,5 +1,7 @@
 #include "reading/checkpoint.h"
 
+#include <algorithm>
+
 #include <sys/stat.h>
 
 #include <fstream>
@@ -121,6 +123,18 @@ void Checkpoint::open_index(const std::string &index_path, uint64_t max_header_b
                                      "' but that file does not contain it");
         tensors_[tensor] = TensorRef{file, &*e};
     }
+}
+
+void Checkpoint::add_virtual(TensorEntry entry, const SafetensorsFile *file, const std::vector<std::string> &hidden) {
+    for (const std::string &h : hidden) {
+        auto it = std::lower_bound(names_.begin(), names_.end(), h);
+        if (it != names_.end() && *it == h) names_.erase(it);
+    }
+    const std::string name = entry.name;
+    if (tensors_.count(name)) fail(KTQ_ERR_FORMAT, dir_ + ": tensor '" + name + "' is stored and also packed");
+    virtual_entries_.push_back(std::move(entry));
+    tensors_[name] = TensorRef{file, &virtual_entries_.back()};
+    names_.insert(std::lower_bound(names_.begin(), names_.end(), name), name);
 }
 
 const TensorRef *Checkpoint::find(const std::string &name) const {

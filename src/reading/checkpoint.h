@@ -5,6 +5,7 @@
 // Immutable after construction; safe to read from many threads.
 #pragma once
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -35,6 +36,13 @@ public:
     const std::vector<std::unique_ptr<SafetensorsFile>> &files() const { return files_; }
     uint64_t total_bytes() const { return total_bytes_; }
 
+    // A tensor that exists only as a view the Model computes (a dequantized
+    // compressed-tensors weight) takes the place of the stored tensors it is
+    // made from: `entry` is listed by names() and found by find(); the
+    // `hidden` ones stay findable but are no longer listed. Called while the
+    // Model is being built, never after.
+    void add_virtual(TensorEntry entry, const SafetensorsFile *file, const std::vector<std::string> &hidden);
+
 private:
     void open_single(const std::string &file, const std::string &display, uint64_t max_header_bytes);
     void open_index(const std::string &index_path, uint64_t max_header_bytes);
@@ -43,6 +51,7 @@ private:
     std::vector<std::unique_ptr<SafetensorsFile>> files_;
     std::map<std::string, TensorRef> tensors_;
     std::vector<std::string> names_;
+    std::deque<TensorEntry> virtual_entries_;  // stable addresses for TensorRef
     uint64_t total_bytes_ = 0;
 };
 

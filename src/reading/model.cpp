@@ -39,6 +39,7 @@ Model::Model(const std::string &path, const ktq_open_options &opts) {
         fail(KTQ_ERR_NOT_FOUND, config_path + ": not found (a Hugging Face model folder has a config.json)");
     config_ = ModelConfig::load(config_path, "config.json");
     checkpoint_ = std::make_unique<Checkpoint>(path, opts.max_header_bytes ? opts.max_header_bytes : kDefaultMaxHeader);
+    open_packed_weights();
     check_not_quantized();
 
     // Dominant dtype of the matrices, by bytes.
@@ -63,13 +64,123 @@ Model::Model(const std::string &path, const ktq_open_options &opts) {
     pool_ = std::make_unique<ThreadPool>(resolve_threads(opts.threads));
 }
 
+void Model::open_packed_weights() {
+    if (config_.quantization.quant_method != "compressed-tensors") return;
+    // Integer weight-only schemes stored "pack-quantized" (what llm-compressor
+    // and ktq write for W4A16 / W8A16): each X.weight becomes a virtual tensor.
+    const nlohmann::ordered_json &raw = config_.has_text_config && config_.raw.at("text_config").contains("quantization_config")
+                                            ? config_.raw.at("text_config").at("quantization_config")
+                                            : config_.raw.at("quantization_config");
+    const std::string where = checkpoint_->dir() + "/config.json: quantization_config";
+    std::string format = raw.value("format", "");
+    if (raw.contains("config_groups") && raw["config_groups"].is_object())
+        for (const auto &[name, group] : raw["config_groups"].items()) {
+            if (group.is_object() && group.contains("format") && group["format"].is_string())
+                format = group["format"].get<std::string>();
+            if (group.is_object() && group.contains("input_activations") && !group["input_activations"].is_null())
+                fail(KTQ_ERR_UNSUPPORTED, where + ": group " + name + " quantizes activations; ktq reads "
+                                              "weight-only compressed-tensors checkpoints (W4A16, W8A16, ...)");
+        }
+    if (format != "pack-quantized")
+        fail(KTQ_ERR_UNSUPPORTED, where + ": compressed-tensors format \"" + format +
+                                      "\" is not read (only \"pack-quantized\")");
+    const std::string suffix = ".weight_packed";
+    const std::vector<std::string> names = checkpoint_->names();  // copy: add_virtual edits the list
+    for (const std::string &name : names) {
+        if (!ends_with(name, suffix)) continue;
+        const std::string base = name.substr(0, name.size() - suffix.size());
+        PackedWeight w;
+        w.packed = checkpoint_->find(name);
+        w.scale = checkpoint_->find(base + ".weight_scale");
+        w.zero_point = checkpoint_->find(base + ".weight_zero_point");
+        const TensorRef *shape = checkpoint_->find(base + ".weight_shape");
+        const std::string file = w.packed->file->display_name();
+        auto bad = [&](const std::string &why) {
+            fail(KTQ_ERR_FORMAT, file + ": compressed-tensors weight '" + base + "': " + why);
+        };
+        if (!w.scale || !shape) bad("weight_scale or weight_shape is missing");
+        const TensorEntry &pe = *w.packed->entry, &se = *w.scale->entry, &she = *shape->entry;
+        if (pe.dtype != KTQ_DTYPE_I32 || pe.shape.size() != 2) bad("weight_packed is not a 2-D I32 tensor");
+        if (she.dtype != KTQ_DTYPE_I64 || she.numel() != 2) bad("weight_shape is not two I64 values");
+        int64_t dims[2];
+        shape->file->copy_out(shape->file->data(she), sizeof dims, dims);
+        if (dims[0] <= 0 || dims[1] <= 0 || dims[0] != pe.shape[0]) bad("weight_shape does not match weight_packed");
+        w.rows = static_cast<uint64_t>(dims[0]);
+        w.cols = static_cast<uint64_t>(dims[1]);
+        if (se.shape.size() != 2 || static_cast<uint64_t>(se.shape[0]) != w.rows || se.shape[1] <= 0 ||
+            w.cols % static_cast<uint64_t>(se.shape[1]) != 0)
+            bad("weight_scale is not [rows, groups] with groups dividing the columns");
+        if (se.dtype != KTQ_DTYPE_BF16 && se.dtype != KTQ_DTYPE_F16 && se.dtype != KTQ_DTYPE_F32)
+            bad(std::string("weight_scale has dtype ") + dtype_name(se.dtype));
+        w.scheme.dtype = se.dtype;
+        const uint64_t groups = static_cast<uint64_t>(se.shape[1]);
+        w.scheme.group_size = groups == 1 ? -1 : static_cast<int>(w.cols / groups);
+        w.scheme.symmetric = w.zero_point == nullptr;
+        w.scheme.bits = 0;
+        for (int b = 8; b >= 2; --b)  // the widest bit count that packs the columns into this many words
+            if (ceil_div(w.cols * static_cast<uint64_t>(b), 32) == static_cast<uint64_t>(pe.shape[1])) {
+                w.scheme.bits = b;
+                break;
+            }
+        if (w.scheme.bits == 0) bad("weight_packed has " + std::to_string(pe.shape[1]) + " words per row for " +
+                                    std::to_string(w.cols) + " columns: no bit width 2..8 fits");
+        if (auto p = ct::scheme_problem(w.scheme); !p.empty()) bad(p);
+        if (w.zero_point) {
+            const TensorEntry &ze = *w.zero_point->entry;
+            if (ze.dtype != KTQ_DTYPE_I32 || ze.shape.size() != 2 ||
+                static_cast<uint64_t>(ze.shape[0]) != ct::zero_point_words(w.scheme, w.rows) ||
+                static_cast<uint64_t>(ze.shape[1]) != groups)
+                bad("weight_zero_point is not I32 [ceil(rows * bits / 32), groups]");
+        }
+        const uint64_t need = w.rows * ct::packed_words_per_row(w.scheme, w.cols) * 4;
+        if (pe.nbytes() != need) bad("weight_packed holds " + std::to_string(pe.nbytes()) + " bytes, needs " + std::to_string(need));
+        TensorEntry v;
+        v.name = base + ".weight";
+        v.dtype = se.dtype;
+        v.shape = {dims[0], dims[1]};
+        v.begin = 0;
+        v.end = w.rows * w.cols * dtype_size(se.dtype);  // the logical size
+        std::vector<std::string> hidden = {name, base + ".weight_scale", base + ".weight_shape"};
+        if (w.zero_point) hidden.push_back(base + ".weight_zero_point");
+        checkpoint_->add_virtual(v, w.packed->file, hidden);
+        packed_[v.name] = w;
+    }
+}
+
+void Model::read_packed_rows(const PackedWeight &w, uint64_t first, uint64_t count, ktq_dtype out, void *dst) const {
+    const ct::Scheme &s = w.scheme;
+    const uint64_t words = ct::packed_words_per_row(s, w.cols), groups = ct::groups_per_row(s, w.cols);
+    std::vector<uint32_t> packed(count * words);
+    w.packed->file->copy_out(w.packed->file->data(*w.packed->entry) + first * words * 4, packed.size() * 4, packed.data());
+    const size_t ssize = dtype_size(s.dtype);
+    std::vector<uint8_t> scales(count * groups * ssize);
+    w.scale->file->copy_out(w.scale->file->data(*w.scale->entry) + first * groups * ssize, scales.size(), scales.data());
+    std::vector<int8_t> zp;
+    if (w.zero_point) {  // packed along the rows: unpack the whole column set, keep ours
+        const TensorEntry &ze = *w.zero_point->entry;
+        std::vector<uint32_t> zpacked(ze.nbytes() / 4);
+        w.zero_point->file->copy_out(w.zero_point->file->data(ze), ze.nbytes(), zpacked.data());
+        std::vector<int8_t> all(w.rows * groups);
+        ct::unpack_zero_points(s, zpacked.data(), w.rows, groups, all.data());
+        zp.assign(all.begin() + static_cast<std::ptrdiff_t>(first * groups),
+                  all.begin() + static_cast<std::ptrdiff_t>((first + count) * groups));
+    }
+    std::vector<float> values(count * w.cols);
+    ct::dequantize_rows(s, packed.data(), scales.data(), zp.empty() ? nullptr : zp.data(), count, w.cols, values.data());
+    if (out == KTQ_DTYPE_F32)
+        std::copy(values.begin(), values.end(), static_cast<float *>(dst));
+    else
+        convert_to_bf16(static_cast<uint16_t *>(dst), reinterpret_cast<const uint8_t *>(values.data()), KTQ_DTYPE_F32,
+                        values.size());
+}
+
 void Model::check_not_quantized() const {
     const std::string &method = config_.quantization.quant_method;
-    if (!method.empty() && method != "fp8")
+    if (!method.empty() && method != "fp8" && !(method == "compressed-tensors" && !packed_.empty()))
         fail(KTQ_ERR_UNSUPPORTED, checkpoint_->dir() + "/config.json: checkpoint is already quantized "
                                   "(quantization_config.quant_method = \"" + method +
                                   "\"); ktq reads BF16/FP16/FP32 or block-FP8 checkpoints");
-    for (const auto &name : checkpoint_->names()) {
+    for (const auto &name : checkpoint_->names()) {  // packed weights read by open_packed_weights() are no longer listed
         for (const char *suffix : {".weight_packed", ".qweight", ".qzeros", ".g_idx", ".weight_zero_point"}) {
             if (ends_with(name, suffix))
                 fail(KTQ_ERR_UNSUPPORTED, checkpoint_->find(name)->file->display_name() + ": tensor '" + name +
@@ -172,6 +283,11 @@ MatrixView Model::expert(int layer, int expert, ktq_expert_proj proj) const {
 void Model::read_rows(const MatrixView &view, uint64_t first, uint64_t count, ktq_dtype out, void *dst) const {
     if (out != KTQ_DTYPE_F32 && out != KTQ_DTYPE_BF16)
         fail(KTQ_ERR_INVALID_ARGUMENT, "tensors are read as F32 or BF16, not " + std::string(dtype_name(out)));
+    if (auto packed = packed_.find(view.tensor); packed != packed_.end()) {
+        if (first + count > view.rows) fail(KTQ_ERR_INVALID_ARGUMENT, "row range outside tensor '" + view.tensor + "'");
+        read_packed_rows(packed->second, view.row_begin + first, count, out, dst);
+        return;
+    }
     const TensorRef &ref = checkpoint_->at(view.tensor);
     const TensorEntry &e = *ref.entry;
     if (!dtype_is_float(e.dtype))
@@ -232,6 +348,9 @@ uint64_t Model::expert_bytes(int layer, int expert, ktq_expert_proj proj) const 
 }
 
 uint64_t Model::stored_bytes(const std::string &tensor) const {
+    if (auto p = packed_.find(tensor); p != packed_.end())
+        return p->second.packed->entry->nbytes() + p->second.scale->entry->nbytes() +
+               (p->second.zero_point ? p->second.zero_point->entry->nbytes() : 0);
     const TensorEntry &e = *checkpoint_->at(tensor).entry;
     uint64_t bytes = e.nbytes();
     if (e.dtype == KTQ_DTYPE_F8_E4M3 || e.dtype == KTQ_DTYPE_F8_E5M2)
@@ -240,6 +359,11 @@ uint64_t Model::stored_bytes(const std::string &tensor) const {
 }
 
 void Model::release(const std::string &tensor) const {
+    if (auto p = packed_.find(tensor); p != packed_.end()) {
+        for (const TensorRef *r : {p->second.packed, p->second.scale, p->second.zero_point})
+            if (r) r->file->release(r->entry->begin, r->entry->end);
+        return;
+    }
     const TensorRef &ref = checkpoint_->at(tensor);
     ref.file->release(ref.entry->begin, ref.entry->end);
     if (const TensorRef *scale = fp8_scale_of(tensor)) scale->file->release(scale->entry->begin, scale->entry->end);

@@ -5,10 +5,12 @@
 // Immutable after construction; every const method is safe from many threads.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 
 #include "ktq/model.h"
+#include "quant/ct_rtn.h"
 #include "reading/architecture.h"
 #include "reading/checkpoint.h"
 #include "reading/model_config.h"
@@ -58,7 +60,19 @@ public:
     // Lets the kernel drop the input pages of `tensor` (and its FP8 scale).
     void release(const std::string &tensor) const;
 
+    // True for a weight stored compressed-tensors "pack-quantized" (read as
+    // (code - zero point) * scale in the scale's dtype, as compressed-tensors
+    // decompresses it).
+    bool is_packed(const std::string &tensor) const { return packed_.count(tensor) != 0; }
+
 private:
+    struct PackedWeight {
+        const TensorRef *packed = nullptr, *scale = nullptr, *zero_point = nullptr;
+        ct::Scheme scheme;
+        uint64_t rows = 0, cols = 0;
+    };
+    void open_packed_weights();
+    void read_packed_rows(const PackedWeight &w, uint64_t first, uint64_t count, ktq_dtype out, void *dst) const;
     const TensorRef *fp8_scale_of(const std::string &tensor) const;
     void check_not_quantized() const;
     void check_fp8_scales() const;
@@ -69,6 +83,7 @@ private:
     std::unique_ptr<ThreadPool> pool_;
     ktq_dtype source_dtype_ = KTQ_DTYPE_UNKNOWN;
     int block_rows_ = 0, block_cols_ = 0;
+    std::map<std::string, PackedWeight> packed_;  // "X.weight" -> its stored parts
 };
 
 }  // namespace ktq

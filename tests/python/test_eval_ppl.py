@@ -91,3 +91,63 @@ def test_unsupported_architecture_is_named(tmp_path):
     r = ktq("eval-ppl", dst, "--text", EVAL, "-q", "--max-tokens", 512, check=False)
     assert r.returncode == 1
     assert "longrope" in r.stderr and "config.json" in r.stderr
+
+
+# transformers' perplexity (through compressed-tensors' decompressor) of ktq's
+# RTN W4A16 outputs, whose bytes equal llm-compressor's
+# (tests/interop/gptq_ppl_table.sh, RTN column; transformers 5.17, CPU).
+CT_REFERENCE = {"tiny-qwen3-moe": 23.460, "tiny-llama": 24.132}
+
+
+@pytest.mark.parametrize("name", sorted(CT_REFERENCE))
+def test_compressed_tensors_output_read_natively(name, tmp_path):
+    out = tmp_path / "w4a16"
+    ktq("convert", os.path.join(MODELS, name), out, "--to", "compressed-tensors", "-q")
+    result, _ = token_nll(out, tmp_path)
+    assert abs(result["perplexity"] - CT_REFERENCE[name]) < 0.01, result["perplexity"]
+
+
+def test_compressed_tensors_input_dequantized_exactly(tmp_path):
+    """Zero points (asymmetric) and per-channel W8: the reader's weights are
+    (code - zp) * scale in BF16, computed here independently with numpy."""
+    import ml_dtypes  # noqa: F401
+    from safetensors.numpy import load_file
+
+    src = os.path.join(MODELS, "tiny-qwen3-moe")
+    for args in (["--scheme", "W4A16", "--asymmetric", "--group-size", "64"], ["--scheme", "W8A16", "--group-size", "-1"]):
+        ct = tmp_path / ("ct" + args[1])
+        ktq("convert", src, ct, "--to", "compressed-tensors", "-q", *args)
+        back = tmp_path / ("bf16" + args[1])
+        ktq("convert", ct, back, "--to", "bf16", "-q")
+        q = load_file(str(ct / "model.safetensors"))
+        b = load_file(str(back / "model.safetensors"))
+        cfg = json.load(open(back / "config.json"))
+        assert "quantization_config" not in cfg
+        bits = 4 if args[1] == "W4A16" else 8
+        checked = 0
+        for name in q:
+            if not name.endswith(".weight_packed"):
+                continue
+            base = name[: -len(".weight_packed")]
+            rows, cols = q[base + ".weight_shape"].tolist()
+            words = q[name].view(np.uint32)
+            per = 32 // bits
+            codes = np.zeros((rows, words.shape[1] * per), dtype=np.int64)
+            for j in range(per):
+                codes[:, j::per] = (words >> (bits * j)) & ((1 << bits) - 1)
+            codes = codes[:, :cols] - (1 << (bits - 1))
+            scale = q[base + ".weight_scale"].astype(np.float32)
+            groups = scale.shape[1]
+            zp = np.zeros((rows, groups), dtype=np.int64)
+            if base + ".weight_zero_point" in q:
+                zw = q[base + ".weight_zero_point"].view(np.uint32)  # packed along the rows
+                for r in range(rows):
+                    pos = r * bits
+                    zp[r] = ((zw[pos // 32] >> (pos % 32)) & ((1 << bits) - 1)).astype(np.int64) - (1 << (bits - 1))
+            s = np.repeat(scale, cols // groups, axis=1)
+            z = np.repeat(zp, cols // groups, axis=1)
+            d = (codes - z).astype(np.float32).astype(ml_dtypes.bfloat16).astype(np.float32)
+            want = (d * s).astype(ml_dtypes.bfloat16)
+            assert np.array_equal(b[base + ".weight"].view(np.uint16), want.view(np.uint16)), base
+            checked += 1
+        assert checked == 3 * 16 * 3
