@@ -219,6 +219,10 @@ typedef struct ktq_quantize_options {
     /* Calibration samples per forward call (default 8; bounds activation
      * memory: about batch * sequence length * hidden * 4 bytes, several times). */
     int calibration_batch;
+    /* GPTQ on routed experts: which tokens make their Hessians (default
+     * KTQ_MOE_HESSIAN_BLEND with weight 0.2; see ktq/gptq.h). */
+    ktq_moe_hessian moe_hessian;
+    double moe_all_tokens_weight;
 } ktq_quantize_options;
 #define KTQ_QUANTIZE_OPTIONS_VERSION 3
 KTQ_API ktq_status ktq_quantize_options_init(ktq_quantize_options *opts, unsigned version);

@@ -215,6 +215,8 @@ ktq_status ktq_quantize_options_init(ktq_quantize_options *opts, unsigned versio
         opts->gptq_block_size = 128;
         opts->act_order = KTQ_ACT_ORDER_STATIC;
         opts->calibration_batch = 8;
+        opts->moe_hessian = KTQ_MOE_HESSIAN_BLEND;
+        opts->moe_all_tokens_weight = 0.2;
     }
     return KTQ_OK;
 }

@@ -49,6 +49,8 @@ struct Options {
     uint64_t seed = 42;
     double dampening_frac = 0.01;
     std::string actorder = "static";
+    std::string moe_hessian = "blend";
+    double moe_all_tokens_weight = 0.2;
     // gguf
     std::string gguf_type = "Q8_0";
     std::string expert_layout;  // "" = by --target
@@ -212,6 +214,8 @@ int run(const Options &o) {
         qopts.gptq_block_size = o.block_size;
         qopts.act_order = o.actorder == "static" ? KTQ_ACT_ORDER_STATIC : KTQ_ACT_ORDER_NONE;
         qopts.calibration_batch = o.calibration_batch;
+        qopts.moe_hessian = o.moe_hessian == "all" ? KTQ_MOE_HESSIAN_ALL : KTQ_MOE_HESSIAN_BLEND;
+        qopts.moe_all_tokens_weight = o.moe_all_tokens_weight;
     }
     qopts.threads = o.threads;
     qopts.allow_non_finite = o.allow_non_finite;
@@ -272,6 +276,14 @@ void add_calibration_options(CLI::App *cmd, Options &o) {
         ->capture_default_str();
     cmd->add_option("--actorder", o.actorder, "gptq: column order, static (by Hessian diagonal) or none")
         ->check(CLI::IsMember({"static", "none"}))
+        ->capture_default_str();
+    cmd->add_option("--moe-hessian", o.moe_hessian,
+                    "gptq, routed experts: blend = the expert's routed tokens + --moe-all-tokens-weight x all tokens "
+                    "(default; lower perplexity); all = every token alike (llm-compressor's moe_calibrate_all_experts)")
+        ->check(CLI::IsMember({"blend", "all"}))
+        ->capture_default_str();
+    cmd->add_option("--moe-all-tokens-weight", o.moe_all_tokens_weight, "gptq, blend: weight of the all-token Hessian")
+        ->check(CLI::Range(0.0, 1000.0))
         ->capture_default_str();
     cmd->add_option("--calibration-batch", o.calibration_batch, "gptq: samples per forward call")
         ->check(CLI::Range(1, 1 << 16))

@@ -22,8 +22,14 @@ namespace {
 // one after another (q/k/v, an expert's gate/up) share one x^T x product.
 class HessianObserver : public ActivationObserver {
 public:
-    HessianObserver(std::map<const Linear *, gptq::Hessian> &hessians, ThreadPool &pool)
-        : hessians_(hessians), pool_(pool) {}
+    HessianObserver(std::map<const Linear *, gptq::Hessian> &hessians, std::map<const Linear *, gptq::Hessian> *routed,
+                    ThreadPool &pool)
+        : hessians_(hessians), routed_(routed), pool_(pool) {}
+    void observe_routed(const Linear &linear, const float *x, int64_t rows) override {
+        if (!routed_) return;
+        auto it = routed_->find(&linear);
+        if (it != routed_->end()) it->second.add(x, rows, pool_);
+    }
     void observe(const Linear &linear, const float *x, int64_t rows) override {
         auto it = hessians_.find(&linear);
         if (it == hessians_.end()) return;
@@ -40,6 +46,7 @@ public:
 
 private:
     std::map<const Linear *, gptq::Hessian> &hessians_;
+    std::map<const Linear *, gptq::Hessian> *routed_;
     ThreadPool &pool_;
     gptq::Hessian last_;
     const float *last_x_ = nullptr;
@@ -109,7 +116,16 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
     // 1. Calibration forward: Hessians and routing counts.
     std::map<const Linear *, gptq::Hessian> hessians;
     for (auto &[l, o] : targets) hessians.emplace(l, gptq::Hessian(l->in));
-    HessianObserver observer(hessians, pool);
+    if (opts.moe_hessian != KTQ_MOE_HESSIAN_BLEND && opts.moe_hessian != KTQ_MOE_HESSIAN_ALL)
+        fail(KTQ_ERR_INVALID_ARGUMENT, "unknown moe_hessian " + std::to_string(static_cast<int>(opts.moe_hessian)));
+    if (!(opts.moe_all_tokens_weight >= 0)) fail(KTQ_ERR_INVALID_ARGUMENT, "moe_all_tokens_weight must be >= 0");
+    const bool routed_mode = opts.moe_hessian == KTQ_MOE_HESSIAN_BLEND;
+    std::map<const Linear *, gptq::Hessian> routed_h;
+    if (routed_mode)
+        for (ExpertWeights &e : w.experts)
+            for (Linear *l : {&e.gate, &e.up, &e.down})
+                if (hessians.count(l)) routed_h.emplace(l, gptq::Hessian(l->in));
+    HessianObserver observer(hessians, routed_mode ? &routed_h : nullptr, pool);
     std::vector<uint64_t> &counts = expert_tokens_[layer];
     counts.assign(static_cast<size_t>(std::max(0, cfg.num_experts)), 0);
     ForwardContext ctx;
@@ -136,11 +152,23 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
             if (!std::isfinite(v) && !opts.allow_non_finite)
                 fail(KTQ_ERR_FORMAT, "tensor '" + o.packed->source + "' holds NaN/Inf values (corrupt download?)");
         const gptq::Hessian &h = hessians.at(l);
-        const gptq::Result r = gptq::quantize(wq.data(), l->out, l->in, h.normalized(), go, pool);
+        std::vector<float> hn = h.normalized();
+        uint64_t routed_rows = h.rows();
+        if (auto r = routed_h.find(l); r != routed_h.end()) {
+            // Routed tokens' Hessian + weight x all tokens' (see ktq_moe_hessian).
+            const float alpha = static_cast<float>(opts.moe_all_tokens_weight);
+            routed_rows = r->second.rows();
+            if (routed_rows >= static_cast<uint64_t>(l->in) || (alpha > 0 && routed_rows > 0)) {
+                const std::vector<float> rn = r->second.normalized();
+                for (size_t i = 0; i < hn.size(); ++i) hn[i] = rn[i] + alpha * hn[i];
+            }
+        }
+        const gptq::Result r = gptq::quantize(wq.data(), l->out, l->in, hn, go, pool);
         ModuleReport &rep = report_[l->name];
         rep.loss = r.loss;
         rep.rtn_fallback = r.rtn_fallback;
         rep.rows_seen = h.rows();
+        rep.rows_routed = routed_rows;
         if (write) {
             const ct::Scheme &s = go.scheme;
             const uint64_t rows = static_cast<uint64_t>(l->out), cols = static_cast<uint64_t>(l->in);
@@ -220,7 +248,8 @@ void GptqEngine::record(Writer &writer) const {
     nlohmann::ordered_json modules = nlohmann::ordered_json::object();
     size_t fallbacks = 0;
     for (const auto &[name, m] : report_) {
-        modules[name] = {{"loss", m.loss}, {"rows_seen", m.rows_seen}, {"rtn_fallback", m.rtn_fallback}};
+        modules[name] = {{"loss", m.loss}, {"rows_seen", m.rows_seen}, {"rows_routed", m.rows_routed},
+                         {"rtn_fallback", m.rtn_fallback}};
         fallbacks += m.rtn_fallback;
     }
     rep["modules"] = modules;

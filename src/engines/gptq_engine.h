@@ -3,8 +3,10 @@
 // pipeline: the calibration samples' activations at the input of layer L
 // come from layers 0..L-1 already quantized. Per layer:
 //   1. forward with an observer: a Hessian per quantized Linear (every
-//      routed expert sees all tokens: all-experts calibration; the layer's
-//      output still follows the router), routed-token counts per expert;
+//      routed expert sees all tokens: all-experts calibration, so an expert
+//      the router never picks is still calibrated; by default its Hessian
+//      blends its routed tokens with all tokens, see ktq_moe_hessian; the
+//      layer's output follows the router), routed-token counts per expert;
 //   2. GPTQ per Linear (quant/gptq.h), codes/scales/zero points written;
 //   3. forward again with the quantized weights: the next layer's inputs.
 // The engine keeps the activations between layers, so it lives as long as
@@ -47,7 +49,8 @@ private:
     struct ModuleReport {
         double loss = 0;
         bool rtn_fallback = false;
-        uint64_t rows_seen = 0;
+        uint64_t rows_seen = 0;    // all calibration tokens that reached the module
+        uint64_t rows_routed = 0;  // routed experts: the tokens the router sent it (else rows_seen)
     };
     std::map<std::string, ModuleReport> report_;
 };

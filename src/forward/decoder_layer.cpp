@@ -266,6 +266,16 @@ void route(const ForwardContext &ctx, const LayerWeights &w, const float *x, int
     }
 }
 
+// Passes a routed expert's own inputs on as observe_routed().
+class RoutedOnly : public ActivationObserver {
+public:
+    explicit RoutedOnly(ActivationObserver *inner) : inner_(inner) {}
+    void observe(const Linear &linear, const float *x, int64_t rows) override { inner_->observe_routed(linear, x, rows); }
+
+private:
+    ActivationObserver *inner_;
+};
+
 std::vector<float> moe(const ForwardContext &ctx, const LayerWeights &w, const float *x, int64_t n) {
     const ForwardConfig &c = *ctx.cfg;
     const int64_t H = c.hidden, K = c.top_k;
@@ -297,8 +307,9 @@ std::vector<float> moe(const ForwardContext &ctx, const LayerWeights &w, const f
         for (int64_t i = 0; i < m; ++i)
             std::copy(x + tokens[static_cast<size_t>(i)] * H, x + (tokens[static_cast<size_t>(i)] + 1) * H,
                       &gathered[static_cast<size_t>(i * H)]);
-        const ForwardContext quiet{ctx.cfg, ctx.pool, nullptr, nullptr};
-        std::vector<float> y = swiglu(quiet, ew.gate, ew.up, ew.down, gathered.data(), m);
+        RoutedOnly routed_observer(ctx.observer);
+        const ForwardContext routed{ctx.cfg, ctx.pool, ctx.observer ? &routed_observer : nullptr, nullptr};
+        std::vector<float> y = swiglu(routed, ew.gate, ew.up, ew.down, gathered.data(), m);
         for (int64_t i = 0; i < m; ++i) {
             float *o = &out[static_cast<size_t>(tokens[static_cast<size_t>(i)] * H)];
             const float s = weights[static_cast<size_t>(i)];

@@ -26,6 +26,9 @@ public:
     // x: [rows, linear.in], valid during the call. Called from the thread
     // that runs forward_layer(), in a fixed order.
     virtual void observe(const Linear &linear, const float *x, int64_t rows) = 0;
+    // A routed expert's inputs restricted to the tokens the router sent it
+    // (seen in addition to the all-token inputs observe() gets).
+    virtual void observe_routed(const Linear &linear, const float *x, int64_t rows) {}
 };
 
 struct ForwardContext {

@@ -60,6 +60,11 @@ def test_layout_config_and_reports(qwen_gptq):
     assert len(report["modules"]) == 3 * 16 * 3 and report["rtn_fallbacks"] == 0
     # All-experts calibration: every expert's Linears saw every calibration token.
     assert {m["rows_seen"] for m in report["modules"].values()} == {16 * 256}
+    # ... and the default blend also knows how many of them the router sent it.
+    routed = {name: m["rows_routed"] for name, m in report["modules"].items()}
+    for layer, counts in json.load(open(qwen_gptq / "routing_stats.json"))["layers"].items():
+        for e, n in enumerate(counts):
+            assert routed[f"model.layers.{layer}.mlp.experts.{e}.up_proj"] == n
     stats = json.load(open(qwen_gptq / "routing_stats.json"))
     assert stats["tokens"] == 16 * 256 and sorted(stats["layers"]) == ["0", "1", "2"]
     for counts in stats["layers"].values():
@@ -78,7 +83,7 @@ def test_expert_without_routed_tokens_still_calibrated(tmp_path):
     for layer, e in starved:
         for proj in ("gate_proj", "up_proj", "down_proj"):
             m = report["modules"][f"model.layers.{layer}.mlp.experts.{e}.{proj}"]
-            assert m["rows_seen"] == 128 and not m["rtn_fallback"] and m["loss"] > 0
+            assert m["rows_seen"] == 128 and m["rows_routed"] == 0 and not m["rtn_fallback"] and m["loss"] > 0
 
 
 def test_same_bytes_whatever_the_thread_count(qwen_gptq, tmp_path):
@@ -93,6 +98,16 @@ def unpack_int4(packed, shape):
     for j in range(8):
         codes[:, j::8] = (words >> (4 * j)) & 15
     return (codes - 8)[:, : shape[1]]
+
+
+def test_moe_hessian_all_is_llm_compressors_mode(qwen_gptq, tmp_path):
+    """--moe-hessian all (every token alike) gives other codes than the default blend, same scales."""
+    gptq("tiny-qwen3-moe", tmp_path / "all", "--moe-hessian", "all")
+    a = safetensors_numpy.load_file(str(tmp_path / "all" / "model.safetensors"))
+    b = safetensors_numpy.load_file(str(qwen_gptq / "model.safetensors"))
+    name = "model.layers.0.mlp.experts.0.down_proj"
+    assert np.array_equal(a[name + ".weight_scale"], b[name + ".weight_scale"])
+    assert not np.array_equal(a[name + ".weight_packed"], b[name + ".weight_packed"])
 
 
 def test_gptq_differs_from_rtn_and_keeps_scales(qwen_gptq, tmp_path):

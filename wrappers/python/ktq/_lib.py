@@ -74,7 +74,7 @@ class QuantizeOptions(ctypes.Structure):
     _fields_ = [("version", c_uint), ("engine", c_int), ("threads", c_int), ("progress", PROGRESS_CB),
                 ("payload", c_void_p), ("allow_non_finite", c_int), ("device", c_int), ("calibration", c_void_p),
                 ("dampening_frac", ctypes.c_double), ("gptq_block_size", c_int), ("act_order", c_int),
-                ("calibration_batch", c_int)]
+                ("calibration_batch", c_int), ("moe_hessian", c_int), ("moe_all_tokens_weight", ctypes.c_double)]
 
 
 class EvalOptions(ctypes.Structure):

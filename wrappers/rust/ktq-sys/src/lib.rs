@@ -242,6 +242,8 @@ pub struct ktq_quantize_options {
     pub gptq_block_size: c_int,
     pub act_order: ktq_act_order,
     pub calibration_batch: c_int,
+    pub moe_hessian: ktq_moe_hessian,
+    pub moe_all_tokens_weight: f64,
 }
 
 // ---- system.h ----------------------------------------------------------
@@ -622,6 +624,10 @@ extern "C" {
 pub type ktq_act_order = c_int;
 pub const KTQ_ACT_ORDER_NONE: ktq_act_order = 0;
 pub const KTQ_ACT_ORDER_STATIC: ktq_act_order = 1;
+
+pub type ktq_moe_hessian = c_int;
+pub const KTQ_MOE_HESSIAN_BLEND: ktq_moe_hessian = 0;
+pub const KTQ_MOE_HESSIAN_ALL: ktq_moe_hessian = 1;
 
 pub const KTQ_GPTQ_OPTIONS_VERSION: c_uint = 1;
 #[repr(C)]
