@@ -19,39 +19,40 @@ namespace ktq {
 namespace {
 
 // Hessians of the Linears being quantized. Linears that read the same input
-// one after another (q/k/v, an expert's gate/up) share one x^T x product.
+// (q/k/v, an expert's gate/up) share one accumulator, filled once per input.
 class HessianObserver : public ActivationObserver {
 public:
-    HessianObserver(std::map<const Linear *, gptq::Hessian> &hessians, std::map<const Linear *, gptq::Hessian> *routed,
-                    ThreadPool &pool)
-        : hessians_(hessians), routed_(routed), pool_(pool) {}
+    using Map = std::map<const Linear *, std::shared_ptr<gptq::Hessian>>;
+    HessianObserver(Map &all, Map *routed, ThreadPool &pool) : all_(all), routed_(routed), pool_(pool) {}
+    void observe(const Linear &linear, const float *x, int64_t rows) override { add(all_, linear, x, rows); }
     void observe_routed(const Linear &linear, const float *x, int64_t rows) override {
-        if (!routed_) return;
-        auto it = routed_->find(&linear);
-        if (it != routed_->end()) it->second.add(x, rows, pool_);
+        if (routed_) add(*routed_, linear, x, rows);
     }
-    void observe(const Linear &linear, const float *x, int64_t rows) override {
-        auto it = hessians_.find(&linear);
-        if (it == hessians_.end()) return;
-        gptq::Hessian &h = it->second;
-        if (x != last_x_ || rows != last_rows_ || h.cols() != last_.cols()) {
-            last_ = gptq::Hessian(h.cols());
-            last_.add(x, rows, pool_);
-            last_x_ = x;
-            last_rows_ = rows;
-        }
-        h.merge(last_);
-    }
-    void forget() { last_x_ = nullptr; }  // activations are about to be overwritten
+    void forget() { last_.clear(); }  // activations are about to be overwritten
 
 private:
-    std::map<const Linear *, gptq::Hessian> &hessians_;
-    std::map<const Linear *, gptq::Hessian> *routed_;
+    void add(Map &m, const Linear &linear, const float *x, int64_t rows) {
+        auto it = m.find(&linear);
+        if (it == m.end()) return;
+        gptq::Hessian *h = it->second.get();
+        auto [seen, fresh] = last_.try_emplace(h, x, rows);
+        if (!fresh && seen->second == std::make_pair(x, rows)) return;  // a sibling already added this input
+        seen->second = {x, rows};
+        h->add(x, rows, pool_);
+    }
+    Map &all_;
+    Map *routed_;
     ThreadPool &pool_;
-    gptq::Hessian last_;
-    const float *last_x_ = nullptr;
-    int64_t last_rows_ = 0;
+    std::map<const gptq::Hessian *, std::pair<const float *, int64_t>> last_;  // input each Hessian last took
 };
+
+// Groups of a layer's Linears that read the same input.
+std::vector<std::vector<Linear *>> input_groups(LayerWeights &w) {
+    std::vector<std::vector<Linear *>> g = {{&w.q, &w.k, &w.v}, {&w.q_a, &w.kv_a}, {&w.gate, &w.up},
+                                            {&w.shared.gate, &w.shared.up}};
+    for (ExpertWeights &e : w.experts) g.push_back({&e.gate, &e.up});
+    return g;
+}
 
 const char *act_order_name(ktq_act_order a) { return a == KTQ_ACT_ORDER_STATIC ? "static" : nullptr; }
 
@@ -113,18 +114,32 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
         default: break;
         }
     }
-    // 1. Calibration forward: Hessians and routing counts.
-    std::map<const Linear *, gptq::Hessian> hessians;
-    for (auto &[l, o] : targets) hessians.emplace(l, gptq::Hessian(l->in));
+    // 1. Calibration forward: Hessians (shared within input groups) and routing counts.
     if (opts.moe_hessian != KTQ_MOE_HESSIAN_BLEND && opts.moe_hessian != KTQ_MOE_HESSIAN_ALL)
         fail(KTQ_ERR_INVALID_ARGUMENT, "unknown moe_hessian " + std::to_string(static_cast<int>(opts.moe_hessian)));
     if (!(opts.moe_all_tokens_weight >= 0)) fail(KTQ_ERR_INVALID_ARGUMENT, "moe_all_tokens_weight must be >= 0");
     const bool routed_mode = opts.moe_hessian == KTQ_MOE_HESSIAN_BLEND;
-    std::map<const Linear *, gptq::Hessian> routed_h;
-    if (routed_mode)
-        for (ExpertWeights &e : w.experts)
-            for (Linear *l : {&e.gate, &e.up, &e.down})
-                if (hessians.count(l)) routed_h.emplace(l, gptq::Hessian(l->in));
+    std::set<const Linear *> routed_linears;
+    for (ExpertWeights &e : w.experts)
+        for (Linear *l : {&e.gate, &e.up, &e.down}) routed_linears.insert(l);
+    HessianObserver::Map hessians, routed_h;
+    auto share = [&](HessianObserver::Map &m, const std::vector<Linear *> &members, bool routed_only) {
+        std::shared_ptr<gptq::Hessian> h;
+        for (Linear *l : members) {
+            if (!targets.count(l) || (routed_only && !routed_linears.count(l))) continue;
+            if (!h) h = std::make_shared<gptq::Hessian>(l->in);
+            m[l] = h;
+        }
+    };
+    for (const auto &g : input_groups(w)) {
+        share(hessians, g, false);
+        if (routed_mode) share(routed_h, g, true);
+    }
+    for (auto &[l, o] : targets) {
+        if (!hessians.count(l)) hessians[l] = std::make_shared<gptq::Hessian>(l->in);
+        if (routed_mode && routed_linears.count(l) && !routed_h.count(l))
+            routed_h[l] = std::make_shared<gptq::Hessian>(l->in);
+    }
     HessianObserver observer(hessians, routed_mode ? &routed_h : nullptr, pool);
     std::vector<uint64_t> &counts = expert_tokens_[layer];
     counts.assign(static_cast<size_t>(std::max(0, cfg.num_experts)), 0);
@@ -138,6 +153,8 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
         forward_layer(ctx, w, x, seqs, len);
     });
     // 2. GPTQ per Linear, outputs written, weights replaced by what the codes stand for.
+    std::unique_ptr<gptq::Factor> factor;
+    std::pair<const gptq::Hessian *, const gptq::Hessian *> factor_key{nullptr, nullptr};
     for (auto &[l, o] : targets) {
         if (!o.packed || !o.scale || !o.shape)
             fail(KTQ_ERR_INTERNAL, "compressed-tensors plan is incomplete for '" + l->name + "'");
@@ -151,19 +168,22 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
         for (float v : wq)
             if (!std::isfinite(v) && !opts.allow_non_finite)
                 fail(KTQ_ERR_FORMAT, "tensor '" + o.packed->source + "' holds NaN/Inf values (corrupt download?)");
-        const gptq::Hessian &h = hessians.at(l);
-        std::vector<float> hn = h.normalized();
-        uint64_t routed_rows = h.rows();
-        if (auto r = routed_h.find(l); r != routed_h.end()) {
-            // Routed tokens' Hessian + weight x all tokens' (see ktq_moe_hessian).
+        const gptq::Hessian &h = *hessians.at(l);
+        const gptq::Hessian *hr = routed_h.count(l) ? routed_h.at(l).get() : nullptr;
+        const uint64_t routed_rows = hr ? hr->rows() : h.rows();
+        // Siblings with the same Hessian(s) share one factorization.
+        if (!factor || factor_key != std::make_pair(&h, hr)) {
+            std::vector<float> hn = h.normalized();
             const float alpha = static_cast<float>(opts.moe_all_tokens_weight);
-            routed_rows = r->second.rows();
-            if (routed_rows >= static_cast<uint64_t>(l->in) || (alpha > 0 && routed_rows > 0)) {
-                const std::vector<float> rn = r->second.normalized();
+            if (hr && (routed_rows >= static_cast<uint64_t>(l->in) || (alpha > 0 && routed_rows > 0))) {
+                // Routed tokens' Hessian + weight x all tokens' (see ktq_moe_hessian).
+                const std::vector<float> rn = hr->normalized();
                 for (size_t i = 0; i < hn.size(); ++i) hn[i] = rn[i] + alpha * hn[i];
             }
+            factor = std::make_unique<gptq::Factor>(gptq::factorize(hn, l->in, go));
+            factor_key = {&h, hr};
         }
-        const gptq::Result r = gptq::quantize(wq.data(), l->out, l->in, hn, go, pool);
+        const gptq::Result r = gptq::quantize(wq.data(), l->out, l->in, *factor, go, pool);
         ModuleReport &rep = report_[l->name];
         rep.loss = r.loss;
         rep.rtn_fallback = r.rtn_fallback;

@@ -64,21 +64,62 @@ std::vector<float> Hessian::normalized() const {
     return h;
 }
 
-Result quantize(const float *w, int64_t rows, int64_t cols, const std::vector<float> &h_in, const Options &opts,
+Factor factorize(const std::vector<float> &h_in, int64_t cols, const Options &opts) {
+    if (static_cast<int64_t>(h_in.size()) != cols * cols)
+        fail(KTQ_ERR_INVALID_ARGUMENT, "Hessian is not [cols, cols]");
+    if (!(opts.dampening_frac >= 0)) fail(KTQ_ERR_INVALID_ARGUMENT, "dampening fraction must be >= 0");
+    Factor f;
+    f.cols = cols;
+    std::vector<double> h(h_in.begin(), h_in.end());
+    f.dead.assign(static_cast<size_t>(cols), 0);
+    for (int64_t c = 0; c < cols; ++c)
+        if (h[static_cast<size_t>(c * cols + c)] == 0.0) {
+            f.dead[static_cast<size_t>(c)] = 1;
+            h[static_cast<size_t>(c * cols + c)] = 1.0;
+        }
+    f.perm.resize(static_cast<size_t>(cols));
+    std::iota(f.perm.begin(), f.perm.end(), 0);
+    if (opts.act_order == ActOrder::Static)
+        std::stable_sort(f.perm.begin(), f.perm.end(), [&](int64_t a, int64_t b) {
+            return h[static_cast<size_t>(a * cols + a)] > h[static_cast<size_t>(b * cols + b)];
+        });
+    std::vector<double> hp(static_cast<size_t>(cols * cols));
+    for (int64_t i = 0; i < cols; ++i)
+        for (int64_t j = 0; j < cols; ++j)
+            hp[static_cast<size_t>(i * cols + j)] =
+                h[static_cast<size_t>(f.perm[static_cast<size_t>(i)] * cols + f.perm[static_cast<size_t>(j)])];
+    double mean_diag = 0;
+    for (int64_t c = 0; c < cols; ++c) mean_diag += hp[static_cast<size_t>(c * cols + c)];
+    mean_diag /= static_cast<double>(cols);
+    const double damp = opts.dampening_frac * mean_diag;
+    for (int64_t c = 0; c < cols; ++c) hp[static_cast<size_t>(c * cols + c)] += damp;
+    if (!inverse_factor(hp, cols)) {
+        f.rtn_fallback = true;  // as llm-compressor: identity factor, i.e. round to nearest
+        std::fill(hp.begin(), hp.end(), 0.0);
+        for (int64_t c = 0; c < cols; ++c) hp[static_cast<size_t>(c * cols + c)] = 1.0;
+    }
+    f.hinv.assign(hp.begin(), hp.end());  // float32, as the reference's loop
+    return f;
+}
+
+Result quantize(const float *w, int64_t rows, int64_t cols, const std::vector<float> &h, const Options &opts,
                 ThreadPool &pool) {
+    return quantize(w, rows, cols, factorize(h, cols, opts), opts, pool);
+}
+
+Result quantize(const float *w, int64_t rows, int64_t cols, const Factor &f, const Options &opts, ThreadPool &pool) {
     const ct::Scheme &s = opts.scheme;
     if (auto p = ct::scheme_problem(s); !p.empty()) fail(KTQ_ERR_INVALID_ARGUMENT, p);
     if (auto p = ct::shape_problem(s, static_cast<uint64_t>(rows), static_cast<uint64_t>(cols)); !p.empty())
         fail(KTQ_ERR_INVALID_ARGUMENT, p);
-    if (static_cast<int64_t>(h_in.size()) != cols * cols)
-        fail(KTQ_ERR_INVALID_ARGUMENT, "Hessian is not [cols, cols]");
+    if (f.cols != cols) fail(KTQ_ERR_INVALID_ARGUMENT, "Hessian factor is not [cols, cols]");
     if (opts.block_size < 1) fail(KTQ_ERR_INVALID_ARGUMENT, "GPTQ block size must be at least 1");
-    if (!(opts.dampening_frac >= 0)) fail(KTQ_ERR_INVALID_ARGUMENT, "dampening fraction must be >= 0");
     const int dt = dtype_code(s.dtype);
     const int64_t glen = s.group_size > 0 ? s.group_size : cols, groups = cols / glen;
     const float qmin = -static_cast<float>(1 << (s.bits - 1)), qmax = static_cast<float>((1 << (s.bits - 1)) - 1);
 
     Result r;
+    r.rtn_fallback = f.rtn_fallback;
     // 1. Observer on the original weights: one scale (and zero point) per row and group.
     std::vector<ct::math::GroupParams> params(static_cast<size_t>(rows * groups));
     for (int64_t i = 0; i < rows; ++i)
@@ -88,36 +129,9 @@ Result quantize(const float *w, int64_t rows, int64_t cols, const std::vector<fl
             for (int64_t j = 1; j < glen; ++j) lo = std::min(lo, x[j]), hi = std::max(hi, x[j]);
             params[static_cast<size_t>(i * groups + g)] = ct::math::group_params(dt, s.bits, s.symmetric, lo, hi);
         }
-
-    // 2. Hessian: dead columns, order, damping, inverse factor (float64).
-    std::vector<double> h(h_in.begin(), h_in.end());
-    std::vector<uint8_t> dead(static_cast<size_t>(cols), 0);
-    for (int64_t c = 0; c < cols; ++c)
-        if (h[static_cast<size_t>(c * cols + c)] == 0.0) {
-            dead[static_cast<size_t>(c)] = 1;
-            h[static_cast<size_t>(c * cols + c)] = 1.0;
-        }
-    std::vector<int64_t> perm(static_cast<size_t>(cols));
-    std::iota(perm.begin(), perm.end(), 0);
-    if (opts.act_order == ActOrder::Static)
-        std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) {
-            return h[static_cast<size_t>(a * cols + a)] > h[static_cast<size_t>(b * cols + b)];
-        });
-    std::vector<double> hp(static_cast<size_t>(cols * cols));
-    for (int64_t i = 0; i < cols; ++i)
-        for (int64_t j = 0; j < cols; ++j)
-            hp[static_cast<size_t>(i * cols + j)] = h[static_cast<size_t>(perm[static_cast<size_t>(i)] * cols + perm[static_cast<size_t>(j)])];
-    double mean_diag = 0;
-    for (int64_t c = 0; c < cols; ++c) mean_diag += hp[static_cast<size_t>(c * cols + c)];
-    mean_diag /= static_cast<double>(cols);
-    const double damp = opts.dampening_frac * mean_diag;
-    for (int64_t c = 0; c < cols; ++c) hp[static_cast<size_t>(c * cols + c)] += damp;
-    if (!inverse_factor(hp, cols)) {
-        r.rtn_fallback = true;  // as llm-compressor: identity factor, i.e. round to nearest
-        std::fill(hp.begin(), hp.end(), 0.0);
-        for (int64_t c = 0; c < cols; ++c) hp[static_cast<size_t>(c * cols + c)] = 1.0;
-    }
-    const std::vector<float> hinv(hp.begin(), hp.end());  // float32, as the reference's loop
+    const std::vector<uint8_t> &dead = f.dead;
+    const std::vector<int64_t> &perm = f.perm;
+    const std::vector<float> &hinv = f.hinv;
 
     // 3. Column loop, rows in fixed chunks.
     r.codes.assign(static_cast<size_t>(rows * cols), 0);

@@ -66,9 +66,23 @@ struct Result {
     bool rtn_fallback = false;   // the damped Hessian was not positive definite
 };
 
-// Quantizes w ([rows, cols], values of scheme.dtype as floats) with the
-// normalized Hessian h ([cols, cols]). Throws KTQ_ERR_INVALID_ARGUMENT for
-// shapes the scheme cannot take.
+// What GPTQ needs from a Hessian, computed once and shared by every Linear
+// that reads the same inputs (q/k/v, an expert's gate/up): dead columns,
+// column order, and the upper Cholesky factor of the damped inverse.
+struct Factor {
+    int64_t cols = 0;
+    std::vector<uint8_t> dead;    // [cols]
+    std::vector<int64_t> perm;    // quantization order -> column
+    std::vector<float> hinv;      // [cols, cols], in quantization order
+    bool rtn_fallback = false;
+};
+Factor factorize(const std::vector<float> &h, int64_t cols, const Options &opts);
+
+// Quantizes w ([rows, cols], values of scheme.dtype as floats) with a
+// factorized normalized Hessian. Throws KTQ_ERR_INVALID_ARGUMENT for shapes
+// the scheme cannot take.
+Result quantize(const float *w, int64_t rows, int64_t cols, const Factor &f, const Options &opts, ThreadPool &pool);
+// Both steps.
 Result quantize(const float *w, int64_t rows, int64_t cols, const std::vector<float> &h, const Options &opts,
                 ThreadPool &pool);
 
