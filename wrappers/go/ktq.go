@@ -20,6 +20,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -74,8 +76,9 @@ func call(f func(res ktqswig.Ktqs_result)) error {
 
 // Model is an opened checkpoint folder (memory-mapped, read-only).
 type Model struct {
-	mu  sync.RWMutex
-	raw ktqswig.Struct_SS_ktq_model
+	mu   sync.RWMutex
+	raw  ktqswig.Struct_SS_ktq_model
+	path string // as opened: its folder holds tokenizer.json
 }
 
 // Open opens a Hugging Face checkpoint folder (or one .safetensors file in
@@ -88,7 +91,7 @@ func OpenThreads(path string, threads int) (*Model, error) {
 	if err := call(func(res ktqswig.Ktqs_result) { raw = ktqswig.Ktqs_open_model(path, threads, res) }); err != nil {
 		return nil, err
 	}
-	return &Model{raw: raw}, nil
+	return &Model{raw: raw, path: path}, nil
 }
 
 // Close releases the model. Closing twice is harmless.
@@ -105,10 +108,10 @@ func (m *Model) Close() error {
 // Info describes a model.
 type Info struct {
 	Architecture, ModelType, Family, SourceDtype, Notice string
-	NumLayers, HiddenSize, NumExperts, ExpertsPerToken     int
-	MoeIntermediateSize, FirstDenseLayers, NumMoeLayers    int
-	NumSharedExperts, NumTensors                           int
-	TotalBytes                                             uint64
+	NumLayers, HiddenSize, NumExperts, ExpertsPerToken   int
+	MoeIntermediateSize, FirstDenseLayers, NumMoeLayers  int
+	NumSharedExperts, NumTensors                         int
+	TotalBytes                                           uint64
 }
 
 // Info returns what the model is.
@@ -209,6 +212,49 @@ const (
 	DeviceCUDA Device = 1 // compressed-tensors only; same bytes as the CPU
 )
 
+// GPTQOptions select the GPTQ engine for FormatCompressedTensors: the
+// weights are calibrated with ktq's own forward pass on Dataset (a local
+// plain-text or JSONL file), tokenized with the model folder's tokenizer.
+type GPTQOptions struct {
+	Dataset string
+	// Samples (0 = 512) of SequenceLength tokens (0 = 2048), drawn with Seed
+	// (0 = 42, the library's and the CLI's default).
+	Samples        int
+	SequenceLength int
+	Seed           uint64
+	// DampeningFrac of the mean Hessian diagonal; 0 = 0.01 (llm-compressor's).
+	DampeningFrac float64
+	// ActOrderNone quantizes columns in natural order instead of static
+	// activation order; MoEHessianAll weighs every token alike for routed
+	// experts (llm-compressor's moe_calibrate_all_experts) instead of the
+	// default blend of routed and all tokens.
+	ActOrderNone  bool
+	MoEHessianAll bool
+}
+
+// Perplexity of the model on the UTF-8 text file textPath with ktq's native
+// forward pass: the first maxTokens tokens (0 = all) as windows of window
+// tokens (the shared protocol is 256 and 131072).
+func (m *Model) Perplexity(textPath string, window int, maxTokens uint64) (float64, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.raw == nil {
+		return 0, ErrClosed
+	}
+	var ppl float64
+	err := call(func(res ktqswig.Ktqs_result) {
+		ppl = ktqswig.Ktqs_perplexity(m.raw, m.tokenizerPath(), textPath, window, maxTokens, res)
+	})
+	return ppl, err
+}
+
+func (m *Model) tokenizerPath() string {
+	if st, err := os.Stat(m.path); err == nil && !st.IsDir() {
+		return filepath.Join(filepath.Dir(m.path), "tokenizer.json")
+	}
+	return m.path
+}
+
 // ConvertOptions configure Convert. The zero value converts to BF16 with
 // one thread per core into an empty (or new) folder.
 type ConvertOptions struct {
@@ -223,15 +269,18 @@ type ConvertOptions struct {
 	// "re:REGEX"); nil Targets = every Linear, nil Ignore = the defaults
 	// (lm_head, routers, attention, shared experts, dense DeepSeek layers),
 	// an empty non-nil Ignore = nothing ignored.
-	Scheme        Scheme
-	Targets       []string
-	Ignore        []string
-	Device        Device
+	Scheme  Scheme
+	Targets []string
+	Ignore  []string
+	Device  Device
 	// GGMLType (FormatGGUF) is the weights' block type; the zero value is
 	// F32, so set it (GGMLQ8_0, GGMLQ4K, ...). SplitExperts stores routed
 	// experts one tensor per expert (Candle's quantized_llama layout).
-	GGMLType      GGMLType
-	SplitExperts  bool
+	GGMLType     GGMLType
+	SplitExperts bool
+	// GPTQ, if set, calibrates FormatCompressedTensors with GPTQ instead of
+	// rounding to nearest.
+	GPTQ          *GPTQOptions
 	Threads       int
 	MaxShardBytes uint64
 	Overwrite     bool
@@ -253,6 +302,20 @@ func Convert(ctx context.Context, m *Model, outDir string, opts ConvertOptions) 
 	}
 	if err := ctx.Err(); err != nil {
 		return &Error{Status: StatusCancelled, Message: err.Error()}
+	}
+	var calibration ktqswig.Struct_SS_ktq_calibration
+	if g := opts.GPTQ; g != nil {
+		if err := call(func(res ktqswig.Ktqs_result) {
+			seed := g.Seed
+			if seed == 0 {
+				seed = 42
+			}
+			calibration = ktqswig.Ktqs_calibration_open(m.tokenizerPath(), g.Dataset, g.Samples, g.SequenceLength,
+				seed, res)
+		}); err != nil {
+			return err
+		}
+		defer ktqswig.Ktqs_calibration_free(calibration)
 	}
 	var writer ktqswig.Struct_SS_ktq_writer
 	if err := call(func(res ktqswig.Ktqs_result) {
@@ -293,7 +356,18 @@ func Convert(ctx context.Context, m *Model, outDir string, opts ConvertOptions) 
 			}
 		}
 	}()
-	err := call(func(res ktqswig.Ktqs_result) { ktqswig.Ktqs_write(m.raw, writer, opts.Threads, int(opts.Device), token, res) })
+	err := call(func(res ktqswig.Ktqs_result) {
+		if g := opts.GPTQ; g != nil {
+			damp := g.DampeningFrac
+			if damp == 0 {
+				damp = -1 // the library's default
+			}
+			ktqswig.Ktqs_write_gptq(m.raw, writer, opts.Threads, calibration, damp, b2i(g.ActOrderNone),
+				b2i(g.MoEHessianAll), token, res)
+			return
+		}
+		ktqswig.Ktqs_write(m.raw, writer, opts.Threads, int(opts.Device), token, res)
+	})
 	close(done)
 	<-watcher
 	if err == nil && opts.Progress != nil {

@@ -3,6 +3,7 @@ package ktq_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -282,5 +283,86 @@ func TestGGUFMatchesTheCLI(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Fatal("the GGUF file differs from the CLI's")
 		}
+	}
+}
+
+// calibText writes a calibration text (the README, several times) and returns its path.
+func calibText(t *testing.T) string {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "calib.txt")
+	if err := os.WriteFile(p, bytes.Repeat(readme, 4), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestPerplexityMatchesTheCLI(t *testing.T) {
+	m, err := ktq.Open(demo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	text := calibText(t)
+	ppl, err := m.Perplexity(text, 128, 512)
+	if err != nil || ppl <= 1 || ppl > 4096 {
+		t.Fatalf("ppl %v, err %v", ppl, err)
+	}
+	if bin := os.Getenv("KTQ_BIN"); bin != "" {
+		out, err := exec.Command(bin, "eval-ppl", demo, "--text", text, "--window", "128", "--max-tokens", "512",
+			"--json", "-q").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r struct{ Perplexity float64 }
+		if err := json.Unmarshal(out, &r); err != nil || r.Perplexity != ppl {
+			t.Fatalf("CLI says %v (%v), Go %v", r.Perplexity, err, ppl)
+		}
+	}
+	var kerr *ktq.Error
+	if _, err := m.Perplexity(filepath.Join(t.TempDir(), "missing.txt"), 128, 0); !errors.As(err, &kerr) ||
+		!strings.Contains(kerr.Message, "missing.txt") {
+		t.Fatalf("want an error naming the file, got %v", err)
+	}
+}
+
+func TestGPTQMatchesTheCLI(t *testing.T) {
+	m, err := ktq.Open(demo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	text := calibText(t)
+	out := filepath.Join(t.TempDir(), "go-gptq")
+	opts := ktq.ConvertOptions{Format: ktq.FormatCompressedTensors, Scheme: ktq.Scheme{Bits: 4},
+		GPTQ: &ktq.GPTQOptions{Dataset: text, Samples: 4, SequenceLength: 128}, Threads: 2}
+	if err := ktq.Convert(context.Background(), m, out, opts); err != nil {
+		t.Fatal(err)
+	}
+	got := files(t, out)
+	if _, ok := got["gptq_report.json"]; !ok {
+		t.Fatal("no gptq_report.json")
+	}
+	if bin := os.Getenv("KTQ_BIN"); bin != "" {
+		cli := filepath.Join(t.TempDir(), "cli-gptq")
+		cmd := exec.Command(bin, "convert", demo, cli, "--to", "compressed-tensors", "--engine", "gptq", "--dataset",
+			text, "--num-calibration-samples", "4", "--max-sequence-length", "128", "--quiet")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, b)
+		}
+		for n, w := range files(t, cli) {
+			if !bytes.Equal(w, got[n]) {
+				t.Fatalf("%s differs from the CLI's output", n)
+			}
+		}
+	}
+	bad := opts
+	bad.GPTQ = &ktq.GPTQOptions{Dataset: filepath.Join(t.TempDir(), "none.txt")}
+	var kerr *ktq.Error
+	if err := ktq.Convert(context.Background(), m, filepath.Join(t.TempDir(), "bad"), bad); !errors.As(err, &kerr) ||
+		!strings.Contains(kerr.Message, "none.txt") {
+		t.Fatalf("want an error naming the dataset, got %v", err)
 	}
 }

@@ -12,6 +12,7 @@
 %{
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <ktq/ktq.h>
 
@@ -64,6 +65,7 @@ typedef struct ktqs_token {
 
 typedef struct ktq_model ktq_model;
 typedef struct ktq_writer ktq_writer;
+typedef struct ktq_calibration ktq_calibration;
 
 %inline %{
 const char *ktqs_version(void) { return ktq_version(); }
@@ -161,6 +163,92 @@ void ktqs_write(ktq_model *m, ktq_writer *w, int threads, int device, ktqs_token
     ktq_quantize_options_init(&q, KTQ_QUANTIZE_OPTIONS_VERSION);
     q.threads = threads;
     q.device = (ktq_device)device;
+    q.progress = ktqs_progress;
+    q.payload = token;
+    ktq_error *err = NULL;
+    int st = ktq_write(m, &q, w, &err);  /* before reading err: argument order is unspecified */
+    ktqs_set(res, st, err);
+}
+
+/* Reads a whole text file into a malloc'ed buffer (NULL + res on failure). */
+static char *ktqs_read_text(const char *path, size_t *len, ktqs_result *res) {
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    long n = -1;
+    if (f && fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (buf = (char *)malloc((size_t)n + 1)) && fread(buf, 1, (size_t)n, f) == (size_t)n) {
+        fclose(f);
+        *len = (size_t)n;
+        return buf;
+    }
+    if (f) fclose(f);
+    free(buf);
+    ktqs_set(res, KTQ_ERR_IO, NULL);
+    snprintf(res->message, sizeof res->message, "%s: cannot read text file", path);
+    return NULL;
+}
+
+/* Perplexity with ktq's native forward pass of m on the text in text_path,
+ * tokenized with the tokenizer.json in tokenizer_path (a file or a model
+ * folder): the first max_tokens tokens (0 = all) as windows of `window`. */
+double ktqs_perplexity(ktq_model *m, const char *tokenizer_path, const char *text_path, int window,
+                       unsigned long long max_tokens, ktqs_result *res) {
+    size_t len = 0;
+    char *text = ktqs_read_text(text_path, &len, res);
+    if (!text) return 0;
+    ktq_tokenizer *tok = NULL;
+    ktq_error *err = NULL;
+    int st = ktq_tokenizer_open(&tok, tokenizer_path, &err);
+    ktq_eval_result r;
+    memset(&r, 0, sizeof r);
+    if (st == KTQ_OK) {
+        ktq_eval_options o;
+        ktq_eval_options_init(&o, KTQ_EVAL_OPTIONS_VERSION);
+        o.window = window;
+        o.max_tokens = max_tokens;
+        st = ktq_eval_perplexity(&r, m, tok, text, len, &o, &err);
+    }
+    ktqs_set(res, st, err);
+    ktq_tokenizer_free(tok);
+    free(text);
+    return r.perplexity;
+}
+
+/* GPTQ calibration samples from a dataset file (plain text or JSONL) with the
+ * tokenizer in tokenizer_path; NULL + res on failure. */
+ktq_calibration *ktqs_calibration_open(const char *tokenizer_path, const char *dataset, int samples, int seq_len,
+                                       unsigned long long seed, ktqs_result *res) {
+    ktq_tokenizer *tok = NULL;
+    ktq_calibration *c = NULL;
+    ktq_error *err = NULL;
+    int st = ktq_tokenizer_open(&tok, tokenizer_path, &err);
+    if (st == KTQ_OK) {
+        ktq_calibration_options o;
+        ktq_calibration_options_init(&o, KTQ_CALIBRATION_OPTIONS_VERSION);
+        if (samples > 0) o.num_samples = samples;
+        if (seq_len > 0) o.max_sequence_length = seq_len;
+        o.seed = seed;
+        st = ktq_calibration_open(&c, dataset, tok, &o, &err);
+    }
+    ktqs_set(res, st, err);
+    ktq_tokenizer_free(tok);
+    return c;
+}
+void ktqs_calibration_free(ktq_calibration *c) { ktq_calibration_free(c); }
+
+/* ktqs_write with the GPTQ engine (compressed-tensors writers):
+ * dampening_frac < 0 = the default 0.01; act_order_none / moe_hessian_all
+ * select llm-compressor's alternatives. */
+void ktqs_write_gptq(ktq_model *m, ktq_writer *w, int threads, ktq_calibration *c, double dampening_frac,
+                     int act_order_none, int moe_hessian_all, ktqs_token *token, ktqs_result *res) {
+    ktq_quantize_options q;
+    ktq_quantize_options_init(&q, KTQ_QUANTIZE_OPTIONS_VERSION);
+    q.engine = KTQ_ENGINE_GPTQ;
+    q.threads = threads;
+    q.calibration = c;
+    if (dampening_frac >= 0) q.dampening_frac = dampening_frac;
+    if (act_order_none) q.act_order = KTQ_ACT_ORDER_NONE;
+    if (moe_hessian_all) q.moe_hessian = KTQ_MOE_HESSIAN_ALL;
     q.progress = ktqs_progress;
     q.payload = token;
     ktq_error *err = NULL;

@@ -1,5 +1,6 @@
 package io.ktq;
 
+import io.ktq.internal.SWIGTYPE_p_ktq_calibration;
 import io.ktq.internal.SWIGTYPE_p_ktq_writer;
 import io.ktq.internal.ktqs_result;
 import io.ktq.internal.ktqs_token;
@@ -30,10 +31,31 @@ public final class Ktq {
      */
     public static void convert(Model model, Path outDir, ConvertOptions options, ProgressListener listener)
             throws KtqException {
+        run(model, outDir, options, null, listener);
+    }
+
+    /**
+     * Like {@link #convert} into the compressed-tensors format ({@code options.scheme()}), with GPTQ calibrated
+     * by ktq's own forward pass on {@code gptq.dataset()} instead of rounding to nearest.
+     */
+    public static void convertGptq(Model model, Path outDir, ConvertOptions options, GptqOptions gptq,
+            ProgressListener listener) throws KtqException {
+        if (gptq == null) throw new IllegalArgumentException("gptq options are null");
+        run(model, outDir, options.withFormat(ConvertOptions.Format.COMPRESSED_TENSORS), gptq, listener);
+    }
+
+    private static void run(Model model, Path outDir, ConvertOptions options, GptqOptions gptq,
+            ProgressListener listener) throws KtqException {
         model.readLock().lock();
         ktqs_result res = new ktqs_result();
         ktqs_token token = new ktqs_token();
+        SWIGTYPE_p_ktq_calibration calibration = null;
         try {
+            if (gptq != null) {
+                calibration = ktqswig.ktqs_calibration_open(model.tokenizerPath(), gptq.dataset().toString(),
+                        gptq.samples(), gptq.sequenceLength(), BigInteger.valueOf(gptq.seed()), res);
+                check(res);
+            }
             SWIGTYPE_p_ktq_writer writer = ktqswig.ktqs_writer_open(model.handle(), outDir.toString(),
                     options.format().code, BigInteger.valueOf(options.maxShardBytes()), options.overwrite() ? 1 : 0,
                     options.resume() ? 1 : 0, options.numaParts(), options.looseFiles() ? 1 : 0,
@@ -51,7 +73,12 @@ public final class Ktq {
                 watcher.setDaemon(true);
                 watcher.start();
                 try {
-                    ktqswig.ktqs_write(model.handle(), writer, options.threads(), options.device().code, token, res);
+                    if (gptq != null)
+                        ktqswig.ktqs_write_gptq(model.handle(), writer, options.threads(), calibration,
+                                gptq.dampeningFrac(), gptq.actOrderNone() ? 1 : 0, gptq.moeHessianAll() ? 1 : 0, token,
+                                res);
+                    else
+                        ktqswig.ktqs_write(model.handle(), writer, options.threads(), options.device().code, token, res);
                 } finally {
                     watcher.interrupt();
                     joinQuietly(watcher);
@@ -61,6 +88,7 @@ public final class Ktq {
                 ktqswig.ktqs_writer_free(writer);
             }
         } finally {
+            if (calibration != null) ktqswig.ktqs_calibration_free(calibration);
             token.delete();
             res.delete();
             model.readLock().unlock();

@@ -13,9 +13,34 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
 public final class Model implements AutoCloseable {
     private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
     private SWIGTYPE_p_ktq_model raw;
+    private final Path path;
 
-    private Model(SWIGTYPE_p_ktq_model raw) {
+    private Model(SWIGTYPE_p_ktq_model raw, Path path) {
         this.raw = raw;
+        this.path = path;
+    }
+
+    /** Where tokenizer.json is: the model folder (or the folder of the .safetensors file opened). */
+    String tokenizerPath() {
+        return java.nio.file.Files.isDirectory(path) ? path.toString() : path.resolveSibling("tokenizer.json").toString();
+    }
+
+    /**
+     * Perplexity with ktq's native forward pass on the UTF-8 text file {@code text}: the first {@code maxTokens}
+     * tokens (0 = all) as windows of {@code window} tokens (the shared protocol: 256 and 131072).
+     */
+    public double perplexity(Path text, int window, long maxTokens) throws KtqException {
+        lock.readLock().lock();
+        ktqs_result res = new ktqs_result();
+        try {
+            double ppl = ktqswig.ktqs_perplexity(handle(), tokenizerPath(), text.toString(), window,
+                    java.math.BigInteger.valueOf(maxTokens), res);
+            Ktq.check(res);
+            return ppl;
+        } finally {
+            res.delete();
+            lock.readLock().unlock();
+        }
     }
 
     public static Model open(Path path) throws KtqException {
@@ -29,7 +54,7 @@ public final class Model implements AutoCloseable {
         try {
             SWIGTYPE_p_ktq_model m = ktqswig.ktqs_open_model(path.toString(), threads, res);
             Ktq.check(res);
-            return new Model(m);
+            return new Model(m, path);
         } finally {
             res.delete();
         }

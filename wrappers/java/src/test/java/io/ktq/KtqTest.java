@@ -168,4 +168,58 @@ class KtqTest {
             assertEquals(80, ok.get());
         }
     }
+
+    private static Path calibText(Path tmp) throws Exception {
+        Path readme = Path.of("..", "..", "README.md");
+        Path p = tmp.resolve("calib.txt");
+        Files.writeString(p, Files.readString(readme).repeat(4));
+        return p;
+    }
+
+    @Test
+    void perplexityMatchesTheCli(@TempDir Path tmp) throws Exception {
+        Path text = calibText(tmp);
+        double ppl;
+        try (Model m = Model.open(DEMO)) {
+            ppl = m.perplexity(text, 128, 512);
+            KtqException e = assertThrows(KtqException.class, () -> m.perplexity(tmp.resolve("missing.txt"), 128, 0));
+            assertTrue(e.getMessage().contains("missing.txt"), e.getMessage());
+        }
+        assertTrue(ppl > 1 && ppl < 4096, Double.toString(ppl));
+        String bin = System.getenv("KTQ_BIN");
+        if (bin != null && !bin.isEmpty()) {
+            Process p = new ProcessBuilder(bin, "eval-ppl", DEMO.toString(), "--text", text.toString(), "--window", "128",
+                    "--max-tokens", "512", "--json", "-q").start();
+            String out = new String(p.getInputStream().readAllBytes());
+            assertEquals(0, p.waitFor());
+            java.util.regex.Matcher mm = java.util.regex.Pattern.compile("\"perplexity\": ([0-9.eE+-]+)").matcher(out);
+            assertTrue(mm.find(), out);
+            assertEquals(Double.parseDouble(mm.group(1)), ppl, 0.0);
+        }
+    }
+
+    @Test
+    void gptqMatchesTheCli(@TempDir Path tmp) throws Exception {
+        Path text = calibText(tmp);
+        Path out = tmp.resolve("java-gptq");
+        try (Model m = Model.open(DEMO)) {
+            Ktq.convertGptq(m, out, ConvertOptions.defaults().withScheme(ConvertOptions.Scheme.W4A16).withThreads(2),
+                    GptqOptions.of(text).withSamples(4, 128), null);
+            assertThrows(KtqException.class, () -> Ktq.convertGptq(m, tmp.resolve("bad"),
+                    ConvertOptions.defaults().withScheme(ConvertOptions.Scheme.W4A16),
+                    GptqOptions.of(tmp.resolve("none.txt")), null));
+        }
+        assertTrue(Files.exists(out.resolve("gptq_report.json")));
+        String bin = System.getenv("KTQ_BIN");
+        if (bin != null && !bin.isEmpty()) {
+            Path cli = tmp.resolve("cli-gptq");
+            Process p = new ProcessBuilder(bin, "convert", DEMO.toString(), cli.toString(), "--to", "compressed-tensors",
+                    "--engine", "gptq", "--dataset", text.toString(), "--num-calibration-samples", "4",
+                    "--max-sequence-length", "128", "--quiet").inheritIO().start();
+            assertEquals(0, p.waitFor());
+            assertEquals(names(cli), names(out));
+            for (String n : names(cli))
+                assertArrayEquals(Files.readAllBytes(cli.resolve(n)), Files.readAllBytes(out.resolve(n)), n);
+        }
+    }
 }
