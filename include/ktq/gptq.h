@@ -76,7 +76,8 @@ KTQ_API ktq_status ktq_gptq_hessian(float *h, size_t capacity, uint64_t *rows_se
 /* Quantizes `weights` ([rows, in_features] values of scheme->dtype: raw
  * BF16/F16 bits as uint16, or float) with the accumulated Hessian into the
  * caller's compressed-tensors buffers (sizes from ktq_ct_sizes). The
- * scheme's `rounding` is ignored: GPTQ rounds in float32. `dequantized`
+ * scheme's `rounding` must be a valid value but is not used: GPTQ rounds in
+ * float32. `dequantized`
  * (optional, rows x in_features floats) receives the weights the codes stand
  * for; `loss` (optional) the GPTQ loss; `rtn_fallback` (optional) 1 when the
  * damped Hessian was not positive definite and the weights were rounded to

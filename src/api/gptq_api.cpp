@@ -4,6 +4,7 @@
 #include <map>
 #include <mutex>
 
+#include "api/ct_arguments.h"
 #include "api/handles.h"
 #include "ktq/gptq.h"
 #include "quant/ct_rtn.h"
@@ -94,8 +95,6 @@ ktq_status ktq_gptq_quantize(int32_t *packed, size_t packed_words, void *scales,
     return guarded(err, [&] {
         require(gptq != nullptr, "gptq is NULL");
         require(weights != nullptr, "weights is NULL");
-        require(scheme != nullptr, "scheme is NULL");
-        ktq::check_version(scheme->version, KTQ_CT_SCHEME_VERSION, "ktq_ct_scheme");
         ktq_gptq_options o;
         ktq_gptq_options_init(&o, KTQ_GPTQ_OPTIONS_VERSION);
         if (opts) {
@@ -103,39 +102,17 @@ ktq_status ktq_gptq_quantize(int32_t *packed, size_t packed_words, void *scales,
             o = *opts;
         }
         ktq::gptq::Options go;
-        go.scheme.bits = scheme->num_bits;
-        go.scheme.group_size = scheme->group_size;
-        go.scheme.symmetric = scheme->symmetric != 0;
-        go.scheme.dtype = scheme->dtype;
+        go.scheme = ktq::ct_arguments::scheme_of(scheme);  // its rounding is not used: GPTQ rounds in float32
         go.block_size = o.block_size;
         go.dampening_frac = o.dampening_frac;
         go.act_order = ktq::act_order_of(o.act_order);
         const ktq::ct::Scheme &s = go.scheme;
-        if (auto p = ktq::ct::scheme_problem(s); !p.empty()) fail(KTQ_ERR_INVALID_ARGUMENT, p);
         const uint64_t cols = static_cast<uint64_t>(gptq->hessian.cols());
-        if (auto p = ktq::ct::shape_problem(s, rows, cols); !p.empty()) fail(KTQ_ERR_INVALID_ARGUMENT, p);
+        const ktq::ct_arguments::Sizes z = ktq::ct_arguments::sizes_of(s, rows, cols);
         const uint64_t groups = ktq::ct::groups_per_row(s, cols);
-        const uint64_t need_packed = rows * ktq::ct::packed_words_per_row(s, cols), need_scales = rows * groups,
-                       need_zp = s.symmetric ? 0 : ktq::ct::zero_point_words(s, rows) * groups;
-        auto check = [](const char *what, size_t have, uint64_t need, const void *p) {
-            if (need == 0) return;
-            if (!p) fail(KTQ_ERR_INVALID_ARGUMENT, std::string(what) + " is NULL");
-            if (have < need)
-                fail(KTQ_ERR_BUFFER_TOO_SMALL, std::string(what) + ": need " + std::to_string(need) +
-                                                   " elements, buffer has " + std::to_string(have));
-        };
-        check("packed", packed_words, need_packed, packed);
-        check("scales", scale_count, need_scales, scales);
-        check("zero_points", zero_point_words, need_zp, zero_points);
+        ktq::ct_arguments::check_buffers(z, packed, packed_words, scales, scale_count, zero_points, zero_point_words);
         // Weights as floats holding values of the dtype.
-        std::vector<float> w(rows * cols);
-        if (s.dtype == KTQ_DTYPE_F32) {
-            std::memcpy(w.data(), weights, w.size() * sizeof(float));
-        } else {
-            const uint16_t *raw = static_cast<const uint16_t *>(weights);
-            for (size_t i = 0; i < w.size(); ++i)
-                w[i] = s.dtype == KTQ_DTYPE_BF16 ? ktq::half::from_bf16(raw[i]) : ktq::half::from_f16(raw[i]);
-        }
+        const std::vector<float> w = ktq::ct_arguments::weights_as_float(weights, rows * cols, s.dtype);
         for (float v : w)
             if (!std::isfinite(v)) fail(KTQ_ERR_FORMAT, "weights hold NaN or infinite values");
         const ktq::gptq::Result r = ktq::gptq::quantize(w.data(), static_cast<int64_t>(rows), static_cast<int64_t>(cols),
