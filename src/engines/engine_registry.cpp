@@ -1,5 +1,6 @@
 // Which engine serves which (engine, format) pair. New engines (RTN, GPTQ)
 // register here.
+#include "cuda/cuda_devices.h"
 #include "engines/cast_engine.h"
 #include "engines/engine.h"
 #include "engines/kt_amx_engine.h"
@@ -29,9 +30,9 @@ std::unique_ptr<Engine> make_engine(ktq_engine engine, ktq_format format, ktq_de
                                                                                : kt_amx::Method::Int4);
     case KTQ_FORMAT_COMPRESSED_TENSORS:
         if (engine == KTQ_ENGINE_GPTQ) {
-            if (device == KTQ_DEVICE_CUDA)
-                fail(KTQ_ERR_UNSUPPORTED, "the GPTQ engine has no CUDA path yet; run it with --device cpu");
-            return std::make_unique<GptqEngine>();
+            if (device == KTQ_DEVICE_CUDA && !cuda_built())
+                fail(KTQ_ERR_UNSUPPORTED, "this libktq was built without CUDA (-DKTQ_CUDA=ON): run GPTQ with --device cpu");
+            return std::make_unique<GptqEngine>(device == KTQ_DEVICE_CUDA);
         }
         if (engine != KTQ_ENGINE_DEFAULT && engine != KTQ_ENGINE_RTN)
             fail(KTQ_ERR_UNSUPPORTED, "engine " + std::to_string(static_cast<int>(engine)) +

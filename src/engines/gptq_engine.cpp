@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "cuda/gptq_cuda.h"
 #include "engines/cast_engine.h"
 #include "forward/causal_lm.h"
 #include "forward/decoder_layer.h"
@@ -153,44 +154,50 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
         forward_layer(ctx, w, x, seqs, len);
     });
     // 2. GPTQ per Linear, outputs written, weights replaced by what the codes stand for.
-    std::unique_ptr<gptq::Factor> factor;
-    std::pair<const gptq::Hessian *, const gptq::Hessian *> factor_key{nullptr, nullptr};
+    struct Job {
+        Linear *l;
+        const Outputs *o;
+        gptq::Options go;
+        std::vector<float> wq;  // the weights as the scheme's dtype holds them
+        const gptq::Hessian *h, *hr;
+        uint64_t routed_rows;
+    };
+    std::vector<Job> jobs;
     for (auto &[l, o] : targets) {
         if (!o.packed || !o.scale || !o.shape)
             fail(KTQ_ERR_INTERNAL, "compressed-tensors plan is incomplete for '" + l->name + "'");
-        gptq::Options go;
-        go.scheme = o.packed->ct_scheme;
-        go.block_size = opts.gptq_block_size;
-        go.dampening_frac = opts.dampening_frac;
-        go.act_order = opts.act_order == KTQ_ACT_ORDER_STATIC ? gptq::ActOrder::Static : gptq::ActOrder::None;
-        std::vector<float> wq = l->w;
-        ct::round_to_dtype(go.scheme.dtype, wq.data(), wq.size());  // FP8 / F32 sources: as transformers loads them
-        for (float v : wq)
+        Job j{l, &o, {}, l->w, hessians.at(l).get(), routed_h.count(l) ? routed_h.at(l).get() : nullptr, 0};
+        j.go.scheme = o.packed->ct_scheme;
+        j.go.block_size = opts.gptq_block_size;
+        j.go.dampening_frac = opts.dampening_frac;
+        j.go.act_order = opts.act_order == KTQ_ACT_ORDER_STATIC ? gptq::ActOrder::Static : gptq::ActOrder::None;
+        ct::round_to_dtype(j.go.scheme.dtype, j.wq.data(), j.wq.size());  // FP8 / F32 sources: as transformers loads them
+        for (float v : j.wq)
             if (!std::isfinite(v) && !opts.allow_non_finite)
                 fail(KTQ_ERR_FORMAT, "tensor '" + o.packed->source + "' holds NaN/Inf values (corrupt download?)");
-        const gptq::Hessian &h = *hessians.at(l);
-        const gptq::Hessian *hr = routed_h.count(l) ? routed_h.at(l).get() : nullptr;
-        const uint64_t routed_rows = hr ? hr->rows() : h.rows();
-        // Siblings with the same Hessian(s) share one factorization.
-        if (!factor || factor_key != std::make_pair(&h, hr)) {
-            std::vector<float> hn = h.normalized();
-            const float alpha = static_cast<float>(opts.moe_all_tokens_weight);
-            if (hr && (routed_rows >= static_cast<uint64_t>(l->in) || (alpha > 0 && routed_rows > 0))) {
-                // Routed tokens' Hessian + weight x all tokens' (see ktq_moe_hessian).
-                const std::vector<float> rn = hr->normalized();
-                for (size_t i = 0; i < hn.size(); ++i) hn[i] = rn[i] + alpha * hn[i];
-            }
-            factor = std::make_unique<gptq::Factor>(gptq::factorize(hn, l->in, go));
-            factor_key = {&h, hr};
+        j.routed_rows = j.hr ? j.hr->rows() : j.h->rows();
+        jobs.push_back(std::move(j));
+    }
+    // The normalized Hessian GPTQ uses: routed tokens' + weight x all tokens' (see ktq_moe_hessian).
+    auto blended = [&](const Job &j) {
+        std::vector<float> hn = j.h->normalized();
+        const float alpha = static_cast<float>(opts.moe_all_tokens_weight);
+        if (j.hr && (j.routed_rows >= static_cast<uint64_t>(j.l->in) || (alpha > 0 && j.routed_rows > 0))) {
+            const std::vector<float> rn = j.hr->normalized();
+            for (size_t i = 0; i < hn.size(); ++i) hn[i] = rn[i] + alpha * hn[i];
         }
-        const gptq::Result r = gptq::quantize(wq.data(), l->out, l->in, *factor, go, pool);
+        return hn;
+    };
+    auto emit = [&](Job &j, const gptq::Result &r) {
+        Linear *l = j.l;
+        const Outputs &o = *j.o;
         ModuleReport &rep = report_[l->name];
         rep.loss = r.loss;
         rep.rtn_fallback = r.rtn_fallback;
-        rep.rows_seen = h.rows();
-        rep.rows_routed = routed_rows;
+        rep.rows_seen = j.h->rows();
+        rep.rows_routed = j.routed_rows;
         if (write) {
-            const ct::Scheme &s = go.scheme;
+            const ct::Scheme &s = j.go.scheme;
             const uint64_t rows = static_cast<uint64_t>(l->out), cols = static_cast<uint64_t>(l->in);
             const uint64_t groups = ct::groups_per_row(s, cols);
             std::vector<uint32_t> packed(rows * ct::packed_words_per_row(s, cols));
@@ -211,6 +218,51 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
                 fail(KTQ_ERR_CANCELLED, "cancelled by the progress callback");
         }
         l->w = r.dequantized;
+    };
+    if (cuda_) {
+        // Every Linear of one shape and scheme in one batch (an MoE layer's
+        // experts), siblings sharing their factor; outputs in the CPU order.
+        std::vector<gptq::Result> results(jobs.size());
+        std::vector<bool> done(jobs.size(), false);
+        for (size_t first = 0; first < jobs.size(); ++first) {
+            if (done[first]) continue;
+            const Job &f = jobs[first];
+            auto same = [&](const Job &j) {
+                const ct::Scheme &a = j.go.scheme, &b = f.go.scheme;
+                return j.l->out == f.l->out && j.l->in == f.l->in && a.bits == b.bits && a.group_size == b.group_size &&
+                       a.symmetric == b.symmetric && a.dtype == b.dtype;
+            };
+            cuda_gptq::Batch batch;
+            batch.rows = f.l->out;
+            batch.cols = f.l->in;
+            std::vector<size_t> members;
+            std::vector<std::vector<float>> hs;
+            std::map<std::pair<const gptq::Hessian *, const gptq::Hessian *>, int> factor_index;
+            for (size_t i = first; i < jobs.size(); ++i) {
+                if (done[i] || !same(jobs[i])) continue;
+                auto [it, fresh] = factor_index.try_emplace({jobs[i].h, jobs[i].hr}, static_cast<int>(hs.size()));
+                if (fresh) hs.push_back(blended(jobs[i]));
+                batch.weights.push_back(jobs[i].wq.data());
+                batch.factor_of.push_back(it->second);
+                members.push_back(i);
+                done[i] = true;
+            }
+            for (const auto &h : hs) batch.hessians.push_back(cuda_gptq::HessianRef{h.data(), nullptr, 1.0f});
+            std::vector<gptq::Result> rs = cuda_gptq::quantize(batch, f.go, pool, 0);
+            for (size_t k = 0; k < members.size(); ++k) results[members[k]] = std::move(rs[k]);
+        }
+        for (size_t i = 0; i < jobs.size(); ++i) emit(jobs[i], results[i]);
+    } else {
+        // Siblings with the same Hessian(s) share one factorization.
+        std::unique_ptr<gptq::Factor> factor;
+        std::pair<const gptq::Hessian *, const gptq::Hessian *> factor_key{nullptr, nullptr};
+        for (Job &j : jobs) {
+            if (!factor || factor_key != std::make_pair(j.h, j.hr)) {
+                factor = std::make_unique<gptq::Factor>(gptq::factorize(blended(j), j.l->in, j.go));
+                factor_key = {j.h, j.hr};
+            }
+            emit(j, gptq::quantize(j.wq.data(), j.l->out, j.l->in, *factor, j.go, pool));
+        }
     }
     if (write && !copies.empty()) CastEngine().run_tensors(model, copies, writer, pool, opts, on_tensor);
     // 3. The next layer's inputs, through the quantized layer.

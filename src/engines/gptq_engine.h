@@ -28,6 +28,9 @@ namespace ktq {
 
 class GptqEngine : public Engine {
 public:
+    // cuda: the GPTQ solve runs batched on CUDA device 0 (cuda/gptq_cuda.h);
+    // the calibration forward and the Hessian sums stay on the CPU.
+    explicit GptqEngine(bool cuda = false) : cuda_(cuda) {}
     const char *name() const override { return "gptq"; }
     void run_layer(const Model &model, int layer, Writer &writer, ThreadPool &pool, const ktq_quantize_options &opts,
                    const TensorDoneFn &on_tensor) override;
@@ -41,6 +44,7 @@ private:
     // samples (contiguous copies); with keep, the results replace them.
     void for_each_batch(int batch, bool keep, const std::function<void(float *, int64_t, int64_t)> &fn);
 
+    bool cuda_ = false;
     std::unique_ptr<ForwardConfig> cfg_;
     const ktq_calibration *calibration_ = nullptr;
     int next_layer_ = 0;                       // the layer whose inputs hidden_ holds

@@ -64,42 +64,96 @@ std::vector<float> Hessian::normalized() const {
     return h;
 }
 
+FactorPlan plan_factor(const std::vector<double> &diag, const Options &opts) {
+    if (!(opts.dampening_frac >= 0)) fail(KTQ_ERR_INVALID_ARGUMENT, "dampening fraction must be >= 0");
+    const int64_t cols = static_cast<int64_t>(diag.size());
+    FactorPlan p;
+    std::vector<double> d = diag;
+    p.dead.assign(static_cast<size_t>(cols), 0);
+    for (int64_t c = 0; c < cols; ++c)
+        if (d[static_cast<size_t>(c)] == 0.0) {
+            p.dead[static_cast<size_t>(c)] = 1;
+            d[static_cast<size_t>(c)] = 1.0;
+        }
+    p.perm.resize(static_cast<size_t>(cols));
+    std::iota(p.perm.begin(), p.perm.end(), 0);
+    if (opts.act_order == ActOrder::Static)
+        std::stable_sort(p.perm.begin(), p.perm.end(),
+                         [&](int64_t a, int64_t b) { return d[static_cast<size_t>(a)] > d[static_cast<size_t>(b)]; });
+    double mean_diag = 0;
+    for (int64_t c = 0; c < cols; ++c) mean_diag += d[static_cast<size_t>(p.perm[static_cast<size_t>(c)])];
+    mean_diag /= static_cast<double>(cols);
+    p.damp = opts.dampening_frac * mean_diag;
+    return p;
+}
+
 Factor factorize(const std::vector<float> &h_in, int64_t cols, const Options &opts) {
     if (static_cast<int64_t>(h_in.size()) != cols * cols)
         fail(KTQ_ERR_INVALID_ARGUMENT, "Hessian is not [cols, cols]");
-    if (!(opts.dampening_frac >= 0)) fail(KTQ_ERR_INVALID_ARGUMENT, "dampening fraction must be >= 0");
+    std::vector<double> diag(static_cast<size_t>(cols));
+    for (int64_t c = 0; c < cols; ++c) diag[static_cast<size_t>(c)] = h_in[static_cast<size_t>(c * cols + c)];
+    FactorPlan plan = plan_factor(diag, opts);
     Factor f;
     f.cols = cols;
-    std::vector<double> h(h_in.begin(), h_in.end());
-    f.dead.assign(static_cast<size_t>(cols), 0);
-    for (int64_t c = 0; c < cols; ++c)
-        if (h[static_cast<size_t>(c * cols + c)] == 0.0) {
-            f.dead[static_cast<size_t>(c)] = 1;
-            h[static_cast<size_t>(c * cols + c)] = 1.0;
-        }
-    f.perm.resize(static_cast<size_t>(cols));
-    std::iota(f.perm.begin(), f.perm.end(), 0);
-    if (opts.act_order == ActOrder::Static)
-        std::stable_sort(f.perm.begin(), f.perm.end(), [&](int64_t a, int64_t b) {
-            return h[static_cast<size_t>(a * cols + a)] > h[static_cast<size_t>(b * cols + b)];
-        });
+    // The damped Hessian in quantization order; a dead column's diagonal is 1.
     std::vector<double> hp(static_cast<size_t>(cols * cols));
     for (int64_t i = 0; i < cols; ++i)
-        for (int64_t j = 0; j < cols; ++j)
-            hp[static_cast<size_t>(i * cols + j)] =
-                h[static_cast<size_t>(f.perm[static_cast<size_t>(i)] * cols + f.perm[static_cast<size_t>(j)])];
-    double mean_diag = 0;
-    for (int64_t c = 0; c < cols; ++c) mean_diag += hp[static_cast<size_t>(c * cols + c)];
-    mean_diag /= static_cast<double>(cols);
-    const double damp = opts.dampening_frac * mean_diag;
-    for (int64_t c = 0; c < cols; ++c) hp[static_cast<size_t>(c * cols + c)] += damp;
+        for (int64_t j = 0; j < cols; ++j) {
+            const int64_t a = plan.perm[static_cast<size_t>(i)], b = plan.perm[static_cast<size_t>(j)];
+            double v = h_in[static_cast<size_t>(a * cols + b)];
+            if (i == j && plan.dead[static_cast<size_t>(a)]) v = 1.0;
+            hp[static_cast<size_t>(i * cols + j)] = v;
+        }
+    for (int64_t c = 0; c < cols; ++c) hp[static_cast<size_t>(c * cols + c)] += plan.damp;
     if (!inverse_factor(hp, cols)) {
         f.rtn_fallback = true;  // as llm-compressor: identity factor, i.e. round to nearest
         std::fill(hp.begin(), hp.end(), 0.0);
         for (int64_t c = 0; c < cols; ++c) hp[static_cast<size_t>(c * cols + c)] = 1.0;
     }
     f.hinv.assign(hp.begin(), hp.end());  // float32, as the reference's loop
+    f.dead = std::move(plan.dead);
+    f.perm = std::move(plan.perm);
     return f;
+}
+
+std::vector<ct::math::GroupParams> weight_params(const float *w, int64_t rows, int64_t cols, const ct::Scheme &s) {
+    const int dt = dtype_code(s.dtype);
+    const int64_t glen = s.group_size > 0 ? s.group_size : cols, groups = cols / glen;
+    std::vector<ct::math::GroupParams> params(static_cast<size_t>(rows * groups));
+    for (int64_t i = 0; i < rows; ++i)
+        for (int64_t g = 0; g < groups; ++g) {
+            const float *x = w + i * cols + g * glen;
+            float lo = x[0], hi = x[0];
+            for (int64_t j = 1; j < glen; ++j) lo = std::min(lo, x[j]), hi = std::max(hi, x[j]);
+            params[static_cast<size_t>(i * groups + g)] = ct::math::group_params(dt, s.bits, s.symmetric, lo, hi);
+        }
+    return params;
+}
+
+void check_problem(int64_t rows, int64_t cols, const Options &opts) {
+    const ct::Scheme &s = opts.scheme;
+    if (auto p = ct::scheme_problem(s); !p.empty()) fail(KTQ_ERR_INVALID_ARGUMENT, p);
+    if (auto p = ct::shape_problem(s, static_cast<uint64_t>(rows), static_cast<uint64_t>(cols)); !p.empty())
+        fail(KTQ_ERR_INVALID_ARGUMENT, p);
+    if (opts.block_size < 1) fail(KTQ_ERR_INVALID_ARGUMENT, "GPTQ block size must be at least 1");
+}
+
+void finish(Result &r, const std::vector<ct::math::GroupParams> &params, int64_t rows, int64_t cols,
+            const ct::Scheme &s) {
+    const int dt = dtype_code(s.dtype);
+    const int64_t glen = s.group_size > 0 ? s.group_size : cols, groups = cols / glen;
+    r.dequantized.assign(static_cast<size_t>(rows * cols), 0.0f);
+    for (int64_t i = 0; i < rows; ++i)
+        for (int64_t c = 0; c < cols; ++c)
+            r.dequantized[static_cast<size_t>(i * cols + c)] = ct::math::value_of(
+                dt, r.codes[static_cast<size_t>(i * cols + c)], params[static_cast<size_t>(i * groups + c / glen)]);
+    r.scales.resize(params.size());
+    for (size_t i = 0; i < params.size(); ++i) r.scales[i] = params[i].scale;
+    r.zero_points.clear();
+    if (!s.symmetric) {
+        r.zero_points.resize(params.size());
+        for (size_t i = 0; i < params.size(); ++i) r.zero_points[i] = static_cast<int8_t>(params[i].zp);
+    }
 }
 
 Result quantize(const float *w, int64_t rows, int64_t cols, const std::vector<float> &h, const Options &opts,
@@ -109,33 +163,21 @@ Result quantize(const float *w, int64_t rows, int64_t cols, const std::vector<fl
 
 Result quantize(const float *w, int64_t rows, int64_t cols, const Factor &f, const Options &opts, ThreadPool &pool) {
     const ct::Scheme &s = opts.scheme;
-    if (auto p = ct::scheme_problem(s); !p.empty()) fail(KTQ_ERR_INVALID_ARGUMENT, p);
-    if (auto p = ct::shape_problem(s, static_cast<uint64_t>(rows), static_cast<uint64_t>(cols)); !p.empty())
-        fail(KTQ_ERR_INVALID_ARGUMENT, p);
+    check_problem(rows, cols, opts);
     if (f.cols != cols) fail(KTQ_ERR_INVALID_ARGUMENT, "Hessian factor is not [cols, cols]");
-    if (opts.block_size < 1) fail(KTQ_ERR_INVALID_ARGUMENT, "GPTQ block size must be at least 1");
-    const int dt = dtype_code(s.dtype);
     const int64_t glen = s.group_size > 0 ? s.group_size : cols, groups = cols / glen;
     const float qmin = -static_cast<float>(1 << (s.bits - 1)), qmax = static_cast<float>((1 << (s.bits - 1)) - 1);
 
     Result r;
     r.rtn_fallback = f.rtn_fallback;
     // 1. Observer on the original weights: one scale (and zero point) per row and group.
-    std::vector<ct::math::GroupParams> params(static_cast<size_t>(rows * groups));
-    for (int64_t i = 0; i < rows; ++i)
-        for (int64_t g = 0; g < groups; ++g) {
-            const float *x = w + i * cols + g * glen;
-            float lo = x[0], hi = x[0];
-            for (int64_t j = 1; j < glen; ++j) lo = std::min(lo, x[j]), hi = std::max(hi, x[j]);
-            params[static_cast<size_t>(i * groups + g)] = ct::math::group_params(dt, s.bits, s.symmetric, lo, hi);
-        }
+    const std::vector<ct::math::GroupParams> params = weight_params(w, rows, cols, s);
     const std::vector<uint8_t> &dead = f.dead;
     const std::vector<int64_t> &perm = f.perm;
     const std::vector<float> &hinv = f.hinv;
 
     // 3. Column loop, rows in fixed chunks.
     r.codes.assign(static_cast<size_t>(rows * cols), 0);
-    r.dequantized.assign(static_cast<size_t>(rows * cols), 0.0f);
     const int64_t tasks = (rows + kRowsPerTask - 1) / kRowsPerTask, B = opts.block_size;
     std::vector<double> task_loss(static_cast<size_t>(tasks), 0.0);
     pool.parallel_for(static_cast<size_t>(tasks), [&](size_t t) {
@@ -159,7 +201,6 @@ Result quantize(const float *w, int64_t rows, int64_t cols, const Factor &f, con
                     const float code = std::nearbyint(std::min(std::max(v, qmin), qmax));
                     const float q = (code - p.zp) * p.scale;
                     r.codes[static_cast<size_t>(i * cols + col)] = static_cast<int8_t>(code);
-                    r.dequantized[static_cast<size_t>(i * cols + col)] = ct::math::value_of(dt, static_cast<int>(code), p);
                     const float d = hinv[static_cast<size_t>(k * cols + k)];
                     const float e = (x - q) / d;
                     err[static_cast<size_t>(k - i1)] = e;
@@ -182,12 +223,7 @@ Result quantize(const float *w, int64_t rows, int64_t cols, const Factor &f, con
         task_loss[t] = loss;
     });
     for (double l : task_loss) r.loss += l;
-    r.scales.resize(params.size());
-    for (size_t i = 0; i < params.size(); ++i) r.scales[i] = params[i].scale;
-    if (!s.symmetric) {
-        r.zero_points.resize(params.size());
-        for (size_t i = 0; i < params.size(); ++i) r.zero_points[i] = static_cast<int8_t>(params[i].zp);
-    }
+    finish(r, params, rows, cols, s);
     return r;
 }
 

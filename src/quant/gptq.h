@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "quant/ct_rtn.h"
+#include "quant/ct_rtn_math.h"
 
 namespace ktq {
 
@@ -77,6 +78,25 @@ struct Factor {
     bool rtn_fallback = false;
 };
 Factor factorize(const std::vector<float> &h, int64_t cols, const Options &opts);
+
+// The parts of factorize() and quantize() that do not depend on where the
+// arithmetic runs, shared with the CUDA engine (cuda/gptq_cuda.h) so both
+// devices make the same decisions.
+struct FactorPlan {
+    std::vector<uint8_t> dead;   // [cols]: zero diagonal, the column is ignored
+    std::vector<int64_t> perm;   // quantization order -> column
+    double damp = 0;             // added to the diagonal
+};
+// diag: the normalized Hessian's diagonal (float32 values, as doubles).
+FactorPlan plan_factor(const std::vector<double> &diag, const Options &opts);
+// The observer on the original weights: one scale (and zero point) per row
+// and group, [rows, groups].
+std::vector<ct::math::GroupParams> weight_params(const float *w, int64_t rows, int64_t cols, const ct::Scheme &s);
+// Checks the scheme, the shape and the block size for quantize().
+void check_problem(int64_t rows, int64_t cols, const Options &opts);
+// Fills r.scales, r.zero_points and r.dequantized from r.codes.
+void finish(Result &r, const std::vector<ct::math::GroupParams> &params, int64_t rows, int64_t cols,
+            const ct::Scheme &s);
 
 // Quantizes w ([rows, cols], values of scheme.dtype as floats) with a
 // factorized normalized Hessian. Throws KTQ_ERR_INVALID_ARGUMENT for shapes

@@ -1,0 +1,471 @@
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <cusolverDn.h>
+
+#include <algorithm>
+#include <string>
+
+#include "cuda/gptq_cuda.h"
+#include "quant/ct_rtn_math.h"
+#include "runtime/error.h"
+#include "runtime/thread_pool.h"
+
+namespace ktq::cuda_gptq {
+
+namespace {
+
+namespace m = ct::math;
+
+void check(cudaError_t e, const char *what) {
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        fail(e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver ? KTQ_ERR_UNSUPPORTED
+             : e == cudaErrorMemoryAllocation                          ? KTQ_ERR_NO_MEMORY
+                                                                       : KTQ_ERR_INTERNAL,
+             std::string("CUDA (GPTQ): ") + what + ": " + cudaGetErrorString(e));
+    }
+}
+void check(cublasStatus_t e, const char *what) {
+    if (e != CUBLAS_STATUS_SUCCESS)
+        fail(e == CUBLAS_STATUS_ALLOC_FAILED ? KTQ_ERR_NO_MEMORY : KTQ_ERR_INTERNAL,
+             std::string("cuBLAS (GPTQ): ") + what + " failed with status " + std::to_string(static_cast<int>(e)));
+}
+void check(cusolverStatus_t e, const char *what) {
+    if (e != CUSOLVER_STATUS_SUCCESS)
+        fail(e == CUSOLVER_STATUS_ALLOC_FAILED ? KTQ_ERR_NO_MEMORY : KTQ_ERR_INTERNAL,
+             std::string("cuSOLVER (GPTQ): ") + what + " failed with status " + std::to_string(static_cast<int>(e)));
+}
+
+// Device memory owned by one object, freed on every path.
+template <class T>
+class Buffer {
+public:
+    Buffer() = default;
+    explicit Buffer(size_t n, const char *what) { resize(n, what); }
+    ~Buffer() { cudaFree(p_); }
+    Buffer(const Buffer &) = delete;
+    Buffer &operator=(const Buffer &) = delete;
+    void resize(size_t n, const char *what) {
+        cudaFree(p_);
+        p_ = nullptr;
+        n_ = n;
+        if (n) check(cudaMalloc(&p_, n * sizeof(T)), what);
+    }
+    T *get() const { return p_; }
+    size_t size() const { return n_; }
+
+private:
+    T *p_ = nullptr;
+    size_t n_ = 0;
+};
+
+struct Handles {
+    cublasHandle_t blas = nullptr;
+    cusolverDnHandle_t solver = nullptr;
+    explicit Handles(int device) {
+        check(cudaSetDevice(device), "cudaSetDevice");
+        check(cublasCreate(&blas), "cublasCreate");
+        // Float32 products stay float32 (no TF32): Hessians as torch computes them by default.
+        check(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+        if (cusolverDnCreate(&solver) != CUSOLVER_STATUS_SUCCESS) {
+            cublasDestroy(blas);
+            fail(KTQ_ERR_INTERNAL, "cuSOLVER (GPTQ): cusolverDnCreate failed");
+        }
+    }
+    ~Handles() {
+        if (solver) cusolverDnDestroy(solver);
+        if (blas) cublasDestroy(blas);
+    }
+};
+
+constexpr int kRowsPerCta = 64;   // column-loop kernel: weight rows (threads) per block
+constexpr int kTile = 64;         // lazy-update kernel: output tile
+constexpr int kTileK = 16;        // lazy-update kernel: k-slice staged in shared memory
+
+// h64 = damped, permuted, float64 copy of scale * h (quantization order).
+__global__ void prepare_kernel(double *h64, const float *h, float scale, const int32_t *perm, const uint8_t *dead,
+                               double damp, int64_t n) {
+    const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (idx >= n * n) return;
+    const int64_t i = idx / n, j = idx % n, a = perm[i], b = perm[j];
+    double v = static_cast<double>(m::mul_rn(h[a * n + b], scale));
+    if (i == j) {
+        if (dead[a]) v = 1.0;
+        v += damp;
+    }
+    h64[idx] = v;
+}
+
+// potri leaves one triangle: copy it over the other (column-major lower ->
+// upper, i.e. the row-major lower triangle takes the upper's values).
+__global__ void mirror_kernel(double *h64, int64_t n) {
+    const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (idx >= n * n) return;
+    const int64_t i = idx / n, j = idx % n;  // row-major (i, j)
+    if (j < i) h64[idx] = h64[j * n + i];
+}
+
+// The row-major upper factor in float32 (the lower triangle zeroed), or the
+// identity when the factorization failed.
+__global__ void to_factor_kernel(float *out, const double *h64, int64_t n, const int *info) {
+    const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (idx >= n * n) return;
+    const int64_t i = idx / n, j = idx % n;
+    const bool failed = info[0] != 0 || info[1] != 0 || info[2] != 0;
+    out[idx] = failed ? (i == j ? 1.0f : 0.0f) : (j < i ? 0.0f : static_cast<float>(h64[idx]));
+}
+
+// Working copy in quantization order: w_perm[p][r][k] = w[p][r][perm[k]] (0 for dead columns).
+__global__ void permute_kernel(float *w_perm, const float *w, const int32_t *perm, const uint8_t *dead,
+                               const int32_t *factor_of, int64_t rows, int64_t cols, int64_t count) {
+    const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (idx >= count * rows * cols) return;
+    const int64_t p = idx / (rows * cols), k = idx % cols;
+    const int64_t f = factor_of[p], c = perm[f * cols + k];
+    w_perm[idx] = dead[f * cols + c] ? 0.0f : w[idx - k + c];
+}
+
+struct LoopArgs {
+    float *w;                // [count, rows, cols] working copy, quantization order
+    const float *hinv;       // [factors, cols, cols]
+    const int32_t *perm;     // [factors, cols]
+    const int32_t *factor_of;  // [count]
+    const float *scale;      // [count, rows, groups]
+    const float *zp;         // [count, rows, groups]
+    int8_t *codes;           // [count, rows, cols], natural column order
+    float *err;              // [count, rows, block]
+    double *loss;            // [count, rows]
+    int64_t rows, cols, glen, groups;
+    int bits, block;
+};
+
+// One block of columns [i1, i2) for every row of every problem: a thread
+// per row, the rows' block of weights and the block's factor tile in shared
+// memory. Same operations, same order, same rounding as gptq::quantize.
+__global__ void column_block_kernel(LoopArgs a, int64_t i1, int64_t i2) {
+    extern __shared__ float smem[];
+    const int B = static_cast<int>(i2 - i1);
+    float *hs = smem;              // [B, B]: hinv[i1 + k][i1 + j]
+    float *ws = smem + B * B;      // [kRowsPerCta, B + 1]
+    const int64_t p = blockIdx.y, f = a.factor_of[p];
+    const float *hinv = a.hinv + f * a.cols * a.cols;
+    for (int t = threadIdx.x; t < B * B; t += blockDim.x)
+        hs[t] = hinv[(i1 + t / B) * a.cols + i1 + t % B];
+    const int64_t r0 = static_cast<int64_t>(blockIdx.x) * kRowsPerCta;
+    const int local = threadIdx.x, ld = B + 1;
+    for (int t = threadIdx.x; t < kRowsPerCta * B; t += blockDim.x) {
+        const int64_t r = r0 + t / B;
+        ws[(t / B) * ld + t % B] = r < a.rows ? a.w[(p * a.rows + r) * a.cols + i1 + t % B] : 0.0f;
+    }
+    __syncthreads();
+    const int64_t r = r0 + local;
+    if (r >= a.rows) return;
+    const float qmin = -static_cast<float>(1 << (a.bits - 1)), qmax = static_cast<float>((1 << (a.bits - 1)) - 1);
+    const int32_t *perm = a.perm + f * a.cols;
+    const int64_t prow = p * a.rows + r;
+    float *wr = ws + local * ld;
+    double loss = a.loss[prow];
+    for (int k = 0; k < B; ++k) {
+        const int64_t col = perm[i1 + k];
+        const int64_t g = prow * a.groups + col / a.glen;
+        const float scale = a.scale[g], zp = a.zp[g];
+        const float x = wr[k];
+        float v = m::div_rn(x, scale);
+        if (zp != 0.0f) v = m::add_rn(v, zp);
+        const float code = rintf(fminf(fmaxf(v, qmin), qmax));
+        const float q = m::mul_rn(m::sub_rn(code, zp), scale);
+        a.codes[prow * a.cols + col] = static_cast<int8_t>(code);
+        const float *hrow = hs + k * B;
+        const float e = m::div_rn(m::sub_rn(x, q), hrow[k]);
+        a.err[prow * a.block + k] = e;
+        const double de = e;
+        loss = __dadd_rn(loss, __dmul_rn(de, de) / 2);
+        for (int j = k; j < B; ++j) wr[j] = m::sub_rn(wr[j], m::mul_rn(e, hrow[j]));
+    }
+    a.loss[prow] = loss;
+}
+
+// w[p][r][j] -= sum_k err[p][r][k] * hinv[i1 + k][j] for j >= i2: the sum in
+// k order first, then one subtraction, as the CPU path.
+__global__ void lazy_update_kernel(LoopArgs a, int64_t i1, int64_t i2) {
+    __shared__ float es[kTile][kTileK + 1];
+    __shared__ float hs[kTileK][kTile];
+    const int64_t p = blockIdx.z, f = a.factor_of[p];
+    const float *hinv = a.hinv + f * a.cols * a.cols;
+    const int64_t r0 = static_cast<int64_t>(blockIdx.y) * kTile, c0 = i2 + static_cast<int64_t>(blockIdx.x) * kTile;
+    const int tr = threadIdx.x / 16, tc = threadIdx.x % 16;  // 256 threads, 4 x 4 outputs each
+    float acc[4][4] = {};
+    const int B = static_cast<int>(i2 - i1);
+    for (int k0 = 0; k0 < B; k0 += kTileK) {
+        const int kn = min(kTileK, B - k0);
+        for (int t = threadIdx.x; t < kTile * kTileK; t += blockDim.x) {
+            const int rr = t / kTileK, kk = t % kTileK;
+            const int64_t r = r0 + rr;
+            es[rr][kk] = (r < a.rows && kk < kn) ? a.err[(p * a.rows + r) * a.block + k0 + kk] : 0.0f;
+        }
+        for (int t = threadIdx.x; t < kTileK * kTile; t += blockDim.x) {
+            const int kk = t / kTile, cc = t % kTile;
+            const int64_t c = c0 + cc;
+            hs[kk][cc] = (c < a.cols && kk < kn) ? hinv[(i1 + k0 + kk) * a.cols + c] : 0.0f;
+        }
+        __syncthreads();
+        for (int kk = 0; kk < kn; ++kk)
+            for (int x = 0; x < 4; ++x)
+                for (int y = 0; y < 4; ++y)
+                    acc[x][y] = m::add_rn(acc[x][y], m::mul_rn(es[tr * 4 + x][kk], hs[kk][tc * 4 + y]));
+        __syncthreads();
+    }
+    for (int x = 0; x < 4; ++x) {
+        const int64_t r = r0 + tr * 4 + x;
+        if (r >= a.rows) continue;
+        for (int y = 0; y < 4; ++y) {
+            const int64_t c = c0 + tc * 4 + y;
+            if (c >= a.cols) continue;
+            float &w = a.w[(p * a.rows + r) * a.cols + c];
+            w = m::sub_rn(w, acc[x][y]);
+        }
+    }
+}
+
+unsigned blocks_for(int64_t n, int threads = 256) { return static_cast<unsigned>((n + threads - 1) / threads); }
+
+}  // namespace
+
+// ---- DeviceHessian ----
+
+struct DeviceHessian::Impl {
+    int64_t cols;
+    uint64_t rows = 0;
+    cublasHandle_t blas = nullptr;
+    Buffer<float> sum;
+    Buffer<float> staging;  // host rows on their way to the device
+    Impl(int64_t c, int device) : cols(c) {
+        check(cudaSetDevice(device), "cudaSetDevice");
+        check(cublasCreate(&blas), "cublasCreate");
+        cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH);  // float32 stays float32 (no TF32)
+        sum.resize(static_cast<size_t>(c * c), "Hessian sum");
+        check(cudaMemset(sum.get(), 0, sum.size() * sizeof(float)), "cudaMemset");
+    }
+    ~Impl() { cublasDestroy(blas); }
+};
+
+DeviceHessian::DeviceHessian(int64_t cols, int device) : impl_(std::make_unique<Impl>(cols, device)) {}
+DeviceHessian::~DeviceHessian() = default;
+int64_t DeviceHessian::cols() const { return impl_->cols; }
+uint64_t DeviceHessian::rows() const { return impl_->rows; }
+const float *DeviceHessian::device_sum() const { return impl_->sum.get(); }
+
+void DeviceHessian::add(const float *x, int64_t n) {
+    Impl &d = *impl_;
+    if (n <= 0) return;
+    const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(n, (int64_t{64} << 20) / (d.cols * 4)));
+    if (d.staging.size() < static_cast<size_t>(chunk * d.cols)) d.staging.resize(static_cast<size_t>(chunk * d.cols), "Hessian input");
+    const float one = 1.0f;
+    for (int64_t r = 0; r < n; r += chunk) {
+        const int64_t k = std::min(chunk, n - r);
+        check(cudaMemcpy(d.staging.get(), x + r * d.cols, static_cast<size_t>(k * d.cols) * 4, cudaMemcpyHostToDevice),
+              "copy of Hessian input");
+        // Row-major x [k, cols] is column-major [cols, k]: sum += X X^T.
+        check(cublasSgemm(d.blas, CUBLAS_OP_N, CUBLAS_OP_T, static_cast<int>(d.cols), static_cast<int>(d.cols),
+                          static_cast<int>(k), &one, d.staging.get(), static_cast<int>(d.cols), d.staging.get(),
+                          static_cast<int>(d.cols), &one, d.sum.get(), static_cast<int>(d.cols)),
+              "Hessian product");
+    }
+    d.rows += static_cast<uint64_t>(n);
+}
+
+void DeviceHessian::add_bf16_device(const void *x, int64_t n) {
+    Impl &d = *impl_;
+    if (n <= 0) return;
+    const float one = 1.0f;
+    check(cublasGemmEx(d.blas, CUBLAS_OP_N, CUBLAS_OP_T, static_cast<int>(d.cols), static_cast<int>(d.cols),
+                       static_cast<int>(n), &one, x, CUDA_R_16BF, static_cast<int>(d.cols), x, CUDA_R_16BF,
+                       static_cast<int>(d.cols), &one, d.sum.get(), CUDA_R_32F, static_cast<int>(d.cols),
+                       CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          "Hessian product (BF16)");
+    d.rows += static_cast<uint64_t>(n);
+}
+
+std::vector<float> DeviceHessian::normalized() const {
+    const Impl &d = *impl_;
+    std::vector<float> h(static_cast<size_t>(d.cols * d.cols), 0.0f);
+    if (d.rows == 0) return h;
+    check(cudaMemcpy(h.data(), d.sum.get(), h.size() * 4, cudaMemcpyDeviceToHost), "copy of Hessian");
+    const float f = 2.0f / static_cast<float>(d.rows);
+    for (float &v : h) v *= f;
+    return h;
+}
+
+// ---- batched GPTQ ----
+
+std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts, ThreadPool &pool, int device) {
+    const int64_t rows = batch.rows, cols = batch.cols, count = static_cast<int64_t>(batch.weights.size());
+    const int64_t nf = static_cast<int64_t>(batch.hessians.size());
+    gptq::check_problem(rows, cols, opts);
+    if (static_cast<int64_t>(batch.factor_of.size()) != count)
+        fail(KTQ_ERR_INVALID_ARGUMENT, "GPTQ batch: one factor index per problem is needed");
+    for (int f : batch.factor_of)
+        if (f < 0 || f >= nf) fail(KTQ_ERR_INVALID_ARGUMENT, "GPTQ batch: factor index out of range");
+    if (count == 0) return {};
+    const ct::Scheme &s = opts.scheme;
+    const int64_t glen = s.group_size > 0 ? s.group_size : cols, groups = cols / glen;
+    const int64_t B = std::min<int64_t>(opts.block_size, cols);
+    Handles h(device);
+
+    // 1. Factors, one at a time through a float64 workspace.
+    Buffer<float> hinv(static_cast<size_t>(nf * cols * cols), "GPTQ inverse factors");
+    Buffer<int32_t> perm_d(static_cast<size_t>(nf * cols), "GPTQ column order");
+    Buffer<uint8_t> dead_d(static_cast<size_t>(nf * cols), "GPTQ dead columns");
+    Buffer<double> h64(static_cast<size_t>(cols * cols), "GPTQ float64 workspace");
+    Buffer<float> h_up;  // a host Hessian on its way
+    Buffer<int> info(3, "cuSOLVER info");
+    int lwork = 0;
+    check(cusolverDnDpotrf_bufferSize(h.solver, CUBLAS_FILL_MODE_LOWER, static_cast<int>(cols), h64.get(),
+                                      static_cast<int>(cols), &lwork),
+          "potrf workspace size");
+    int lwork2 = 0;
+    check(cusolverDnDpotri_bufferSize(h.solver, CUBLAS_FILL_MODE_LOWER, static_cast<int>(cols), h64.get(),
+                                      static_cast<int>(cols), &lwork2),
+          "potri workspace size");
+    Buffer<double> work(static_cast<size_t>(std::max(1, std::max(lwork, lwork2))), "cuSOLVER workspace");
+    std::vector<uint8_t> fallback(static_cast<size_t>(nf), 0);
+    std::vector<int32_t> perm32(static_cast<size_t>(cols));
+    std::vector<std::vector<uint8_t>> dead_host(static_cast<size_t>(nf));
+    std::vector<std::vector<int64_t>> perm_host(static_cast<size_t>(nf));
+    for (int64_t f = 0; f < nf; ++f) {
+        const HessianRef &ref = batch.hessians[static_cast<size_t>(f)];
+        const float *hd = ref.device;
+        float scale = ref.scale;
+        std::vector<double> diag(static_cast<size_t>(cols));
+        if (ref.host) {
+            if (h_up.size() == 0) h_up.resize(static_cast<size_t>(cols * cols), "GPTQ Hessian");
+            check(cudaMemcpy(h_up.get(), ref.host, static_cast<size_t>(cols * cols) * 4, cudaMemcpyHostToDevice),
+                  "copy of Hessian");
+            hd = h_up.get();
+            scale = 1.0f;
+            for (int64_t c = 0; c < cols; ++c) diag[static_cast<size_t>(c)] = ref.host[c * cols + c];
+        } else {
+            if (!hd) fail(KTQ_ERR_INVALID_ARGUMENT, "GPTQ batch: a Hessian has neither host nor device data");
+            std::vector<float> d(static_cast<size_t>(cols));
+            check(cudaMemcpy2D(d.data(), 4, hd, static_cast<size_t>(cols + 1) * 4, 4, static_cast<size_t>(cols),
+                               cudaMemcpyDeviceToHost),
+                  "copy of Hessian diagonal");
+            for (int64_t c = 0; c < cols; ++c)
+                diag[static_cast<size_t>(c)] = static_cast<double>(d[static_cast<size_t>(c)] * scale);
+        }
+        gptq::FactorPlan plan = gptq::plan_factor(diag, opts);
+        for (int64_t c = 0; c < cols; ++c) perm32[static_cast<size_t>(c)] = static_cast<int32_t>(plan.perm[static_cast<size_t>(c)]);
+        check(cudaMemcpy(perm_d.get() + f * cols, perm32.data(), static_cast<size_t>(cols) * 4, cudaMemcpyHostToDevice),
+              "copy of column order");
+        check(cudaMemcpy(dead_d.get() + f * cols, plan.dead.data(), static_cast<size_t>(cols), cudaMemcpyHostToDevice),
+              "copy of dead columns");
+        const unsigned nb = blocks_for(cols * cols);
+        prepare_kernel<<<nb, 256>>>(h64.get(), hd, scale, perm_d.get() + f * cols, dead_d.get() + f * cols, plan.damp, cols);
+        check(cudaGetLastError(), "prepare kernel");
+        check(cudaMemset(info.get(), 0, 3 * sizeof(int)), "cudaMemset");
+        const int n = static_cast<int>(cols);
+        check(cusolverDnDpotrf(h.solver, CUBLAS_FILL_MODE_LOWER, n, h64.get(), n, work.get(), static_cast<int>(work.size()), info.get()),
+              "potrf");
+        int first = 0;
+        check(cudaMemcpy(&first, info.get(), sizeof(int), cudaMemcpyDeviceToHost), "copy of cuSOLVER info");
+        if (first == 0) {
+            check(cusolverDnDpotri(h.solver, CUBLAS_FILL_MODE_LOWER, n, h64.get(), n, work.get(),
+                                   static_cast<int>(work.size()), info.get() + 1),
+                  "potri");
+            mirror_kernel<<<nb, 256>>>(h64.get(), cols);
+            check(cudaGetLastError(), "mirror kernel");
+            check(cusolverDnDpotrf(h.solver, CUBLAS_FILL_MODE_LOWER, n, h64.get(), n, work.get(),
+                                   static_cast<int>(work.size()), info.get() + 2),
+                  "potrf of the inverse");
+        }
+        to_factor_kernel<<<nb, 256>>>(hinv.get() + f * cols * cols, h64.get(), cols, info.get());
+        check(cudaGetLastError(), "factor kernel");
+        int infos[3] = {0, 0, 0};
+        check(cudaMemcpy(infos, info.get(), sizeof infos, cudaMemcpyDeviceToHost), "copy of cuSOLVER info");
+        fallback[static_cast<size_t>(f)] = infos[0] != 0 || infos[1] != 0 || infos[2] != 0;
+        dead_host[static_cast<size_t>(f)] = std::move(plan.dead);
+        perm_host[static_cast<size_t>(f)] = std::move(plan.perm);
+    }
+    h64.resize(0, "");
+    work.resize(0, "");
+
+    // 2. Problems in chunks that fit in half of the free device memory.
+    size_t free_b = 0, total_b = 0;
+    check(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
+    const size_t per_problem = static_cast<size_t>(rows * cols) * (4 + 4 + 1) + static_cast<size_t>(rows * groups) * 8 +
+                               static_cast<size_t>(rows * B) * 4 + static_cast<size_t>(rows) * 8;
+    const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(count, static_cast<int64_t>(free_b / 2 / per_problem)));
+    std::vector<gptq::Result> results(static_cast<size_t>(count));
+    Buffer<float> w_host_d(static_cast<size_t>(chunk * rows * cols), "GPTQ weights");
+    Buffer<float> w_d(static_cast<size_t>(chunk * rows * cols), "GPTQ working weights");
+    Buffer<int8_t> codes_d(static_cast<size_t>(chunk * rows * cols), "GPTQ codes");
+    Buffer<float> scale_d(static_cast<size_t>(chunk * rows * groups), "GPTQ scales");
+    Buffer<float> zp_d(static_cast<size_t>(chunk * rows * groups), "GPTQ zero points");
+    Buffer<float> err_d(static_cast<size_t>(chunk * rows * B), "GPTQ errors");
+    Buffer<double> loss_d(static_cast<size_t>(chunk * rows), "GPTQ losses");
+    Buffer<int32_t> fof_d(static_cast<size_t>(chunk), "GPTQ factor indices");
+    const size_t smem = static_cast<size_t>(B * B + kRowsPerCta * (B + 1)) * sizeof(float);
+    check(cudaFuncSetAttribute(column_block_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+          "shared memory size of the column kernel");
+    for (int64_t c0 = 0; c0 < count; c0 += chunk) {
+        const int64_t n = std::min(chunk, count - c0);
+        std::vector<std::vector<ct::math::GroupParams>> params(static_cast<size_t>(n));
+        std::vector<float> sc(static_cast<size_t>(n * rows * groups)), zp(sc.size());
+        std::vector<int32_t> fof(static_cast<size_t>(n));
+        pool.parallel_for(static_cast<size_t>(n), [&](size_t p) {
+            const float *w = batch.weights[static_cast<size_t>(c0) + p];
+            params[p] = gptq::weight_params(w, rows, cols, s);
+            for (int64_t i = 0; i < rows * groups; ++i) {
+                sc[p * static_cast<size_t>(rows * groups) + static_cast<size_t>(i)] = params[p][static_cast<size_t>(i)].scale;
+                zp[p * static_cast<size_t>(rows * groups) + static_cast<size_t>(i)] = params[p][static_cast<size_t>(i)].zp;
+            }
+        });
+        for (int64_t p = 0; p < n; ++p) {
+            fof[static_cast<size_t>(p)] = batch.factor_of[static_cast<size_t>(c0 + p)];
+            check(cudaMemcpy(w_host_d.get() + p * rows * cols, batch.weights[static_cast<size_t>(c0 + p)],
+                             static_cast<size_t>(rows * cols) * 4, cudaMemcpyHostToDevice),
+                  "copy of weights");
+        }
+        check(cudaMemcpy(scale_d.get(), sc.data(), sc.size() * 4, cudaMemcpyHostToDevice), "copy of scales");
+        check(cudaMemcpy(zp_d.get(), zp.data(), zp.size() * 4, cudaMemcpyHostToDevice), "copy of zero points");
+        check(cudaMemcpy(fof_d.get(), fof.data(), fof.size() * 4, cudaMemcpyHostToDevice), "copy of factor indices");
+        check(cudaMemset(codes_d.get(), 0, static_cast<size_t>(n * rows * cols)), "cudaMemset");
+        check(cudaMemset(loss_d.get(), 0, static_cast<size_t>(n * rows) * 8), "cudaMemset");
+        permute_kernel<<<blocks_for(n * rows * cols), 256>>>(w_d.get(), w_host_d.get(), perm_d.get(), dead_d.get(),
+                                                             fof_d.get(), rows, cols, n);
+        check(cudaGetLastError(), "permute kernel");
+        LoopArgs a{w_d.get(), hinv.get(), perm_d.get(), fof_d.get(), scale_d.get(), zp_d.get(), codes_d.get(),
+                   err_d.get(), loss_d.get(), rows, cols, glen, groups, s.bits, static_cast<int>(B)};
+        for (int64_t i1 = 0; i1 < cols; i1 += B) {
+            const int64_t i2 = std::min(cols, i1 + B);
+            const size_t sm = static_cast<size_t>((i2 - i1) * (i2 - i1) + kRowsPerCta * (i2 - i1 + 1)) * sizeof(float);
+            column_block_kernel<<<dim3(static_cast<unsigned>((rows + kRowsPerCta - 1) / kRowsPerCta), static_cast<unsigned>(n)),
+                                  kRowsPerCta, sm>>>(a, i1, i2);
+            check(cudaGetLastError(), "column kernel");
+            if (i2 < cols) {
+                lazy_update_kernel<<<dim3(static_cast<unsigned>((cols - i2 + kTile - 1) / kTile),
+                                          static_cast<unsigned>((rows + kTile - 1) / kTile), static_cast<unsigned>(n)),
+                                     256>>>(a, i1, i2);
+                check(cudaGetLastError(), "update kernel");
+            }
+        }
+        std::vector<double> loss(static_cast<size_t>(n * rows));
+        check(cudaMemcpy(loss.data(), loss_d.get(), loss.size() * 8, cudaMemcpyDeviceToHost), "copy of losses");
+        for (int64_t p = 0; p < n; ++p) {
+            gptq::Result &r = results[static_cast<size_t>(c0 + p)];
+            r.codes.resize(static_cast<size_t>(rows * cols));
+            check(cudaMemcpy(r.codes.data(), codes_d.get() + p * rows * cols, r.codes.size(), cudaMemcpyDeviceToHost),
+                  "copy of codes");
+            // Dead columns are zeros in the working copy: their codes are the codes of 0, as on the CPU.
+            r.rtn_fallback = fallback[static_cast<size_t>(fof[static_cast<size_t>(p)])] != 0;
+            for (int64_t i = 0; i < rows; ++i) r.loss += loss[static_cast<size_t>(p * rows + i)];
+        }
+        pool.parallel_for(static_cast<size_t>(n), [&](size_t p) {
+            gptq::finish(results[static_cast<size_t>(c0) + p], params[p], rows, cols, s);
+        });
+    }
+    return results;
+}
+
+}  // namespace ktq::cuda_gptq

@@ -1,0 +1,80 @@
+// GPTQ on a CUDA device, for many problems at once: an MoE layer has
+// hundreds of small independent GPTQ problems (every expert's gate, up and
+// down), and the GPU's speed comes from solving them together.
+//
+//   - Hessian sums: cuBLAS products with float32 accumulation
+//     (DeviceHessian), from float32 host rows or BF16 device rows.
+//   - Factorization: cuSOLVER in float64, the same potrf -> potri -> potrf
+//     chain as the CPU path (quant/gptq.cpp), with the decisions (dead
+//     columns, column order, dampening) taken by the shared gptq::plan_factor.
+//   - Column loop: one kernel per block of columns for every problem of the
+//     batch (a thread per weight row, the block's inverse-factor tile in
+//     shared memory), then the lazy update of the later columns, with the
+//     CPU path's operation order and rounding (no fused multiply-adds), so
+//     the codes equal the CPU's except where the float64 factorizations of
+//     the two libraries round differently in the last float32 bit.
+//
+// Built from gptq_cuda.cu with -DKTQ_CUDA=ON; gptq_cuda_none.cpp otherwise
+// (every entry point throws KTQ_ERR_UNSUPPORTED). Not thread-safe: one
+// object per thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "quant/gptq.h"
+
+namespace ktq {
+class ThreadPool;
+}
+
+namespace ktq::cuda_gptq {
+
+// sum x x^T (float32, on the device) over the rows added, and their count.
+class DeviceHessian {
+public:
+    DeviceHessian(int64_t cols, int device = 0);
+    ~DeviceHessian();
+    DeviceHessian(const DeviceHessian &) = delete;
+    DeviceHessian &operator=(const DeviceHessian &) = delete;
+
+    int64_t cols() const;
+    uint64_t rows() const;
+    // x: [n, cols] float32 rows in host memory.
+    void add(const float *x, int64_t n);
+    // x: [n, cols] BF16 rows already on the device (products exact in float32).
+    void add_bf16_device(const void *x, int64_t n);
+    // The device pointer of the sum, [cols, cols] float32.
+    const float *device_sum() const;
+    // 2 / rows * sum, on the host (gptq::Hessian::normalized's twin).
+    std::vector<float> normalized() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+// A normalized Hessian (2 / rows * sum) for the batch: host floats, or a
+// device sum and the factor that normalizes it.
+struct HessianRef {
+    const float *host = nullptr;    // [cols, cols], normalized
+    const float *device = nullptr;  // [cols, cols] sum on the device, times `scale`
+    float scale = 1.0f;
+};
+
+// Problems of one shape [rows, cols]; problem i reads weights[i] (host,
+// values of the scheme's dtype as floats) and factor factor_of[i] (an index
+// into hessians: siblings that read the same input share one).
+struct Batch {
+    int64_t rows = 0, cols = 0;
+    std::vector<HessianRef> hessians;
+    std::vector<const float *> weights;
+    std::vector<int> factor_of;
+};
+
+// Per problem: what gptq::quantize returns for it on the CPU. The pool runs
+// the host-side parts (observer, dequantized values).
+std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts, ThreadPool &pool, int device = 0);
+
+}  // namespace ktq::cuda_gptq
