@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# GPTQ on the GPU host, by hand (CI has no GPU): builds ktq with CUDA, runs
+# the CudaGptq unit tests (CPU and CUDA agree), converts the in-repo
+# tiny-deepseek-v3-fp8 with the GPTQ engine on both devices and compares the
+# codes tensor by tensor, then, with --bench, bench/gptq_moe_layer.py against
+# llm-compressor on a Qwen3-30B-A3B-shaped MoE layer.
+# Offline host: DEPS is a prefix from tests/gpu_host_deps.sh, WHEELS a folder
+# of llm-compressor's wheels (see tests/interop/README.md), CALIB a text file.
+# Logs and results go to OUT (default /tmp/ktq-gpu-gptq).
+# usage: DEPS=.devdeps WHEELS=.whl CALIB=file.txt tests/interop/gpu_gptq.sh [--bench [TOKENS]]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+out=${OUT:-/tmp/ktq-gpu-gptq}
+build=${BUILD_DIR:-/tmp/ktq-build-cuda}
+deps=$(cd "${DEPS:-$root/.devdeps}" && pwd)
+mkdir -p "$out"
+export LD_LIBRARY_PATH=$deps/lib:${LD_LIBRARY_PATH:-}
+step() { echo "== $* ($(date +%T))"; }
+
+step build
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKTQ_CUDA=ON -DKTQ_ONEDNN=OFF \
+      -DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHS:-90} -DCMAKE_PREFIX_PATH="$deps" > "$out/cmake.log"
+cmake --build "$build" -j "$(nproc)" > "$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; }
+"$build/ktq" doctor | grep -i cuda || true
+
+step "CudaGptq unit tests"
+"$build/tests/ktq_unit_tests" --gtest_filter='CudaGptq.*' 2>&1 | tee "$out/unit.log" | grep -E "codes differ|OK|FAIL|PASSED|SKIPPED"
+
+step "engine: tiny-deepseek-v3-fp8, GPTQ W4A16 on the CPU and on the GPU"
+model=$root/examples/models/tiny-deepseek-v3-fp8
+for dev in cpu cuda; do
+  rm -rf "$out/ds-$dev"
+  /usr/bin/time -f "$dev: %e s" "$build/ktq" convert "$model" "$out/ds-$dev" --to compressed-tensors --engine gptq --device "$dev" \
+    --dataset "${CALIB:?CALIB must name a calibration text}" --num-calibration-samples 64 --max-sequence-length 512 \
+    -q
+done
+python3 "$root/tests/interop/compare_ct_codes.py" "$out/ds-cpu" "$out/ds-cuda" | tee "$out/engine_compare.txt"
+
+if [ "${1:-}" = "--bench" ]; then
+  tokens=${2:-1048576}
+  if [ -n "${WHEELS:-}" ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl
+    export PYTHONPATH=/tmp/site
+  fi
+  data=${BENCH_DIR:-/tmp/ktq-gptq-bench}
+  export PYTHONUNBUFFERED=1
+  step "bench data ($tokens tokens)"
+  python3 "$root/bench/gptq_moe_layer.py" make "$data" --tokens "$tokens" --corr-rank 32
+  step "bench: ktq"
+  "$build/ktq_bench_gptq_moe" "$data" "$(nproc)"
+  step "bench: llm-compressor"
+  python3 "$root/bench/gptq_moe_layer.py" baseline "$data"
+  step "bench: report"
+  python3 "$root/bench/gptq_moe_layer.py" report "$data" | tee "$out/bench_report.md"
+  cp "$data"/*.json "$out/"
+fi
+step done
