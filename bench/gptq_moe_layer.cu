@@ -161,9 +161,9 @@ int main(int argc, char **argv) try {
         down.weights.push_back(down_f.data() + e * H * I);
         down.factor_of.push_back(static_cast<int>(e));
     }
-    const std::vector<ktq::gptq::Result> r_up = ktq::cuda_gptq::quantize(up, o, pool);
+    const std::vector<ktq::gptq::Result> r_up = ktq::cuda_gptq::quantize(up, o);
     const double up_s = seconds_since(t1);
-    const std::vector<ktq::gptq::Result> r_down = ktq::cuda_gptq::quantize(down, o, pool);
+    const std::vector<ktq::gptq::Result> r_down = ktq::cuda_gptq::quantize(down, o);
     const double solve_s = seconds_since(t1);
     std::fprintf(stderr, "ktq: calibration %.2f s, solve %.2f s (gate/up %.2f s)\n", calibration_s, solve_s, up_s);
 

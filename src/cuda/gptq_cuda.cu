@@ -4,12 +4,14 @@
 #include <cusolverDn.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "cuda/gptq_cuda.h"
 #include "quant/ct_rtn_math.h"
 #include "runtime/error.h"
-#include "runtime/thread_pool.h"
 
 namespace ktq::cuda_gptq {
 
@@ -58,25 +60,6 @@ public:
 private:
     T *p_ = nullptr;
     size_t n_ = 0;
-};
-
-struct Handles {
-    cublasHandle_t blas = nullptr;
-    cusolverDnHandle_t solver = nullptr;
-    explicit Handles(int device) {
-        check(cudaSetDevice(device), "cudaSetDevice");
-        check(cublasCreate(&blas), "cublasCreate");
-        // Float32 products stay float32 (no TF32): Hessians as torch computes them by default.
-        check(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
-        if (cusolverDnCreate(&solver) != CUSOLVER_STATUS_SUCCESS) {
-            cublasDestroy(blas);
-            fail(KTQ_ERR_INTERNAL, "cuSOLVER (GPTQ): cusolverDnCreate failed");
-        }
-    }
-    ~Handles() {
-        if (solver) cusolverDnDestroy(solver);
-        if (blas) cublasDestroy(blas);
-    }
 };
 
 constexpr int kRowsPerCta = 64;   // column-loop kernel: weight rows (threads) per block
@@ -299,7 +282,82 @@ std::vector<float> DeviceHessian::normalized() const {
 
 // ---- batched GPTQ ----
 
-std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts, ThreadPool &pool, int device) {
+namespace {
+
+// Observer on the original weights, one thread per (problem, row, group):
+// the same ct::math::group_params as gptq::weight_params on the host.
+__global__ void params_kernel(const float *w, float *scale, float *zp, int64_t rows, int64_t cols, int64_t glen,
+                              int64_t groups, int64_t count, int dtype, int bits, bool symmetric) {
+    const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= count * rows * groups) return;
+    const int64_t g = i % groups, pr = i / groups;  // pr = problem * rows + row
+    const float *x = w + pr * cols + g * glen;
+    float lo = x[0], hi = x[0];
+    for (int64_t j = 1; j < glen; ++j) lo = fminf(lo, x[j]), hi = fmaxf(hi, x[j]);
+    const m::GroupParams p = m::group_params(dtype, bits, symmetric, lo, hi);
+    scale[i] = p.scale;
+    zp[i] = p.zp;
+}
+
+// What each code stands for, as gptq::finish computes it.
+__global__ void dequant_kernel(float *out, const int8_t *codes, const float *scale, const float *zp, int64_t rows,
+                               int64_t cols, int64_t glen, int64_t groups, int64_t count, int dtype) {
+    const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= count * rows * cols) return;
+    const int64_t pr = i / cols, c = i % cols, g = pr * groups + c / glen;
+    out[i] = m::value_of(dtype, codes[i], m::GroupParams{scale[g], zp[g]});
+}
+
+int dtype_code(ktq_dtype d) { return d == KTQ_DTYPE_BF16 ? m::kBF16 : d == KTQ_DTYPE_F16 ? m::kF16 : m::kF32; }
+
+// KTQ_GPTQ_TIMING=1 prints where a batch's time goes (stderr).
+class PhaseClock {
+public:
+    PhaseClock() : on_(std::getenv("KTQ_GPTQ_TIMING") != nullptr), t_(std::chrono::steady_clock::now()) {}
+    void lap(const char *what) {
+        if (!on_) return;
+        cudaDeviceSynchronize();
+        const auto now = std::chrono::steady_clock::now();
+        std::fprintf(stderr, "ktq gptq cuda: %-28s %8.3f s\n", what, std::chrono::duration<double>(now - t_).count());
+        t_ = now;
+    }
+
+private:
+    bool on_;
+    std::chrono::steady_clock::time_point t_;
+};
+
+// A stream with its own solver handle and float64 workspace: the factors of
+// a batch (an MoE layer's experts) are independent and overlap on the GPU.
+struct FactorLane {
+    cudaStream_t stream = nullptr;
+    cusolverDnHandle_t solver = nullptr;
+    Buffer<double> h64, work;
+    Buffer<int> info;
+    FactorLane(int64_t n) {
+        check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
+        check(cusolverDnCreate(&solver), "cusolverDnCreate");
+        check(cusolverDnSetStream(solver, stream), "cusolverDnSetStream");
+        h64.resize(static_cast<size_t>(n * n), "GPTQ float64 workspace");
+        int l1 = 0, l2 = 0;
+        check(cusolverDnDpotrf_bufferSize(solver, CUBLAS_FILL_MODE_LOWER, static_cast<int>(n), h64.get(),
+                                          static_cast<int>(n), &l1),
+              "potrf workspace size");
+        check(cusolverDnDpotri_bufferSize(solver, CUBLAS_FILL_MODE_LOWER, static_cast<int>(n), h64.get(),
+                                          static_cast<int>(n), &l2),
+              "potri workspace size");
+        work.resize(static_cast<size_t>(std::max(1, std::max(l1, l2))), "cuSOLVER workspace");
+        info.resize(3, "cuSOLVER info");
+    }
+    ~FactorLane() {
+        if (solver) cusolverDnDestroy(solver);
+        if (stream) cudaStreamDestroy(stream);
+    }
+};
+
+}  // namespace
+
+std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts, int device) {
     const int64_t rows = batch.rows, cols = batch.cols, count = static_cast<int64_t>(batch.weights.size());
     const int64_t nf = static_cast<int64_t>(batch.hessians.size());
     gptq::check_problem(rows, cols, opts);
@@ -311,84 +369,102 @@ std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts
     const ct::Scheme &s = opts.scheme;
     const int64_t glen = s.group_size > 0 ? s.group_size : cols, groups = cols / glen;
     const int64_t B = std::min<int64_t>(opts.block_size, cols);
-    Handles h(device);
+    const int dt = dtype_code(s.dtype);
+    check(cudaSetDevice(device), "cudaSetDevice");
+    PhaseClock clock;
 
-    // 1. Factors, one at a time through a float64 workspace.
-    Buffer<float> hinv(static_cast<size_t>(nf * cols * cols), "GPTQ inverse factors");
-    Buffer<int32_t> perm_d(static_cast<size_t>(nf * cols), "GPTQ column order");
-    Buffer<uint8_t> dead_d(static_cast<size_t>(nf * cols), "GPTQ dead columns");
-    Buffer<double> h64(static_cast<size_t>(cols * cols), "GPTQ float64 workspace");
-    Buffer<float> h_up;  // a host Hessian on its way
-    Buffer<int> info(3, "cuSOLVER info");
-    int lwork = 0;
-    check(cusolverDnDpotrf_bufferSize(h.solver, CUBLAS_FILL_MODE_LOWER, static_cast<int>(cols), h64.get(),
-                                      static_cast<int>(cols), &lwork),
-          "potrf workspace size");
-    int lwork2 = 0;
-    check(cusolverDnDpotri_bufferSize(h.solver, CUBLAS_FILL_MODE_LOWER, static_cast<int>(cols), h64.get(),
-                                      static_cast<int>(cols), &lwork2),
-          "potri workspace size");
-    Buffer<double> work(static_cast<size_t>(std::max(1, std::max(lwork, lwork2))), "cuSOLVER workspace");
-    std::vector<uint8_t> fallback(static_cast<size_t>(nf), 0);
-    std::vector<int32_t> perm32(static_cast<size_t>(cols));
-    std::vector<std::vector<uint8_t>> dead_host(static_cast<size_t>(nf));
-    std::vector<std::vector<int64_t>> perm_host(static_cast<size_t>(nf));
+    // 1. Factors: the decisions on the host (gptq::plan_factor, from the
+    //    diagonal), the float64 factorizations on a few streams at once.
+    std::vector<gptq::FactorPlan> plans(static_cast<size_t>(nf));
+    std::vector<std::vector<int32_t>> perm32(static_cast<size_t>(nf));
     for (int64_t f = 0; f < nf; ++f) {
         const HessianRef &ref = batch.hessians[static_cast<size_t>(f)];
-        const float *hd = ref.device;
-        float scale = ref.scale;
         std::vector<double> diag(static_cast<size_t>(cols));
         if (ref.host) {
-            if (h_up.size() == 0) h_up.resize(static_cast<size_t>(cols * cols), "GPTQ Hessian");
-            check(cudaMemcpy(h_up.get(), ref.host, static_cast<size_t>(cols * cols) * 4, cudaMemcpyHostToDevice),
-                  "copy of Hessian");
-            hd = h_up.get();
-            scale = 1.0f;
             for (int64_t c = 0; c < cols; ++c) diag[static_cast<size_t>(c)] = ref.host[c * cols + c];
         } else {
-            if (!hd) fail(KTQ_ERR_INVALID_ARGUMENT, "GPTQ batch: a Hessian has neither host nor device data");
+            if (!ref.device) fail(KTQ_ERR_INVALID_ARGUMENT, "GPTQ batch: a Hessian has neither host nor device data");
             std::vector<float> d(static_cast<size_t>(cols));
-            check(cudaMemcpy2D(d.data(), 4, hd, static_cast<size_t>(cols + 1) * 4, 4, static_cast<size_t>(cols),
+            check(cudaMemcpy2D(d.data(), 4, ref.device, static_cast<size_t>(cols + 1) * 4, 4, static_cast<size_t>(cols),
                                cudaMemcpyDeviceToHost),
                   "copy of Hessian diagonal");
             for (int64_t c = 0; c < cols; ++c)
-                diag[static_cast<size_t>(c)] = static_cast<double>(d[static_cast<size_t>(c)] * scale);
+                diag[static_cast<size_t>(c)] = static_cast<double>(d[static_cast<size_t>(c)] * ref.scale);
         }
-        gptq::FactorPlan plan = gptq::plan_factor(diag, opts);
-        for (int64_t c = 0; c < cols; ++c) perm32[static_cast<size_t>(c)] = static_cast<int32_t>(plan.perm[static_cast<size_t>(c)]);
-        check(cudaMemcpy(perm_d.get() + f * cols, perm32.data(), static_cast<size_t>(cols) * 4, cudaMemcpyHostToDevice),
-              "copy of column order");
-        check(cudaMemcpy(dead_d.get() + f * cols, plan.dead.data(), static_cast<size_t>(cols), cudaMemcpyHostToDevice),
-              "copy of dead columns");
-        const unsigned nb = blocks_for(cols * cols);
-        prepare_kernel<<<nb, 256>>>(h64.get(), hd, scale, perm_d.get() + f * cols, dead_d.get() + f * cols, plan.damp, cols);
-        check(cudaGetLastError(), "prepare kernel");
-        check(cudaMemset(info.get(), 0, 3 * sizeof(int)), "cudaMemset");
-        const int n = static_cast<int>(cols);
-        check(cusolverDnDpotrf(h.solver, CUBLAS_FILL_MODE_LOWER, n, h64.get(), n, work.get(), static_cast<int>(work.size()), info.get()),
-              "potrf");
-        int first = 0;
-        check(cudaMemcpy(&first, info.get(), sizeof(int), cudaMemcpyDeviceToHost), "copy of cuSOLVER info");
-        if (first == 0) {
-            check(cusolverDnDpotri(h.solver, CUBLAS_FILL_MODE_LOWER, n, h64.get(), n, work.get(),
-                                   static_cast<int>(work.size()), info.get() + 1),
-                  "potri");
-            mirror_kernel<<<nb, 256>>>(h64.get(), cols);
-            check(cudaGetLastError(), "mirror kernel");
-            check(cusolverDnDpotrf(h.solver, CUBLAS_FILL_MODE_LOWER, n, h64.get(), n, work.get(),
-                                   static_cast<int>(work.size()), info.get() + 2),
-                  "potrf of the inverse");
-        }
-        to_factor_kernel<<<nb, 256>>>(hinv.get() + f * cols * cols, h64.get(), cols, info.get());
-        check(cudaGetLastError(), "factor kernel");
-        int infos[3] = {0, 0, 0};
-        check(cudaMemcpy(infos, info.get(), sizeof infos, cudaMemcpyDeviceToHost), "copy of cuSOLVER info");
-        fallback[static_cast<size_t>(f)] = infos[0] != 0 || infos[1] != 0 || infos[2] != 0;
-        dead_host[static_cast<size_t>(f)] = std::move(plan.dead);
-        perm_host[static_cast<size_t>(f)] = std::move(plan.perm);
+        plans[static_cast<size_t>(f)] = gptq::plan_factor(diag, opts);
+        perm32[static_cast<size_t>(f)].assign(plans[static_cast<size_t>(f)].perm.begin(), plans[static_cast<size_t>(f)].perm.end());
     }
-    h64.resize(0, "");
-    work.resize(0, "");
+    Buffer<float> hinv(static_cast<size_t>(nf * cols * cols), "GPTQ inverse factors");
+    Buffer<int32_t> perm_d(static_cast<size_t>(nf * cols), "GPTQ column order");
+    Buffer<uint8_t> dead_d(static_cast<size_t>(nf * cols), "GPTQ dead columns");
+    for (int64_t f = 0; f < nf; ++f) {
+        check(cudaMemcpy(perm_d.get() + f * cols, perm32[static_cast<size_t>(f)].data(), static_cast<size_t>(cols) * 4,
+                         cudaMemcpyHostToDevice),
+              "copy of column order");
+        check(cudaMemcpy(dead_d.get() + f * cols, plans[static_cast<size_t>(f)].dead.data(), static_cast<size_t>(cols),
+                         cudaMemcpyHostToDevice),
+              "copy of dead columns");
+    }
+    clock.lap("factor plans");
+    std::vector<uint8_t> fallback(static_cast<size_t>(nf), 0);
+    {
+        // Host Hessians go up through one staging buffer per lane.
+        const int nlanes = static_cast<int>(std::min<int64_t>(nf, 4));
+        std::vector<std::unique_ptr<FactorLane>> lanes;
+        std::vector<std::unique_ptr<Buffer<float>>> staging;
+        for (int i = 0; i < nlanes; ++i) {
+            lanes.push_back(std::make_unique<FactorLane>(cols));
+            staging.push_back(std::make_unique<Buffer<float>>());
+        }
+        Buffer<int> infos(static_cast<size_t>(3 * nf), "cuSOLVER info");
+        check(cudaMemset(infos.get(), 0, infos.size() * sizeof(int)), "cudaMemset");
+        const int n = static_cast<int>(cols);
+        const unsigned nb = blocks_for(cols * cols);
+        for (int64_t f = 0; f < nf; ++f) {
+            FactorLane &L = *lanes[static_cast<size_t>(f % nlanes)];
+            const HessianRef &ref = batch.hessians[static_cast<size_t>(f)];
+            const float *hd = ref.device;
+            float scale = ref.scale;
+            if (ref.host) {
+                Buffer<float> &st = *staging[static_cast<size_t>(f % nlanes)];
+                if (st.size() == 0) st.resize(static_cast<size_t>(cols * cols), "GPTQ Hessian");
+                // Synchronous on the lane: the staging buffer is reused by its next factor.
+                check(cudaStreamSynchronize(L.stream), "cudaStreamSynchronize");
+                check(cudaMemcpy(st.get(), ref.host, static_cast<size_t>(cols * cols) * 4, cudaMemcpyHostToDevice),
+                      "copy of Hessian");
+                hd = st.get();
+                scale = 1.0f;
+            }
+            int *info = infos.get() + 3 * f;
+            prepare_kernel<<<nb, 256, 0, L.stream>>>(L.h64.get(), hd, scale, perm_d.get() + f * cols,
+                                                     dead_d.get() + f * cols, plans[static_cast<size_t>(f)].damp, cols);
+            check(cudaGetLastError(), "prepare kernel");
+            // A failed first factorization leaves garbage for the next steps;
+            // to_factor_kernel then writes the identity (RTN fallback).
+            check(cusolverDnDpotrf(L.solver, CUBLAS_FILL_MODE_LOWER, n, L.h64.get(), n, L.work.get(),
+                                   static_cast<int>(L.work.size()), info),
+                  "potrf");
+            check(cusolverDnDpotri(L.solver, CUBLAS_FILL_MODE_LOWER, n, L.h64.get(), n, L.work.get(),
+                                   static_cast<int>(L.work.size()), info + 1),
+                  "potri");
+            mirror_kernel<<<nb, 256, 0, L.stream>>>(L.h64.get(), cols);
+            check(cudaGetLastError(), "mirror kernel");
+            check(cusolverDnDpotrf(L.solver, CUBLAS_FILL_MODE_LOWER, n, L.h64.get(), n, L.work.get(),
+                                   static_cast<int>(L.work.size()), info + 2),
+                  "potrf of the inverse");
+            to_factor_kernel<<<nb, 256, 0, L.stream>>>(hinv.get() + f * cols * cols, L.h64.get(), cols, info);
+            check(cudaGetLastError(), "factor kernel");
+        }
+        check(cudaDeviceSynchronize(), "factorizations");
+        std::vector<int> info_h(infos.size());
+        check(cudaMemcpy(info_h.data(), infos.get(), info_h.size() * sizeof(int), cudaMemcpyDeviceToHost),
+              "copy of cuSOLVER info");
+        for (int64_t f = 0; f < nf; ++f)
+            fallback[static_cast<size_t>(f)] = info_h[static_cast<size_t>(3 * f)] != 0 ||
+                                               info_h[static_cast<size_t>(3 * f + 1)] != 0 ||
+                                               info_h[static_cast<size_t>(3 * f + 2)] != 0;
+    }
+    clock.lap("factorizations");
 
     // 2. Problems in chunks that fit in half of the free device memory.
     size_t free_b = 0, total_b = 0;
@@ -397,7 +473,7 @@ std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts
                                static_cast<size_t>(rows * B) * 4 + static_cast<size_t>(rows) * 8;
     const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(count, static_cast<int64_t>(free_b / 2 / per_problem)));
     std::vector<gptq::Result> results(static_cast<size_t>(count));
-    Buffer<float> w_host_d(static_cast<size_t>(chunk * rows * cols), "GPTQ weights");
+    Buffer<float> w_in(static_cast<size_t>(chunk * rows * cols), "GPTQ weights");  // later: the dequantized weights
     Buffer<float> w_d(static_cast<size_t>(chunk * rows * cols), "GPTQ working weights");
     Buffer<int8_t> codes_d(static_cast<size_t>(chunk * rows * cols), "GPTQ codes");
     Buffer<float> scale_d(static_cast<size_t>(chunk * rows * groups), "GPTQ scales");
@@ -410,29 +486,21 @@ std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts
           "shared memory size of the column kernel");
     for (int64_t c0 = 0; c0 < count; c0 += chunk) {
         const int64_t n = std::min(chunk, count - c0);
-        std::vector<std::vector<ct::math::GroupParams>> params(static_cast<size_t>(n));
-        std::vector<float> sc(static_cast<size_t>(n * rows * groups)), zp(sc.size());
         std::vector<int32_t> fof(static_cast<size_t>(n));
-        pool.parallel_for(static_cast<size_t>(n), [&](size_t p) {
-            const float *w = batch.weights[static_cast<size_t>(c0) + p];
-            params[p] = gptq::weight_params(w, rows, cols, s);
-            for (int64_t i = 0; i < rows * groups; ++i) {
-                sc[p * static_cast<size_t>(rows * groups) + static_cast<size_t>(i)] = params[p][static_cast<size_t>(i)].scale;
-                zp[p * static_cast<size_t>(rows * groups) + static_cast<size_t>(i)] = params[p][static_cast<size_t>(i)].zp;
-            }
-        });
         for (int64_t p = 0; p < n; ++p) {
             fof[static_cast<size_t>(p)] = batch.factor_of[static_cast<size_t>(c0 + p)];
-            check(cudaMemcpy(w_host_d.get() + p * rows * cols, batch.weights[static_cast<size_t>(c0 + p)],
+            check(cudaMemcpy(w_in.get() + p * rows * cols, batch.weights[static_cast<size_t>(c0 + p)],
                              static_cast<size_t>(rows * cols) * 4, cudaMemcpyHostToDevice),
                   "copy of weights");
         }
-        check(cudaMemcpy(scale_d.get(), sc.data(), sc.size() * 4, cudaMemcpyHostToDevice), "copy of scales");
-        check(cudaMemcpy(zp_d.get(), zp.data(), zp.size() * 4, cudaMemcpyHostToDevice), "copy of zero points");
         check(cudaMemcpy(fof_d.get(), fof.data(), fof.size() * 4, cudaMemcpyHostToDevice), "copy of factor indices");
         check(cudaMemset(codes_d.get(), 0, static_cast<size_t>(n * rows * cols)), "cudaMemset");
         check(cudaMemset(loss_d.get(), 0, static_cast<size_t>(n * rows) * 8), "cudaMemset");
-        permute_kernel<<<blocks_for(n * rows * cols), 256>>>(w_d.get(), w_host_d.get(), perm_d.get(), dead_d.get(),
+        clock.lap("weights to the device");
+        params_kernel<<<blocks_for(n * rows * groups), 256>>>(w_in.get(), scale_d.get(), zp_d.get(), rows, cols, glen,
+                                                             groups, n, dt, s.bits, s.symmetric);
+        check(cudaGetLastError(), "observer kernel");
+        permute_kernel<<<blocks_for(n * rows * cols), 256>>>(w_d.get(), w_in.get(), perm_d.get(), dead_d.get(),
                                                              fof_d.get(), rows, cols, n);
         check(cudaGetLastError(), "permute kernel");
         LoopArgs a{w_d.get(), hinv.get(), perm_d.get(), fof_d.get(), scale_d.get(), zp_d.get(), codes_d.get(),
@@ -450,20 +518,35 @@ std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts
                 check(cudaGetLastError(), "update kernel");
             }
         }
+        dequant_kernel<<<blocks_for(n * rows * cols), 256>>>(w_in.get(), codes_d.get(), scale_d.get(), zp_d.get(), rows,
+                                                             cols, glen, groups, n, dt);
+        check(cudaGetLastError(), "dequantization kernel");
+        clock.lap("GPTQ kernels");
         std::vector<double> loss(static_cast<size_t>(n * rows));
+        std::vector<float> sc(static_cast<size_t>(n * rows * groups)), zp(sc.size());
         check(cudaMemcpy(loss.data(), loss_d.get(), loss.size() * 8, cudaMemcpyDeviceToHost), "copy of losses");
+        check(cudaMemcpy(sc.data(), scale_d.get(), sc.size() * 4, cudaMemcpyDeviceToHost), "copy of scales");
+        check(cudaMemcpy(zp.data(), zp_d.get(), zp.size() * 4, cudaMemcpyDeviceToHost), "copy of zero points");
+        const size_t pg = static_cast<size_t>(rows * groups);
         for (int64_t p = 0; p < n; ++p) {
             gptq::Result &r = results[static_cast<size_t>(c0 + p)];
             r.codes.resize(static_cast<size_t>(rows * cols));
+            r.dequantized.resize(static_cast<size_t>(rows * cols));
             check(cudaMemcpy(r.codes.data(), codes_d.get() + p * rows * cols, r.codes.size(), cudaMemcpyDeviceToHost),
                   "copy of codes");
+            check(cudaMemcpy(r.dequantized.data(), w_in.get() + p * rows * cols, r.dequantized.size() * 4,
+                             cudaMemcpyDeviceToHost),
+                  "copy of dequantized weights");
             // Dead columns are zeros in the working copy: their codes are the codes of 0, as on the CPU.
             r.rtn_fallback = fallback[static_cast<size_t>(fof[static_cast<size_t>(p)])] != 0;
             for (int64_t i = 0; i < rows; ++i) r.loss += loss[static_cast<size_t>(p * rows + i)];
+            r.scales.assign(sc.begin() + static_cast<std::ptrdiff_t>(p * pg), sc.begin() + static_cast<std::ptrdiff_t>((p + 1) * pg));
+            if (!s.symmetric) {
+                r.zero_points.resize(pg);
+                for (size_t i = 0; i < pg; ++i) r.zero_points[i] = static_cast<int8_t>(zp[p * pg + i]);
+            }
         }
-        pool.parallel_for(static_cast<size_t>(n), [&](size_t p) {
-            gptq::finish(results[static_cast<size_t>(c0) + p], params[p], rows, cols, s);
-        });
+        clock.lap("results to the host");
     }
     return results;
 }

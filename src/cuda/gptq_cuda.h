@@ -7,6 +7,7 @@
 //   - Factorization: cuSOLVER in float64, the same potrf -> potri -> potrf
 //     chain as the CPU path (quant/gptq.cpp), with the decisions (dead
 //     columns, column order, dampening) taken by the shared gptq::plan_factor.
+//   - Factorizations of a batch overlap on a few streams.
 //   - Column loop: one kernel per block of columns for every problem of the
 //     batch (a thread per weight row, the block's inverse-factor tile in
 //     shared memory), then the lazy update of the later columns, with the
@@ -24,10 +25,6 @@
 #include <vector>
 
 #include "quant/gptq.h"
-
-namespace ktq {
-class ThreadPool;
-}
 
 namespace ktq::cuda_gptq {
 
@@ -73,8 +70,8 @@ struct Batch {
     std::vector<int> factor_of;
 };
 
-// Per problem: what gptq::quantize returns for it on the CPU. The pool runs
-// the host-side parts (observer, dequantized values).
-std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts, ThreadPool &pool, int device = 0);
+// Per problem: what gptq::quantize returns for it on the CPU (the observer
+// and the dequantized values are computed on the device too).
+std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts, int device = 0);
 
 }  // namespace ktq::cuda_gptq

@@ -20,6 +20,6 @@ void DeviceHessian::add_bf16_device(const void *, int64_t) { missing(); }
 const float *DeviceHessian::device_sum() const { missing(); }
 std::vector<float> DeviceHessian::normalized() const { missing(); }
 
-std::vector<gptq::Result> quantize(const Batch &, const gptq::Options &, ThreadPool &, int) { missing(); }
+std::vector<gptq::Result> quantize(const Batch &, const gptq::Options &, int) { missing(); }
 
 }  // namespace ktq::cuda_gptq

@@ -248,7 +248,7 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
                 done[i] = true;
             }
             for (const auto &h : hs) batch.hessians.push_back(cuda_gptq::HessianRef{h.data(), nullptr, 1.0f});
-            std::vector<gptq::Result> rs = cuda_gptq::quantize(batch, f.go, pool, 0);
+            std::vector<gptq::Result> rs = cuda_gptq::quantize(batch, f.go, 0);
             for (size_t k = 0; k < members.size(); ++k) results[members[k]] = std::move(rs[k]);
         }
         for (size_t i = 0; i < jobs.size(); ++i) emit(jobs[i], results[i]);

@@ -51,7 +51,7 @@ if [ "${1:-}" = "--bench" ]; then
   step "bench data ($tokens tokens)"
   python3 "$root/bench/gptq_moe_layer.py" make "$data" --tokens "$tokens" --corr-rank 32
   step "bench: ktq"
-  "$build/ktq_bench_gptq_moe" "$data" "$(nproc)"
+  KTQ_GPTQ_TIMING=1 "$build/ktq_bench_gptq_moe" "$data" "$(nproc)"
   step "bench: llm-compressor"
   python3 "$root/bench/gptq_moe_layer.py" baseline "$data"
   step "bench: report"

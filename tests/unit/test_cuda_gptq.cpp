@@ -117,7 +117,7 @@ TEST(CudaGptq, BatchAgreesWithCpu) {
             batch.weights.push_back(ws[static_cast<size_t>(p)].data());
             batch.factor_of.push_back(factor_of[p]);
         }
-        const std::vector<Result> gpu = ktq::cuda_gptq::quantize(batch, o, pool);
+        const std::vector<Result> gpu = ktq::cuda_gptq::quantize(batch, o);
         ASSERT_EQ(gpu.size(), 5u);
         for (int p = 0; p < 5; ++p) {
             const Result cpu = ktq::gptq::quantize(ws[static_cast<size_t>(p)].data(), rows, cols,
@@ -170,7 +170,7 @@ TEST(CudaGptq, NotPositiveDefiniteFallsBackToRtnLikeCpu) {
     batch.hessians.push_back({h.data(), nullptr, 1.0f});
     batch.weights.push_back(w.data());
     batch.factor_of.push_back(0);
-    const Result gpu = ktq::cuda_gptq::quantize(batch, o, pool).at(0);
+    const Result gpu = ktq::cuda_gptq::quantize(batch, o).at(0);
     const Result cpu = ktq::gptq::quantize(w.data(), rows, cols, h, o, pool);
     EXPECT_TRUE(gpu.rtn_fallback);
     EXPECT_EQ(cpu.codes, gpu.codes);
@@ -178,7 +178,6 @@ TEST(CudaGptq, NotPositiveDefiniteFallsBackToRtnLikeCpu) {
 
 TEST(CudaGptq, BadBatchIsRejected) {
     KTQ_REQUIRE_CUDA();
-    ktq::ThreadPool pool(1);
     std::vector<float> h(64 * 64, 0.0f), w(32 * 64, 0.0f);
     Options o;
     o.scheme.group_size = 64;
@@ -188,5 +187,5 @@ TEST(CudaGptq, BadBatchIsRejected) {
     batch.hessians.push_back({h.data(), nullptr, 1.0f});
     batch.weights.push_back(w.data());
     batch.factor_of.push_back(1);  // out of range
-    EXPECT_THROW(ktq::cuda_gptq::quantize(batch, o, pool), std::exception);
+    EXPECT_THROW(ktq::cuda_gptq::quantize(batch, o), std::exception);
 }
