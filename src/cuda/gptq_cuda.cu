@@ -418,6 +418,8 @@ std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts
         }
         Buffer<int> infos(static_cast<size_t>(3 * nf), "cuSOLVER info");
         check(cudaMemset(infos.get(), 0, infos.size() * sizeof(int)), "cudaMemset");
+        // The lanes' streams do not wait for the legacy stream's copies above.
+        check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
         const int n = static_cast<int>(cols);
         const unsigned nb = blocks_for(cols * cols);
         for (int64_t f = 0; f < nf; ++f) {
@@ -428,9 +430,12 @@ std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts
             if (ref.host) {
                 Buffer<float> &st = *staging[static_cast<size_t>(f % nlanes)];
                 if (st.size() == 0) st.resize(static_cast<size_t>(cols * cols), "GPTQ Hessian");
-                // Synchronous on the lane: the staging buffer is reused by its next factor.
+                // The lane's previous factor must be done with the staging
+                // buffer; the copy is ordered on the lane (a plain cudaMemcpy
+                // from pageable memory may still be in flight when it returns).
                 check(cudaStreamSynchronize(L.stream), "cudaStreamSynchronize");
-                check(cudaMemcpy(st.get(), ref.host, static_cast<size_t>(cols * cols) * 4, cudaMemcpyHostToDevice),
+                check(cudaMemcpyAsync(st.get(), ref.host, static_cast<size_t>(cols * cols) * 4, cudaMemcpyHostToDevice,
+                                      L.stream),
                       "copy of Hessian");
                 hd = st.get();
                 scale = 1.0f;
