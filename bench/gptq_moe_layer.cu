@@ -8,9 +8,12 @@
 //     BF16 (as the model runs), silu(gate) * up in BF16, and its down Hessian;
 //     products exact in float32 with float32 accumulation (cuBLAS);
 //   solve: ktq's batched CUDA GPTQ (cuda/gptq_cuda.h) over the 256 gate/up
-//     problems (one shared factor) and the 128 down problems.
-// Writes ktq_gate_up.bf16, ktq_down.bf16 (the dequantized weights, the
-// baseline's layout) and ktq_times.json into DIR.
+//     problems (one shared factor) and the 128 down problems, from the BF16
+//     weights in host memory to the codes and scales in host memory (what
+//     the checkpoint writer needs).
+// Then, not timed, the dequantized weights from codes and scales: written as
+// ktq_gate_up.bf16, ktq_down.bf16 (the baseline's layout) with ktq_times.json
+// into DIR.
 // usage: ktq_bench_gptq_moe DIR [threads]
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -126,15 +129,8 @@ int main(int argc, char **argv) try {
     ck(cudaDeviceSynchronize(), "sync");
     const double calibration_s = seconds_since(t0);
 
-    // ---- solve ----
+    // ---- solve: weights in (BF16, from host memory), codes and scales out ----
     const auto t1 = std::chrono::steady_clock::now();
-    std::vector<float> gu_f(gu_h.size()), down_f(down_h.size());
-    pool.parallel_for(static_cast<size_t>(E), [&](size_t e) {
-        for (size_t i = e * static_cast<size_t>(2 * I * H); i < (e + 1) * static_cast<size_t>(2 * I * H); ++i)
-            gu_f[i] = ktq::ct::math::from_bf16(gu_h[i]);
-        for (size_t i = e * static_cast<size_t>(H * I); i < (e + 1) * static_cast<size_t>(H * I); ++i)
-            down_f[i] = ktq::ct::math::from_bf16(down_h[i]);
-    });
     ktq::gptq::Options o;
     o.scheme.bits = 4;
     o.scheme.group_size = group;
@@ -146,19 +142,21 @@ int main(int argc, char **argv) try {
     ktq::cuda_gptq::Batch up;  // gate and up of every expert: [I, H], one factor
     up.rows = I;
     up.cols = H;
+    up.dequantized = false;
     up.hessians.push_back({nullptr, h_in.device_sum(), 2.0f / static_cast<float>(h_in.rows())});
     for (int64_t e = 0; e < E; ++e)
         for (int k = 0; k < 2; ++k) {
-            up.weights.push_back(gu_f.data() + (e * 2 + k) * I * H);
+            up.weights_bf16.push_back(gu_h.data() + (e * 2 + k) * I * H);
             up.factor_of.push_back(0);
         }
     ktq::cuda_gptq::Batch down;  // [H, I], a factor per expert
     down.rows = H;
     down.cols = I;
+    down.dequantized = false;
     for (int64_t e = 0; e < E; ++e) {
         const auto &h = *h_down[static_cast<size_t>(e)];
         down.hessians.push_back({nullptr, h.device_sum(), 2.0f / static_cast<float>(h.rows())});
-        down.weights.push_back(down_f.data() + e * H * I);
+        down.weights_bf16.push_back(down_h.data() + e * H * I);
         down.factor_of.push_back(static_cast<int>(e));
     }
     const std::vector<ktq::gptq::Result> r_up = ktq::cuda_gptq::quantize(up, o);
@@ -167,19 +165,24 @@ int main(int argc, char **argv) try {
     const double solve_s = seconds_since(t1);
     std::fprintf(stderr, "ktq: calibration %.2f s, solve %.2f s (gate/up %.2f s)\n", calibration_s, solve_s, up_s);
 
-    // ---- outputs ----
+    // ---- outputs (not timed): what the codes stand for, for the error report ----
     std::vector<uint16_t> out_gu(gu_h.size()), out_down(down_h.size());
     size_t fallbacks = 0;
-    for (size_t p = 0; p < r_up.size(); ++p) {
-        fallbacks += r_up[p].rtn_fallback;
-        for (size_t i = 0; i < r_up[p].dequantized.size(); ++i)
-            out_gu[p * r_up[p].dequantized.size() + i] = ktq::ct::math::bf16_bits(r_up[p].dequantized[i]);
-    }
-    for (size_t p = 0; p < r_down.size(); ++p) {
-        fallbacks += r_down[p].rtn_fallback;
-        for (size_t i = 0; i < r_down[p].dequantized.size(); ++i)
-            out_down[p * r_down[p].dequantized.size() + i] = ktq::ct::math::bf16_bits(r_down[p].dequantized[i]);
-    }
+    auto dequantize = [&](const std::vector<ktq::gptq::Result> &rs, int64_t rows, int64_t cols, std::vector<uint16_t> &out) {
+        pool.parallel_for(rs.size(), [&](size_t p) {
+            const ktq::gptq::Result &r = rs[p];
+            const int64_t groups = cols / group;
+            for (int64_t i = 0; i < rows; ++i)
+                for (int64_t c = 0; c < cols; ++c) {
+                    const ktq::ct::math::GroupParams gp{r.scales[static_cast<size_t>(i * groups + c / group)], 0.0f};
+                    const float v = ktq::ct::math::value_of(ktq::ct::math::kBF16, r.codes[static_cast<size_t>(i * cols + c)], gp);
+                    out[p * static_cast<size_t>(rows * cols) + static_cast<size_t>(i * cols + c)] = ktq::ct::math::bf16_bits(v);
+                }
+        });
+        for (const auto &r : rs) fallbacks += r.rtn_fallback;
+    };
+    dequantize(r_up, I, H, out_gu);
+    dequantize(r_down, H, I, out_down);
     write_bf16(dir + "/ktq_gate_up.bf16", out_gu);
     write_bf16(dir + "/ktq_down.bf16", out_down);
     cudaDeviceProp prop;

@@ -308,6 +308,11 @@ __global__ void dequant_kernel(float *out, const int8_t *codes, const float *sca
     out[i] = m::value_of(dtype, codes[i], m::GroupParams{scale[g], zp[g]});
 }
 
+__global__ void widen_kernel(float *out, const uint16_t *in, int64_t n) {
+    const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = m::from_bf16(in[i]);
+}
+
 int dtype_code(ktq_dtype d) { return d == KTQ_DTYPE_BF16 ? m::kBF16 : d == KTQ_DTYPE_F16 ? m::kF16 : m::kF32; }
 
 // KTQ_GPTQ_TIMING=1 prints where a batch's time goes (stderr).
@@ -358,7 +363,13 @@ struct FactorLane {
 }  // namespace
 
 std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts, int device) {
-    const int64_t rows = batch.rows, cols = batch.cols, count = static_cast<int64_t>(batch.weights.size());
+    const bool bf16_in = !batch.weights_bf16.empty();
+    if (bf16_in && !batch.weights.empty())
+        fail(KTQ_ERR_INVALID_ARGUMENT, "GPTQ batch: give the weights as floats or as BF16, not both");
+    if (bf16_in && opts.scheme.dtype != KTQ_DTYPE_BF16)
+        fail(KTQ_ERR_INVALID_ARGUMENT, "GPTQ batch: BF16 weights need a BF16 scheme");
+    const int64_t rows = batch.rows, cols = batch.cols;
+    const int64_t count = static_cast<int64_t>(bf16_in ? batch.weights_bf16.size() : batch.weights.size());
     const int64_t nf = static_cast<int64_t>(batch.hessians.size());
     gptq::check_problem(rows, cols, opts);
     if (static_cast<int64_t>(batch.factor_of.size()) != count)
@@ -474,7 +485,7 @@ std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts
     // 2. Problems in chunks that fit in half of the free device memory.
     size_t free_b = 0, total_b = 0;
     check(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
-    const size_t per_problem = static_cast<size_t>(rows * cols) * (4 + 4 + 1) + static_cast<size_t>(rows * groups) * 8 +
+    const size_t per_problem = static_cast<size_t>(rows * cols) * (4 + 4 + 1 + 2) + static_cast<size_t>(rows * groups) * 8 +
                                static_cast<size_t>(rows * B) * 4 + static_cast<size_t>(rows) * 8;
     const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(count, static_cast<int64_t>(free_b / 2 / per_problem)));
     std::vector<gptq::Result> results(static_cast<size_t>(count));
@@ -486,6 +497,8 @@ std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts
     Buffer<float> err_d(static_cast<size_t>(chunk * rows * B), "GPTQ errors");
     Buffer<double> loss_d(static_cast<size_t>(chunk * rows), "GPTQ losses");
     Buffer<int32_t> fof_d(static_cast<size_t>(chunk), "GPTQ factor indices");
+    Buffer<uint16_t> w_bf16;
+    if (bf16_in) w_bf16.resize(static_cast<size_t>(chunk * rows * cols), "GPTQ BF16 weights");
     const size_t smem = static_cast<size_t>(B * B + kRowsPerCta * (B + 1)) * sizeof(float);
     check(cudaFuncSetAttribute(column_block_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
           "shared memory size of the column kernel");
@@ -494,9 +507,18 @@ std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts
         std::vector<int32_t> fof(static_cast<size_t>(n));
         for (int64_t p = 0; p < n; ++p) {
             fof[static_cast<size_t>(p)] = batch.factor_of[static_cast<size_t>(c0 + p)];
-            check(cudaMemcpy(w_in.get() + p * rows * cols, batch.weights[static_cast<size_t>(c0 + p)],
-                             static_cast<size_t>(rows * cols) * 4, cudaMemcpyHostToDevice),
-                  "copy of weights");
+            if (bf16_in)
+                check(cudaMemcpy(w_bf16.get() + p * rows * cols, batch.weights_bf16[static_cast<size_t>(c0 + p)],
+                                 static_cast<size_t>(rows * cols) * 2, cudaMemcpyHostToDevice),
+                      "copy of weights");
+            else
+                check(cudaMemcpy(w_in.get() + p * rows * cols, batch.weights[static_cast<size_t>(c0 + p)],
+                                 static_cast<size_t>(rows * cols) * 4, cudaMemcpyHostToDevice),
+                      "copy of weights");
+        }
+        if (bf16_in) {
+            widen_kernel<<<blocks_for(n * rows * cols), 256>>>(w_in.get(), w_bf16.get(), n * rows * cols);
+            check(cudaGetLastError(), "BF16 kernel");
         }
         check(cudaMemcpy(fof_d.get(), fof.data(), fof.size() * 4, cudaMemcpyHostToDevice), "copy of factor indices");
         check(cudaMemset(codes_d.get(), 0, static_cast<size_t>(n * rows * cols)), "cudaMemset");
@@ -523,7 +545,7 @@ std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts
                 check(cudaGetLastError(), "update kernel");
             }
         }
-        dequant_kernel<<<blocks_for(n * rows * cols), 256>>>(w_in.get(), codes_d.get(), scale_d.get(), zp_d.get(), rows,
+        if (batch.dequantized) dequant_kernel<<<blocks_for(n * rows * cols), 256>>>(w_in.get(), codes_d.get(), scale_d.get(), zp_d.get(), rows,
                                                              cols, glen, groups, n, dt);
         check(cudaGetLastError(), "dequantization kernel");
         clock.lap("GPTQ kernels");
@@ -536,12 +558,14 @@ std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts
         for (int64_t p = 0; p < n; ++p) {
             gptq::Result &r = results[static_cast<size_t>(c0 + p)];
             r.codes.resize(static_cast<size_t>(rows * cols));
-            r.dequantized.resize(static_cast<size_t>(rows * cols));
             check(cudaMemcpy(r.codes.data(), codes_d.get() + p * rows * cols, r.codes.size(), cudaMemcpyDeviceToHost),
                   "copy of codes");
-            check(cudaMemcpy(r.dequantized.data(), w_in.get() + p * rows * cols, r.dequantized.size() * 4,
-                             cudaMemcpyDeviceToHost),
-                  "copy of dequantized weights");
+            if (batch.dequantized) {
+                r.dequantized.resize(static_cast<size_t>(rows * cols));
+                check(cudaMemcpy(r.dequantized.data(), w_in.get() + p * rows * cols, r.dequantized.size() * 4,
+                                 cudaMemcpyDeviceToHost),
+                      "copy of dequantized weights");
+            }
             // Dead columns are zeros in the working copy: their codes are the codes of 0, as on the CPU.
             r.rtn_fallback = fallback[static_cast<size_t>(fof[static_cast<size_t>(p)])] != 0;
             for (int64_t i = 0; i < rows; ++i) r.loss += loss[static_cast<size_t>(p * rows + i)];

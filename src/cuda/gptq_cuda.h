@@ -61,13 +61,18 @@ struct HessianRef {
 };
 
 // Problems of one shape [rows, cols]; problem i reads weights[i] (host,
-// values of the scheme's dtype as floats) and factor factor_of[i] (an index
-// into hessians: siblings that read the same input share one).
+// values of the scheme's dtype as floats) or weights_bf16[i] (host, raw BF16:
+// half the bytes to move; only with a BF16 scheme) and factor factor_of[i]
+// (an index into hessians: siblings that read the same input share one).
 struct Batch {
     int64_t rows = 0, cols = 0;
     std::vector<HessianRef> hessians;
     std::vector<const float *> weights;
+    std::vector<const uint16_t *> weights_bf16;
     std::vector<int> factor_of;
+    // Fill Result::dequantized (what a writer needs is codes and scales; the
+    // dequantized weights feed the next layer's calibration forward).
+    bool dequantized = true;
 };
 
 // Per problem: what gptq::quantize returns for it on the CPU (the observer

@@ -119,6 +119,21 @@ TEST(CudaGptq, BatchAgreesWithCpu) {
         }
         const std::vector<Result> gpu = ktq::cuda_gptq::quantize(batch, o);
         ASSERT_EQ(gpu.size(), 5u);
+        // The same weights as raw BF16, without the dequantized values: same codes.
+        ktq::cuda_gptq::Batch raw = batch;
+        raw.weights.clear();
+        raw.dequantized = false;
+        std::vector<std::vector<uint16_t>> bits(5);
+        for (int p = 0; p < 5; ++p) {
+            for (float v : ws[static_cast<size_t>(p)]) bits[static_cast<size_t>(p)].push_back(ktq::ct::math::bf16_bits(v));
+            raw.weights_bf16.push_back(bits[static_cast<size_t>(p)].data());
+        }
+        const std::vector<Result> gpu_raw = ktq::cuda_gptq::quantize(raw, o);
+        for (int p = 0; p < 5; ++p) {
+            EXPECT_EQ(gpu_raw[static_cast<size_t>(p)].codes, gpu[static_cast<size_t>(p)].codes) << c.name;
+            EXPECT_EQ(gpu_raw[static_cast<size_t>(p)].scales, gpu[static_cast<size_t>(p)].scales) << c.name;
+            EXPECT_TRUE(gpu_raw[static_cast<size_t>(p)].dequantized.empty());
+        }
         for (int p = 0; p < 5; ++p) {
             const Result cpu = ktq::gptq::quantize(ws[static_cast<size_t>(p)].data(), rows, cols,
                                                    hs[static_cast<size_t>(factor_of[p])], o, pool);
