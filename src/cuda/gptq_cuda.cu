@@ -4,6 +4,7 @@
 #include <cusolverDn.h>
 
 #include <algorithm>
+#include <map>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -270,6 +271,17 @@ void DeviceHessian::add_bf16_device(const void *x, int64_t n) {
     d.rows += static_cast<uint64_t>(n);
 }
 
+void DeviceHessian::add_device(const float *x, int64_t n) {
+    Impl &d = *impl_;
+    if (n <= 0) return;
+    const float one = 1.0f;
+    check(cublasSgemm(d.blas, CUBLAS_OP_N, CUBLAS_OP_T, static_cast<int>(d.cols), static_cast<int>(d.cols),
+                      static_cast<int>(n), &one, x, static_cast<int>(d.cols), x, static_cast<int>(d.cols), &one,
+                      d.sum.get(), static_cast<int>(d.cols)),
+          "Hessian product");
+    d.rows += static_cast<uint64_t>(n);
+}
+
 std::vector<float> DeviceHessian::normalized() const {
     const Impl &d = *impl_;
     std::vector<float> h(static_cast<size_t>(d.cols * d.cols), 0.0f);
@@ -278,6 +290,86 @@ std::vector<float> DeviceHessian::normalized() const {
     const float f = 2.0f / static_cast<float>(d.rows);
     for (float &v : h) v *= f;
     return h;
+}
+
+// ---- DeviceRows ----
+
+struct DeviceRows::Impl {
+    Buffer<float> buf;
+    const float *host = nullptr;
+    int64_t rows = 0, cols = 0;
+};
+
+DeviceRows::DeviceRows(int device) : impl_(std::make_unique<Impl>()) { check(cudaSetDevice(device), "cudaSetDevice"); }
+DeviceRows::~DeviceRows() = default;
+const float *DeviceRows::data() const { return impl_->buf.get(); }
+int64_t DeviceRows::rows() const { return impl_->rows; }
+void DeviceRows::forget() { impl_->host = nullptr; }
+
+void DeviceRows::upload(const float *x, int64_t n, int64_t cols) {
+    Impl &d = *impl_;
+    if (x == d.host && n == d.rows && cols == d.cols) return;
+    if (d.buf.size() < static_cast<size_t>(n * cols)) d.buf.resize(static_cast<size_t>(n * cols), "calibration rows");
+    check(cudaMemcpy(d.buf.get(), x, static_cast<size_t>(n * cols) * 4, cudaMemcpyHostToDevice), "copy of calibration rows");
+    d.host = x;
+    d.rows = n;
+    d.cols = cols;
+}
+
+// ---- ExpertCalibrator ----
+
+namespace {
+
+// a[t][j] = silu(gu[t][j]) * gu[t][inter + j], float32 (the CPU forward's formula).
+__global__ void silu_mul_kernel(float *a, const float *gu, int64_t n, int64_t inter) {
+    const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= n * inter) return;
+    const int64_t t = i / inter, j = i % inter;
+    const float g = gu[t * 2 * inter + j], u = gu[t * 2 * inter + inter + j];
+    a[i] = m::mul_rn(m::div_rn(g, m::add_rn(1.0f, expf(-g))), u);
+}
+
+}  // namespace
+
+struct ExpertCalibrator::Impl {
+    cublasHandle_t blas = nullptr;
+    std::map<const void *, std::unique_ptr<Buffer<float>>> weights;  // key -> [2 inter, hidden]: gate rows, up rows
+    Buffer<float> gu, act;
+    explicit Impl(int device) {
+        check(cudaSetDevice(device), "cudaSetDevice");
+        check(cublasCreate(&blas), "cublasCreate");
+        cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH);
+    }
+    ~Impl() { cublasDestroy(blas); }
+};
+
+ExpertCalibrator::ExpertCalibrator(int device) : impl_(std::make_unique<Impl>(device)) {}
+ExpertCalibrator::~ExpertCalibrator() = default;
+
+void ExpertCalibrator::add_down_hessian(DeviceHessian &down, const void *key, const float *gate, const float *up,
+                                        int64_t inter, int64_t hidden, const DeviceRows &x) {
+    Impl &d = *impl_;
+    const int64_t n = x.rows();
+    if (n <= 0) return;
+    if (down.cols() != inter) fail(KTQ_ERR_INTERNAL, "ExpertCalibrator: the down Hessian is not [inter, inter]");
+    auto &w = d.weights[key];
+    if (!w) {
+        w = std::make_unique<Buffer<float>>(static_cast<size_t>(2 * inter * hidden), "expert weights");
+        check(cudaMemcpy(w->get(), gate, static_cast<size_t>(inter * hidden) * 4, cudaMemcpyHostToDevice), "copy of gate");
+        check(cudaMemcpy(w->get() + inter * hidden, up, static_cast<size_t>(inter * hidden) * 4, cudaMemcpyHostToDevice),
+              "copy of up");
+    }
+    if (d.gu.size() < static_cast<size_t>(n * 2 * inter)) d.gu.resize(static_cast<size_t>(n * 2 * inter), "expert gate/up");
+    if (d.act.size() < static_cast<size_t>(n * inter)) d.act.resize(static_cast<size_t>(n * inter), "expert activations");
+    const float one = 1.0f, zero = 0.0f;
+    // [n, 2 inter] = x [n, hidden] . W^T; column-major: (W as [hidden, 2 inter])^T . x [hidden, n].
+    check(cublasSgemm(d.blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(2 * inter), static_cast<int>(n),
+                      static_cast<int>(hidden), &one, w->get(), static_cast<int>(hidden), x.data(),
+                      static_cast<int>(hidden), &zero, d.gu.get(), static_cast<int>(2 * inter)),
+          "expert gate/up product");
+    silu_mul_kernel<<<blocks_for(n * inter), 256>>>(d.act.get(), d.gu.get(), n, inter);
+    check(cudaGetLastError(), "silu kernel");
+    down.add_device(d.act.get(), n);
 }
 
 // ---- batched GPTQ ----

@@ -40,12 +40,55 @@ public:
     uint64_t rows() const;
     // x: [n, cols] float32 rows in host memory.
     void add(const float *x, int64_t n);
+    // x: [n, cols] float32 rows already on the device (DeviceRows).
+    void add_device(const float *x, int64_t n);
     // x: [n, cols] BF16 rows already on the device (products exact in float32).
     void add_bf16_device(const void *x, int64_t n);
     // The device pointer of the sum, [cols, cols] float32.
     const float *device_sum() const;
     // 2 / rows * sum, on the host (gptq::Hessian::normalized's twin).
     std::vector<float> normalized() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+// Float32 rows copied to the device once and read by several products (a
+// calibration batch's hidden states, seen by every expert).
+class DeviceRows {
+public:
+    explicit DeviceRows(int device = 0);
+    ~DeviceRows();
+    DeviceRows(const DeviceRows &) = delete;
+    DeviceRows &operator=(const DeviceRows &) = delete;
+    // Copies x [n, cols] unless it is the host buffer uploaded last (same
+    // pointer and shape; the caller says when its contents change: forget()).
+    void upload(const float *x, int64_t n, int64_t cols);
+    void forget();
+    const float *data() const;
+    int64_t rows() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+// All-experts calibration of routed experts on the GPU: for every row x of
+// the batch, a = silu(x gate^T) * (x up^T) in float32 (cuBLAS, no TF32),
+// summed into the expert's down Hessian as a a^T. Each expert's gate/up
+// weights are copied to the device on first use and kept (the object lives
+// for one layer's calibration pass).
+class ExpertCalibrator {
+public:
+    explicit ExpertCalibrator(int device = 0);
+    ~ExpertCalibrator();
+    ExpertCalibrator(const ExpertCalibrator &) = delete;
+    ExpertCalibrator &operator=(const ExpertCalibrator &) = delete;
+    // gate, up: [inter, hidden] host floats (`key` names them, e.g. the
+    // Linear's address); x: rows of `hidden` floats on the device.
+    void add_down_hessian(DeviceHessian &down, const void *key, const float *gate, const float *up, int64_t inter,
+                          int64_t hidden, const DeviceRows &x);
 
 private:
     struct Impl;

@@ -16,9 +16,26 @@ DeviceHessian::~DeviceHessian() = default;
 int64_t DeviceHessian::cols() const { missing(); }
 uint64_t DeviceHessian::rows() const { missing(); }
 void DeviceHessian::add(const float *, int64_t) { missing(); }
+void DeviceHessian::add_device(const float *, int64_t) { missing(); }
 void DeviceHessian::add_bf16_device(const void *, int64_t) { missing(); }
 const float *DeviceHessian::device_sum() const { missing(); }
 std::vector<float> DeviceHessian::normalized() const { missing(); }
+
+struct DeviceRows::Impl {};
+DeviceRows::DeviceRows(int) { missing(); }
+DeviceRows::~DeviceRows() = default;
+void DeviceRows::upload(const float *, int64_t, int64_t) { missing(); }
+void DeviceRows::forget() { missing(); }
+const float *DeviceRows::data() const { missing(); }
+int64_t DeviceRows::rows() const { missing(); }
+
+struct ExpertCalibrator::Impl {};
+ExpertCalibrator::ExpertCalibrator(int) { missing(); }
+ExpertCalibrator::~ExpertCalibrator() = default;
+void ExpertCalibrator::add_down_hessian(DeviceHessian &, const void *, const float *, const float *, int64_t, int64_t,
+                                        const DeviceRows &) {
+    missing();
+}
 
 std::vector<gptq::Result> quantize(const Batch &, const gptq::Options &, int) { missing(); }
 

@@ -19,39 +19,99 @@ namespace ktq {
 
 namespace {
 
+// A Hessian sum in host memory (gptq::Hessian) or in device memory
+// (cuda_gptq::DeviceHessian, --device cuda).
+class HessianSum {
+public:
+    HessianSum(int64_t cols, bool cuda) : cpu_(cuda ? 0 : cols) {
+        if (cuda) gpu_ = std::make_unique<cuda_gptq::DeviceHessian>(cols);
+    }
+    void add(const float *x, int64_t n, ThreadPool &pool) {
+        if (gpu_)
+            gpu_->add(x, n);
+        else
+            cpu_.add(x, n, pool);
+    }
+    cuda_gptq::DeviceHessian *device() { return gpu_.get(); }
+    uint64_t rows() const { return gpu_ ? gpu_->rows() : cpu_.rows(); }
+    std::vector<float> normalized() const { return gpu_ ? gpu_->normalized() : cpu_.normalized(); }
+
+private:
+    gptq::Hessian cpu_;
+    std::unique_ptr<cuda_gptq::DeviceHessian> gpu_;
+};
+
 // Hessians of the Linears being quantized. Linears that read the same input
-// (q/k/v, an expert's gate/up) share one accumulator, filled once per input.
+// (q/k/v; every routed expert's gate and up for all tokens; an expert's
+// gate/up for its routed tokens) share one accumulator, filled once per
+// input. On a GPU, the all-experts pass of each routed expert (its down
+// input for every token) runs there too (cuda_gptq::ExpertCalibrator).
 class HessianObserver : public ActivationObserver {
 public:
-    using Map = std::map<const Linear *, std::shared_ptr<gptq::Hessian>>;
-    HessianObserver(Map &all, Map *routed, ThreadPool &pool) : all_(all), routed_(routed), pool_(pool) {}
+    using Map = std::map<const Linear *, std::shared_ptr<HessianSum>>;
+    HessianObserver(Map &all, Map *routed, ThreadPool &pool, bool cuda)
+        : all_(all), routed_(routed), pool_(pool) {
+        if (cuda) {
+            rows_ = std::make_unique<cuda_gptq::DeviceRows>();
+            experts_ = std::make_unique<cuda_gptq::ExpertCalibrator>();
+        }
+    }
     void observe(const Linear &linear, const float *x, int64_t rows) override { add(all_, linear, x, rows); }
     void observe_routed(const Linear &linear, const float *x, int64_t rows) override {
         if (routed_) add(*routed_, linear, x, rows);
     }
-    void forget() { last_.clear(); }  // activations are about to be overwritten
+    bool observe_expert_all_tokens(const ExpertWeights &e, const float *x, int64_t rows) override {
+        if (!experts_) return false;
+        rows_->upload(x, rows, e.gate.in);
+        for (const Linear *l : {&e.gate, &e.up}) {
+            auto it = all_.find(l);
+            if (it != all_.end() && fresh(it->second.get(), x, rows)) it->second->device()->add_device(rows_->data(), rows);
+        }
+        auto d = all_.find(&e.down);
+        if (d != all_.end())
+            experts_->add_down_hessian(*d->second->device(), &e.gate, e.gate.w.data(), e.up.w.data(), e.gate.out,
+                                       e.gate.in, *rows_);
+        return true;
+    }
+    void forget() {  // activations are about to be overwritten
+        last_.clear();
+        if (rows_) rows_->forget();
+    }
 
 private:
+    // False when a sibling already added this input to h.
+    bool fresh(const HessianSum *h, const float *x, int64_t rows) {
+        auto [seen, added] = last_.try_emplace(h, x, rows);
+        if (!added && seen->second == std::make_pair(x, rows)) return false;
+        seen->second = {x, rows};
+        return true;
+    }
     void add(Map &m, const Linear &linear, const float *x, int64_t rows) {
         auto it = m.find(&linear);
-        if (it == m.end()) return;
-        gptq::Hessian *h = it->second.get();
-        auto [seen, fresh] = last_.try_emplace(h, x, rows);
-        if (!fresh && seen->second == std::make_pair(x, rows)) return;  // a sibling already added this input
-        seen->second = {x, rows};
-        h->add(x, rows, pool_);
+        if (it == m.end() || !fresh(it->second.get(), x, rows)) return;
+        it->second->add(x, rows, pool_);
     }
     Map &all_;
     Map *routed_;
     ThreadPool &pool_;
-    std::map<const gptq::Hessian *, std::pair<const float *, int64_t>> last_;  // input each Hessian last took
+    std::map<const HessianSum *, std::pair<const float *, int64_t>> last_;  // input each Hessian last took
+    std::unique_ptr<cuda_gptq::DeviceRows> rows_;
+    std::unique_ptr<cuda_gptq::ExpertCalibrator> experts_;
 };
 
-// Groups of a layer's Linears that read the same input.
-std::vector<std::vector<Linear *>> input_groups(LayerWeights &w) {
+// Groups of a layer's Linears that read the same input: for all tokens,
+// every routed expert's gate and up read the layer's MoE input; for routed
+// tokens, each expert its own.
+std::vector<std::vector<Linear *>> input_groups(LayerWeights &w, bool routed_tokens) {
     std::vector<std::vector<Linear *>> g = {{&w.q, &w.k, &w.v}, {&w.q_a, &w.kv_a}, {&w.gate, &w.up},
                                             {&w.shared.gate, &w.shared.up}};
-    for (ExpertWeights &e : w.experts) g.push_back({&e.gate, &e.up});
+    if (routed_tokens) {
+        for (ExpertWeights &e : w.experts) g.push_back({&e.gate, &e.up});
+    } else {
+        std::vector<Linear *> experts;
+        for (ExpertWeights &e : w.experts) experts.insert(experts.end(), {&e.gate, &e.up});
+        g.push_back(experts);
+    }
     return g;
 }
 
@@ -125,23 +185,22 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
         for (Linear *l : {&e.gate, &e.up, &e.down}) routed_linears.insert(l);
     HessianObserver::Map hessians, routed_h;
     auto share = [&](HessianObserver::Map &m, const std::vector<Linear *> &members, bool routed_only) {
-        std::shared_ptr<gptq::Hessian> h;
+        std::shared_ptr<HessianSum> h;
         for (Linear *l : members) {
             if (!targets.count(l) || (routed_only && !routed_linears.count(l))) continue;
-            if (!h) h = std::make_shared<gptq::Hessian>(l->in);
+            if (!h) h = std::make_shared<HessianSum>(l->in, cuda_);
             m[l] = h;
         }
     };
-    for (const auto &g : input_groups(w)) {
-        share(hessians, g, false);
-        if (routed_mode) share(routed_h, g, true);
-    }
+    for (const auto &g : input_groups(w, false)) share(hessians, g, false);
+    if (routed_mode)
+        for (const auto &g : input_groups(w, true)) share(routed_h, g, true);
     for (auto &[l, o] : targets) {
-        if (!hessians.count(l)) hessians[l] = std::make_shared<gptq::Hessian>(l->in);
+        if (!hessians.count(l)) hessians[l] = std::make_shared<HessianSum>(l->in, cuda_);
         if (routed_mode && routed_linears.count(l) && !routed_h.count(l))
-            routed_h[l] = std::make_shared<gptq::Hessian>(l->in);
+            routed_h[l] = std::make_shared<HessianSum>(l->in, cuda_);
     }
-    HessianObserver observer(hessians, routed_mode ? &routed_h : nullptr, pool);
+    HessianObserver observer(hessians, routed_mode ? &routed_h : nullptr, pool, cuda_);
     std::vector<uint64_t> &counts = expert_tokens_[layer];
     counts.assign(static_cast<size_t>(std::max(0, cfg.num_experts)), 0);
     ForwardContext ctx;
@@ -159,7 +218,7 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
         const Outputs *o;
         gptq::Options go;
         std::vector<float> wq;  // the weights as the scheme's dtype holds them
-        const gptq::Hessian *h, *hr;
+        const HessianSum *h, *hr;
         uint64_t routed_rows;
     };
     std::vector<Job> jobs;
@@ -237,7 +296,7 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
             batch.cols = f.l->in;
             std::vector<size_t> members;
             std::vector<std::vector<float>> hs;
-            std::map<std::pair<const gptq::Hessian *, const gptq::Hessian *>, int> factor_index;
+            std::map<std::pair<const HessianSum *, const HessianSum *>, int> factor_index;
             for (size_t i = first; i < jobs.size(); ++i) {
                 if (done[i] || !same(jobs[i])) continue;
                 auto [it, fresh] = factor_index.try_emplace({jobs[i].h, jobs[i].hr}, static_cast<int>(hs.size()));
@@ -255,7 +314,7 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
     } else {
         // Siblings with the same Hessian(s) share one factorization.
         std::unique_ptr<gptq::Factor> factor;
-        std::pair<const gptq::Hessian *, const gptq::Hessian *> factor_key{nullptr, nullptr};
+        std::pair<const HessianSum *, const HessianSum *> factor_key{nullptr, nullptr};
         for (Job &j : jobs) {
             if (!factor || factor_key != std::make_pair(j.h, j.hr)) {
                 factor = std::make_unique<gptq::Factor>(gptq::factorize(blended(j), j.l->in, j.go));

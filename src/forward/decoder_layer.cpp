@@ -305,7 +305,7 @@ std::vector<float> moe(const ForwardContext &ctx, const LayerWeights &w, const f
                     weights.push_back(wt[static_cast<size_t>(t * K + j)]);
                 }
         if (ctx.expert_tokens) (*ctx.expert_tokens)[static_cast<size_t>(e)] += tokens.size();
-        if (ctx.observer) {
+        if (ctx.observer && !ctx.observer->observe_expert_all_tokens(ew, x, n)) {
             // All-experts calibration: the expert's Linears see every token.
             std::vector<float> g = run_linear(ctx, ew.gate, x, n), u = run_linear(ctx, ew.up, x, n);
             for (size_t i = 0; i < g.size(); ++i) g[i] = silu(g[i]) * u[i];

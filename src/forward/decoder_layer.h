@@ -29,6 +29,11 @@ public:
     // A routed expert's inputs restricted to the tokens the router sent it
     // (seen in addition to the all-token inputs observe() gets).
     virtual void observe_routed(const Linear &linear, const float *x, int64_t rows) {}
+    // All-experts calibration of routed expert `e`: its gate and up see
+    // every row of x, its down silu(x gate^T) * (x up^T). An observer that
+    // computes this itself (on a GPU) returns true and the forward pass skips
+    // it; by default the forward computes it and calls observe().
+    virtual bool observe_expert_all_tokens(const ExpertWeights &e, const float *x, int64_t rows) { return false; }
 };
 
 struct ForwardContext {

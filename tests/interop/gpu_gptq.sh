@@ -39,6 +39,12 @@ for dev in cpu cuda; do
     -q
 done
 python3 "$root/tests/interop/compare_ct_codes.py" "$out/ds-cpu" "$out/ds-cuda" | tee "$out/engine_compare.txt"
+for dev in cpu cuda; do
+  rm -rf "$out/ds-all-$dev"
+  /usr/bin/time -f "$dev (--moe-hessian all): %e s" "$build/ktq" convert "$model" "$out/ds-all-$dev" --to compressed-tensors \
+    --engine gptq --device "$dev" --moe-hessian all --dataset "$CALIB" --num-calibration-samples 64 --max-sequence-length 512 -q
+done
+python3 "$root/tests/interop/compare_ct_codes.py" "$out/ds-all-cpu" "$out/ds-all-cuda" | tee -a "$out/engine_compare.txt"
 
 if [ "${1:-}" = "--bench" ]; then
   tokens=${2:-1048576}

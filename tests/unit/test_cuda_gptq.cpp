@@ -204,3 +204,41 @@ TEST(CudaGptq, BadBatchIsRejected) {
     batch.factor_of.push_back(1);  // out of range
     EXPECT_THROW(ktq::cuda_gptq::quantize(batch, o), std::exception);
 }
+
+TEST(CudaGptq, ExpertCalibratorMatchesCpuForward) {
+    KTQ_REQUIRE_CUDA();
+    ktq::ThreadPool pool(4);
+    std::mt19937 rng(11);
+    const int64_t hidden = 128, inter = 96, n = 300;
+    const std::vector<float> x = inputs(rng, n, hidden, 0), gate = weights(rng, inter, hidden),
+                             up = weights(rng, inter, hidden);
+    // CPU: a = silu(x gate^T) * (x up^T), then its Hessian.
+    std::vector<float> a(static_cast<size_t>(n * inter));
+    for (int64_t t = 0; t < n; ++t)
+        for (int64_t j = 0; j < inter; ++j) {
+            double g = 0, u = 0;
+            for (int64_t k = 0; k < hidden; ++k) {
+                g += static_cast<double>(x[static_cast<size_t>(t * hidden + k)]) * gate[static_cast<size_t>(j * hidden + k)];
+                u += static_cast<double>(x[static_cast<size_t>(t * hidden + k)]) * up[static_cast<size_t>(j * hidden + k)];
+            }
+            a[static_cast<size_t>(t * inter + j)] = static_cast<float>(g / (1 + std::exp(-g)) * u);
+        }
+    ktq::gptq::Hessian cpu(inter);
+    cpu.add(a.data(), n, pool);
+    ktq::cuda_gptq::DeviceRows rows;
+    rows.upload(x.data(), n, hidden);
+    ktq::cuda_gptq::DeviceHessian down(inter);
+    ktq::cuda_gptq::ExpertCalibrator calib;
+    calib.add_down_hessian(down, &gate, gate.data(), up.data(), inter, hidden, rows);
+    EXPECT_EQ(down.rows(), static_cast<uint64_t>(n));
+    const std::vector<float> ha = cpu.normalized(), hb = down.normalized();
+    double worst = 0;
+    for (int64_t i = 0; i < inter; ++i)
+        for (int64_t j = 0; j < inter; ++j) {
+            const double scale = std::sqrt(static_cast<double>(ha[static_cast<size_t>(i * inter + i)]) *
+                                           ha[static_cast<size_t>(j * inter + j)]);
+            worst = std::max(worst, std::abs(static_cast<double>(ha[static_cast<size_t>(i * inter + j)]) -
+                                             hb[static_cast<size_t>(i * inter + j)]) / scale);
+        }
+    EXPECT_LT(worst, 1e-4) << "largest difference relative to the diagonals";
+}
