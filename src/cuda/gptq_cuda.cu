@@ -121,7 +121,7 @@ struct LoopArgs {
     float *err;              // [count, rows, block]
     double *loss;            // [count, rows]
     int64_t rows, cols, glen, groups;
-    int bits, block;
+    int bits, block, dtype;
 };
 
 // One block of columns [i1, i2) for every row of every problem: a thread
@@ -158,7 +158,7 @@ __global__ void column_block_kernel(LoopArgs a, int64_t i1, int64_t i2) {
         float v = m::div_rn(x, scale);
         if (zp != 0.0f) v = m::add_rn(v, zp);
         const float code = rintf(fminf(fmaxf(v, qmin), qmax));
-        const float q = m::mul_rn(m::sub_rn(code, zp), scale);
+        const float q = m::value_of(a.dtype, static_cast<int>(code), m::GroupParams{scale, zp});
         a.codes[prow * a.cols + col] = static_cast<int8_t>(code);
         const float *hrow = hs + k * B;
         const float e = m::div_rn(m::sub_rn(x, q), hrow[k]);
@@ -623,7 +623,7 @@ std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts
                                                              fof_d.get(), rows, cols, n);
         check(cudaGetLastError(), "permute kernel");
         LoopArgs a{w_d.get(), hinv.get(), perm_d.get(), fof_d.get(), scale_d.get(), zp_d.get(), codes_d.get(),
-                   err_d.get(), loss_d.get(), rows, cols, glen, groups, s.bits, static_cast<int>(B)};
+                   err_d.get(), loss_d.get(), rows, cols, glen, groups, s.bits, static_cast<int>(B), dt};
         for (int64_t i1 = 0; i1 < cols; i1 += B) {
             const int64_t i2 = std::min(cols, i1 + B);
             const size_t sm = static_cast<size_t>((i2 - i1) * (i2 - i1) + kRowsPerCta * (i2 - i1 + 1)) * sizeof(float);

@@ -167,6 +167,7 @@ Result quantize(const float *w, int64_t rows, int64_t cols, const Factor &f, con
     if (f.cols != cols) fail(KTQ_ERR_INVALID_ARGUMENT, "Hessian factor is not [cols, cols]");
     const int64_t glen = s.group_size > 0 ? s.group_size : cols, groups = cols / glen;
     const float qmin = -static_cast<float>(1 << (s.bits - 1)), qmax = static_cast<float>((1 << (s.bits - 1)) - 1);
+    const int dt = dtype_code(s.dtype);
 
     Result r;
     r.rtn_fallback = f.rtn_fallback;
@@ -195,11 +196,13 @@ Result quantize(const float *w, int64_t rows, int64_t cols, const Factor &f, con
                     const int64_t col = perm[static_cast<size_t>(k)];
                     const ct::math::GroupParams &p = params[static_cast<size_t>(i * groups + col / glen)];
                     const float x = W[static_cast<size_t>(k)];
-                    // fake_quantize in float32: code from x / scale (+ zp), back as (code - zp) * scale.
+                    // The code from x / scale (+ zp) in float32; q is what the code stands for
+                    // in the model dtype (the stored weight), whose error is spread, as
+                    // llm-compressor 0.14's block update does.
                     float v = x / p.scale;
                     if (p.zp != 0.0f) v = v + p.zp;
                     const float code = std::nearbyint(std::min(std::max(v, qmin), qmax));
-                    const float q = (code - p.zp) * p.scale;
+                    const float q = ct::math::value_of(dt, static_cast<int>(code), p);
                     r.codes[static_cast<size_t>(i * cols + col)] = static_cast<int8_t>(code);
                     const float d = hinv[static_cast<size_t>(k * cols + k)];
                     const float e = (x - q) / d;

@@ -4,7 +4,9 @@
 // the original weights), then the columns are quantized one by one in blocks
 // of `block_size`, each column's rounding error spread over the columns not
 // yet quantized through the upper Cholesky factor of the damped inverse
-// Hessian. Rows are independent given the Hessian, so they are processed in
+// Hessian (the error of a column is w - q with q what its code stands for in
+// the model dtype, as llm-compressor 0.14's block update computes it). Rows
+// are independent given the Hessian, so they are processed in
 // fixed chunks on the pool: the result never depends on the thread count.
 //
 // With an identity-like Hessian (no information) the error is never

@@ -7,7 +7,8 @@ checked against (tests/python/test_gptq.py):
   - dead columns (H_ii == 0): H_ii = 1, weights zeroed;
   - optional activation order: columns by descending H_ii (stable);
   - H += dampening * mean(diag H) * I; U = upper Cholesky factor of H^-1;
-  - columns quantized one at a time in blocks, error (w - q) / U_ii spread
+  - columns quantized one at a time in blocks, q = what the code stands for
+    in the model dtype, error (w - q) / U_ii spread
     over the remaining columns of the block, then lazily over the rest.
 """
 import ml_dtypes
@@ -71,7 +72,9 @@ def gptq(W, H, bits=4, group=128, symmetric=True, dtype="bf16", block=128, damp=
             s = scale[:, col // g].astype(np.float64)
             z = zp[:, col // g].astype(np.float64)
             c = np.clip(np.rint(W[:, k] / s + z), qmin, qmax)
-            q = (c - z) * s
+            # The weight the code stands for, in the model dtype (what is
+            # stored, and what llm-compressor 0.14 feeds back as the error).
+            q = to_dtype(to_dtype(c - z, dtype) * s.astype(np.float32), dtype).astype(np.float64)
             codes[:, col] = c
             Q[:, col] = q
             e = (W[:, k] - q) / U[k, k]
