@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <map>
+#include <numeric>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -454,6 +455,79 @@ struct FactorLane {
 
 }  // namespace
 
+namespace {
+
+// Factorizes factors [f0, f1) of the batch into hinv (f - f0 slots).
+// Returns the RTN-fallback flag of each.
+std::vector<uint8_t> factorize(const Batch &batch, const std::vector<gptq::FactorPlan> &plans, int64_t f0, int64_t f1,
+                               float *hinv, const int32_t *perm_d, const uint8_t *dead_d) {
+    const int64_t cols = batch.cols, nf = f1 - f0;
+    const int nlanes = static_cast<int>(std::min<int64_t>(nf, 4));
+    std::vector<std::unique_ptr<FactorLane>> lanes;
+    std::vector<std::unique_ptr<Buffer<float>>> staging;  // host Hessians go up through one buffer per lane
+    for (int i = 0; i < nlanes; ++i) {
+        lanes.push_back(std::make_unique<FactorLane>(cols));
+        staging.push_back(std::make_unique<Buffer<float>>());
+    }
+    Buffer<int> infos(static_cast<size_t>(3 * nf), "cuSOLVER info");
+    check(cudaMemset(infos.get(), 0, infos.size() * sizeof(int)), "cudaMemset");
+    // The lanes' streams do not wait for the legacy stream's copies before.
+    check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+    const int n = static_cast<int>(cols);
+    const unsigned nb = blocks_for(cols * cols);
+    for (int64_t k = 0; k < nf; ++k) {
+        const int64_t f = f0 + k;
+        FactorLane &L = *lanes[static_cast<size_t>(k % nlanes)];
+        const HessianRef &ref = batch.hessians[static_cast<size_t>(f)];
+        const float *hd = ref.device;
+        float scale = ref.scale;
+        if (ref.host) {
+            Buffer<float> &st = *staging[static_cast<size_t>(k % nlanes)];
+            if (st.size() == 0) st.resize(static_cast<size_t>(cols * cols), "GPTQ Hessian");
+            // The lane's previous factor must be done with the staging
+            // buffer; the copy is ordered on the lane (a plain cudaMemcpy
+            // from pageable memory may still be in flight when it returns).
+            check(cudaStreamSynchronize(L.stream), "cudaStreamSynchronize");
+            check(cudaMemcpyAsync(st.get(), ref.host, static_cast<size_t>(cols * cols) * 4, cudaMemcpyHostToDevice,
+                                  L.stream),
+                  "copy of Hessian");
+            hd = st.get();
+            scale = 1.0f;
+        }
+        int *info = infos.get() + 3 * k;
+        prepare_kernel<<<nb, 256, 0, L.stream>>>(L.h64.get(), hd, scale, perm_d + f * cols, dead_d + f * cols,
+                                                 plans[static_cast<size_t>(f)].damp, cols);
+        check(cudaGetLastError(), "prepare kernel");
+        // A failed first factorization leaves garbage for the next steps;
+        // to_factor_kernel then writes the identity (RTN fallback).
+        check(cusolverDnDpotrf(L.solver, CUBLAS_FILL_MODE_LOWER, n, L.h64.get(), n, L.work.get(),
+                               static_cast<int>(L.work.size()), info),
+              "potrf");
+        check(cusolverDnDpotri(L.solver, CUBLAS_FILL_MODE_LOWER, n, L.h64.get(), n, L.work.get(),
+                               static_cast<int>(L.work.size()), info + 1),
+              "potri");
+        mirror_kernel<<<nb, 256, 0, L.stream>>>(L.h64.get(), cols);
+        check(cudaGetLastError(), "mirror kernel");
+        check(cusolverDnDpotrf(L.solver, CUBLAS_FILL_MODE_LOWER, n, L.h64.get(), n, L.work.get(),
+                               static_cast<int>(L.work.size()), info + 2),
+              "potrf of the inverse");
+        to_factor_kernel<<<nb, 256, 0, L.stream>>>(hinv + k * cols * cols, L.h64.get(), cols, info);
+        check(cudaGetLastError(), "factor kernel");
+    }
+    check(cudaDeviceSynchronize(), "factorizations");
+    std::vector<int> info_h(infos.size());
+    check(cudaMemcpy(info_h.data(), infos.get(), info_h.size() * sizeof(int), cudaMemcpyDeviceToHost),
+          "copy of cuSOLVER info");
+    std::vector<uint8_t> fallback(static_cast<size_t>(nf));
+    for (int64_t k = 0; k < nf; ++k)
+        fallback[static_cast<size_t>(k)] = info_h[static_cast<size_t>(3 * k)] != 0 ||
+                                           info_h[static_cast<size_t>(3 * k + 1)] != 0 ||
+                                           info_h[static_cast<size_t>(3 * k + 2)] != 0;
+    return fallback;
+}
+
+}  // namespace
+
 std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts, int device) {
     const bool bf16_in = !batch.weights_bf16.empty();
     if (bf16_in && !batch.weights.empty())
@@ -476,10 +550,10 @@ std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts
     check(cudaSetDevice(device), "cudaSetDevice");
     PhaseClock clock;
 
-    // 1. Factors: the decisions on the host (gptq::plan_factor, from the
-    //    diagonal), the float64 factorizations on a few streams at once.
+    // The decisions of every factor on the host (gptq::plan_factor, from the diagonal).
     std::vector<gptq::FactorPlan> plans(static_cast<size_t>(nf));
-    std::vector<std::vector<int32_t>> perm32(static_cast<size_t>(nf));
+    std::vector<int32_t> perm32(static_cast<size_t>(nf * cols));
+    std::vector<uint8_t> dead(static_cast<size_t>(nf * cols));
     for (int64_t f = 0; f < nf; ++f) {
         const HessianRef &ref = batch.hessians[static_cast<size_t>(f)];
         std::vector<double> diag(static_cast<size_t>(cols));
@@ -495,117 +569,79 @@ std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts
                 diag[static_cast<size_t>(c)] = static_cast<double>(d[static_cast<size_t>(c)] * ref.scale);
         }
         plans[static_cast<size_t>(f)] = gptq::plan_factor(diag, opts);
-        perm32[static_cast<size_t>(f)].assign(plans[static_cast<size_t>(f)].perm.begin(), plans[static_cast<size_t>(f)].perm.end());
+        for (int64_t c = 0; c < cols; ++c) {
+            perm32[static_cast<size_t>(f * cols + c)] = static_cast<int32_t>(plans[static_cast<size_t>(f)].perm[static_cast<size_t>(c)]);
+            dead[static_cast<size_t>(f * cols + c)] = plans[static_cast<size_t>(f)].dead[static_cast<size_t>(c)];
+        }
     }
-    Buffer<float> hinv(static_cast<size_t>(nf * cols * cols), "GPTQ inverse factors");
-    Buffer<int32_t> perm_d(static_cast<size_t>(nf * cols), "GPTQ column order");
-    Buffer<uint8_t> dead_d(static_cast<size_t>(nf * cols), "GPTQ dead columns");
-    for (int64_t f = 0; f < nf; ++f) {
-        check(cudaMemcpy(perm_d.get() + f * cols, perm32[static_cast<size_t>(f)].data(), static_cast<size_t>(cols) * 4,
-                         cudaMemcpyHostToDevice),
-              "copy of column order");
-        check(cudaMemcpy(dead_d.get() + f * cols, plans[static_cast<size_t>(f)].dead.data(), static_cast<size_t>(cols),
-                         cudaMemcpyHostToDevice),
-              "copy of dead columns");
-    }
+    Buffer<int32_t> perm_d(perm32.size(), "GPTQ column order");
+    Buffer<uint8_t> dead_d(dead.size(), "GPTQ dead columns");
+    check(cudaMemcpy(perm_d.get(), perm32.data(), perm32.size() * 4, cudaMemcpyHostToDevice), "copy of column order");
+    check(cudaMemcpy(dead_d.get(), dead.data(), dead.size(), cudaMemcpyHostToDevice), "copy of dead columns");
     clock.lap("factor plans");
-    std::vector<uint8_t> fallback(static_cast<size_t>(nf), 0);
-    {
-        // Host Hessians go up through one staging buffer per lane.
-        const int nlanes = static_cast<int>(std::min<int64_t>(nf, 4));
-        std::vector<std::unique_ptr<FactorLane>> lanes;
-        std::vector<std::unique_ptr<Buffer<float>>> staging;
-        for (int i = 0; i < nlanes; ++i) {
-            lanes.push_back(std::make_unique<FactorLane>(cols));
-            staging.push_back(std::make_unique<Buffer<float>>());
-        }
-        Buffer<int> infos(static_cast<size_t>(3 * nf), "cuSOLVER info");
-        check(cudaMemset(infos.get(), 0, infos.size() * sizeof(int)), "cudaMemset");
-        // The lanes' streams do not wait for the legacy stream's copies above.
-        check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
-        const int n = static_cast<int>(cols);
-        const unsigned nb = blocks_for(cols * cols);
-        for (int64_t f = 0; f < nf; ++f) {
-            FactorLane &L = *lanes[static_cast<size_t>(f % nlanes)];
-            const HessianRef &ref = batch.hessians[static_cast<size_t>(f)];
-            const float *hd = ref.device;
-            float scale = ref.scale;
-            if (ref.host) {
-                Buffer<float> &st = *staging[static_cast<size_t>(f % nlanes)];
-                if (st.size() == 0) st.resize(static_cast<size_t>(cols * cols), "GPTQ Hessian");
-                // The lane's previous factor must be done with the staging
-                // buffer; the copy is ordered on the lane (a plain cudaMemcpy
-                // from pageable memory may still be in flight when it returns).
-                check(cudaStreamSynchronize(L.stream), "cudaStreamSynchronize");
-                check(cudaMemcpyAsync(st.get(), ref.host, static_cast<size_t>(cols * cols) * 4, cudaMemcpyHostToDevice,
-                                      L.stream),
-                      "copy of Hessian");
-                hd = st.get();
-                scale = 1.0f;
-            }
-            int *info = infos.get() + 3 * f;
-            prepare_kernel<<<nb, 256, 0, L.stream>>>(L.h64.get(), hd, scale, perm_d.get() + f * cols,
-                                                     dead_d.get() + f * cols, plans[static_cast<size_t>(f)].damp, cols);
-            check(cudaGetLastError(), "prepare kernel");
-            // A failed first factorization leaves garbage for the next steps;
-            // to_factor_kernel then writes the identity (RTN fallback).
-            check(cusolverDnDpotrf(L.solver, CUBLAS_FILL_MODE_LOWER, n, L.h64.get(), n, L.work.get(),
-                                   static_cast<int>(L.work.size()), info),
-                  "potrf");
-            check(cusolverDnDpotri(L.solver, CUBLAS_FILL_MODE_LOWER, n, L.h64.get(), n, L.work.get(),
-                                   static_cast<int>(L.work.size()), info + 1),
-                  "potri");
-            mirror_kernel<<<nb, 256, 0, L.stream>>>(L.h64.get(), cols);
-            check(cudaGetLastError(), "mirror kernel");
-            check(cusolverDnDpotrf(L.solver, CUBLAS_FILL_MODE_LOWER, n, L.h64.get(), n, L.work.get(),
-                                   static_cast<int>(L.work.size()), info + 2),
-                  "potrf of the inverse");
-            to_factor_kernel<<<nb, 256, 0, L.stream>>>(hinv.get() + f * cols * cols, L.h64.get(), cols, info);
-            check(cudaGetLastError(), "factor kernel");
-        }
-        check(cudaDeviceSynchronize(), "factorizations");
-        std::vector<int> info_h(infos.size());
-        check(cudaMemcpy(info_h.data(), infos.get(), info_h.size() * sizeof(int), cudaMemcpyDeviceToHost),
-              "copy of cuSOLVER info");
-        for (int64_t f = 0; f < nf; ++f)
-            fallback[static_cast<size_t>(f)] = info_h[static_cast<size_t>(3 * f)] != 0 ||
-                                               info_h[static_cast<size_t>(3 * f + 1)] != 0 ||
-                                               info_h[static_cast<size_t>(3 * f + 2)] != 0;
-    }
-    clock.lap("factorizations");
 
-    // 2. Problems in chunks that fit in half of the free device memory.
+    // Problems in factor order; chunks of whole factors (and their problems)
+    // that fit the budget: half of the free device memory, at most max_device_bytes.
+    std::vector<int64_t> order(static_cast<size_t>(count));
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) {
+        return batch.factor_of[static_cast<size_t>(x)] < batch.factor_of[static_cast<size_t>(y)];
+    });
     size_t free_b = 0, total_b = 0;
     check(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
+    size_t budget = free_b / 2;
+    if (batch.max_device_bytes > 0) budget = std::min<size_t>(budget, batch.max_device_bytes);
     const size_t per_problem = static_cast<size_t>(rows * cols) * (4 + 4 + 1 + 2) + static_cast<size_t>(rows * groups) * 8 +
                                static_cast<size_t>(rows * B) * 4 + static_cast<size_t>(rows) * 8;
-    const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(count, static_cast<int64_t>(free_b / 2 / per_problem)));
+    const size_t per_factor = static_cast<size_t>(cols * cols) * 4;
+    const size_t fixed = 4 * static_cast<size_t>(cols * cols) * (8 + 4) + (size_t{64} << 20);  // lanes' workspaces
+    if (fixed + per_factor + per_problem > budget)
+        fail(KTQ_ERR_NO_MEMORY, "GPTQ on the GPU: one " + std::to_string(rows) + " x " + std::to_string(cols) +
+                                    " problem needs about " + std::to_string((fixed + per_factor + per_problem) >> 20) +
+                                    " MiB of device memory, more than the " + std::to_string(budget >> 20) +
+                                    " MiB allowed (raise max_device_memory, free the GPU, or run on the CPU)");
     std::vector<gptq::Result> results(static_cast<size_t>(count));
-    Buffer<float> w_in(static_cast<size_t>(chunk * rows * cols), "GPTQ weights");  // later: the dequantized weights
-    Buffer<float> w_d(static_cast<size_t>(chunk * rows * cols), "GPTQ working weights");
-    Buffer<int8_t> codes_d(static_cast<size_t>(chunk * rows * cols), "GPTQ codes");
-    Buffer<float> scale_d(static_cast<size_t>(chunk * rows * groups), "GPTQ scales");
-    Buffer<float> zp_d(static_cast<size_t>(chunk * rows * groups), "GPTQ zero points");
-    Buffer<float> err_d(static_cast<size_t>(chunk * rows * B), "GPTQ errors");
-    Buffer<double> loss_d(static_cast<size_t>(chunk * rows), "GPTQ losses");
-    Buffer<int32_t> fof_d(static_cast<size_t>(chunk), "GPTQ factor indices");
-    Buffer<uint16_t> w_bf16;
-    if (bf16_in) w_bf16.resize(static_cast<size_t>(chunk * rows * cols), "GPTQ BF16 weights");
     const size_t smem = static_cast<size_t>(B * B + kRowsPerCta * (B + 1)) * sizeof(float);
     check(cudaFuncSetAttribute(column_block_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
           "shared memory size of the column kernel");
-    for (int64_t c0 = 0; c0 < count; c0 += chunk) {
-        const int64_t n = std::min(chunk, count - c0);
-        std::vector<int32_t> fof(static_cast<size_t>(n));
+    for (size_t i0 = 0; i0 < order.size();) {
+        // Grow the chunk problem by problem; a new factor costs its slot.
+        const int64_t f0 = batch.factor_of[static_cast<size_t>(order[i0])];
+        int64_t f1 = f0 + 1;
+        size_t i1 = i0 + 1, bytes = fixed + per_factor + per_problem;
+        while (i1 < order.size()) {
+            const int64_t f = batch.factor_of[static_cast<size_t>(order[i1])];
+            const size_t more = per_problem + (f >= f1 ? static_cast<size_t>(f + 1 - f1) * per_factor : 0);
+            if (bytes + more > budget) break;
+            bytes += more;
+            f1 = std::max(f1, f + 1);
+            ++i1;
+        }
+        const int64_t n = static_cast<int64_t>(i1 - i0);
+        Buffer<float> hinv(static_cast<size_t>((f1 - f0) * cols * cols), "GPTQ inverse factors");
+        const std::vector<uint8_t> fallback = factorize(batch, plans, f0, f1, hinv.get(), perm_d.get(), dead_d.get());
+        clock.lap("factorizations");
+        Buffer<float> w_in(static_cast<size_t>(n * rows * cols), "GPTQ weights");  // later: the dequantized weights
+        Buffer<float> w_d(static_cast<size_t>(n * rows * cols), "GPTQ working weights");
+        Buffer<int8_t> codes_d(static_cast<size_t>(n * rows * cols), "GPTQ codes");
+        Buffer<float> scale_d(static_cast<size_t>(n * rows * groups), "GPTQ scales");
+        Buffer<float> zp_d(static_cast<size_t>(n * rows * groups), "GPTQ zero points");
+        Buffer<float> err_d(static_cast<size_t>(n * rows * B), "GPTQ errors");
+        Buffer<double> loss_d(static_cast<size_t>(n * rows), "GPTQ losses");
+        Buffer<int32_t> fof_d(static_cast<size_t>(n), "GPTQ factor indices");
+        Buffer<uint16_t> w_bf16;
+        if (bf16_in) w_bf16.resize(static_cast<size_t>(n * rows * cols), "GPTQ BF16 weights");
+        std::vector<int32_t> fof(static_cast<size_t>(n));  // factor slot within the chunk
         for (int64_t p = 0; p < n; ++p) {
-            fof[static_cast<size_t>(p)] = batch.factor_of[static_cast<size_t>(c0 + p)];
+            const size_t src = static_cast<size_t>(order[i0 + static_cast<size_t>(p)]);
+            fof[static_cast<size_t>(p)] = static_cast<int32_t>(batch.factor_of[src] - f0);
             if (bf16_in)
-                check(cudaMemcpy(w_bf16.get() + p * rows * cols, batch.weights_bf16[static_cast<size_t>(c0 + p)],
-                                 static_cast<size_t>(rows * cols) * 2, cudaMemcpyHostToDevice),
+                check(cudaMemcpy(w_bf16.get() + p * rows * cols, batch.weights_bf16[src], static_cast<size_t>(rows * cols) * 2,
+                                 cudaMemcpyHostToDevice),
                       "copy of weights");
             else
-                check(cudaMemcpy(w_in.get() + p * rows * cols, batch.weights[static_cast<size_t>(c0 + p)],
-                                 static_cast<size_t>(rows * cols) * 4, cudaMemcpyHostToDevice),
+                check(cudaMemcpy(w_in.get() + p * rows * cols, batch.weights[src], static_cast<size_t>(rows * cols) * 4,
+                                 cudaMemcpyHostToDevice),
                       "copy of weights");
         }
         if (bf16_in) {
@@ -619,27 +655,29 @@ std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts
         params_kernel<<<blocks_for(n * rows * groups), 256>>>(w_in.get(), scale_d.get(), zp_d.get(), rows, cols, glen,
                                                              groups, n, dt, s.bits, s.symmetric);
         check(cudaGetLastError(), "observer kernel");
-        permute_kernel<<<blocks_for(n * rows * cols), 256>>>(w_d.get(), w_in.get(), perm_d.get(), dead_d.get(),
-                                                             fof_d.get(), rows, cols, n);
+        permute_kernel<<<blocks_for(n * rows * cols), 256>>>(w_d.get(), w_in.get(), perm_d.get() + f0 * cols,
+                                                             dead_d.get() + f0 * cols, fof_d.get(), rows, cols, n);
         check(cudaGetLastError(), "permute kernel");
-        LoopArgs a{w_d.get(), hinv.get(), perm_d.get(), fof_d.get(), scale_d.get(), zp_d.get(), codes_d.get(),
+        LoopArgs a{w_d.get(), hinv.get(), perm_d.get() + f0 * cols, fof_d.get(), scale_d.get(), zp_d.get(), codes_d.get(),
                    err_d.get(), loss_d.get(), rows, cols, glen, groups, s.bits, static_cast<int>(B), dt};
-        for (int64_t i1 = 0; i1 < cols; i1 += B) {
-            const int64_t i2 = std::min(cols, i1 + B);
-            const size_t sm = static_cast<size_t>((i2 - i1) * (i2 - i1) + kRowsPerCta * (i2 - i1 + 1)) * sizeof(float);
+        for (int64_t c1 = 0; c1 < cols; c1 += B) {
+            const int64_t c2 = std::min(cols, c1 + B);
+            const size_t sm = static_cast<size_t>((c2 - c1) * (c2 - c1) + kRowsPerCta * (c2 - c1 + 1)) * sizeof(float);
             column_block_kernel<<<dim3(static_cast<unsigned>((rows + kRowsPerCta - 1) / kRowsPerCta), static_cast<unsigned>(n)),
-                                  kRowsPerCta, sm>>>(a, i1, i2);
+                                  kRowsPerCta, sm>>>(a, c1, c2);
             check(cudaGetLastError(), "column kernel");
-            if (i2 < cols) {
-                lazy_update_kernel<<<dim3(static_cast<unsigned>((cols - i2 + kTile - 1) / kTile),
+            if (c2 < cols) {
+                lazy_update_kernel<<<dim3(static_cast<unsigned>((cols - c2 + kTile - 1) / kTile),
                                           static_cast<unsigned>((rows + kTile - 1) / kTile), static_cast<unsigned>(n)),
-                                     256>>>(a, i1, i2);
+                                     256>>>(a, c1, c2);
                 check(cudaGetLastError(), "update kernel");
             }
         }
-        if (batch.dequantized) dequant_kernel<<<blocks_for(n * rows * cols), 256>>>(w_in.get(), codes_d.get(), scale_d.get(), zp_d.get(), rows,
-                                                             cols, glen, groups, n, dt);
-        check(cudaGetLastError(), "dequantization kernel");
+        if (batch.dequantized) {
+            dequant_kernel<<<blocks_for(n * rows * cols), 256>>>(w_in.get(), codes_d.get(), scale_d.get(), zp_d.get(),
+                                                                 rows, cols, glen, groups, n, dt);
+            check(cudaGetLastError(), "dequantization kernel");
+        }
         clock.lap("GPTQ kernels");
         std::vector<double> loss(static_cast<size_t>(n * rows));
         std::vector<float> sc(static_cast<size_t>(n * rows * groups)), zp(sc.size());
@@ -648,7 +686,7 @@ std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts
         check(cudaMemcpy(zp.data(), zp_d.get(), zp.size() * 4, cudaMemcpyDeviceToHost), "copy of zero points");
         const size_t pg = static_cast<size_t>(rows * groups);
         for (int64_t p = 0; p < n; ++p) {
-            gptq::Result &r = results[static_cast<size_t>(c0 + p)];
+            gptq::Result &r = results[static_cast<size_t>(order[i0 + static_cast<size_t>(p)])];
             r.codes.resize(static_cast<size_t>(rows * cols));
             check(cudaMemcpy(r.codes.data(), codes_d.get() + p * rows * cols, r.codes.size(), cudaMemcpyDeviceToHost),
                   "copy of codes");
@@ -668,6 +706,7 @@ std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts
             }
         }
         clock.lap("results to the host");
+        i0 = i1;
     }
     return results;
 }

@@ -116,6 +116,10 @@ struct Batch {
     // Fill Result::dequantized (what a writer needs is codes and scales; the
     // dequantized weights feed the next layer's calibration forward).
     bool dequantized = true;
+    // Device memory the batch may hold (0: half of what is free). Problems
+    // are solved in chunks of whole factors that fit; one problem that does
+    // not fails with KTQ_ERR_NO_MEMORY.
+    size_t max_device_bytes = 0;
 };
 
 // Per problem: what gptq::quantize returns for it on the CPU (the observer

@@ -129,6 +129,17 @@ TEST(CudaGptq, BatchAgreesWithCpu) {
             raw.weights_bf16.push_back(bits[static_cast<size_t>(p)].data());
         }
         const std::vector<Result> gpu_raw = ktq::cuda_gptq::quantize(raw, o);
+        // A tight device-memory budget: solved in chunks of about two problems, same results.
+        ktq::cuda_gptq::Batch tight = batch;
+        tight.max_device_bytes = 4 * static_cast<size_t>(cols * cols) * 12 + (size_t{64} << 20) +
+                                 2 * (static_cast<size_t>(cols * cols) * 4 + static_cast<size_t>(rows * cols) * 12);
+        const std::vector<Result> gpu_tight = ktq::cuda_gptq::quantize(tight, o);
+        for (int p = 0; p < 5; ++p) {
+            EXPECT_EQ(gpu_tight[static_cast<size_t>(p)].codes, gpu[static_cast<size_t>(p)].codes) << c.name;
+            EXPECT_EQ(gpu_tight[static_cast<size_t>(p)].dequantized, gpu[static_cast<size_t>(p)].dequantized) << c.name;
+        }
+        tight.max_device_bytes = 1 << 20;  // not even one problem
+        EXPECT_THROW(ktq::cuda_gptq::quantize(tight, o), std::exception);
         for (int p = 0; p < 5; ++p) {
             EXPECT_EQ(gpu_raw[static_cast<size_t>(p)].codes, gpu[static_cast<size_t>(p)].codes) << c.name;
             EXPECT_EQ(gpu_raw[static_cast<size_t>(p)].scales, gpu[static_cast<size_t>(p)].scales) << c.name;
