@@ -223,8 +223,14 @@ typedef struct ktq_quantize_options {
      * KTQ_MOE_HESSIAN_BLEND with weight 0.2; see ktq/gptq.h). */
     ktq_moe_hessian moe_hessian;
     double moe_all_tokens_weight;
+    /* ---- version 4 ---- */
+    /* KTQ_DEVICE_CUDA: bytes of GPU memory the engine may hold (0 = up to
+     * 80 % of what is free when a layer starts). GPTQ keeps its Hessian sums
+     * on the GPU while they fit half of it (else in host memory) and solves
+     * in chunks that fit the other half; kt-kernel's --max_gpu_memory. */
+    uint64_t max_device_memory;
 } ktq_quantize_options;
-#define KTQ_QUANTIZE_OPTIONS_VERSION 3
+#define KTQ_QUANTIZE_OPTIONS_VERSION 4
 KTQ_API ktq_status ktq_quantize_options_init(ktq_quantize_options *opts, unsigned version);
 
 /* Run the engine over decoder layer `layer` (or KTQ_LAYER_GLOBALS) and hand

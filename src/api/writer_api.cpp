@@ -48,6 +48,7 @@ private:
 size_t quantize_options_size(unsigned version) {
     return version == 1   ? offsetof(ktq_quantize_options, device)
            : version == 2 ? offsetof(ktq_quantize_options, calibration)
+           : version == 3 ? offsetof(ktq_quantize_options, max_device_memory)
                           : sizeof(ktq_quantize_options);
 }
 

@@ -26,6 +26,7 @@ struct Options {
     std::string input_type;  // drop-in: checked against the model
     int threads = 0;
     uint64_t max_shard_bytes = 0;
+    uint64_t max_gpu_memory = 0;
     bool overwrite = false;
     bool resume = false;
     bool allow_non_finite = false;
@@ -83,6 +84,14 @@ ktq_format format_of(const Options &o) {
 
 // kt-kernel's --input-type names what the checkpoint holds; a mismatch is
 // almost always the wrong folder, so it stops the run.
+// A CUDA device libktq can use (built with CUDA, one visible).
+bool ktq_cuda_usable() {
+    ktq_system_info info;
+    ktq_system_info_init(&info, KTQ_SYSTEM_INFO_VERSION);
+    if (ktq_system_get_info(&info, nullptr) != KTQ_OK) return false;
+    return info.cuda_built && info.cuda_devices > 0;
+}
+
 bool input_type_matches(const std::string &input_type, ktq_dtype stored) {
     if (input_type.empty()) return true;
     if (input_type == "fp8") return stored == KTQ_DTYPE_F8_E4M3 || stored == KTQ_DTYPE_F8_E5M2;
@@ -220,6 +229,7 @@ int run(const Options &o) {
     qopts.threads = o.threads;
     qopts.allow_non_finite = o.allow_non_finite;
     qopts.device = o.device == "cuda" ? KTQ_DEVICE_CUDA : KTQ_DEVICE_CPU;
+    qopts.max_device_memory = o.max_gpu_memory;
     qopts.progress = &ProgressBar::callback;
     qopts.payload = &bar;
     const auto start = std::chrono::steady_clock::now();
@@ -368,6 +378,9 @@ Command add_convert_command(CLI::App &app) {
 
     cmd->add_option("--threads", o->threads, "Worker threads (default: one per core, from hwloc)")
         ->check(CLI::NonNegativeNumber);
+    cmd->add_option("--max-gpu-memory", o->max_gpu_memory,
+                    "--device cuda: GPU memory the engine may hold, e.g. 40GiB (default: 80 % of what is free)")
+        ->transform(CLI::AsSizeValue(true));
     cmd->add_option("--max-shard-size", o->max_shard_bytes,
                     "Largest output shard, e.g. 5GB, 500MB, 4GiB (default 5GB)")
         ->transform(CLI::AsSizeValue(true));
@@ -459,14 +472,17 @@ Command add_convert_gpu_weights_command(CLI::App &app) {
         ->check(CLI::IsMember({"bfloat16", "float16", "float32"}))
         ->capture_default_str();
     cmd->add_flag("--force_cpu", *force_cpu,
-                  "Give the bytes the script writes when forced onto the CPU (ktq computes on the CPU either way)");
+                  "Compute on the CPU and give the bytes the script writes there (without it, GPTQ runs on the GPU "
+                  "when libktq has CUDA and a device is visible, as the script does)");
     o->dampening_frac = 0.1;  // the script's default
     cmd->add_option("--dataset", o->dataset, "GPTQ: calibration data, a local plain-text or JSONL file");
     cmd->add_option("--num_calibration_samples", o->num_samples, "GPTQ: samples")->capture_default_str();
     cmd->add_option("--max_sequence_length", o->max_seq_len, "GPTQ: tokens per sample")->capture_default_str();
     cmd->add_option("--dampening_frac", o->dampening_frac, "GPTQ: dampening")->capture_default_str();
     cmd->add_option("--random_seed", o->seed, "GPTQ: seed of the sample draw")->capture_default_str();
-    for (const char *name : {"--dataset_split", "--max_gpu_memory", "--max_cpu_memory"})
+    cmd->add_option("--max_gpu_memory", o->max_gpu_memory, "GPTQ on the GPU: memory ktq may hold there, e.g. 40GiB")
+        ->transform(CLI::AsSizeValue(true));
+    for (const char *name : {"--dataset_split", "--max_cpu_memory"})
         cmd->add_option(name, *ignored, "Accepted for compatibility; not used");
     cmd->add_flag("--trust_remote_code", *ignored_flag, "Accepted for compatibility (ktq runs no model code)");
     cmd->add_option("--threads", o->threads, "Worker threads (default: one per core)")->check(CLI::NonNegativeNumber);
@@ -480,6 +496,8 @@ Command add_convert_gpu_weights_command(CLI::App &app) {
                         return 2;
                     }
                     o->engine = "gptq";
+                    // The script calibrates on the GPU unless forced onto the CPU.
+                    if (!*force_cpu && ktq_cuda_usable()) o->device = "cuda";
                 }
                 // The script runs llm-compressor on the GPU unless forced onto
                 // the CPU, which changes the codes it writes (see --rounding).

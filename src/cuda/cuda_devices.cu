@@ -19,4 +19,12 @@ int cuda_device_count(std::string *name0) {
     return count;
 }
 
+bool cuda_memory_info(size_t *free_bytes, size_t *total_bytes) {
+    if (cudaMemGetInfo(free_bytes, total_bytes) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    return true;
+}
+
 }  // namespace ktq

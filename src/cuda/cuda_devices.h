@@ -2,6 +2,7 @@
 // from cuda_devices_none.cpp otherwise, so callers never need #ifdefs.
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 namespace ktq {
@@ -10,5 +11,7 @@ bool cuda_built();
 // Number of usable devices (0 when none or when the driver is missing);
 // `name0` receives device 0's name.
 int cuda_device_count(std::string *name0);
+// Free and total memory of the current device; false without one.
+bool cuda_memory_info(size_t *free_bytes, size_t *total_bytes);
 
 }  // namespace ktq

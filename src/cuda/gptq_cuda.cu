@@ -335,8 +335,10 @@ __global__ void silu_mul_kernel(float *a, const float *gu, int64_t n, int64_t in
 struct ExpertCalibrator::Impl {
     cublasHandle_t blas = nullptr;
     std::map<const void *, std::unique_ptr<Buffer<float>>> weights;  // key -> [2 inter, hidden]: gate rows, up rows
+    size_t max_cached = 0, cached = 0;
+    Buffer<float> scratch;  // an expert's weights when the cache is full
     Buffer<float> gu, act;
-    explicit Impl(int device) {
+    Impl(size_t max_cached_bytes, int device) : max_cached(max_cached_bytes) {
         check(cudaSetDevice(device), "cudaSetDevice");
         check(cublasCreate(&blas), "cublasCreate");
         cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH);
@@ -344,7 +346,8 @@ struct ExpertCalibrator::Impl {
     ~Impl() { cublasDestroy(blas); }
 };
 
-ExpertCalibrator::ExpertCalibrator(int device) : impl_(std::make_unique<Impl>(device)) {}
+ExpertCalibrator::ExpertCalibrator(size_t max_cached_bytes, int device)
+    : impl_(std::make_unique<Impl>(max_cached_bytes, device)) {}
 ExpertCalibrator::~ExpertCalibrator() = default;
 
 void ExpertCalibrator::add_down_hessian(DeviceHessian &down, const void *key, const float *gate, const float *up,
@@ -353,11 +356,24 @@ void ExpertCalibrator::add_down_hessian(DeviceHessian &down, const void *key, co
     const int64_t n = x.rows();
     if (n <= 0) return;
     if (down.cols() != inter) fail(KTQ_ERR_INTERNAL, "ExpertCalibrator: the down Hessian is not [inter, inter]");
-    auto &w = d.weights[key];
-    if (!w) {
-        w = std::make_unique<Buffer<float>>(static_cast<size_t>(2 * inter * hidden), "expert weights");
-        check(cudaMemcpy(w->get(), gate, static_cast<size_t>(inter * hidden) * 4, cudaMemcpyHostToDevice), "copy of gate");
-        check(cudaMemcpy(w->get() + inter * hidden, up, static_cast<size_t>(inter * hidden) * 4, cudaMemcpyHostToDevice),
+    const size_t bytes = static_cast<size_t>(2 * inter * hidden) * 4;
+    float *wd = nullptr;
+    auto it = d.weights.find(key);
+    if (it != d.weights.end()) {
+        wd = it->second->get();
+    } else {
+        if (d.cached + bytes <= d.max_cached) {
+            auto &w = d.weights[key];
+            w = std::make_unique<Buffer<float>>(static_cast<size_t>(2 * inter * hidden), "expert weights");
+            d.cached += bytes;
+            wd = w->get();
+        } else {
+            if (d.scratch.size() < static_cast<size_t>(2 * inter * hidden))
+                d.scratch.resize(static_cast<size_t>(2 * inter * hidden), "expert weights");
+            wd = d.scratch.get();
+        }
+        check(cudaMemcpy(wd, gate, static_cast<size_t>(inter * hidden) * 4, cudaMemcpyHostToDevice), "copy of gate");
+        check(cudaMemcpy(wd + inter * hidden, up, static_cast<size_t>(inter * hidden) * 4, cudaMemcpyHostToDevice),
               "copy of up");
     }
     if (d.gu.size() < static_cast<size_t>(n * 2 * inter)) d.gu.resize(static_cast<size_t>(n * 2 * inter), "expert gate/up");
@@ -365,7 +381,7 @@ void ExpertCalibrator::add_down_hessian(DeviceHessian &down, const void *key, co
     const float one = 1.0f, zero = 0.0f;
     // [n, 2 inter] = x [n, hidden] . W^T; column-major: (W as [hidden, 2 inter])^T . x [hidden, n].
     check(cublasSgemm(d.blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(2 * inter), static_cast<int>(n),
-                      static_cast<int>(hidden), &one, w->get(), static_cast<int>(hidden), x.data(),
+                      static_cast<int>(hidden), &one, wd, static_cast<int>(hidden), x.data(),
                       static_cast<int>(hidden), &zero, d.gu.get(), static_cast<int>(2 * inter)),
           "expert gate/up product");
     silu_mul_kernel<<<blocks_for(n * inter), 256>>>(d.act.get(), d.gu.get(), n, inter);

@@ -77,11 +77,12 @@ private:
 // All-experts calibration of routed experts on the GPU: for every row x of
 // the batch, a = silu(x gate^T) * (x up^T) in float32 (cuBLAS, no TF32),
 // summed into the expert's down Hessian as a a^T. Each expert's gate/up
-// weights are copied to the device on first use and kept (the object lives
-// for one layer's calibration pass).
+// weights are copied to the device on first use and kept while they fit in
+// `max_cached_bytes` (later experts are copied at each call; the object
+// lives for one layer's calibration pass).
 class ExpertCalibrator {
 public:
-    explicit ExpertCalibrator(int device = 0);
+    explicit ExpertCalibrator(size_t max_cached_bytes = size_t(-1), int device = 0);
     ~ExpertCalibrator();
     ExpertCalibrator(const ExpertCalibrator &) = delete;
     ExpertCalibrator &operator=(const ExpertCalibrator &) = delete;

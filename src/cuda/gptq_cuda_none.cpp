@@ -30,7 +30,7 @@ const float *DeviceRows::data() const { missing(); }
 int64_t DeviceRows::rows() const { missing(); }
 
 struct ExpertCalibrator::Impl {};
-ExpertCalibrator::ExpertCalibrator(int) { missing(); }
+ExpertCalibrator::ExpertCalibrator(size_t, int) { missing(); }
 ExpertCalibrator::~ExpertCalibrator() = default;
 void ExpertCalibrator::add_down_hessian(DeviceHessian &, const void *, const float *, const float *, int64_t, int64_t,
                                         const DeviceRows &) {

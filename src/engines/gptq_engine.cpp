@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "cuda/cuda_devices.h"
 #include "cuda/gptq_cuda.h"
 #include "engines/cast_engine.h"
 #include "forward/causal_lm.h"
@@ -23,7 +24,7 @@ namespace {
 // (cuda_gptq::DeviceHessian, --device cuda).
 class HessianSum {
 public:
-    HessianSum(int64_t cols, bool cuda) : cpu_(cuda ? 0 : cols) {
+    HessianSum(int64_t cols, bool cuda) : cpu_(cuda ? 0 : cols) {  // cuda: the sum lives on the GPU
         if (cuda) gpu_ = std::make_unique<cuda_gptq::DeviceHessian>(cols);
     }
     void add(const float *x, int64_t n, ThreadPool &pool) {
@@ -49,12 +50,19 @@ private:
 class HessianObserver : public ActivationObserver {
 public:
     using Map = std::map<const Linear *, std::shared_ptr<HessianSum>>;
-    HessianObserver(Map &all, Map *routed, ThreadPool &pool, bool cuda)
+    // gpu_experts: run the routed experts' all-token pass on the GPU (their
+    // all-token Hessians are device sums), caching up to `cache` bytes of
+    // expert weights there.
+    HessianObserver(Map &all, Map *routed, ThreadPool &pool, bool gpu_experts, size_t cache)
         : all_(all), routed_(routed), pool_(pool) {
-        if (cuda) {
+        if (gpu_experts) {
             rows_ = std::make_unique<cuda_gptq::DeviceRows>();
-            experts_ = std::make_unique<cuda_gptq::ExpertCalibrator>();
+            experts_ = std::make_unique<cuda_gptq::ExpertCalibrator>(cache);
         }
+    }
+    void release_device() {  // calibration done: the GPU memory goes to the solve
+        experts_.reset();
+        rows_.reset();
     }
     void observe(const Linear &linear, const float *x, int64_t rows) override { add(all_, linear, x, rows); }
     void observe_routed(const Linear &linear, const float *x, int64_t rows) override {
@@ -184,23 +192,56 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
     for (ExpertWeights &e : w.experts)
         for (Linear *l : {&e.gate, &e.up, &e.down}) routed_linears.insert(l);
     HessianObserver::Map hessians, routed_h;
-    auto share = [&](HessianObserver::Map &m, const std::vector<Linear *> &members, bool routed_only) {
+    // On a GPU: the Hessian sums live there while they fit half of the
+    // device budget (routed-token sums move to host memory first), the
+    // expert weights cached for the all-token pass get a quarter.
+    size_t budget = 0;
+    bool all_on_gpu = false, routed_on_gpu = false;
+    if (cuda_) {
+        size_t free_b = 0, total_b = 0;
+        if (!cuda_memory_info(&free_b, &total_b))
+            fail(KTQ_ERR_UNSUPPORTED, "GPTQ on the GPU: no CUDA device is usable (run with --device cpu)");
+        budget = free_b / 10 * 8;
+        if (opts.max_device_memory > 0) budget = std::min<size_t>(budget, static_cast<size_t>(opts.max_device_memory));
+        size_t all_bytes = 0, routed_bytes = 0;
+        auto count_bytes = [&](const std::vector<std::vector<Linear *>> &groups, bool routed_only, size_t &bytes) {
+            for (const auto &g : groups)
+                for (Linear *l : g)
+                    if (targets.count(l) && (!routed_only || routed_linears.count(l))) {
+                        bytes += static_cast<size_t>(l->in * l->in) * 4;  // one sum per group
+                        break;
+                    }
+        };
+        count_bytes(input_groups(w, false), false, all_bytes);
+        for (auto &[l, o] : targets)  // Linears outside the groups (o_proj, down_proj, ...): a sum each
+            if (std::none_of(input_groups(w, false).begin(), input_groups(w, false).end(), [&](const auto &g) {
+                    return std::find(g.begin(), g.end(), l) != g.end();
+                }))
+                all_bytes += static_cast<size_t>(l->in * l->in) * 4;
+        if (routed_mode) count_bytes(input_groups(w, true), true, routed_bytes);
+        if (routed_mode)
+            for (ExpertWeights &e : w.experts)
+                if (targets.count(&e.down)) routed_bytes += static_cast<size_t>(e.down.in * e.down.in) * 4;
+        all_on_gpu = all_bytes <= budget / 2;
+        routed_on_gpu = all_on_gpu && all_bytes + routed_bytes <= budget / 2;
+    }
+    auto share = [&](HessianObserver::Map &m, const std::vector<Linear *> &members, bool routed_only, bool gpu) {
         std::shared_ptr<HessianSum> h;
         for (Linear *l : members) {
             if (!targets.count(l) || (routed_only && !routed_linears.count(l))) continue;
-            if (!h) h = std::make_shared<HessianSum>(l->in, cuda_);
+            if (!h) h = std::make_shared<HessianSum>(l->in, gpu);
             m[l] = h;
         }
     };
-    for (const auto &g : input_groups(w, false)) share(hessians, g, false);
+    for (const auto &g : input_groups(w, false)) share(hessians, g, false, all_on_gpu);
     if (routed_mode)
-        for (const auto &g : input_groups(w, true)) share(routed_h, g, true);
+        for (const auto &g : input_groups(w, true)) share(routed_h, g, true, routed_on_gpu);
     for (auto &[l, o] : targets) {
-        if (!hessians.count(l)) hessians[l] = std::make_shared<HessianSum>(l->in, cuda_);
+        if (!hessians.count(l)) hessians[l] = std::make_shared<HessianSum>(l->in, all_on_gpu);
         if (routed_mode && routed_linears.count(l) && !routed_h.count(l))
-            routed_h[l] = std::make_shared<HessianSum>(l->in, cuda_);
+            routed_h[l] = std::make_shared<HessianSum>(l->in, routed_on_gpu);
     }
-    HessianObserver observer(hessians, routed_mode ? &routed_h : nullptr, pool, cuda_);
+    HessianObserver observer(hessians, routed_mode ? &routed_h : nullptr, pool, all_on_gpu, budget / 4);
     std::vector<uint64_t> &counts = expert_tokens_[layer];
     counts.assign(static_cast<size_t>(std::max(0, cfg.num_experts)), 0);
     ForwardContext ctx;
@@ -212,6 +253,7 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
         observer.forget();
         forward_layer(ctx, w, x, seqs, len);
     });
+    observer.release_device();
     // 2. GPTQ per Linear, outputs written, weights replaced by what the codes stand for.
     struct Job {
         Linear *l;
@@ -294,6 +336,7 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
             cuda_gptq::Batch batch;
             batch.rows = f.l->out;
             batch.cols = f.l->in;
+            batch.max_device_bytes = budget / 2;
             std::vector<size_t> members;
             std::vector<std::vector<float>> hs;
             std::map<std::pair<const HessianSum *, const HessianSum *>, int> factor_index;

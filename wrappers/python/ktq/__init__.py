@@ -132,11 +132,22 @@ _FORMATS = {"bf16": _lib.FORMAT_HF_BF16, "kt-int4": _lib.FORMAT_KT_AMXINT4, "kt-
             "gguf": _lib.FORMAT_GGUF}
 
 
+def system_info():
+    """What this machine offers the engines: NUMA nodes, cores, CPU
+    instruction sets, CUDA (`cuda_built`, `cuda_devices`, `cuda_device0`)."""
+    info = _lib.SystemInfo()
+    lib.ktq_system_info_init(ctypes.byref(info), _lib.SYSTEM_INFO_VERSION)
+    _call(lib.ktq_system_get_info, ctypes.byref(info))
+    out = {name: getattr(info, name) for name, _ in _lib.SystemInfo._fields_ if name != "version"}
+    out["cpu_model"], out["cuda_device0"] = out["cpu_model"].decode(), out["cuda_device0"].decode()
+    return out
+
+
 def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=False, resume=False,
             progress=None, numa_parts=2, loose_files=False, resume_layer=0, group_size=128, asymmetric=False,
             targets=None, ignore=None, device="cpu", rounding="fp32", dtype=None, gguf_type="Q8_0",
             split_experts=False, engine="rtn", dataset=None, num_calibration_samples=512, max_sequence_length=2048,
-            seed=42, dampening_frac=0.01, actorder="static"):
+            seed=42, dampening_frac=0.01, actorder="static", max_gpu_memory=0):
     """Converts `model` into `out_dir`: to="bf16" (dequantized checkpoint),
     "kt-int4" or "kt-int8" (kt-kernel's AMX expert layout, split into
     `numa_parts`, merged safetensors or `loose_files`), "W4A16" or "W8A16"
@@ -150,7 +161,9 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
     `gguf_type` ("Q8_0", "Q4_K", ...), experts stacked or `split_experts`.
     W4A16/W8A16 with engine="gptq" calibrate GPTQ on `dataset` (a text or
     JSONL file; `num_calibration_samples` x `max_sequence_length` tokens,
-    drawn with `seed`; `dampening_frac`; `actorder` "static" or "none").
+    drawn with `seed`; `dampening_frac`; `actorder` "static" or "none");
+    on device="cuda" the engine holds at most `max_gpu_memory` bytes there
+    (0 = 80 % of what is free).
     `progress(dict)` returns False to cancel
     (KtqError with status "cancelled"; nothing with a final name is left)."""
     if to not in _FORMATS:
@@ -219,6 +232,7 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
     lib.ktq_quantize_options_init(ctypes.byref(qopts), _lib.QUANTIZE_OPTIONS_VERSION)
     qopts.threads, qopts.progress = threads, callback
     qopts.device = _lib.DEVICE_CUDA if device == "cuda" else _lib.DEVICE_CPU
+    qopts.max_device_memory = int(max_gpu_memory)
     if engine == "gptq":
         qopts.engine, qopts.calibration = _lib.ENGINE_GPTQ, calibration
         qopts.dampening_frac, qopts.act_order = dampening_frac, _lib.ACT_ORDER[actorder]

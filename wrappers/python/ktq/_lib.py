@@ -15,7 +15,8 @@ c_char_p, c_void_p = ctypes.c_char_p, ctypes.c_void_p
 
 OPEN_OPTIONS_VERSION = MODEL_INFO_VERSION = TENSOR_INFO_VERSION = 1
 PROGRESS_VERSION = 1
-QUANTIZE_OPTIONS_VERSION = 3
+QUANTIZE_OPTIONS_VERSION = 4
+SYSTEM_INFO_VERSION = 1
 EVAL_OPTIONS_VERSION = CALIBRATION_OPTIONS_VERSION = 1
 ENGINE_GPTQ = 5
 ACT_ORDER = {"none": 0, "static": 1}
@@ -74,7 +75,8 @@ class QuantizeOptions(ctypes.Structure):
     _fields_ = [("version", c_uint), ("engine", c_int), ("threads", c_int), ("progress", PROGRESS_CB),
                 ("payload", c_void_p), ("allow_non_finite", c_int), ("device", c_int), ("calibration", c_void_p),
                 ("dampening_frac", ctypes.c_double), ("gptq_block_size", c_int), ("act_order", c_int),
-                ("calibration_batch", c_int), ("moe_hessian", c_int), ("moe_all_tokens_weight", ctypes.c_double)]
+                ("calibration_batch", c_int), ("moe_hessian", c_int), ("moe_all_tokens_weight", ctypes.c_double),
+                ("max_device_memory", ctypes.c_uint64)]
 
 
 class EvalOptions(ctypes.Structure):
@@ -93,10 +95,17 @@ class CalibrationOptions(ctypes.Structure):
                 ("text_field", c_char_p)]
 
 
+class SystemInfo(ctypes.Structure):
+    _fields_ = [("version", c_uint), ("numa_nodes", c_int), ("cores", c_int), ("pus", c_int), ("avx2", c_int),
+                ("avx512f", c_int), ("avx512_vnni", c_int), ("avx512_bf16", c_int), ("amx_tile", c_int),
+                ("amx_int8", c_int), ("amx_bf16", c_int), ("cuda_built", c_int), ("cuda_devices", c_int),
+                ("cpu_model", ctypes.c_char * 128), ("cuda_device0", ctypes.c_char * 128)]
+
+
 STRUCTS = {"ktq_open_options": OpenOptions, "ktq_model_info": ModelInfo, "ktq_tensor_info": TensorInfo,
            "ktq_progress": Progress, "ktq_writer_options": WriterOptions, "ktq_quantize_options": QuantizeOptions,
            "ktq_eval_options": EvalOptions, "ktq_eval_result": EvalResult,
-           "ktq_calibration_options": CalibrationOptions}
+           "ktq_calibration_options": CalibrationOptions, "ktq_system_info": SystemInfo}
 
 
 def _find_library():
@@ -151,6 +160,8 @@ _decl("ktq_writer_options_init", c_int, ctypes.POINTER(WriterOptions), c_uint)
 _decl("ktq_writer_open", c_int, ctypes.POINTER(c_void_p), c_void_p, c_char_p, c_int, ctypes.POINTER(WriterOptions), _E)
 _decl("ktq_writer_free", None, c_void_p)
 _decl("ktq_quantize_options_init", c_int, ctypes.POINTER(QuantizeOptions), c_uint)
+_decl("ktq_system_info_init", c_int, ctypes.POINTER(SystemInfo), c_uint)
+_decl("ktq_system_get_info", c_int, ctypes.POINTER(SystemInfo), _E)
 _decl("ktq_write", c_int, c_void_p, ctypes.POINTER(QuantizeOptions), c_void_p, _E)
 _decl("ktq_tokenizer_open", c_int, ctypes.POINTER(c_void_p), c_char_p, _E)
 _decl("ktq_tokenizer_free", None, c_void_p)

@@ -224,7 +224,7 @@ pub struct ktq_kt_part_info {
     pub packed_bytes: u64,
 }
 
-pub const KTQ_QUANTIZE_OPTIONS_VERSION: c_uint = 3;
+pub const KTQ_QUANTIZE_OPTIONS_VERSION: c_uint = 4;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ktq_quantize_options {
@@ -244,6 +244,7 @@ pub struct ktq_quantize_options {
     pub calibration_batch: c_int,
     pub moe_hessian: ktq_moe_hessian,
     pub moe_all_tokens_weight: f64,
+    pub max_device_memory: u64,
 }
 
 // ---- system.h ----------------------------------------------------------
