@@ -283,6 +283,16 @@ def cmd_report(a):
         print("error ratio (ktq / llmc): " + ", ".join(
             f"{k[10:]} {v:.4f}" for k, v in ratios.items()
             if k.startswith("err_ratio") and v is not None))
+        # How many dequantized weights are bit-identical between the two.
+        same = total = 0
+        for name, shape in (("gate_up", (E, 2 * I, H)), ("down", (E, H, I))):
+            a_ = read_bf16(p(f"llmc_{name}.bf16"), shape, dev).view(torch.int16)
+            b_ = read_bf16(p(f"ktq_{name}.bf16"), shape, dev).view(torch.int16)
+            same += (a_ == b_).sum().item()
+            total += a_.numel()
+            del a_, b_
+        ratios["identical_weights"] = same / total
+        print(f"bit-identical dequantized weights: {same} of {total} ({100 * same / total:.4f} %)")
     for n in notes:
         print(f"\nNote: {n}")
     with open(p("report.json"), "w") as f:

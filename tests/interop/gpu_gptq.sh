@@ -45,6 +45,11 @@ for dev in cpu cuda; do
     --engine gptq --device "$dev" --moe-hessian all --dataset "$CALIB" --num-calibration-samples 64 --max-sequence-length 512 -q
 done
 python3 "$root/tests/interop/compare_ct_codes.py" "$out/ds-all-cpu" "$out/ds-all-cuda" | tee -a "$out/engine_compare.txt"
+# A small GPU budget: the same output as without one.
+rm -rf "$out/ds-cuda-small"
+"$build/ktq" convert "$model" "$out/ds-cuda-small" --to compressed-tensors --engine gptq --device cuda --max-gpu-memory 300MiB \
+  --dataset "$CALIB" --num-calibration-samples 64 --max-sequence-length 512 -q
+cmp "$out/ds-cuda/model.safetensors" "$out/ds-cuda-small/model.safetensors" && echo "--max-gpu-memory 300MiB: same bytes"
 
 if [ "${1:-}" = "--bench" ]; then
   tokens=${2:-1048576}
