@@ -229,6 +229,11 @@ typedef struct ktq_quantize_options {
      * on the GPU while they fit half of it (else in host memory) and solves
      * in chunks that fit the other half; kt-kernel's --max_gpu_memory. */
     uint64_t max_device_memory;
+    /* KTQ_DEVICE_CUDA: the CUDA devices to use (NULL = device 0; indices
+     * as CUDA numbers them under CUDA_VISIBLE_DEVICES). GPTQ calibrates on
+     * the first and spreads each layer's solve over all of them. Borrowed. */
+    const int *devices;
+    size_t device_count;
 } ktq_quantize_options;
 #define KTQ_QUANTIZE_OPTIONS_VERSION 4
 KTQ_API ktq_status ktq_quantize_options_init(ktq_quantize_options *opts, unsigned version);

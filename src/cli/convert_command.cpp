@@ -27,6 +27,7 @@ struct Options {
     int threads = 0;
     uint64_t max_shard_bytes = 0;
     uint64_t max_gpu_memory = 0;
+    std::vector<int> devices;
     bool overwrite = false;
     bool resume = false;
     bool allow_non_finite = false;
@@ -230,6 +231,8 @@ int run(const Options &o) {
     qopts.allow_non_finite = o.allow_non_finite;
     qopts.device = o.device == "cuda" ? KTQ_DEVICE_CUDA : KTQ_DEVICE_CPU;
     qopts.max_device_memory = o.max_gpu_memory;
+    qopts.devices = o.devices.empty() ? nullptr : o.devices.data();
+    qopts.device_count = o.devices.size();
     qopts.progress = &ProgressBar::callback;
     qopts.payload = &bar;
     const auto start = std::chrono::steady_clock::now();
@@ -377,6 +380,11 @@ Command add_convert_command(CLI::App &app) {
         ->check(CLI::IsMember({"stacked", "split"}));
 
     cmd->add_option("--threads", o->threads, "Worker threads (default: one per core, from hwloc)")
+        ->check(CLI::NonNegativeNumber);
+    cmd->add_option("--devices", o->devices,
+                    "--device cuda: CUDA devices to use, e.g. 0,1 (GPTQ calibrates on the first and spreads each "
+                    "layer's solve over all; default 0)")
+        ->delimiter(',')
         ->check(CLI::NonNegativeNumber);
     cmd->add_option("--max-gpu-memory", o->max_gpu_memory,
                     "--device cuda: GPU memory the engine may hold, e.g. 40GiB (default: 80 % of what is free)")

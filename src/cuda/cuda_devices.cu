@@ -19,8 +19,8 @@ int cuda_device_count(std::string *name0) {
     return count;
 }
 
-bool cuda_memory_info(size_t *free_bytes, size_t *total_bytes) {
-    if (cudaMemGetInfo(free_bytes, total_bytes) != cudaSuccess) {
+bool cuda_memory_info(int device, size_t *free_bytes, size_t *total_bytes) {
+    if (cudaSetDevice(device) != cudaSuccess || cudaMemGetInfo(free_bytes, total_bytes) != cudaSuccess) {
         cudaGetLastError();
         return false;
     }

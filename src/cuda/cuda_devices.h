@@ -11,7 +11,7 @@ bool cuda_built();
 // Number of usable devices (0 when none or when the driver is missing);
 // `name0` receives device 0's name.
 int cuda_device_count(std::string *name0);
-// Free and total memory of the current device; false without one.
-bool cuda_memory_info(size_t *free_bytes, size_t *total_bytes);
+// Free and total memory of a device; false without it.
+bool cuda_memory_info(int device, size_t *free_bytes, size_t *total_bytes);
 
 }  // namespace ktq

@@ -7,7 +7,7 @@ namespace ktq {
 
 bool cuda_built() { return false; }
 int cuda_device_count(std::string *) { return 0; }
-bool cuda_memory_info(size_t *, size_t *) { return false; }
+bool cuda_memory_info(int, size_t *, size_t *) { return false; }
 
 uint64_t cuda_ct_quantize_rows(const ct::Scheme &, const void *, bool, uint64_t, uint64_t, uint32_t *, void *, int8_t *) {
     fail(KTQ_ERR_UNSUPPORTED, "this libktq was built without CUDA (configure with -DKTQ_CUDA=ON)");

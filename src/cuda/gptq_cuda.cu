@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <map>
+#include <exception>
 #include <numeric>
+#include <thread>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -473,10 +475,13 @@ struct FactorLane {
 
 namespace {
 
-// Factorizes factors [f0, f1) of the batch into hinv (f - f0 slots).
-// Returns the RTN-fallback flag of each.
+// Factorizes factors [f0, f1) of the batch into hinv (f - f0 slots) on the
+// current device; perm_d / dead_d hold those factors' column orders and dead
+// columns. Returns the RTN-fallback flag of each.
 std::vector<uint8_t> factorize(const Batch &batch, const std::vector<gptq::FactorPlan> &plans, int64_t f0, int64_t f1,
                                float *hinv, const int32_t *perm_d, const uint8_t *dead_d) {
+    int current = 0;
+    check(cudaGetDevice(&current), "cudaGetDevice");
     const int64_t cols = batch.cols, nf = f1 - f0;
     const int nlanes = static_cast<int>(std::min<int64_t>(nf, 4));
     std::vector<std::unique_ptr<FactorLane>> lanes;
@@ -497,21 +502,27 @@ std::vector<uint8_t> factorize(const Batch &batch, const std::vector<gptq::Facto
         const HessianRef &ref = batch.hessians[static_cast<size_t>(f)];
         const float *hd = ref.device;
         float scale = ref.scale;
-        if (ref.host) {
+        bool elsewhere = false;  // a device sum on another GPU of a multi-device batch
+        if (!ref.host) {
+            cudaPointerAttributes at{};
+            check(cudaPointerGetAttributes(&at, ref.device), "cudaPointerGetAttributes");
+            elsewhere = at.type == cudaMemoryTypeDevice && at.device != current;
+        }
+        if (ref.host || elsewhere) {
             Buffer<float> &st = *staging[static_cast<size_t>(k % nlanes)];
             if (st.size() == 0) st.resize(static_cast<size_t>(cols * cols), "GPTQ Hessian");
             // The lane's previous factor must be done with the staging
             // buffer; the copy is ordered on the lane (a plain cudaMemcpy
             // from pageable memory may still be in flight when it returns).
             check(cudaStreamSynchronize(L.stream), "cudaStreamSynchronize");
-            check(cudaMemcpyAsync(st.get(), ref.host, static_cast<size_t>(cols * cols) * 4, cudaMemcpyHostToDevice,
-                                  L.stream),
+            check(cudaMemcpyAsync(st.get(), ref.host ? ref.host : ref.device, static_cast<size_t>(cols * cols) * 4,
+                                  cudaMemcpyDefault, L.stream),
                   "copy of Hessian");
             hd = st.get();
-            scale = 1.0f;
+            if (ref.host) scale = 1.0f;
         }
         int *info = infos.get() + 3 * k;
-        prepare_kernel<<<nb, 256, 0, L.stream>>>(L.h64.get(), hd, scale, perm_d + f * cols, dead_d + f * cols,
+        prepare_kernel<<<nb, 256, 0, L.stream>>>(L.h64.get(), hd, scale, perm_d + k * cols, dead_d + k * cols,
                                                  plans[static_cast<size_t>(f)].damp, cols);
         check(cudaGetLastError(), "prepare kernel");
         // A failed first factorization leaves garbage for the next steps;
@@ -544,7 +555,9 @@ std::vector<uint8_t> factorize(const Batch &batch, const std::vector<gptq::Facto
 
 }  // namespace
 
-std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts, int device) {
+std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts, const std::vector<int> &devices) {
+    if (devices.empty()) fail(KTQ_ERR_INVALID_ARGUMENT, "GPTQ batch: no CUDA device given");
+    const int device = devices.front();
     const bool bf16_in = !batch.weights_bf16.empty();
     if (bf16_in && !batch.weights.empty())
         fail(KTQ_ERR_INVALID_ARGUMENT, "GPTQ batch: give the weights as floats or as BF16, not both");
@@ -590,10 +603,6 @@ std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts
             dead[static_cast<size_t>(f * cols + c)] = plans[static_cast<size_t>(f)].dead[static_cast<size_t>(c)];
         }
     }
-    Buffer<int32_t> perm_d(perm32.size(), "GPTQ column order");
-    Buffer<uint8_t> dead_d(dead.size(), "GPTQ dead columns");
-    check(cudaMemcpy(perm_d.get(), perm32.data(), perm32.size() * 4, cudaMemcpyHostToDevice), "copy of column order");
-    check(cudaMemcpy(dead_d.get(), dead.data(), dead.size(), cudaMemcpyHostToDevice), "copy of dead columns");
     clock.lap("factor plans");
 
     // Problems in factor order; chunks of whole factors (and their problems)
@@ -603,9 +612,14 @@ std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts
     std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) {
         return batch.factor_of[static_cast<size_t>(x)] < batch.factor_of[static_cast<size_t>(y)];
     });
-    size_t free_b = 0, total_b = 0;
-    check(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
-    size_t budget = free_b / 2;
+    size_t budget = size_t(-1);
+    for (int d : devices) {
+        size_t free_b = 0, total_b = 0;
+        check(cudaSetDevice(d), "cudaSetDevice");
+        check(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
+        budget = std::min(budget, free_b / 2);
+    }
+    check(cudaSetDevice(device), "cudaSetDevice");
     if (batch.max_device_bytes > 0) budget = std::min<size_t>(budget, batch.max_device_bytes);
     const size_t per_problem = static_cast<size_t>(rows * cols) * (4 + 4 + 1 + 2) + static_cast<size_t>(rows * groups) * 8 +
                                static_cast<size_t>(rows * B) * 4 + static_cast<size_t>(rows) * 8;
@@ -620,6 +634,11 @@ std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts
     const size_t smem = static_cast<size_t>(B * B + kRowsPerCta * (B + 1)) * sizeof(float);
     check(cudaFuncSetAttribute(column_block_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
           "shared memory size of the column kernel");
+    struct Chunk {
+        size_t i0, i1;
+        int64_t f0, f1;
+    };
+    std::vector<Chunk> chunks;
     for (size_t i0 = 0; i0 < order.size();) {
         // Grow the chunk problem by problem; a new factor costs its slot.
         const int64_t f0 = batch.factor_of[static_cast<size_t>(order[i0])];
@@ -633,96 +652,127 @@ std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts
             f1 = std::max(f1, f + 1);
             ++i1;
         }
-        const int64_t n = static_cast<int64_t>(i1 - i0);
-        Buffer<float> hinv(static_cast<size_t>((f1 - f0) * cols * cols), "GPTQ inverse factors");
-        const std::vector<uint8_t> fallback = factorize(batch, plans, f0, f1, hinv.get(), perm_d.get(), dead_d.get());
-        clock.lap("factorizations");
-        Buffer<float> w_in(static_cast<size_t>(n * rows * cols), "GPTQ weights");  // later: the dequantized weights
-        Buffer<float> w_d(static_cast<size_t>(n * rows * cols), "GPTQ working weights");
-        Buffer<int8_t> codes_d(static_cast<size_t>(n * rows * cols), "GPTQ codes");
-        Buffer<float> scale_d(static_cast<size_t>(n * rows * groups), "GPTQ scales");
-        Buffer<float> zp_d(static_cast<size_t>(n * rows * groups), "GPTQ zero points");
-        Buffer<float> err_d(static_cast<size_t>(n * rows * B), "GPTQ errors");
-        Buffer<double> loss_d(static_cast<size_t>(n * rows), "GPTQ losses");
-        Buffer<int32_t> fof_d(static_cast<size_t>(n), "GPTQ factor indices");
-        Buffer<uint16_t> w_bf16;
-        if (bf16_in) w_bf16.resize(static_cast<size_t>(n * rows * cols), "GPTQ BF16 weights");
-        std::vector<int32_t> fof(static_cast<size_t>(n));  // factor slot within the chunk
-        for (int64_t p = 0; p < n; ++p) {
-            const size_t src = static_cast<size_t>(order[i0 + static_cast<size_t>(p)]);
-            fof[static_cast<size_t>(p)] = static_cast<int32_t>(batch.factor_of[src] - f0);
-            if (bf16_in)
-                check(cudaMemcpy(w_bf16.get() + p * rows * cols, batch.weights_bf16[src], static_cast<size_t>(rows * cols) * 2,
-                                 cudaMemcpyHostToDevice),
-                      "copy of weights");
-            else
-                check(cudaMemcpy(w_in.get() + p * rows * cols, batch.weights[src], static_cast<size_t>(rows * cols) * 4,
-                                 cudaMemcpyHostToDevice),
-                      "copy of weights");
-        }
-        if (bf16_in) {
-            widen_kernel<<<blocks_for(n * rows * cols), 256>>>(w_in.get(), w_bf16.get(), n * rows * cols);
-            check(cudaGetLastError(), "BF16 kernel");
-        }
-        check(cudaMemcpy(fof_d.get(), fof.data(), fof.size() * 4, cudaMemcpyHostToDevice), "copy of factor indices");
-        check(cudaMemset(codes_d.get(), 0, static_cast<size_t>(n * rows * cols)), "cudaMemset");
-        check(cudaMemset(loss_d.get(), 0, static_cast<size_t>(n * rows) * 8), "cudaMemset");
-        clock.lap("weights to the device");
-        params_kernel<<<blocks_for(n * rows * groups), 256>>>(w_in.get(), scale_d.get(), zp_d.get(), rows, cols, glen,
-                                                             groups, n, dt, s.bits, s.symmetric);
-        check(cudaGetLastError(), "observer kernel");
-        permute_kernel<<<blocks_for(n * rows * cols), 256>>>(w_d.get(), w_in.get(), perm_d.get() + f0 * cols,
-                                                             dead_d.get() + f0 * cols, fof_d.get(), rows, cols, n);
-        check(cudaGetLastError(), "permute kernel");
-        LoopArgs a{w_d.get(), hinv.get(), perm_d.get() + f0 * cols, fof_d.get(), scale_d.get(), zp_d.get(), codes_d.get(),
-                   err_d.get(), loss_d.get(), rows, cols, glen, groups, s.bits, static_cast<int>(B), dt};
-        for (int64_t c1 = 0; c1 < cols; c1 += B) {
-            const int64_t c2 = std::min(cols, c1 + B);
-            const size_t sm = static_cast<size_t>((c2 - c1) * (c2 - c1) + kRowsPerCta * (c2 - c1 + 1)) * sizeof(float);
-            column_block_kernel<<<dim3(static_cast<unsigned>((rows + kRowsPerCta - 1) / kRowsPerCta), static_cast<unsigned>(n)),
-                                  kRowsPerCta, sm>>>(a, c1, c2);
-            check(cudaGetLastError(), "column kernel");
-            if (c2 < cols) {
-                lazy_update_kernel<<<dim3(static_cast<unsigned>((cols - c2 + kTile - 1) / kTile),
-                                          static_cast<unsigned>((rows + kTile - 1) / kTile), static_cast<unsigned>(n)),
-                                     256>>>(a, c1, c2);
-                check(cudaGetLastError(), "update kernel");
-            }
-        }
-        if (batch.dequantized) {
-            dequant_kernel<<<blocks_for(n * rows * cols), 256>>>(w_in.get(), codes_d.get(), scale_d.get(), zp_d.get(),
-                                                                 rows, cols, glen, groups, n, dt);
-            check(cudaGetLastError(), "dequantization kernel");
-        }
-        clock.lap("GPTQ kernels");
-        std::vector<double> loss(static_cast<size_t>(n * rows));
-        std::vector<float> sc(static_cast<size_t>(n * rows * groups)), zp(sc.size());
-        check(cudaMemcpy(loss.data(), loss_d.get(), loss.size() * 8, cudaMemcpyDeviceToHost), "copy of losses");
-        check(cudaMemcpy(sc.data(), scale_d.get(), sc.size() * 4, cudaMemcpyDeviceToHost), "copy of scales");
-        check(cudaMemcpy(zp.data(), zp_d.get(), zp.size() * 4, cudaMemcpyDeviceToHost), "copy of zero points");
-        const size_t pg = static_cast<size_t>(rows * groups);
-        for (int64_t p = 0; p < n; ++p) {
-            gptq::Result &r = results[static_cast<size_t>(order[i0 + static_cast<size_t>(p)])];
-            r.codes.resize(static_cast<size_t>(rows * cols));
-            check(cudaMemcpy(r.codes.data(), codes_d.get() + p * rows * cols, r.codes.size(), cudaMemcpyDeviceToHost),
-                  "copy of codes");
-            if (batch.dequantized) {
-                r.dequantized.resize(static_cast<size_t>(rows * cols));
-                check(cudaMemcpy(r.dequantized.data(), w_in.get() + p * rows * cols, r.dequantized.size() * 4,
-                                 cudaMemcpyDeviceToHost),
-                      "copy of dequantized weights");
-            }
-            // Dead columns are zeros in the working copy: their codes are the codes of 0, as on the CPU.
-            r.rtn_fallback = fallback[static_cast<size_t>(fof[static_cast<size_t>(p)])] != 0;
-            for (int64_t i = 0; i < rows; ++i) r.loss += loss[static_cast<size_t>(p * rows + i)];
-            r.scales.assign(sc.begin() + static_cast<std::ptrdiff_t>(p * pg), sc.begin() + static_cast<std::ptrdiff_t>((p + 1) * pg));
-            if (!s.symmetric) {
-                r.zero_points.resize(pg);
-                for (size_t i = 0; i < pg; ++i) r.zero_points[i] = static_cast<int8_t>(zp[p * pg + i]);
-            }
-        }
-        clock.lap("results to the host");
+        chunks.push_back({i0, i1, f0, f1});
         i0 = i1;
+    }
+    // Chunks go round-robin to the devices, one host thread each; every
+    // problem's result depends only on its own inputs, not on its chunk.
+    auto run_chunk = [&](const Chunk &ch) {
+        const size_t i0 = ch.i0, i1 = ch.i1;
+        const int64_t f0 = ch.f0, f1 = ch.f1;
+            const int64_t n = static_cast<int64_t>(i1 - i0);
+            Buffer<float> hinv(static_cast<size_t>((f1 - f0) * cols * cols), "GPTQ inverse factors");
+            Buffer<int32_t> perm_d(static_cast<size_t>((f1 - f0) * cols), "GPTQ column order");
+            Buffer<uint8_t> dead_d(static_cast<size_t>((f1 - f0) * cols), "GPTQ dead columns");
+            check(cudaMemcpy(perm_d.get(), perm32.data() + f0 * cols, perm_d.size() * 4, cudaMemcpyHostToDevice),
+                  "copy of column order");
+            check(cudaMemcpy(dead_d.get(), dead.data() + f0 * cols, dead_d.size(), cudaMemcpyHostToDevice),
+                  "copy of dead columns");
+            const std::vector<uint8_t> fallback = factorize(batch, plans, f0, f1, hinv.get(), perm_d.get(), dead_d.get());
+            clock.lap("factorizations");
+            Buffer<float> w_in(static_cast<size_t>(n * rows * cols), "GPTQ weights");  // later: the dequantized weights
+            Buffer<float> w_d(static_cast<size_t>(n * rows * cols), "GPTQ working weights");
+            Buffer<int8_t> codes_d(static_cast<size_t>(n * rows * cols), "GPTQ codes");
+            Buffer<float> scale_d(static_cast<size_t>(n * rows * groups), "GPTQ scales");
+            Buffer<float> zp_d(static_cast<size_t>(n * rows * groups), "GPTQ zero points");
+            Buffer<float> err_d(static_cast<size_t>(n * rows * B), "GPTQ errors");
+            Buffer<double> loss_d(static_cast<size_t>(n * rows), "GPTQ losses");
+            Buffer<int32_t> fof_d(static_cast<size_t>(n), "GPTQ factor indices");
+            Buffer<uint16_t> w_bf16;
+            if (bf16_in) w_bf16.resize(static_cast<size_t>(n * rows * cols), "GPTQ BF16 weights");
+            std::vector<int32_t> fof(static_cast<size_t>(n));  // factor slot within the chunk
+            for (int64_t p = 0; p < n; ++p) {
+                const size_t src = static_cast<size_t>(order[i0 + static_cast<size_t>(p)]);
+                fof[static_cast<size_t>(p)] = static_cast<int32_t>(batch.factor_of[src] - f0);
+                if (bf16_in)
+                    check(cudaMemcpy(w_bf16.get() + p * rows * cols, batch.weights_bf16[src], static_cast<size_t>(rows * cols) * 2,
+                                     cudaMemcpyHostToDevice),
+                          "copy of weights");
+                else
+                    check(cudaMemcpy(w_in.get() + p * rows * cols, batch.weights[src], static_cast<size_t>(rows * cols) * 4,
+                                     cudaMemcpyHostToDevice),
+                          "copy of weights");
+            }
+            if (bf16_in) {
+                widen_kernel<<<blocks_for(n * rows * cols), 256>>>(w_in.get(), w_bf16.get(), n * rows * cols);
+                check(cudaGetLastError(), "BF16 kernel");
+            }
+            check(cudaMemcpy(fof_d.get(), fof.data(), fof.size() * 4, cudaMemcpyHostToDevice), "copy of factor indices");
+            check(cudaMemset(codes_d.get(), 0, static_cast<size_t>(n * rows * cols)), "cudaMemset");
+            check(cudaMemset(loss_d.get(), 0, static_cast<size_t>(n * rows) * 8), "cudaMemset");
+            clock.lap("weights to the device");
+            params_kernel<<<blocks_for(n * rows * groups), 256>>>(w_in.get(), scale_d.get(), zp_d.get(), rows, cols, glen,
+                                                                 groups, n, dt, s.bits, s.symmetric);
+            check(cudaGetLastError(), "observer kernel");
+            permute_kernel<<<blocks_for(n * rows * cols), 256>>>(w_d.get(), w_in.get(), perm_d.get(),
+                                                                 dead_d.get(), fof_d.get(), rows, cols, n);
+            check(cudaGetLastError(), "permute kernel");
+            LoopArgs a{w_d.get(), hinv.get(), perm_d.get(), fof_d.get(), scale_d.get(), zp_d.get(), codes_d.get(),
+                       err_d.get(), loss_d.get(), rows, cols, glen, groups, s.bits, static_cast<int>(B), dt};
+            for (int64_t c1 = 0; c1 < cols; c1 += B) {
+                const int64_t c2 = std::min(cols, c1 + B);
+                const size_t sm = static_cast<size_t>((c2 - c1) * (c2 - c1) + kRowsPerCta * (c2 - c1 + 1)) * sizeof(float);
+                column_block_kernel<<<dim3(static_cast<unsigned>((rows + kRowsPerCta - 1) / kRowsPerCta), static_cast<unsigned>(n)),
+                                      kRowsPerCta, sm>>>(a, c1, c2);
+                check(cudaGetLastError(), "column kernel");
+                if (c2 < cols) {
+                    lazy_update_kernel<<<dim3(static_cast<unsigned>((cols - c2 + kTile - 1) / kTile),
+                                              static_cast<unsigned>((rows + kTile - 1) / kTile), static_cast<unsigned>(n)),
+                                         256>>>(a, c1, c2);
+                    check(cudaGetLastError(), "update kernel");
+                }
+            }
+            if (batch.dequantized) {
+                dequant_kernel<<<blocks_for(n * rows * cols), 256>>>(w_in.get(), codes_d.get(), scale_d.get(), zp_d.get(),
+                                                                     rows, cols, glen, groups, n, dt);
+                check(cudaGetLastError(), "dequantization kernel");
+            }
+            clock.lap("GPTQ kernels");
+            std::vector<double> loss(static_cast<size_t>(n * rows));
+            std::vector<float> sc(static_cast<size_t>(n * rows * groups)), zp(sc.size());
+            check(cudaMemcpy(loss.data(), loss_d.get(), loss.size() * 8, cudaMemcpyDeviceToHost), "copy of losses");
+            check(cudaMemcpy(sc.data(), scale_d.get(), sc.size() * 4, cudaMemcpyDeviceToHost), "copy of scales");
+            check(cudaMemcpy(zp.data(), zp_d.get(), zp.size() * 4, cudaMemcpyDeviceToHost), "copy of zero points");
+            const size_t pg = static_cast<size_t>(rows * groups);
+            for (int64_t p = 0; p < n; ++p) {
+                gptq::Result &r = results[static_cast<size_t>(order[i0 + static_cast<size_t>(p)])];
+                r.codes.resize(static_cast<size_t>(rows * cols));
+                check(cudaMemcpy(r.codes.data(), codes_d.get() + p * rows * cols, r.codes.size(), cudaMemcpyDeviceToHost),
+                      "copy of codes");
+                if (batch.dequantized) {
+                    r.dequantized.resize(static_cast<size_t>(rows * cols));
+                    check(cudaMemcpy(r.dequantized.data(), w_in.get() + p * rows * cols, r.dequantized.size() * 4,
+                                     cudaMemcpyDeviceToHost),
+                          "copy of dequantized weights");
+                }
+                // Dead columns are zeros in the working copy: their codes are the codes of 0, as on the CPU.
+                r.rtn_fallback = fallback[static_cast<size_t>(fof[static_cast<size_t>(p)])] != 0;
+                for (int64_t i = 0; i < rows; ++i) r.loss += loss[static_cast<size_t>(p * rows + i)];
+                r.scales.assign(sc.begin() + static_cast<std::ptrdiff_t>(p * pg), sc.begin() + static_cast<std::ptrdiff_t>((p + 1) * pg));
+                if (!s.symmetric) {
+                    r.zero_points.resize(pg);
+                    for (size_t i = 0; i < pg; ++i) r.zero_points[i] = static_cast<int8_t>(zp[p * pg + i]);
+                }
+            }
+            clock.lap("results to the host");
+    };
+    if (devices.size() == 1) {
+        for (const Chunk &ch : chunks) run_chunk(ch);
+    } else {
+        std::vector<std::exception_ptr> errors(devices.size());
+        std::vector<std::thread> threads;
+        for (size_t d = 0; d < devices.size(); ++d)
+            threads.emplace_back([&, d] {
+                try {
+                    check(cudaSetDevice(devices[d]), "cudaSetDevice");
+                    for (size_t c = d; c < chunks.size(); c += devices.size()) run_chunk(chunks[c]);
+                } catch (...) {
+                    errors[d] = std::current_exception();
+                }
+            });
+        for (std::thread &t : threads) t.join();
+        for (const std::exception_ptr &e : errors)
+            if (e) std::rethrow_exception(e);
     }
     return results;
 }

@@ -124,7 +124,10 @@ struct Batch {
 };
 
 // Per problem: what gptq::quantize returns for it on the CPU (the observer
-// and the dequantized values are computed on the device too).
-std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts, int device = 0);
+// and the dequantized values are computed on the device too). With several
+// devices the chunks are spread over them, one host thread each; the
+// results do not depend on how many (device sums of another GPU are copied
+// over).
+std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts, const std::vector<int> &devices = {0});
 
 }  // namespace ktq::cuda_gptq

@@ -37,6 +37,6 @@ void ExpertCalibrator::add_down_hessian(DeviceHessian &, const void *, const flo
     missing();
 }
 
-std::vector<gptq::Result> quantize(const Batch &, const gptq::Options &, int) { missing(); }
+std::vector<gptq::Result> quantize(const Batch &, const gptq::Options &, const std::vector<int> &) { missing(); }
 
 }  // namespace ktq::cuda_gptq

@@ -24,8 +24,9 @@ namespace {
 // (cuda_gptq::DeviceHessian, --device cuda).
 class HessianSum {
 public:
-    HessianSum(int64_t cols, bool cuda) : cpu_(cuda ? 0 : cols) {  // cuda: the sum lives on the GPU
-        if (cuda) gpu_ = std::make_unique<cuda_gptq::DeviceHessian>(cols);
+    // device >= 0: the sum lives on that GPU.
+    HessianSum(int64_t cols, int device) : cpu_(device >= 0 ? 0 : cols) {
+        if (device >= 0) gpu_ = std::make_unique<cuda_gptq::DeviceHessian>(cols, device);
     }
     void add(const float *x, int64_t n, ThreadPool &pool) {
         if (gpu_)
@@ -50,14 +51,14 @@ private:
 class HessianObserver : public ActivationObserver {
 public:
     using Map = std::map<const Linear *, std::shared_ptr<HessianSum>>;
-    // gpu_experts: run the routed experts' all-token pass on the GPU (their
-    // all-token Hessians are device sums), caching up to `cache` bytes of
-    // expert weights there.
-    HessianObserver(Map &all, Map *routed, ThreadPool &pool, bool gpu_experts, size_t cache)
+    // expert_device >= 0: run the routed experts' all-token pass on that GPU
+    // (their all-token Hessians are device sums there), caching up to
+    // `cache` bytes of expert weights.
+    HessianObserver(Map &all, Map *routed, ThreadPool &pool, int expert_device, size_t cache)
         : all_(all), routed_(routed), pool_(pool) {
-        if (gpu_experts) {
-            rows_ = std::make_unique<cuda_gptq::DeviceRows>();
-            experts_ = std::make_unique<cuda_gptq::ExpertCalibrator>(cache);
+        if (expert_device >= 0) {
+            rows_ = std::make_unique<cuda_gptq::DeviceRows>(expert_device);
+            experts_ = std::make_unique<cuda_gptq::ExpertCalibrator>(cache, expert_device);
         }
     }
     void release_device() {  // calibration done: the GPU memory goes to the solve
@@ -197,10 +198,20 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
     // expert weights cached for the all-token pass get a quarter.
     size_t budget = 0;
     bool all_on_gpu = false, routed_on_gpu = false;
+    std::vector<int> devices;
     if (cuda_) {
+        if (opts.devices && opts.device_count > 0)
+            devices.assign(opts.devices, opts.devices + opts.device_count);
+        else
+            devices = {0};
+        for (int d : devices) {
+            size_t free_b = 0, total_b = 0;
+            if (d < 0 || !cuda_memory_info(d, &free_b, &total_b))
+                fail(KTQ_ERR_UNSUPPORTED, "GPTQ on the GPU: CUDA device " + std::to_string(d) +
+                                              " is not usable (check --devices, CUDA_VISIBLE_DEVICES; or --device cpu)");
+        }
         size_t free_b = 0, total_b = 0;
-        if (!cuda_memory_info(&free_b, &total_b))
-            fail(KTQ_ERR_UNSUPPORTED, "GPTQ on the GPU: no CUDA device is usable (run with --device cpu)");
+        cuda_memory_info(devices.front(), &free_b, &total_b);
         budget = free_b / 10 * 8;
         if (opts.max_device_memory > 0) budget = std::min<size_t>(budget, static_cast<size_t>(opts.max_device_memory));
         size_t all_bytes = 0, routed_bytes = 0;
@@ -229,7 +240,7 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
         std::shared_ptr<HessianSum> h;
         for (Linear *l : members) {
             if (!targets.count(l) || (routed_only && !routed_linears.count(l))) continue;
-            if (!h) h = std::make_shared<HessianSum>(l->in, gpu);
+            if (!h) h = std::make_shared<HessianSum>(l->in, gpu ? devices.front() : -1);
             m[l] = h;
         }
     };
@@ -237,11 +248,12 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
     if (routed_mode)
         for (const auto &g : input_groups(w, true)) share(routed_h, g, true, routed_on_gpu);
     for (auto &[l, o] : targets) {
-        if (!hessians.count(l)) hessians[l] = std::make_shared<HessianSum>(l->in, all_on_gpu);
+        if (!hessians.count(l)) hessians[l] = std::make_shared<HessianSum>(l->in, all_on_gpu ? devices.front() : -1);
         if (routed_mode && routed_linears.count(l) && !routed_h.count(l))
-            routed_h[l] = std::make_shared<HessianSum>(l->in, routed_on_gpu);
+            routed_h[l] = std::make_shared<HessianSum>(l->in, routed_on_gpu ? devices.front() : -1);
     }
-    HessianObserver observer(hessians, routed_mode ? &routed_h : nullptr, pool, all_on_gpu, budget / 4);
+    HessianObserver observer(hessians, routed_mode ? &routed_h : nullptr, pool, all_on_gpu ? devices.front() : -1,
+                             budget / 4);
     std::vector<uint64_t> &counts = expert_tokens_[layer];
     counts.assign(static_cast<size_t>(std::max(0, cfg.num_experts)), 0);
     ForwardContext ctx;
@@ -350,7 +362,7 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
                 done[i] = true;
             }
             for (const auto &h : hs) batch.hessians.push_back(cuda_gptq::HessianRef{h.data(), nullptr, 1.0f});
-            std::vector<gptq::Result> rs = cuda_gptq::quantize(batch, f.go, 0);
+            std::vector<gptq::Result> rs = cuda_gptq::quantize(batch, f.go, devices);
             for (size_t k = 0; k < members.size(); ++k) results[members[k]] = std::move(rs[k]);
         }
         for (size_t i = 0; i < jobs.size(); ++i) emit(jobs[i], results[i]);

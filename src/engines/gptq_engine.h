@@ -28,8 +28,11 @@ namespace ktq {
 
 class GptqEngine : public Engine {
 public:
-    // cuda: the GPTQ solve runs batched on CUDA device 0 (cuda/gptq_cuda.h);
-    // the calibration forward and the Hessian sums stay on the CPU.
+    // cuda: Hessian sums and the routed experts' all-token pass on the first
+    // CUDA device of ktq_quantize_options.devices (within max_device_memory),
+    // the GPTQ solve batched over each layer's same-shape Linears and spread
+    // over the devices (cuda/gptq_cuda.h); the rest of the calibration
+    // forward stays on the CPU.
     explicit GptqEngine(bool cuda = false) : cuda_(cuda) {}
     const char *name() const override { return "gptq"; }
     void run_layer(const Model &model, int layer, Writer &writer, ThreadPool &pool, const ktq_quantize_options &opts,

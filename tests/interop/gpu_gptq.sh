@@ -50,6 +50,11 @@ rm -rf "$out/ds-cuda-small"
 "$build/ktq" convert "$model" "$out/ds-cuda-small" --to compressed-tensors --engine gptq --device cuda --max-gpu-memory 300MiB \
   --dataset "$CALIB" --num-calibration-samples 64 --max-sequence-length 512 -q
 cmp "$out/ds-cuda/model.safetensors" "$out/ds-cuda-small/model.safetensors" && echo "--max-gpu-memory 300MiB: same bytes"
+# The solve spread over two host threads (device 0 twice; several GPUs where there are): same bytes.
+rm -rf "$out/ds-cuda-two"
+"$build/ktq" convert "$model" "$out/ds-cuda-two" --to compressed-tensors --engine gptq --device cuda --devices 0,0 \
+  --max-gpu-memory 300MiB --dataset "$CALIB" --num-calibration-samples 64 --max-sequence-length 512 -q
+cmp "$out/ds-cuda/model.safetensors" "$out/ds-cuda-two/model.safetensors" && echo "--devices 0,0: same bytes"
 
 if [ "${1:-}" = "--bench" ]; then
   tokens=${2:-1048576}

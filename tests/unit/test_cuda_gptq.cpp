@@ -138,6 +138,10 @@ TEST(CudaGptq, BatchAgreesWithCpu) {
             EXPECT_EQ(gpu_tight[static_cast<size_t>(p)].codes, gpu[static_cast<size_t>(p)].codes) << c.name;
             EXPECT_EQ(gpu_tight[static_cast<size_t>(p)].dequantized, gpu[static_cast<size_t>(p)].dequantized) << c.name;
         }
+        // Chunks spread over two host threads (the same GPU twice: the
+        // multi-device path on a one-GPU host): same results.
+        const std::vector<Result> gpu_two = ktq::cuda_gptq::quantize(tight, o, {0, 0});
+        for (int p = 0; p < 5; ++p) EXPECT_EQ(gpu_two[static_cast<size_t>(p)].codes, gpu[static_cast<size_t>(p)].codes) << c.name;
         tight.max_device_bytes = 1 << 20;  // not even one problem
         EXPECT_THROW(ktq::cuda_gptq::quantize(tight, o), std::exception);
         for (int p = 0; p < 5; ++p) {

@@ -147,7 +147,7 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
             progress=None, numa_parts=2, loose_files=False, resume_layer=0, group_size=128, asymmetric=False,
             targets=None, ignore=None, device="cpu", rounding="fp32", dtype=None, gguf_type="Q8_0",
             split_experts=False, engine="rtn", dataset=None, num_calibration_samples=512, max_sequence_length=2048,
-            seed=42, dampening_frac=0.01, actorder="static", max_gpu_memory=0):
+            seed=42, dampening_frac=0.01, actorder="static", max_gpu_memory=0, devices=None):
     """Converts `model` into `out_dir`: to="bf16" (dequantized checkpoint),
     "kt-int4" or "kt-int8" (kt-kernel's AMX expert layout, split into
     `numa_parts`, merged safetensors or `loose_files`), "W4A16" or "W8A16"
@@ -163,7 +163,8 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
     JSONL file; `num_calibration_samples` x `max_sequence_length` tokens,
     drawn with `seed`; `dampening_frac`; `actorder` "static" or "none");
     on device="cuda" the engine holds at most `max_gpu_memory` bytes there
-    (0 = 80 % of what is free).
+    (0 = 80 % of what is free) and uses the CUDA `devices` (a list of
+    indices; None = device 0).
     `progress(dict)` returns False to cancel
     (KtqError with status "cancelled"; nothing with a final name is left)."""
     if to not in _FORMATS:
@@ -233,6 +234,9 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
     qopts.threads, qopts.progress = threads, callback
     qopts.device = _lib.DEVICE_CUDA if device == "cuda" else _lib.DEVICE_CPU
     qopts.max_device_memory = int(max_gpu_memory)
+    if devices:
+        dev_array = (ctypes.c_int * len(devices))(*devices)  # kept alive until the conversion returns
+        qopts.devices, qopts.device_count = dev_array, len(devices)
     if engine == "gptq":
         qopts.engine, qopts.calibration = _lib.ENGINE_GPTQ, calibration
         qopts.dampening_frac, qopts.act_order = dampening_frac, _lib.ACT_ORDER[actorder]

@@ -76,7 +76,8 @@ class QuantizeOptions(ctypes.Structure):
                 ("payload", c_void_p), ("allow_non_finite", c_int), ("device", c_int), ("calibration", c_void_p),
                 ("dampening_frac", ctypes.c_double), ("gptq_block_size", c_int), ("act_order", c_int),
                 ("calibration_batch", c_int), ("moe_hessian", c_int), ("moe_all_tokens_weight", ctypes.c_double),
-                ("max_device_memory", ctypes.c_uint64)]
+                ("max_device_memory", ctypes.c_uint64), ("devices", ctypes.POINTER(c_int)),
+                ("device_count", c_size_t)]
 
 
 class EvalOptions(ctypes.Structure):

@@ -245,6 +245,8 @@ pub struct ktq_quantize_options {
     pub moe_hessian: ktq_moe_hessian,
     pub moe_all_tokens_weight: f64,
     pub max_device_memory: u64,
+    pub devices: *const c_int,
+    pub device_count: usize,
 }
 
 // ---- system.h ----------------------------------------------------------
