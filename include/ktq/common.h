@@ -73,6 +73,12 @@ typedef enum ktq_status {
     KTQ_ERR_INTERNAL = -12
 } ktq_status;
 
+/* Where an engine or the forward pass computes. */
+typedef enum ktq_device {
+    KTQ_DEVICE_CPU = 0,
+    KTQ_DEVICE_CUDA = 1 /* a CUDA device (device 0 unless a device list says otherwise; CUDA_VISIBLE_DEVICES applies) */
+} ktq_device;
+
 /* A static, never-NULL English description of a status code. */
 KTQ_API const char *ktq_status_str(int status);
 /* Non-zero when status is an error (like ZSTD_isError). */

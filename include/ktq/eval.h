@@ -30,8 +30,12 @@ typedef struct ktq_eval_options {
      * smaller. NULL = not wanted. */
     double *token_nll;
     size_t token_nll_capacity;
+    /* ---- version 2 ---- */
+    /* Where the products of the forward pass run (default KTQ_DEVICE_CPU);
+     * KTQ_DEVICE_CUDA: cuBLAS on CUDA device 0, float32 (a build with CUDA). */
+    ktq_device device;
 } ktq_eval_options;
-#define KTQ_EVAL_OPTIONS_VERSION 1
+#define KTQ_EVAL_OPTIONS_VERSION 2
 KTQ_API ktq_status ktq_eval_options_init(ktq_eval_options *opts, unsigned version);
 
 typedef struct ktq_eval_result {

@@ -78,11 +78,7 @@ typedef enum ktq_engine {
                              * ktq_quantize_options.calibration) */
 } ktq_engine;
 
-/* Where an engine computes. */
-typedef enum ktq_device {
-    KTQ_DEVICE_CPU = 0,
-    KTQ_DEVICE_CUDA = 1 /* CUDA device 0 (CUDA_VISIBLE_DEVICES picks it); same bytes as the CPU */
-} ktq_device;
+/* ktq_device (where an engine computes) is in common.h. */
 
 KTQ_API const char *ktq_format_name(ktq_format format);
 

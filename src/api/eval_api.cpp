@@ -1,4 +1,7 @@
 // C API: perplexity with the native forward pass.
+#include <cstddef>
+#include <cstring>
+
 #include "api/handles.h"
 #include "forward/perplexity.h"
 #include "ktq/eval.h"
@@ -8,9 +11,21 @@ using ktq::require;
 
 extern "C" {
 
+namespace {
+
+// Bytes of each options version: a caller built against an older header
+// passes a smaller struct, read only as far as it goes.
+size_t eval_options_size(unsigned version) {
+    return version == 1 ? offsetof(ktq_eval_options, device) : sizeof(ktq_eval_options);
+}
+
+}  // namespace
+
 ktq_status ktq_eval_options_init(ktq_eval_options *opts, unsigned version) {
-    ktq_status st = ktq::init_versioned(opts, version, KTQ_EVAL_OPTIONS_VERSION);
-    if (st != KTQ_OK) return st;
+    if (!opts) return KTQ_ERR_INVALID_ARGUMENT;
+    if (version == 0 || version > KTQ_EVAL_OPTIONS_VERSION) return KTQ_ERR_VERSION;
+    std::memset(opts, 0, eval_options_size(version));
+    opts->version = version;
     opts->window = 256;
     opts->max_tokens = 131072;
     opts->batch_windows = 16;
@@ -24,10 +39,13 @@ ktq_status ktq_eval_perplexity(ktq_eval_result *out, const ktq_model *model, con
         require(model != nullptr, "model is NULL");
         require(tokenizer != nullptr, "tokenizer is NULL");
         require(text != nullptr || text_len == 0, "text is NULL");
-        ktq_eval_options defaults;
-        ktq_eval_options_init(&defaults, KTQ_EVAL_OPTIONS_VERSION);
-        if (opts) ktq::check_version(opts->version, KTQ_EVAL_OPTIONS_VERSION, "ktq_eval_options");
-        const ktq_eval_options &o = opts ? *opts : defaults;
+        ktq_eval_options o;
+        ktq_eval_options_init(&o, KTQ_EVAL_OPTIONS_VERSION);
+        if (opts) {
+            ktq::check_version(opts->version, KTQ_EVAL_OPTIONS_VERSION, "ktq_eval_options");
+            std::memcpy(&o, opts, eval_options_size(opts->version));
+        }
+        require(o.device == KTQ_DEVICE_CPU || o.device == KTQ_DEVICE_CUDA, "unknown device");
         require(o.window >= 2, "window must be at least 2");
         require(o.batch_windows >= 1, "batch_windows must be at least 1");
         const std::vector<int32_t> tokens = tokenizer->impl->encode(std::string_view(text ? text : "", text_len));
@@ -44,6 +62,7 @@ ktq_status ktq_eval_perplexity(ktq_eval_result *out, const ktq_model *model, con
         po.window = o.window;
         po.max_tokens = static_cast<int64_t>(o.max_tokens);
         po.batch_windows = o.batch_windows;
+        po.cuda = o.device == KTQ_DEVICE_CUDA;
         if (o.token_nll) po.token_nll = &nll;
         if (o.progress)
             po.progress = [&](int layer, int layers) {

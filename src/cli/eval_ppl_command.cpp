@@ -20,6 +20,7 @@ struct EvalArgs {
     int window = 256;
     uint64_t max_tokens = 131072;
     int threads = 0;
+    std::string device = "cpu";
     bool json = false, quiet = false;
     std::string nll_out;
 };
@@ -50,6 +51,7 @@ int run(const EvalArgs &a) {
     ktq_eval_options_init(&opts, KTQ_EVAL_OPTIONS_VERSION);
     opts.window = a.window;
     opts.max_tokens = a.max_tokens;
+    opts.device = a.device == "cuda" ? KTQ_DEVICE_CUDA : KTQ_DEVICE_CPU;
     bool quiet = a.quiet;
     opts.progress = on_layer;
     opts.payload = &quiet;
@@ -104,6 +106,9 @@ Command add_eval_ppl_command(CLI::App &app) {
     cmd->add_option("--window", a->window, "Tokens per window")->capture_default_str()->check(CLI::Range(2, 1 << 20));
     cmd->add_option("--max-tokens", a->max_tokens, "Score the first N tokens (0 = all)")->capture_default_str();
     cmd->add_option("--threads", a->threads, "Worker threads (0 = one per core)")->capture_default_str();
+    cmd->add_option("--device", a->device, "Where the forward's matrix products run: cpu, or cuda (cuBLAS, float32)")
+        ->check(CLI::IsMember({"cpu", "cuda"}))
+        ->capture_default_str();
     cmd->add_flag("--json", a->json, "Print the result as JSON");
     cmd->add_option("--nll-out", a->nll_out, "Write every scored position's loss (float64, window by window)");
     cmd->add_flag("-q,--quiet", a->quiet, "No progress output");

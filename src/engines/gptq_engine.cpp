@@ -6,6 +6,7 @@
 #include <set>
 
 #include "cuda/cuda_devices.h"
+#include "cuda/cuda_matmul.h"
 #include "cuda/gptq_cuda.h"
 #include "engines/cast_engine.h"
 #include "forward/causal_lm.h"
@@ -256,16 +257,21 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
                              budget / 4);
     std::vector<uint64_t> &counts = expert_tokens_[layer];
     counts.assign(static_cast<size_t>(std::max(0, cfg.num_experts)), 0);
+    // On a GPU the forward's products run there too (cuBLAS, float32).
+    std::unique_ptr<MatmulBackend> gpu_matmul;
+    if (cuda_) gpu_matmul = make_cuda_matmul(devices.front(), budget / 4);
     ForwardContext ctx;
     ctx.cfg = &cfg;
     ctx.pool = &pool;
     ctx.observer = &observer;
     ctx.expert_tokens = w.moe ? &counts : nullptr;
+    ctx.matmul = gpu_matmul.get();
     for_each_batch(opts.calibration_batch, false, [&](float *x, int64_t seqs, int64_t len) {
         observer.forget();
         forward_layer(ctx, w, x, seqs, len);
     });
     observer.release_device();
+    if (gpu_matmul) gpu_matmul->forget();  // the memory goes to the solve; the weights are about to change
     // 2. GPTQ per Linear, outputs written, weights replaced by what the codes stand for.
     struct Job {
         Linear *l;

@@ -26,7 +26,7 @@ std::vector<float> embed_tokens(const Model &model, const ForwardConfig &cfg, co
 }
 
 std::vector<double> next_token_nll(const Model &model, const ForwardConfig &cfg, float *hidden, const int32_t *tokens,
-                                   int64_t seqs, int64_t seq_len) {
+                                   int64_t seqs, int64_t seq_len, MatmulBackend *backend) {
     const int64_t n = seqs * seq_len, H = cfg.hidden;
     const std::vector<float> norm = load_vector(model, cfg.prefix + "norm.weight");
     rms_norm(hidden, hidden, norm.data(), n, H, cfg.rms_eps);
@@ -45,7 +45,7 @@ std::vector<double> next_token_nll(const Model &model, const ForwardConfig &cfg,
         for (int64_t t0 = 0; t0 < n; t0 += kTokenChunk) {
             const int64_t tc = std::min(kTokenChunk, n - t0);
             logits.resize(static_cast<size_t>(tc * vc));
-            matmul_abt(logits.data(), hidden + t0 * H, w.data(), tc, H, vc, model.pool());
+            matmul_abt(logits.data(), hidden + t0 * H, w.data(), tc, H, vc, model.pool(), backend, false);
             model.pool().parallel_for(static_cast<size_t>(tc), [&](size_t i) {
                 const int64_t t = t0 + static_cast<int64_t>(i);
                 const float *l = &logits[i * static_cast<size_t>(vc)];

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "forward/forward_config.h"
+#include "forward/matmul.h"
 #include "reading/model.h"
 
 namespace ktq {
@@ -18,7 +19,8 @@ std::vector<float> embed_tokens(const Model &model, const ForwardConfig &cfg, co
 // Applies the final norm to `hidden` ([seqs * seq_len, hidden], in place) and
 // returns, per sequence position that has a next token (seq_len - 1 per
 // sequence), -log p(next token): [seqs * (seq_len - 1)].
+// The LM head's products run on `backend` when given.
 std::vector<double> next_token_nll(const Model &model, const ForwardConfig &cfg, float *hidden, const int32_t *tokens,
-                                   int64_t seqs, int64_t seq_len);
+                                   int64_t seqs, int64_t seq_len, MatmulBackend *backend = nullptr);
 
 }  // namespace ktq

@@ -20,8 +20,8 @@ void rms_norm(float *y, const float *x, const float *weight, int64_t rows, int64
     }
 }
 
-void apply_linear(float *y, const Linear &l, const float *x, int64_t rows, ThreadPool &pool) {
-    matmul_abt(y, x, l.w.data(), rows, l.in, l.out, pool);
+void apply_linear(float *y, const Linear &l, const float *x, int64_t rows, ThreadPool &pool, MatmulBackend *backend) {
+    matmul_abt(y, x, l.w.data(), rows, l.in, l.out, pool, backend);
     if (!l.b.empty())
         for (int64_t r = 0; r < rows; ++r)
             for (int64_t j = 0; j < l.out; ++j) y[r * l.out + j] += l.b[static_cast<size_t>(j)];
@@ -39,7 +39,7 @@ void observe(const ForwardContext &ctx, const Linear &l, const float *x, int64_t
 std::vector<float> run_linear(const ForwardContext &ctx, const Linear &l, const float *x, int64_t rows) {
     observe(ctx, l, x, rows);
     std::vector<float> y(static_cast<size_t>(rows * l.out));
-    apply_linear(y.data(), l, x, rows, *ctx.pool);
+    apply_linear(y.data(), l, x, rows, *ctx.pool, ctx.matmul);
     return y;
 }
 
@@ -226,7 +226,7 @@ void route(const ForwardContext &ctx, const LayerWeights &w, const float *x, int
     const ForwardConfig &c = *ctx.cfg;
     const int64_t E = c.num_experts, K = c.top_k;
     std::vector<float> logits(static_cast<size_t>(n * E));
-    apply_linear(logits.data(), w.router, x, n, *ctx.pool);  // routers stay unquantized: not observed
+    apply_linear(logits.data(), w.router, x, n, *ctx.pool, ctx.matmul);  // routers stay unquantized: not observed
     idx.assign(static_cast<size_t>(n * K), 0);
     wt.assign(static_cast<size_t>(n * K), 0.0f);
     std::vector<float> p(static_cast<size_t>(E)), choice(static_cast<size_t>(E));
@@ -331,7 +331,7 @@ std::vector<float> moe(const ForwardContext &ctx, const LayerWeights &w, const f
         std::vector<float> gate;
         if (!w.shared_gate.empty()) {
             gate.resize(static_cast<size_t>(n));
-            apply_linear(gate.data(), w.shared_gate, x, n, *ctx.pool);
+            apply_linear(gate.data(), w.shared_gate, x, n, *ctx.pool, ctx.matmul);
         }
         for (int64_t t = 0; t < n; ++t) {
             const float s = gate.empty() ? 1.0f : 1.0f / (1.0f + std::exp(-gate[static_cast<size_t>(t)]));

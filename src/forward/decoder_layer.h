@@ -16,6 +16,7 @@
 
 #include "forward/forward_config.h"
 #include "forward/layer_weights.h"
+#include "forward/matmul.h"
 #include "runtime/thread_pool.h"
 
 namespace ktq {
@@ -41,6 +42,7 @@ struct ForwardContext {
     ThreadPool *pool = nullptr;
     ActivationObserver *observer = nullptr;
     std::vector<uint64_t> *expert_tokens = nullptr;  // += routed tokens per expert (MoE layers)
+    MatmulBackend *matmul = nullptr;  // where the Linears' products run (nullptr: the CPU, on the pool)
 };
 
 // hidden: [seqs * seq_len, cfg.hidden], updated in place.
@@ -49,7 +51,8 @@ void forward_layer(const ForwardContext &ctx, const LayerWeights &w, float *hidd
 // y[rows, n] = x[rows, n] * rsqrt(mean(x^2) + eps) * weight
 void rms_norm(float *y, const float *x, const float *weight, int64_t rows, int64_t n, float eps);
 
-// y = x W^T + b for a Linear.
-void apply_linear(float *y, const Linear &l, const float *x, int64_t rows, ThreadPool &pool);
+// y = x W^T + b for a Linear (its product on `backend` when given).
+void apply_linear(float *y, const Linear &l, const float *x, int64_t rows, ThreadPool &pool,
+                  MatmulBackend *backend = nullptr);
 
 }  // namespace ktq

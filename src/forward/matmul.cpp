@@ -84,4 +84,12 @@ const char *matmul_backend() { return "built-in"; }
 
 #endif
 
+void matmul_abt(float *c, const float *a, const float *w, int64_t m, int64_t k, int64_t n, ThreadPool &pool,
+                MatmulBackend *backend, bool keep_weight) {
+    if (backend)
+        backend->abt(c, a, w, m, k, n, keep_weight);
+    else
+        matmul_abt(c, a, w, m, k, n, pool);
+}
+
 }  // namespace ktq

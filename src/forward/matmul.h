@@ -12,6 +12,23 @@ class ThreadPool;
 
 void matmul_abt(float *c, const float *a, const float *w, int64_t m, int64_t k, int64_t n, ThreadPool &pool);
 
+// Somewhere else to run the forward's products: cuda/cuda_matmul.h runs them
+// with cuBLAS (float32, no TF32), keeping weights on the GPU between calls.
+// Weights are recognised by address: forget() before a weight buffer's
+// contents change (the next layer, GPTQ's quantized weights).
+class MatmulBackend {
+public:
+    virtual ~MatmulBackend() = default;
+    // keep_weight: w is a layer's weight, worth keeping for later calls
+    // (else a buffer about to be refilled, such as the LM head's chunks).
+    virtual void abt(float *c, const float *a, const float *w, int64_t m, int64_t k, int64_t n, bool keep_weight) = 0;
+    virtual void forget() = 0;
+};
+
+// matmul_abt on `backend` when there is one, else on the pool.
+void matmul_abt(float *c, const float *a, const float *w, int64_t m, int64_t k, int64_t n, ThreadPool &pool,
+                MatmulBackend *backend, bool keep_weight = true);
+
 // "onednn <version>" or "built-in".
 const char *matmul_backend();
 

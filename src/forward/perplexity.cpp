@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "cuda/cuda_matmul.h"
 #include "forward/causal_lm.h"
 #include "forward/decoder_layer.h"
 #include "forward/layer_weights.h"
@@ -21,16 +22,21 @@ PerplexityResult evaluate_perplexity(const Model &model, const std::vector<int32
                                            " tokens, fewer than one window of " + std::to_string(T));
     std::vector<float> hidden = embed_tokens(model, cfg, tokens.data(), seqs * T);
     const int64_t batch = std::max<int64_t>(1, opts.batch_windows);
+    std::unique_ptr<MatmulBackend> gpu;
+    if (opts.cuda) gpu = make_cuda_matmul(0);
     ForwardContext ctx;
     ctx.cfg = &cfg;
     ctx.pool = &model.pool();
+    ctx.matmul = gpu.get();
     for (int l = 0; l < cfg.layers; ++l) {
+        if (gpu) gpu->forget();  // the previous layer's weights
         const LayerWeights w = load_layer(model, cfg, l);
         for (int64_t s0 = 0; s0 < seqs; s0 += batch)
             forward_layer(ctx, w, &hidden[static_cast<size_t>(s0 * T * cfg.hidden)], std::min(batch, seqs - s0), T);
         if (opts.progress && !opts.progress(l + 1, cfg.layers)) fail(KTQ_ERR_CANCELLED, "cancelled");
     }
-    const std::vector<double> nll = next_token_nll(model, cfg, hidden.data(), tokens.data(), seqs, T);
+    if (gpu) gpu->forget();
+    const std::vector<double> nll = next_token_nll(model, cfg, hidden.data(), tokens.data(), seqs, T, gpu.get());
     double sum = 0;
     for (double v : nll) sum += v;
     PerplexityResult r;

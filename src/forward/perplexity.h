@@ -21,6 +21,7 @@ struct PerplexityOptions {
     // Called after each decoder layer and at the end; return false to cancel.
     std::function<bool(int layer, int layers)> progress;
     std::vector<double> *token_nll = nullptr;  // receives every position's loss when set
+    bool cuda = false;  // the products on CUDA device 0 (cuda/cuda_matmul.h)
 };
 
 struct PerplexityResult {

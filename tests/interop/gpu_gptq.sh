@@ -56,6 +56,20 @@ rm -rf "$out/ds-cuda-two"
   --max-gpu-memory 300MiB --dataset "$CALIB" --num-calibration-samples 64 --max-sequence-length 512 -q
 cmp "$out/ds-cuda/model.safetensors" "$out/ds-cuda-two/model.safetensors" && echo "--devices 0,0: same bytes"
 
+step "forward: ktq eval-ppl on the CPU and with cuBLAS, transformers on the GPU (BF16 copy of the model)"
+rm -rf "$out/ds-bf16"
+"$build/ktq" convert "$model" "$out/ds-bf16" --to bf16 -q
+eval_txt=${EVAL:-$(dirname "$CALIB")/eval.txt}
+for dev in cpu cuda; do
+  s0=$(date +%s.%N)
+  "$build/ktq" eval-ppl "$out/ds-bf16" --text "$eval_txt" --device "$dev" --json -q > "$out/ppl-$dev.json"
+  s1=$(date +%s.%N)
+  python3 -c "import json,sys; r=json.load(open('$out/ppl-$dev.json')); print(f'ktq eval-ppl ($dev): ppl {r[\"perplexity\"]:.5f}, {r[\"windows\"]*256/($s1-$s0):.0f} tokens/s (whole command)')"
+done
+python3 "$root/tests/interop/transformers_ppl.py" "$out/ds-bf16" "$eval_txt" 2>/dev/null | tail -1
+# GPTQ with the forward on the GPU as well, against the CPU run above.
+python3 "$root/tests/interop/compare_ct_codes.py" "$out/ds-cpu" "$out/ds-cuda" > /dev/null && echo "(engine comparison above used the GPU forward)"
+
 if [ "${1:-}" = "--bench" ]; then
   tokens=${2:-1048576}
   if [ -n "${WHEELS:-}" ]; then

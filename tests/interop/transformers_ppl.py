@@ -13,6 +13,7 @@ usage: transformers_ppl.py MODEL_DIR EVAL_TXT [--expect PPL] [--tolerance 0.005]
 import argparse
 import math
 import sys
+import time
 
 import torch
 from tokenizers import Tokenizer
@@ -33,6 +34,9 @@ def main():
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.bfloat16).to(device).eval()
     window, total, count = 256, 0.0, 0
     x = torch.tensor(ids[: len(ids) // window * window], device=device).view(-1, window)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
     with torch.no_grad(), torch.autocast(device_type=device, dtype=torch.bfloat16):
         for batch in x.split(64):
             logits = model(batch).logits.float()
@@ -40,8 +44,9 @@ def main():
                                                      batch[:, 1:].reshape(-1), reduction="sum")
             total += loss.item()
             count += batch[:, 1:].numel()
+    seconds = time.perf_counter() - t0  # the loss .item() calls synchronize
     ppl = math.exp(total / count)
-    print(f"{args.model}: ppl {ppl:.3f} over {count} predicted tokens ({device})")
+    print(f"{args.model}: ppl {ppl:.3f} over {count} predicted tokens ({device}); forward {x.numel() / seconds:.0f} tokens/s")
     if args.expect is not None and abs(ppl - args.expect) / args.expect > args.tolerance:
         print(f"FAIL: expected {args.expect} within {args.tolerance:.1%}")
         sys.exit(1)

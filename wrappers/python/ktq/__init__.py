@@ -286,14 +286,18 @@ def tokenize(model_or_tokenizer_json, text):
         return tok.encode(text)
 
 
-def perplexity(model, text, window=256, max_tokens=131072):
+def perplexity(model, text, window=256, max_tokens=131072, device="cpu"):
     """Perplexity of `model` (a Model) on `text` (str or bytes) with ktq's
     native forward pass: the first `max_tokens` tokens (0 = all) as windows of
-    `window` tokens. Returns a dict: perplexity, mean_nll, tokens_scored, windows."""
+    `window` tokens, its products on `device` ("cpu" or "cuda"). Returns a
+    dict: perplexity, mean_nll, tokens_scored, windows."""
     data = text.encode() if isinstance(text, str) else bytes(text)
     opts = _lib.EvalOptions()
     lib.ktq_eval_options_init(ctypes.byref(opts), _lib.EVAL_OPTIONS_VERSION)
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r} (cpu or cuda)")
     opts.window, opts.max_tokens = window, max_tokens
+    opts.device = _lib.DEVICE_CUDA if device == "cuda" else _lib.DEVICE_CPU
     result = _lib.EvalResult()
     with _Tokenizer(model.path) as tok:
         _call(lib.ktq_eval_perplexity, ctypes.byref(result), model._handle(), tok.handle, data, len(data),

@@ -17,7 +17,8 @@ OPEN_OPTIONS_VERSION = MODEL_INFO_VERSION = TENSOR_INFO_VERSION = 1
 PROGRESS_VERSION = 1
 QUANTIZE_OPTIONS_VERSION = 4
 SYSTEM_INFO_VERSION = 1
-EVAL_OPTIONS_VERSION = CALIBRATION_OPTIONS_VERSION = 1
+EVAL_OPTIONS_VERSION = 2
+CALIBRATION_OPTIONS_VERSION = 1
 ENGINE_GPTQ = 5
 ACT_ORDER = {"none": 0, "static": 1}
 WRITER_OPTIONS_VERSION = 3
@@ -83,7 +84,7 @@ class QuantizeOptions(ctypes.Structure):
 class EvalOptions(ctypes.Structure):
     _fields_ = [("version", c_uint), ("window", c_int), ("max_tokens", c_uint64), ("batch_windows", c_int),
                 ("progress", PROGRESS_CB), ("payload", c_void_p), ("token_nll", ctypes.POINTER(ctypes.c_double)),
-                ("token_nll_capacity", c_size_t)]
+                ("token_nll_capacity", c_size_t), ("device", c_int)]
 
 
 class EvalResult(ctypes.Structure):

@@ -543,7 +543,7 @@ extern "C" {
 
 // ---- eval.h ------------------------------------------------------------
 
-pub const KTQ_EVAL_OPTIONS_VERSION: c_uint = 1;
+pub const KTQ_EVAL_OPTIONS_VERSION: c_uint = 2;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ktq_eval_options {
@@ -555,6 +555,7 @@ pub struct ktq_eval_options {
     pub payload: *mut c_void,
     pub token_nll: *mut f64,
     pub token_nll_capacity: usize,
+    pub device: ktq_device,
 }
 
 #[repr(C)]
