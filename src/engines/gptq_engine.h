@@ -32,7 +32,7 @@ public:
     // CUDA device of ktq_quantize_options.devices (within max_device_memory),
     // the GPTQ solve batched over each layer's same-shape Linears and spread
     // over the devices (cuda/gptq_cuda.h); the rest of the calibration
-    // forward stays on the CPU.
+    // forward stays on the CPU (see process()).
     explicit GptqEngine(bool cuda = false) : cuda_(cuda) {}
     const char *name() const override { return "gptq"; }
     void run_layer(const Model &model, int layer, Writer &writer, ThreadPool &pool, const ktq_quantize_options &opts,

@@ -65,8 +65,6 @@ for dev in cpu cuda; do
   python3 -c "import json; r=json.load(open('$out/ppl-$dev.json')); print(f'ktq eval-ppl ($dev): ppl {r[\"perplexity\"]:.5f}, {r[\"windows\"]*r[\"window\"]/r[\"seconds\"]:.0f} tokens/s')"
 done
 python3 "$root/tests/interop/transformers_ppl.py" "$out/ds-bf16" "$eval_txt" 2>/dev/null | tail -1
-# GPTQ with the forward on the GPU as well, against the CPU run above.
-python3 "$root/tests/interop/compare_ct_codes.py" "$out/ds-cpu" "$out/ds-cuda" > /dev/null && echo "(engine comparison above used the GPU forward)"
 
 if [ "${1:-}" = "--bench" ]; then
   tokens=${2:-1048576}
