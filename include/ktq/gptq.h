@@ -53,8 +53,14 @@ typedef struct ktq_gptq_options {
                              * kt-kernel's convert_gpu_weights.py uses 0.1) */
     ktq_act_order act_order; /* default KTQ_ACT_ORDER_STATIC */
     int threads;            /* 0 = one per core */
+    /* ---- version 2 ---- */
+    /* Where ktq_gptq_quantize solves (default KTQ_DEVICE_CPU). KTQ_DEVICE_CUDA:
+     * the factorization and column loop on CUDA device `cuda_device` (a build
+     * with CUDA), the same codes as the CPU for the same Hessian. */
+    ktq_device device;
+    int cuda_device;
 } ktq_gptq_options;
-#define KTQ_GPTQ_OPTIONS_VERSION 1
+#define KTQ_GPTQ_OPTIONS_VERSION 2
 KTQ_API ktq_status ktq_gptq_options_init(ktq_gptq_options *opts, unsigned version);
 
 typedef struct ktq_gptq ktq_gptq;

@@ -1,11 +1,13 @@
 // C API: GPTQ of single Linears fed by the caller's forward pass.
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <map>
 #include <mutex>
 
 #include "api/ct_arguments.h"
 #include "api/handles.h"
+#include "cuda/gptq_cuda.h"
 #include "ktq/gptq.h"
 #include "quant/ct_rtn.h"
 #include "runtime/half_float.h"
@@ -41,13 +43,21 @@ ktq::ThreadPool &api_pool(int threads) {
     return *p;
 }
 
+// Bytes of each options version: a caller built against an older header
+// passes a smaller struct, read only as far as it goes.
+size_t gptq_options_size(unsigned version) {
+    return version == 1 ? offsetof(ktq_gptq_options, device) : sizeof(ktq_gptq_options);
+}
+
 }  // namespace
 
 extern "C" {
 
 ktq_status ktq_gptq_options_init(ktq_gptq_options *opts, unsigned version) {
-    ktq_status st = ktq::init_versioned(opts, version, KTQ_GPTQ_OPTIONS_VERSION);
-    if (st != KTQ_OK) return st;
+    if (!opts) return KTQ_ERR_INVALID_ARGUMENT;
+    if (version == 0 || version > KTQ_GPTQ_OPTIONS_VERSION) return KTQ_ERR_VERSION;
+    std::memset(opts, 0, gptq_options_size(version));
+    opts->version = version;
     opts->block_size = 128;
     opts->dampening_frac = 0.01;
     opts->act_order = KTQ_ACT_ORDER_STATIC;
@@ -99,8 +109,9 @@ ktq_status ktq_gptq_quantize(int32_t *packed, size_t packed_words, void *scales,
         ktq_gptq_options_init(&o, KTQ_GPTQ_OPTIONS_VERSION);
         if (opts) {
             ktq::check_version(opts->version, KTQ_GPTQ_OPTIONS_VERSION, "ktq_gptq_options");
-            o = *opts;
+            std::memcpy(&o, opts, gptq_options_size(opts->version));
         }
+        require(o.device == KTQ_DEVICE_CPU || o.device == KTQ_DEVICE_CUDA, "unknown device");
         ktq::gptq::Options go;
         go.scheme = ktq::ct_arguments::scheme_of(scheme);  // its rounding is not used: GPTQ rounds in float32
         go.block_size = o.block_size;
@@ -115,8 +126,21 @@ ktq_status ktq_gptq_quantize(int32_t *packed, size_t packed_words, void *scales,
         const std::vector<float> w = ktq::ct_arguments::weights_as_float(weights, rows * cols, s.dtype);
         for (float v : w)
             if (!std::isfinite(v)) fail(KTQ_ERR_FORMAT, "weights hold NaN or infinite values");
-        const ktq::gptq::Result r = ktq::gptq::quantize(w.data(), static_cast<int64_t>(rows), static_cast<int64_t>(cols),
-                                                        gptq->hessian.normalized(), go, api_pool(o.threads));
+        ktq::gptq::Result r;
+        if (o.device == KTQ_DEVICE_CUDA) {
+            const std::vector<float> h = gptq->hessian.normalized();
+            ktq::cuda_gptq::Batch b;
+            b.rows = static_cast<int64_t>(rows);
+            b.cols = static_cast<int64_t>(cols);
+            b.hessians.push_back({h.data(), nullptr, 1.0f});
+            b.weights.push_back(w.data());
+            b.factor_of.push_back(0);
+            b.dequantized = dequantized != nullptr;
+            r = std::move(ktq::cuda_gptq::quantize(b, go, {o.cuda_device}).at(0));
+        } else {
+            r = ktq::gptq::quantize(w.data(), static_cast<int64_t>(rows), static_cast<int64_t>(cols),
+                                    gptq->hessian.normalized(), go, api_pool(o.threads));
+        }
         ktq::ct::pack_codes(s, r.codes.data(), rows, cols, reinterpret_cast<uint32_t *>(packed));
         ktq::ct::store_scales(s, r.scales.data(), r.scales.size(), scales);
         if (!s.symmetric)

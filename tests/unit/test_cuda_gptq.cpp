@@ -13,6 +13,7 @@
 
 #include "cuda/cuda_devices.h"
 #include "cuda/gptq_cuda.h"
+#include "ktq/ktq.h"
 #include "quant/gptq.h"
 #include "runtime/thread_pool.h"
 
@@ -256,4 +257,39 @@ TEST(CudaGptq, ExpertCalibratorMatchesCpuForward) {
                                              hb[static_cast<size_t>(i * inter + j)]) / scale);
         }
     EXPECT_LT(worst, 1e-4) << "largest difference relative to the diagonals";
+}
+
+// The C API for pipelines with their own forward: ktq_gptq_quantize with
+// device = KTQ_DEVICE_CUDA writes the CPU's bytes for the same Hessian.
+TEST(CudaGptq, CApiSolvesOnTheGpuWithTheCpuBytes) {
+    KTQ_REQUIRE_CUDA();
+    std::mt19937 rng(13);
+    const uint64_t rows = 64, cols = 256;
+    const std::vector<float> x = inputs(rng, 512, static_cast<int64_t>(cols), 0);
+    const std::vector<float> w = weights(rng, static_cast<int64_t>(rows), static_cast<int64_t>(cols));
+    ktq_gptq *g = nullptr;
+    ASSERT_EQ(ktq_gptq_new(&g, cols, nullptr), KTQ_OK);
+    ASSERT_EQ(ktq_gptq_add_batch(g, x.data(), 512, nullptr), KTQ_OK);
+    ktq_ct_scheme scheme;
+    ktq_ct_scheme_init(&scheme, KTQ_CT_SCHEME_VERSION);
+    scheme.dtype = KTQ_DTYPE_F32;  // weights passed as floats
+    size_t pw = 0, sc = 0, zw = 0;
+    ASSERT_EQ(ktq_ct_sizes(&pw, &sc, &zw, rows, cols, &scheme, nullptr), KTQ_OK);
+    std::vector<int32_t> packed[2] = {std::vector<int32_t>(pw), std::vector<int32_t>(pw)};
+    std::vector<float> scales[2] = {std::vector<float>(sc), std::vector<float>(sc)}, deq[2];
+    for (int d = 0; d < 2; ++d) {
+        ktq_gptq_options o;
+        ktq_gptq_options_init(&o, KTQ_GPTQ_OPTIONS_VERSION);
+        o.device = d ? KTQ_DEVICE_CUDA : KTQ_DEVICE_CPU;
+        deq[d].resize(rows * cols);
+        ktq_error *err = nullptr;
+        ASSERT_EQ(ktq_gptq_quantize(packed[d].data(), pw, scales[d].data(), sc, nullptr, 0, deq[d].data(), nullptr,
+                                    nullptr, g, w.data(), rows, &scheme, &o, &err),
+                  KTQ_OK)
+            << (err ? ktq_error_message(err) : "");
+    }
+    EXPECT_EQ(packed[0], packed[1]);
+    EXPECT_EQ(scales[0], scales[1]);
+    EXPECT_EQ(deq[0], deq[1]);
+    ktq_gptq_free(g);
 }

@@ -633,7 +633,7 @@ pub type ktq_moe_hessian = c_int;
 pub const KTQ_MOE_HESSIAN_BLEND: ktq_moe_hessian = 0;
 pub const KTQ_MOE_HESSIAN_ALL: ktq_moe_hessian = 1;
 
-pub const KTQ_GPTQ_OPTIONS_VERSION: c_uint = 1;
+pub const KTQ_GPTQ_OPTIONS_VERSION: c_uint = 2;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ktq_gptq_options {
@@ -642,6 +642,8 @@ pub struct ktq_gptq_options {
     pub dampening_frac: f64,
     pub act_order: ktq_act_order,
     pub threads: c_int,
+    pub device: ktq_device,
+    pub cuda_device: c_int,
 }
 
 #[repr(C)]
