@@ -30,8 +30,16 @@ typedef struct ktq_open_options {
     /* Refuse headers larger than this many bytes (0 = 100 MiB, the limit the
      * safetensors reference implementation uses). */
     uint64_t max_header_bytes;
+    /* ---- version 2 ---- */
+    /* A kt-kernel AMX output folder (ktq's or kt-kernel's converter's, merged
+     * or loose; see kt.h) converted from this checkpoint: every routed
+     * expert it holds is read as its dequantized weights (code x scale)
+     * instead of the checkpoint's, so `ktq eval-ppl` scores what kt-kernel
+     * computes with. NULL = none. Fails naming the part when a shape does not
+     * match the checkpoint's expert. */
+    const char *kt_experts;
 } ktq_open_options;
-#define KTQ_OPEN_OPTIONS_VERSION 1
+#define KTQ_OPEN_OPTIONS_VERSION 2
 KTQ_API ktq_status ktq_open_options_init(ktq_open_options *opts, unsigned version);
 
 /* Open the checkpoint folder `path` (or one .safetensors file inside a folder

@@ -26,8 +26,22 @@ void check_read_target(const void *buf, size_t buf_bytes, ktq_dtype dtype, uint6
 
 extern "C" {
 
+namespace {
+
+// Bytes of each options version: a caller built against an older header
+// passes a smaller struct, read only as far as it goes.
+size_t open_options_size(unsigned version) {
+    return version == 1 ? offsetof(ktq_open_options, kt_experts) : sizeof(ktq_open_options);
+}
+
+}  // namespace
+
 ktq_status ktq_open_options_init(ktq_open_options *opts, unsigned version) {
-    return ktq::init_versioned(opts, version, KTQ_OPEN_OPTIONS_VERSION);
+    if (!opts) return KTQ_ERR_INVALID_ARGUMENT;
+    if (version == 0 || version > KTQ_OPEN_OPTIONS_VERSION) return KTQ_ERR_VERSION;
+    std::memset(opts, 0, open_options_size(version));
+    opts->version = version;
+    return KTQ_OK;
 }
 
 ktq_status ktq_open_model(ktq_model **out, const char *path, const ktq_open_options *opts, ktq_error **err) {
@@ -39,7 +53,8 @@ ktq_status ktq_open_model(ktq_model **out, const char *path, const ktq_open_opti
         ktq_open_options_init(&defaults, KTQ_OPEN_OPTIONS_VERSION);
         if (opts) {
             check_version(opts->version, KTQ_OPEN_OPTIONS_VERSION, "ktq_open_options");
-            defaults = *opts;
+            std::memcpy(&defaults, opts, open_options_size(opts->version));
+            defaults.version = KTQ_OPEN_OPTIONS_VERSION;
         }
         auto model = std::make_unique<ktq_model>();
         model->path = path;

@@ -28,6 +28,7 @@ Command add_eval_ppl_command(CLI::App &app);
 int report_error(int status, ktq_error *err);
 // Opens `path` with `threads` workers; on failure reports the error and
 // returns its status.
-int open_model(ktq_model **out, const std::string &path, int threads);
+// kt_experts: a kt-kernel output folder whose experts replace the checkpoint's ("" = none).
+int open_model(ktq_model **out, const std::string &path, int threads, const std::string &kt_experts = "");
 
 }  // namespace ktq_cli

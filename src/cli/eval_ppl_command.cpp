@@ -21,6 +21,7 @@ struct EvalArgs {
     uint64_t max_tokens = 131072;
     int threads = 0;
     std::string device = "cpu";
+    std::string kt_experts;
     bool json = false, quiet = false;
     std::string nll_out;
 };
@@ -39,7 +40,7 @@ int run(const EvalArgs &a) {
     }
     const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     ktq_model *model = nullptr;
-    if (open_model(&model, a.model, a.threads) != KTQ_OK) return 1;
+    if (open_model(&model, a.model, a.threads, a.kt_experts) != KTQ_OK) return 1;
     ktq_tokenizer *tok = nullptr;
     ktq_error *err = nullptr;
     int st = ktq_tokenizer_open(&tok, a.model.c_str(), &err);
@@ -106,6 +107,10 @@ Command add_eval_ppl_command(CLI::App &app) {
     cmd->add_option("--window", a->window, "Tokens per window")->capture_default_str()->check(CLI::Range(2, 1 << 20));
     cmd->add_option("--max-tokens", a->max_tokens, "Score the first N tokens (0 = all)")->capture_default_str();
     cmd->add_option("--threads", a->threads, "Worker threads (0 = one per core)")->capture_default_str();
+    cmd->add_option("--kt-experts", a->kt_experts,
+                    "A kt-kernel AMX output (INT4/INT8) of MODEL: its routed experts, dequantized, replace the "
+                    "checkpoint's (scores what kt-kernel computes with)")
+        ->check(CLI::ExistingDirectory);
     cmd->add_option("--device", a->device, "Where the forward's matrix products run: cpu, or cuda (cuBLAS, float32)")
         ->check(CLI::IsMember({"cpu", "cuda"}))
         ->capture_default_str();

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <map>
+#include <tuple>
 
 #include "reading/dtype.h"
 #include "runtime/error.h"
@@ -62,6 +63,7 @@ Model::Model(const std::string &path, const ktq_open_options &opts) {
     check_fp8_scales();
     arch_ = Architecture::detect(config_, *checkpoint_);
     pool_ = std::make_unique<ThreadPool>(resolve_threads(opts.threads));
+    if (opts.version >= 2 && opts.kt_experts && *opts.kt_experts) open_kt_experts(opts.kt_experts);
 }
 
 void Model::open_packed_weights() {
@@ -145,6 +147,61 @@ void Model::open_packed_weights() {
         checkpoint_->add_virtual(v, w.packed->file, hidden);
         packed_[v.name] = w;
     }
+}
+
+void Model::open_kt_experts(const std::string &dir) {
+    kt_output_ = std::make_unique<KtOutput>(dir);
+    std::map<std::tuple<int, int, int>, std::vector<const KtPart *>> groups;  // (layer, expert, proj) -> parts
+    for (const KtPart &p : kt_output_->parts()) groups[{p.layer, p.expert, p.proj}].push_back(&p);
+    for (auto &[key, parts] : groups) {
+        const auto [layer, expert, proj] = key;
+        const KtPart &first = *parts.front();
+        const std::string where = dir + ": " + first.name;
+        if (layer < 0 || layer >= static_cast<int>(arch_.layers.size()) || expert < 0 ||
+            expert >= arch_.layers[static_cast<size_t>(layer)].num_experts)
+            fail(KTQ_ERR_FORMAT, where + ": the checkpoint has no such routed expert (a kt output of another model?)");
+        std::sort(parts.begin(), parts.end(), [](const KtPart *a, const KtPart *b) { return a->part < b->part; });
+        const MatrixView v = this->expert(layer, expert, static_cast<ktq_expert_proj>(proj));
+        KtExpert e;
+        e.parts = parts;
+        e.split_cols = proj == KTQ_PROJ_DOWN;  // kt-kernel splits the intermediate features over NUMA parts
+        e.rows = e.split_cols ? first.rows : 0;
+        e.cols = e.split_cols ? 0 : first.cols;
+        for (size_t i = 0; i < parts.size(); ++i) {
+            const KtPart &p = *parts[i];
+            if (p.part != static_cast<int>(i) || (e.split_cols ? p.rows != e.rows : p.cols != e.cols))
+                fail(KTQ_ERR_FORMAT, dir + ": " + p.name + ": NUMA parts of one expert are missing or disagree in shape");
+            if (e.split_cols)
+                e.cols += p.cols;
+            else
+                e.rows += p.rows;
+        }
+        if (e.rows != v.rows || e.cols != v.cols)
+            fail(KTQ_ERR_FORMAT, where + ": the kt expert is " + std::to_string(e.rows) + " x " + std::to_string(e.cols) +
+                                     ", the checkpoint's '" + v.tensor + "' " + std::to_string(v.rows) + " x " +
+                                     std::to_string(v.cols) + " (a kt output of another model?)");
+        kt_[{v.tensor, v.row_begin}] = std::move(e);
+    }
+}
+
+void Model::read_kt_rows(const KtExpert &e, uint64_t first, uint64_t count, ktq_dtype out, void *dst) const {
+    // The whole expert, dequantized part by part into its place.
+    std::vector<float> all(e.rows * e.cols), part;
+    uint64_t offset = 0;
+    for (const KtPart *p : e.parts) {
+        part.resize(p->rows * p->cols);
+        kt_output_->dequantize(*p, part.data());
+        for (uint64_t r = 0; r < p->rows; ++r)
+            std::copy(part.begin() + static_cast<std::ptrdiff_t>(r * p->cols),
+                      part.begin() + static_cast<std::ptrdiff_t>((r + 1) * p->cols),
+                      all.begin() + static_cast<std::ptrdiff_t>(e.split_cols ? r * e.cols + offset : (offset + r) * e.cols));
+        offset += e.split_cols ? p->cols : p->rows;
+    }
+    const float *src = all.data() + first * e.cols;
+    if (out == KTQ_DTYPE_F32)
+        std::copy(src, src + count * e.cols, static_cast<float *>(dst));
+    else
+        convert_to_bf16(static_cast<uint16_t *>(dst), reinterpret_cast<const uint8_t *>(src), KTQ_DTYPE_F32, count * e.cols);
 }
 
 void Model::read_packed_rows(const PackedWeight &w, uint64_t first, uint64_t count, ktq_dtype out, void *dst) const {
@@ -283,6 +340,12 @@ MatrixView Model::expert(int layer, int expert, ktq_expert_proj proj) const {
 void Model::read_rows(const MatrixView &view, uint64_t first, uint64_t count, ktq_dtype out, void *dst) const {
     if (out != KTQ_DTYPE_F32 && out != KTQ_DTYPE_BF16)
         fail(KTQ_ERR_INVALID_ARGUMENT, "tensors are read as F32 or BF16, not " + std::string(dtype_name(out)));
+    if (!kt_.empty())
+        if (auto kt = kt_.find({view.tensor, view.row_begin}); kt != kt_.end()) {
+            if (first + count > view.rows) fail(KTQ_ERR_INVALID_ARGUMENT, "row range outside tensor '" + view.tensor + "'");
+            read_kt_rows(kt->second, first, count, out, dst);
+            return;
+        }
     if (auto packed = packed_.find(view.tensor); packed != packed_.end()) {
         if (first + count > view.rows) fail(KTQ_ERR_INVALID_ARGUMENT, "row range outside tensor '" + view.tensor + "'");
         read_packed_rows(packed->second, view.row_begin + first, count, out, dst);

@@ -13,6 +13,7 @@
 #include "quant/ct_rtn.h"
 #include "reading/architecture.h"
 #include "reading/checkpoint.h"
+#include "reading/kt_output.h"
 #include "reading/model_config.h"
 #include "runtime/thread_pool.h"
 
@@ -64,6 +65,9 @@ public:
     // (code - zero point) * scale in the scale's dtype, as compressed-tensors
     // decompresses it).
     bool is_packed(const std::string &tensor) const { return packed_.count(tensor) != 0; }
+    // True when a kt-kernel output's dequantized expert replaces `view`
+    // (ktq_open_options.kt_experts).
+    bool is_kt_expert(const MatrixView &view) const { return kt_.count({view.tensor, view.row_begin}) != 0; }
 
 private:
     struct PackedWeight {
@@ -72,6 +76,14 @@ private:
         uint64_t rows = 0, cols = 0;
     };
     void open_packed_weights();
+    // The routed experts of a kt-kernel output folder, over the checkpoint's.
+    void open_kt_experts(const std::string &dir);
+    struct KtExpert {
+        std::vector<const KtPart *> parts;  // NUMA parts in order
+        bool split_cols = false;            // down: parts split the input features; gate/up: the rows
+        uint64_t rows = 0, cols = 0;
+    };
+    void read_kt_rows(const KtExpert &e, uint64_t first, uint64_t count, ktq_dtype out, void *dst) const;
     void read_packed_rows(const PackedWeight &w, uint64_t first, uint64_t count, ktq_dtype out, void *dst) const;
     const TensorRef *fp8_scale_of(const std::string &tensor) const;
     void check_not_quantized() const;
@@ -84,6 +96,8 @@ private:
     ktq_dtype source_dtype_ = KTQ_DTYPE_UNKNOWN;
     int block_rows_ = 0, block_cols_ = 0;
     std::map<std::string, PackedWeight> packed_;  // "X.weight" -> its stored parts
+    std::unique_ptr<KtOutput> kt_output_;
+    std::map<std::pair<std::string, uint64_t>, KtExpert> kt_;  // (tensor, first row) -> its kt parts
 };
 
 }  // namespace ktq

@@ -159,3 +159,24 @@ def test_compressed_tensors_input_dequantized_exactly(tmp_path):
             assert np.array_equal(b[base + ".weight"].view(np.uint16), want.view(np.uint16)), base
             checked += 1
         assert checked == 3 * 16 * 3
+
+
+def test_kt_kernel_output_read_over_the_checkpoint(tmp_path):
+    """--kt-experts: the routed experts of a kt-kernel AMX output (dequantized
+    code x scale, NUMA parts put back together) replace the checkpoint's. INT8
+    must stay as close to BF16 as compressed-tensors W8A16 does (<= 0.1 %),
+    INT4 (one scale per row) further off but near; a kt output of another
+    model is refused naming the part."""
+    src = os.path.join(MODELS, "tiny-qwen3-moe")
+    base = json.loads(ktq("eval-ppl", src, "--text", EVAL, "--max-tokens", 32768, "--json", "-q").stdout)["perplexity"]
+    ppl = {}
+    for method, extra in (("int8", []), ("int4", ["--loose"])):
+        out = tmp_path / method
+        ktq("convert", src, out, "--to", "kt", "--quant-method", method, "-q", *extra)
+        r = ktq("eval-ppl", src, "--text", EVAL, "--max-tokens", 32768, "--json", "-q", "--kt-experts", out)
+        ppl[method] = json.loads(r.stdout)["perplexity"]
+    assert abs(ppl["int8"] / base - 1) < 0.001, (ppl, base)
+    assert ppl["int8"] < ppl["int4"] < base * 1.03, (ppl, base)
+    r = ktq("eval-ppl", os.path.join(MODELS, "tiny-mixtral"), "--text", EVAL, "--max-tokens", 1024, "-q",
+            "--kt-experts", tmp_path / "int8", check=False)
+    assert r.returncode != 0 and "blk.0.ffn_gate_exps.0.numa.0" in r.stderr and "another model" in r.stderr, r.stderr

@@ -55,10 +55,15 @@ def _s(p):
 class Model:
     """An opened Hugging Face checkpoint folder (memory-mapped, read-only)."""
 
-    def __init__(self, path, threads=0):
+    def __init__(self, path, threads=0, kt_experts=None):
+        """`kt_experts`: a kt-kernel AMX output folder of this checkpoint whose
+        routed experts (dequantized) replace the checkpoint's, e.g. to score
+        it with perplexity()."""
         opts = _lib.OpenOptions()
         lib.ktq_open_options_init(ctypes.byref(opts), _lib.OPEN_OPTIONS_VERSION)
         opts.threads = threads
+        if kt_experts is not None:
+            opts.kt_experts = str(kt_experts).encode()
         self._raw = ctypes.c_void_p()
         _call(lib.ktq_open_model, ctypes.byref(self._raw), str(path).encode(), ctypes.byref(opts))
         # the checkpoint folder (tokenizer.json lives there too)

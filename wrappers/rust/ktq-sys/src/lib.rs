@@ -70,13 +70,14 @@ pub struct ktq_model {
     _private: [u8; 0],
 }
 
-pub const KTQ_OPEN_OPTIONS_VERSION: c_uint = 1;
+pub const KTQ_OPEN_OPTIONS_VERSION: c_uint = 2;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ktq_open_options {
     pub version: c_uint,
     pub threads: c_int,
     pub max_header_bytes: u64,
+    pub kt_experts: *const c_char,
 }
 
 pub type ktq_arch_family = c_int;
