@@ -102,6 +102,11 @@ bool input_type_matches(const std::string &input_type, ktq_dtype stored) {
 }
 
 int run(const Options &o) {
+    if (o.device == "cuda" && !ktq_cuda_usable()) {  // before anything is written
+        std::fprintf(stderr, "ktq: error: --device cuda: this libktq has no CUDA (-DKTQ_CUDA=ON) or no CUDA device is "
+                             "visible; use --device cpu\n");
+        return 2;
+    }
     ktq_error *err = nullptr;
     ktq_model *model = nullptr;
     int st = open_model(&model, o.model, o.threads);
