@@ -225,10 +225,12 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
         };
         const std::vector<std::vector<Linear *>> groups = input_groups(w, false);
         count_bytes(groups, false, all_bytes);
-        for (auto &[l, o] : targets)  // Linears outside the groups (o_proj, down_proj, ...): a sum each
+        for (const auto &target : targets) {  // Linears outside the groups (o_proj, down_proj, ...): a sum each
+            const Linear *l = target.first;
             if (std::none_of(groups.begin(), groups.end(),
                              [&](const auto &g) { return std::find(g.begin(), g.end(), l) != g.end(); }))
                 all_bytes += static_cast<size_t>(l->in * l->in) * 4;
+        }
         if (routed_mode) count_bytes(input_groups(w, true), true, routed_bytes);
         if (routed_mode)
             for (ExpertWeights &e : w.experts)
