@@ -22,10 +22,8 @@ size_t eval_options_size(unsigned version) {
 }  // namespace
 
 ktq_status ktq_eval_options_init(ktq_eval_options *opts, unsigned version) {
-    if (!opts) return KTQ_ERR_INVALID_ARGUMENT;
-    if (version == 0 || version > KTQ_EVAL_OPTIONS_VERSION) return KTQ_ERR_VERSION;
-    std::memset(opts, 0, eval_options_size(version));
-    opts->version = version;
+    ktq_status st = ktq::init_versioned_prefix(opts, version, KTQ_EVAL_OPTIONS_VERSION, eval_options_size);
+    if (st != KTQ_OK) return st;
     opts->window = 256;
     opts->max_tokens = 131072;
     opts->batch_windows = 16;
@@ -41,10 +39,7 @@ ktq_status ktq_eval_perplexity(ktq_eval_result *out, const ktq_model *model, con
         require(text != nullptr || text_len == 0, "text is NULL");
         ktq_eval_options o;
         ktq_eval_options_init(&o, KTQ_EVAL_OPTIONS_VERSION);
-        if (opts) {
-            ktq::check_version(opts->version, KTQ_EVAL_OPTIONS_VERSION, "ktq_eval_options");
-            std::memcpy(&o, opts, eval_options_size(opts->version));
-        }
+        ktq::overlay_versioned(o, opts, KTQ_EVAL_OPTIONS_VERSION, "ktq_eval_options", eval_options_size);
         require(o.device == KTQ_DEVICE_CPU || o.device == KTQ_DEVICE_CUDA, "unknown device");
         require(o.window >= 2, "window must be at least 2");
         require(o.batch_windows >= 1, "batch_windows must be at least 1");

@@ -54,10 +54,8 @@ size_t gptq_options_size(unsigned version) {
 extern "C" {
 
 ktq_status ktq_gptq_options_init(ktq_gptq_options *opts, unsigned version) {
-    if (!opts) return KTQ_ERR_INVALID_ARGUMENT;
-    if (version == 0 || version > KTQ_GPTQ_OPTIONS_VERSION) return KTQ_ERR_VERSION;
-    std::memset(opts, 0, gptq_options_size(version));
-    opts->version = version;
+    ktq_status st = ktq::init_versioned_prefix(opts, version, KTQ_GPTQ_OPTIONS_VERSION, gptq_options_size);
+    if (st != KTQ_OK) return st;
     opts->block_size = 128;
     opts->dampening_frac = 0.01;
     opts->act_order = KTQ_ACT_ORDER_STATIC;
@@ -107,10 +105,7 @@ ktq_status ktq_gptq_quantize(int32_t *packed, size_t packed_words, void *scales,
         require(weights != nullptr, "weights is NULL");
         ktq_gptq_options o;
         ktq_gptq_options_init(&o, KTQ_GPTQ_OPTIONS_VERSION);
-        if (opts) {
-            ktq::check_version(opts->version, KTQ_GPTQ_OPTIONS_VERSION, "ktq_gptq_options");
-            std::memcpy(&o, opts, gptq_options_size(opts->version));
-        }
+        ktq::overlay_versioned(o, opts, KTQ_GPTQ_OPTIONS_VERSION, "ktq_gptq_options", gptq_options_size);
         require(o.device == KTQ_DEVICE_CPU || o.device == KTQ_DEVICE_CUDA, "unknown device");
         ktq::gptq::Options go;
         go.scheme = ktq::ct_arguments::scheme_of(scheme);  // its rounding is not used: GPTQ rounds in float32

@@ -102,4 +102,25 @@ ktq_status init_versioned(T *s, unsigned version, unsigned current) noexcept {
     return KTQ_OK;
 }
 
+// For option structs that grew fields version by version (`bytes_of(v)`:
+// the size of version v): a *_init() zeroes only the caller's version's
+// bytes, and reads overlay the caller's struct, as far as its version goes,
+// on the current defaults. A caller built against an older header passes a
+// smaller struct.
+template <typename T, typename BytesOf>
+ktq_status init_versioned_prefix(T *s, unsigned version, unsigned current, BytesOf bytes_of) noexcept {
+    if (!s) return KTQ_ERR_INVALID_ARGUMENT;
+    if (version == 0 || version > current) return KTQ_ERR_VERSION;
+    std::memset(s, 0, bytes_of(version));
+    s->version = version;
+    return KTQ_OK;
+}
+template <typename T, typename BytesOf>
+void overlay_versioned(T &defaults, const T *opts, unsigned current, const char *what, BytesOf bytes_of) {
+    if (!opts) return;
+    check_version(opts->version, current, what);
+    std::memcpy(&defaults, opts, bytes_of(opts->version));
+    defaults.version = current;
+}
+
 }  // namespace ktq

@@ -37,11 +37,7 @@ size_t open_options_size(unsigned version) {
 }  // namespace
 
 ktq_status ktq_open_options_init(ktq_open_options *opts, unsigned version) {
-    if (!opts) return KTQ_ERR_INVALID_ARGUMENT;
-    if (version == 0 || version > KTQ_OPEN_OPTIONS_VERSION) return KTQ_ERR_VERSION;
-    std::memset(opts, 0, open_options_size(version));
-    opts->version = version;
-    return KTQ_OK;
+    return ktq::init_versioned_prefix(opts, version, KTQ_OPEN_OPTIONS_VERSION, open_options_size);
 }
 
 ktq_status ktq_open_model(ktq_model **out, const char *path, const ktq_open_options *opts, ktq_error **err) {
@@ -51,11 +47,7 @@ ktq_status ktq_open_model(ktq_model **out, const char *path, const ktq_open_opti
         require(path != nullptr, "path is NULL");
         ktq_open_options defaults;
         ktq_open_options_init(&defaults, KTQ_OPEN_OPTIONS_VERSION);
-        if (opts) {
-            check_version(opts->version, KTQ_OPEN_OPTIONS_VERSION, "ktq_open_options");
-            std::memcpy(&defaults, opts, open_options_size(opts->version));
-            defaults.version = KTQ_OPEN_OPTIONS_VERSION;
-        }
+        ktq::overlay_versioned(defaults, opts, KTQ_OPEN_OPTIONS_VERSION, "ktq_open_options", open_options_size);
         auto model = std::make_unique<ktq_model>();
         model->path = path;
         model->impl = std::make_unique<ktq::Model>(path, defaults);

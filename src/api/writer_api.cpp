@@ -55,11 +55,7 @@ size_t quantize_options_size(unsigned version) {
 ktq_quantize_options resolve_options(const ktq_quantize_options *opts) {
     ktq_quantize_options o;
     ktq_quantize_options_init(&o, KTQ_QUANTIZE_OPTIONS_VERSION);
-    if (opts) {
-        check_version(opts->version, KTQ_QUANTIZE_OPTIONS_VERSION, "ktq_quantize_options");
-        std::memcpy(&o, opts, quantize_options_size(opts->version));
-        o.version = KTQ_QUANTIZE_OPTIONS_VERSION;
-    }
+    ktq::overlay_versioned(o, opts, KTQ_QUANTIZE_OPTIONS_VERSION, "ktq_quantize_options", quantize_options_size);
     if (o.device != KTQ_DEVICE_CPU && o.device != KTQ_DEVICE_CUDA)
         fail(KTQ_ERR_INVALID_ARGUMENT, "unknown device " + std::to_string(static_cast<int>(o.device)));
     return o;
@@ -84,11 +80,7 @@ void set_writer_defaults(ktq_writer_options *o) {
 ktq_writer_options resolve_writer_options(const ktq_writer_options *opts) {
     ktq_writer_options o;
     ktq_writer_options_init(&o, KTQ_WRITER_OPTIONS_VERSION);
-    if (opts) {
-        check_version(opts->version, KTQ_WRITER_OPTIONS_VERSION, "ktq_writer_options");
-        std::memcpy(&o, opts, writer_options_size(opts->version));
-        o.version = KTQ_WRITER_OPTIONS_VERSION;
-    }
+    ktq::overlay_versioned(o, opts, KTQ_WRITER_OPTIONS_VERSION, "ktq_writer_options", writer_options_size);
     if (o.numa_parts == 0) o.numa_parts = 2;
     if (o.weight_bits == 0) o.weight_bits = 4;
     if (o.group_size == 0) o.group_size = 128;
@@ -197,19 +189,15 @@ const char *ktq_format_name(ktq_format format) {
 }
 
 ktq_status ktq_writer_options_init(ktq_writer_options *opts, unsigned version) {
-    if (!opts) return KTQ_ERR_INVALID_ARGUMENT;
-    if (version == 0 || version > KTQ_WRITER_OPTIONS_VERSION) return KTQ_ERR_VERSION;
-    std::memset(opts, 0, writer_options_size(version));
-    opts->version = version;
+    ktq_status st = ktq::init_versioned_prefix(opts, version, KTQ_WRITER_OPTIONS_VERSION, writer_options_size);
+    if (st != KTQ_OK) return st;
     set_writer_defaults(opts);
     return KTQ_OK;
 }
 
 ktq_status ktq_quantize_options_init(ktq_quantize_options *opts, unsigned version) {
-    if (!opts) return KTQ_ERR_INVALID_ARGUMENT;
-    if (version == 0 || version > KTQ_QUANTIZE_OPTIONS_VERSION) return KTQ_ERR_VERSION;
-    std::memset(opts, 0, quantize_options_size(version));
-    opts->version = version;
+    ktq_status st = ktq::init_versioned_prefix(opts, version, KTQ_QUANTIZE_OPTIONS_VERSION, quantize_options_size);
+    if (st != KTQ_OK) return st;
     opts->engine = KTQ_ENGINE_DEFAULT;
     if (version >= 3) {
         opts->dampening_frac = 0.01;
