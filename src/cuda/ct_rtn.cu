@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "cuda/cuda_support.h"
 #include "cuda/ct_rtn_cuda.h"
 #include "quant/ct_rtn_math.h"
 #include "reading/dtype.h"
@@ -13,13 +14,7 @@ namespace {
 
 namespace m = ct::math;
 
-void check(cudaError_t e, const char *what) {
-    if (e != cudaSuccess) {
-        cudaGetLastError();
-        fail(e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver ? KTQ_ERR_UNSUPPORTED : KTQ_ERR_INTERNAL,
-             std::string("CUDA: ") + what + ": " + cudaGetErrorString(e));
-    }
-}
+using ktq::cuda::check;
 
 struct KernelArgs {
     const void *w;

@@ -2,50 +2,17 @@
 #include <cuda_runtime.h>
 
 #include <map>
-#include <string>
-#include <utility>
 
 #include "cuda/cuda_matmul.h"
+#include "cuda/cuda_support.h"
 #include "runtime/error.h"
 
 namespace ktq {
 
 namespace {
 
-void check(cudaError_t e, const char *what) {
-    if (e != cudaSuccess) {
-        cudaGetLastError();
-        fail(e == cudaErrorMemoryAllocation ? KTQ_ERR_NO_MEMORY : KTQ_ERR_INTERNAL,
-             std::string("CUDA (forward): ") + what + ": " + cudaGetErrorString(e));
-    }
-}
-void check(cublasStatus_t e, const char *what) {
-    if (e != CUBLAS_STATUS_SUCCESS)
-        fail(KTQ_ERR_INTERNAL, std::string("cuBLAS (forward): ") + what + " failed with status " +
-                                   std::to_string(static_cast<int>(e)));
-}
-
-class DevicePtr {
-public:
-    DevicePtr() = default;
-    explicit DevicePtr(size_t bytes, const char *what) {
-        if (bytes) check(cudaMalloc(&p_, bytes), what);
-        n_ = bytes;
-    }
-    ~DevicePtr() { cudaFree(p_); }
-    DevicePtr(DevicePtr &&o) noexcept : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
-    DevicePtr &operator=(DevicePtr &&o) noexcept {
-        std::swap(p_, o.p_);
-        std::swap(n_, o.n_);
-        return *this;
-    }
-    float *get() const { return static_cast<float *>(p_); }
-    size_t bytes() const { return n_; }
-
-private:
-    void *p_ = nullptr;
-    size_t n_ = 0;
-};
+using ktq::cuda::Buffer;
+using ktq::cuda::check;
 
 class CudaMatmul : public MatmulBackend {
 public:
@@ -70,23 +37,23 @@ public:
     void abt(float *c, const float *a, const float *w, int64_t m, int64_t k, int64_t n, bool keep_weight) override {
         if (m == 0 || n == 0) return;
         check(cudaSetDevice(device_), "cudaSetDevice");
-        const size_t wbytes = static_cast<size_t>(n * k) * 4;
+        const size_t wcount = static_cast<size_t>(n * k);
         const float *wd = nullptr;
         auto it = keep_weight ? weights_.find(w) : weights_.end();
-        if (it != weights_.end() && it->second.bytes() == wbytes) {
+        if (it != weights_.end() && it->second.size() == wcount) {
             wd = it->second.get();
         } else {
-            DevicePtr *slot = &scratch_w_;
-            if (keep_weight && cached_ + wbytes <= max_cached_) {
+            Buffer<float> *slot = &scratch_w_;
+            if (keep_weight && cached_ + wcount * 4 <= max_cached_) {
                 slot = &weights_[w];
-                cached_ += wbytes;
+                cached_ += wcount * 4;
             }
-            if (slot->bytes() < wbytes) *slot = DevicePtr(wbytes, "weights");
-            check(cudaMemcpy(slot->get(), w, wbytes, cudaMemcpyHostToDevice), "copy of weights");
+            if (slot->size() < wcount) slot->resize(wcount, "weights");
+            check(cudaMemcpy(slot->get(), w, wcount * 4, cudaMemcpyHostToDevice), "copy of weights");
             wd = slot->get();
         }
-        if (a_.bytes() < static_cast<size_t>(m * k) * 4) a_ = DevicePtr(static_cast<size_t>(m * k) * 4, "activations");
-        if (c_.bytes() < static_cast<size_t>(m * n) * 4) c_ = DevicePtr(static_cast<size_t>(m * n) * 4, "results");
+        if (a_.size() < static_cast<size_t>(m * k)) a_.resize(static_cast<size_t>(m * k), "activations");
+        if (c_.size() < static_cast<size_t>(m * n)) c_.resize(static_cast<size_t>(m * n), "results");
         check(cudaMemcpy(a_.get(), a, static_cast<size_t>(m * k) * 4, cudaMemcpyHostToDevice), "copy of activations");
         const float one = 1.0f, zero = 0.0f;
         // Row-major C [m, n] = A [m, k] W^T, W [n, k]; column-major: C^T = W A^T.
@@ -100,9 +67,9 @@ public:
 private:
     int device_;
     cublasHandle_t blas_ = nullptr;
-    std::map<const float *, DevicePtr> weights_;
+    std::map<const float *, Buffer<float>> weights_;
     size_t cached_ = 0, max_cached_ = 0;
-    DevicePtr scratch_w_, a_, c_;
+    Buffer<float> scratch_w_, a_, c_;
 };
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "cuda/cuda_support.h"
 #include "cuda/fp8_dequant.h"
 #include "runtime/half_float.h"
 #include "runtime/error.h"
@@ -34,13 +35,7 @@ __global__ void dequant_kernel(uint16_t *out, const uint8_t *in, const float *sc
     out[i] = half::bf16_bits(__fmul_rn(e4m3_to_f32(in[i]), s));
 }
 
-void check(cudaError_t e, const char *what) {
-    if (e != cudaSuccess) {
-        cudaGetLastError();
-        fail(e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver ? KTQ_ERR_UNSUPPORTED : KTQ_ERR_INTERNAL,
-             std::string("CUDA: ") + what + ": " + cudaGetErrorString(e));
-    }
-}
+using ktq::cuda::check;
 
 }  // namespace
 

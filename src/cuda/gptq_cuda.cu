@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "cuda/cuda_support.h"
 #include "cuda/gptq_cuda.h"
 #include "quant/ct_rtn_math.h"
 #include "runtime/error.h"
@@ -23,48 +24,8 @@ namespace {
 
 namespace m = ct::math;
 
-void check(cudaError_t e, const char *what) {
-    if (e != cudaSuccess) {
-        cudaGetLastError();
-        fail(e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver ? KTQ_ERR_UNSUPPORTED
-             : e == cudaErrorMemoryAllocation                          ? KTQ_ERR_NO_MEMORY
-                                                                       : KTQ_ERR_INTERNAL,
-             std::string("CUDA (GPTQ): ") + what + ": " + cudaGetErrorString(e));
-    }
-}
-void check(cublasStatus_t e, const char *what) {
-    if (e != CUBLAS_STATUS_SUCCESS)
-        fail(e == CUBLAS_STATUS_ALLOC_FAILED ? KTQ_ERR_NO_MEMORY : KTQ_ERR_INTERNAL,
-             std::string("cuBLAS (GPTQ): ") + what + " failed with status " + std::to_string(static_cast<int>(e)));
-}
-void check(cusolverStatus_t e, const char *what) {
-    if (e != CUSOLVER_STATUS_SUCCESS)
-        fail(e == CUSOLVER_STATUS_ALLOC_FAILED ? KTQ_ERR_NO_MEMORY : KTQ_ERR_INTERNAL,
-             std::string("cuSOLVER (GPTQ): ") + what + " failed with status " + std::to_string(static_cast<int>(e)));
-}
-
-// Device memory owned by one object, freed on every path.
-template <class T>
-class Buffer {
-public:
-    Buffer() = default;
-    explicit Buffer(size_t n, const char *what) { resize(n, what); }
-    ~Buffer() { cudaFree(p_); }
-    Buffer(const Buffer &) = delete;
-    Buffer &operator=(const Buffer &) = delete;
-    void resize(size_t n, const char *what) {
-        cudaFree(p_);
-        p_ = nullptr;
-        n_ = n;
-        if (n) check(cudaMalloc(&p_, n * sizeof(T)), what);
-    }
-    T *get() const { return p_; }
-    size_t size() const { return n_; }
-
-private:
-    T *p_ = nullptr;
-    size_t n_ = 0;
-};
+using ktq::cuda::Buffer;
+using ktq::cuda::check;
 
 constexpr int kRowsPerCta = 64;   // column-loop kernel: weight rows (threads) per block
 constexpr int kTile = 64;         // lazy-update kernel: output tile
@@ -248,17 +209,23 @@ void DeviceHessian::add(const float *x, int64_t n) {
     if (n <= 0) return;
     const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(n, (int64_t{64} << 20) / (d.cols * 4)));
     if (d.staging.size() < static_cast<size_t>(chunk * d.cols)) d.staging.resize(static_cast<size_t>(chunk * d.cols), "Hessian input");
-    const float one = 1.0f;
     for (int64_t r = 0; r < n; r += chunk) {
         const int64_t k = std::min(chunk, n - r);
         check(cudaMemcpy(d.staging.get(), x + r * d.cols, static_cast<size_t>(k * d.cols) * 4, cudaMemcpyHostToDevice),
               "copy of Hessian input");
-        // Row-major x [k, cols] is column-major [cols, k]: sum += X X^T.
-        check(cublasSgemm(d.blas, CUBLAS_OP_N, CUBLAS_OP_T, static_cast<int>(d.cols), static_cast<int>(d.cols),
-                          static_cast<int>(k), &one, d.staging.get(), static_cast<int>(d.cols), d.staging.get(),
-                          static_cast<int>(d.cols), &one, d.sum.get(), static_cast<int>(d.cols)),
-              "Hessian product");
+        add_device(d.staging.get(), k);
     }
+}
+
+void DeviceHessian::add_device(const float *x, int64_t n) {
+    Impl &d = *impl_;
+    if (n <= 0) return;
+    const float one = 1.0f;
+    // Row-major x [n, cols] is column-major [cols, n]: sum += X X^T.
+    check(cublasSgemm(d.blas, CUBLAS_OP_N, CUBLAS_OP_T, static_cast<int>(d.cols), static_cast<int>(d.cols),
+                      static_cast<int>(n), &one, x, static_cast<int>(d.cols), x, static_cast<int>(d.cols), &one,
+                      d.sum.get(), static_cast<int>(d.cols)),
+          "Hessian product");
     d.rows += static_cast<uint64_t>(n);
 }
 
@@ -271,17 +238,6 @@ void DeviceHessian::add_bf16_device(const void *x, int64_t n) {
                        static_cast<int>(d.cols), &one, d.sum.get(), CUDA_R_32F, static_cast<int>(d.cols),
                        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
           "Hessian product (BF16)");
-    d.rows += static_cast<uint64_t>(n);
-}
-
-void DeviceHessian::add_device(const float *x, int64_t n) {
-    Impl &d = *impl_;
-    if (n <= 0) return;
-    const float one = 1.0f;
-    check(cublasSgemm(d.blas, CUBLAS_OP_N, CUBLAS_OP_T, static_cast<int>(d.cols), static_cast<int>(d.cols),
-                      static_cast<int>(n), &one, x, static_cast<int>(d.cols), x, static_cast<int>(d.cols), &one,
-                      d.sum.get(), static_cast<int>(d.cols)),
-          "Hessian product");
     d.rows += static_cast<uint64_t>(n);
 }
 
