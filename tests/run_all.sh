@@ -12,6 +12,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 tests/setup_deps.sh
 jobs=$(nproc)
+# The builds (release, sanitizers, CUDA wheels) and the tests' outputs need
+# several GiB; say so up front rather than fail later on a full disk.
+free_gib=$(df -P -k "${TMPDIR:-/tmp}" "$root" | awk 'NR > 1 { f = int($4 / 1048576); if (m == "" || f < m) m = f } END { print m }')
+echo "ktq tests: ${free_gib} GiB free in ${TMPDIR:-/tmp} and $root"
+[ "$free_gib" -ge 8 ] || echo "ktq tests: WARNING: less than 8 GiB free; the CUDA stage and the conversion tests may fail on a full disk"
 
 echo "== release build"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release > /dev/null

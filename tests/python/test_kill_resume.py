@@ -11,6 +11,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -75,8 +76,12 @@ def model(request, synthetic_fp8, tmp_path_factory):
         start = time.monotonic()
         subprocess.run([KTQ, CONVERT[0], str(src), str(ref), *CONVERT[1:], "--quiet"], check=True)
         durations.append(time.monotonic() - start)
-    assert folder_bytes(root / "ref0") == folder_bytes(root / "ref2")
-    return src, folder_bytes(root / "ref2"), min(durations), trials
+    ref = folder_bytes(root / "ref2")
+    assert folder_bytes(root / "ref0") == ref
+    # The references are held in memory from here on; the folders would only
+    # fill the disk (each format's outputs are hundreds of MB).
+    shutil.rmtree(root)
+    yield src, ref, min(durations), trials
 
 
 def test_killed_runs_resume_to_identical_output(model, tmp_path):
@@ -111,6 +116,7 @@ def test_killed_runs_resume_to_identical_output(model, tmp_path):
         assert not (redone & done), f"trial {trial}: layers {sorted(redone & done)} were journaled yet redone"
         skipped_layers += len({l for l in done if l >= 0})
         assert folder_bytes(out) == ref, f"trial {trial}: resumed output differs from the uninterrupted run"
+        shutil.rmtree(out)  # 20 trials of a 470 MB output would otherwise stay on disk until pytest ends
     print(f"\n{CONVERT[1:4]}: {trials} kill trials: {killed_midway} killed mid-run, {completed_before_kill} finished before the kill, "
           f"{skipped_layers} journaled layers skipped on resume; all resumed byte-identical")
     assert killed_midway >= trials // 3, "too few kills landed mid-run to test anything"
@@ -178,4 +184,5 @@ def test_gguf_killed_runs_resume_to_identical_file(synthetic_qwen3, tmp_path):
             assert r.returncode == 0, f"trial {trial}: resume failed: {r.stderr}"
         assert out.read_bytes() == ref, f"trial {trial}: resumed file differs"
         assert not work.exists(), f"trial {trial}: work folder left behind"
+        out.unlink()
     assert midway >= 1, "no kill landed mid-run"
