@@ -38,6 +38,25 @@ static void ktqs_set(ktqs_result *res, int status, ktq_error *err) {
     ktq_error_free(err);
 }
 
+/* A GPTQ accumulator that remembers its width, so that the array lengths
+ * the managed side passes can be checked before C reads them. */
+typedef struct ktqs_gptq {
+    ktq_gptq *g;
+    unsigned long long in_features;
+} ktqs_gptq;
+
+/* Array arguments: each language's .i maps these parameter names to its
+ * arrays (Go slices, Java arrays), passing the element count beside the
+ * pointer; *_IN arrays are only read, *_OUT arrays are written. The C side
+ * checks every count against what it will touch. */
+static int ktqs_check_count(ktqs_result *res, const char *what, size_t have, unsigned long long need) {
+    if ((unsigned long long)have == need) return 1;
+    ktqs_set(res, KTQ_ERR_INVALID_ARGUMENT, NULL);
+    snprintf(res->message, sizeof res->message, "%s: the array has %llu elements, %llu are needed", what,
+             (unsigned long long)have, need);
+    return 0;
+}
+
 static int ktqs_progress(const ktq_progress *p, void *payload) {
     ktqs_token *t = (ktqs_token *)payload;
     __atomic_store_n(&t->layer, p->layer, __ATOMIC_RELAXED);
@@ -66,6 +85,9 @@ typedef struct ktqs_token {
 typedef struct ktq_model ktq_model;
 typedef struct ktq_writer ktq_writer;
 typedef struct ktq_calibration ktq_calibration;
+typedef struct ktq_kt_output ktq_kt_output;
+typedef struct ktq_tokenizer ktq_tokenizer;
+typedef struct ktqs_gptq ktqs_gptq;
 
 %inline %{
 const char *ktqs_version(void) { return ktq_version(); }
@@ -260,4 +282,407 @@ void ktqs_token_cancel(ktqs_token *t) { __atomic_store_n(&t->cancel, 1, __ATOMIC
 unsigned long long ktqs_token_bytes_done(ktqs_token *t) { return __atomic_load_n(&t->bytes_done, __ATOMIC_ACQUIRE); }
 unsigned long long ktqs_token_bytes_total(ktqs_token *t) { return __atomic_load_n(&t->bytes_total, __ATOMIC_RELAXED); }
 int ktqs_token_layer(ktqs_token *t) { return __atomic_load_n(&t->layer, __ATOMIC_RELAXED); }
+
+/* ---- Tensors of a model ------------------------------------------------ */
+
+long long ktqs_tensor_count(ktq_model *m) { return (long long)ktq_model_tensor_count(m); }
+
+/* Index of tensor `name` (-1 + res when absent). */
+long long ktqs_find_tensor(ktq_model *m, const char *name, ktqs_result *res) {
+    size_t index = 0;
+    ktq_error *err = NULL;
+    int st = ktq_model_find_tensor(&index, m, name, &err);
+    ktqs_set(res, st, err);
+    return st == KTQ_OK ? (long long)index : -1;
+}
+
+static int ktqs_tensor_info(ktq_tensor_info *i, ktq_model *m, long long index, ktqs_result *res) {
+    ktq_tensor_info_init(i, KTQ_TENSOR_INFO_VERSION);
+    ktq_error *err = NULL;
+    int st = index < 0 ? KTQ_ERR_INVALID_ARGUMENT : ktq_model_tensor_info(i, m, (size_t)index, &err);
+    ktqs_set(res, st, err);
+    return st == KTQ_OK;
+}
+/* field: "name", "file" or "dtype". */
+const char *ktqs_tensor_text(ktq_model *m, long long index, const char *field, ktqs_result *res) {
+    ktq_tensor_info i;
+    if (!ktqs_tensor_info(&i, m, index, res)) return "";
+    if (!strcmp(field, "name")) return i.name;
+    if (!strcmp(field, "file")) return i.file;
+    if (!strcmp(field, "dtype")) return ktq_dtype_name(i.dtype);
+    ktqs_set(res, KTQ_ERR_INVALID_ARGUMENT, NULL);
+    snprintf(res->message, sizeof res->message, "unknown tensor info field '%s'", field);
+    return "";
+}
+/* field: "ndim", "nbytes", "layer", "numel" or "dim0".."dim7". */
+long long ktqs_tensor_num(ktq_model *m, long long index, const char *field, ktqs_result *res) {
+    ktq_tensor_info i;
+    if (!ktqs_tensor_info(&i, m, index, res)) return 0;
+    if (!strcmp(field, "ndim")) return i.ndim;
+    if (!strcmp(field, "nbytes")) return (long long)i.nbytes;
+    if (!strcmp(field, "layer")) return i.layer;
+    if (!strcmp(field, "numel")) {
+        long long n = 1;
+        for (int d = 0; d < i.ndim; ++d) n *= i.shape[d];
+        return n;
+    }
+    if (!strncmp(field, "dim", 3) && field[3] >= '0' && field[3] <= '7' && !field[4]) {
+        int d = field[3] - '0';
+        return d < i.ndim ? i.shape[d] : 0;
+    }
+    ktqs_set(res, KTQ_ERR_INVALID_ARGUMENT, NULL);
+    snprintf(res->message, sizeof res->message, "unknown tensor info field '%s'", field);
+    return 0;
+}
+
+/* Tensor `name` as float32 (FP8 dequantized by its block scales) into an
+ * array of exactly numel elements. */
+void ktqs_read_tensor_f32(ktq_model *m, const char *name, float *F32_OUT, size_t F32_OUT_N, ktqs_result *res) {
+    long long index = ktqs_find_tensor(m, name, res);
+    if (index < 0) return;
+    long long numel = ktqs_tensor_num(m, index, "numel", res);
+    if (res->status != KTQ_OK || !ktqs_check_count(res, name, F32_OUT_N, (unsigned long long)numel)) return;
+    ktq_error *err = NULL;
+    int st = ktq_model_read_tensor(F32_OUT, F32_OUT_N * sizeof(float), m, name, KTQ_DTYPE_F32, &err);
+    ktqs_set(res, st, err);
+}
+
+/* Shape of routed expert `expert`'s matrix `proj` (0 gate, 1 up, 2 down) in `layer`:
+ * which = 0 rows (out features), 1 cols (in features). */
+long long ktqs_expert_dim(ktq_model *m, int layer, int expert, int proj, int which, ktqs_result *res) {
+    int64_t rows = 0, cols = 0;
+    ktq_error *err = NULL;
+    int st = ktq_model_expert_shape(&rows, &cols, m, layer, expert, (ktq_expert_proj)proj, &err);
+    ktqs_set(res, st, err);
+    return st != KTQ_OK ? 0 : (long long)(which ? cols : rows);
+}
+void ktqs_read_expert_f32(ktq_model *m, int layer, int expert, int proj, float *F32_OUT, size_t F32_OUT_N,
+                          ktqs_result *res) {
+    long long rows = ktqs_expert_dim(m, layer, expert, proj, 0, res);
+    if (res->status != KTQ_OK) return;
+    long long cols = ktqs_expert_dim(m, layer, expert, proj, 1, res);
+    if (res->status != KTQ_OK || !ktqs_check_count(res, "expert matrix", F32_OUT_N, (unsigned long long)(rows * cols)))
+        return;
+    ktq_error *err = NULL;
+    int st = ktq_model_read_expert(F32_OUT, F32_OUT_N * sizeof(float), m, layer, expert, (ktq_expert_proj)proj,
+                                   KTQ_DTYPE_F32, &err);
+    ktqs_set(res, st, err);
+}
+
+/* ---- kt-kernel outputs (merged or loose) -------------------------------- */
+
+ktq_kt_output *ktqs_kt_open(const char *dir, ktqs_result *res) {
+    ktq_kt_output *o = NULL;
+    ktq_error *err = NULL;
+    int st = ktq_kt_output_open(&o, dir, &err);
+    ktqs_set(res, st, err);
+    return o;
+}
+void ktqs_kt_free(ktq_kt_output *o) { ktq_kt_output_free(o); }
+long long ktqs_kt_part_count(ktq_kt_output *o) { return (long long)ktq_kt_output_part_count(o); }
+int ktqs_kt_is_merged(ktq_kt_output *o) { return ktq_kt_output_is_merged(o); }
+
+static int ktqs_kt_part(ktq_kt_part_info *i, ktq_kt_output *o, long long index, ktqs_result *res) {
+    ktq_kt_part_info_init(i, KTQ_KT_PART_INFO_VERSION);
+    ktq_error *err = NULL;
+    int st = index < 0 ? KTQ_ERR_INVALID_ARGUMENT : ktq_kt_output_part(i, o, (size_t)index, &err);
+    ktqs_set(res, st, err);
+    return st == KTQ_OK;
+}
+const char *ktqs_kt_part_name(ktq_kt_output *o, long long index, ktqs_result *res) {
+    ktq_kt_part_info i;
+    return ktqs_kt_part(&i, o, index, res) ? i.name : "";
+}
+/* field: "layer", "expert", "proj" (0 gate, 1 up, 2 down), "part", "bits"
+ * (4 or 8), "rows", "cols" or "packed_bytes". */
+long long ktqs_kt_part_num(ktq_kt_output *o, long long index, const char *field, ktqs_result *res) {
+    ktq_kt_part_info i;
+    if (!ktqs_kt_part(&i, o, index, res)) return 0;
+    if (!strcmp(field, "layer")) return i.layer;
+    if (!strcmp(field, "expert")) return i.expert;
+    if (!strcmp(field, "proj")) return (long long)i.proj;
+    if (!strcmp(field, "part")) return i.part;
+    if (!strcmp(field, "bits")) return i.method == KTQ_FORMAT_KT_AMXINT4 ? 4 : 8;
+    if (!strcmp(field, "rows")) return (long long)i.rows;
+    if (!strcmp(field, "cols")) return (long long)i.cols;
+    if (!strcmp(field, "packed_bytes")) return (long long)i.packed_bytes;
+    ktqs_set(res, KTQ_ERR_INVALID_ARGUMENT, NULL);
+    snprintf(res->message, sizeof res->message, "unknown kt part field '%s'", field);
+    return 0;
+}
+/* The packed weight bytes (packed_bytes) and float32 scales (rows) of a part. */
+void ktqs_kt_read(ktq_kt_output *o, long long index, void *BYTES_OUT, size_t BYTES_OUT_N, float *F32_OUT,
+                  size_t F32_OUT_N, ktqs_result *res) {
+    ktq_kt_part_info i;
+    if (!ktqs_kt_part(&i, o, index, res)) return;
+    if (!ktqs_check_count(res, "packed weights", BYTES_OUT_N, i.packed_bytes) ||
+        !ktqs_check_count(res, "scales", F32_OUT_N, i.rows))
+        return;
+    ktq_error *err = NULL;
+    int st = ktq_kt_output_read(BYTES_OUT, BYTES_OUT_N, F32_OUT, F32_OUT_N, o, (size_t)index, &err);
+    ktqs_set(res, st, err);
+}
+/* rows x cols dequantized weights of a part. */
+void ktqs_kt_dequantize(ktq_kt_output *o, long long index, float *F32_OUT, size_t F32_OUT_N, ktqs_result *res) {
+    ktq_kt_part_info i;
+    if (!ktqs_kt_part(&i, o, index, res) || !ktqs_check_count(res, i.name, F32_OUT_N, i.rows * i.cols)) return;
+    ktq_error *err = NULL;
+    int st = ktq_kt_output_dequantize(F32_OUT, F32_OUT_N, o, (size_t)index, &err);
+    ktqs_set(res, st, err);
+}
+/* Loose .kt files in loose_dir -> merged safetensors in out_dir; with
+ * `model` (may be NULL) also its other tensors, config and tokenizer. */
+void ktqs_kt_merge(const char *out_dir, const char *loose_dir, ktq_model *model, int overwrite, ktqs_result *res) {
+    ktq_writer_options o;
+    ktq_writer_options_init(&o, KTQ_WRITER_OPTIONS_VERSION);
+    o.overwrite = overwrite;
+    ktq_error *err = NULL;
+    int st = ktq_kt_merge(out_dir, loose_dir, model, &o, &err);
+    ktqs_set(res, st, err);
+}
+
+/* ---- Tokenizer ----------------------------------------------------------- */
+
+ktq_tokenizer *ktqs_tokenizer_open(const char *path, ktqs_result *res) {
+    ktq_tokenizer *t = NULL;
+    ktq_error *err = NULL;
+    int st = ktq_tokenizer_open(&t, path, &err);
+    ktqs_set(res, st, err);
+    return t;
+}
+void ktqs_tokenizer_free(ktq_tokenizer *t) { ktq_tokenizer_free(t); }
+long long ktqs_tokenizer_vocab_size(ktq_tokenizer *t) { return (long long)ktq_tokenizer_vocab_size(t); }
+/* Encodes text_len bytes of UTF-8 into ids; returns the number of ids. When
+ * it is larger than the array, nothing is written and res says
+ * KTQ_ERR_BUFFER_TOO_SMALL: call again with that many. */
+long long ktqs_tokenizer_encode(ktq_tokenizer *t, void *BYTES_IN, size_t BYTES_IN_N, int32_t *I32_OUT,
+                                size_t I32_OUT_N, ktqs_result *res) {
+    size_t count = 0;
+    ktq_error *err = NULL;
+    int st = ktq_tokenizer_encode(I32_OUT, I32_OUT_N, &count, t, BYTES_IN ? (const char *)BYTES_IN : "", BYTES_IN_N,
+                                  &err);
+    ktqs_set(res, st, err);
+    return (long long)count;
+}
+
+/* ---- ggml blocks ------------------------------------------------------- */
+
+const char *ktqs_ggml_type_name(int type) { return ktq_ggml_type_name((ktq_ggml_type)type); }
+long long ktqs_ggml_block_size(int type) { return (long long)ktq_ggml_block_size((ktq_ggml_type)type); }
+long long ktqs_ggml_type_size(int type) { return (long long)ktq_ggml_type_size((ktq_ggml_type)type); }
+/* Bytes of n values of `type` (0 + res when n is not a whole number of blocks). */
+long long ktqs_ggml_bytes(int type, long long n, ktqs_result *res) {
+    long long block = ktqs_ggml_block_size(type), size = ktqs_ggml_type_size(type);
+    if (!block || n < 0 || n % block) {
+        ktqs_set(res, KTQ_ERR_INVALID_ARGUMENT, NULL);
+        snprintf(res->message, sizeof res->message, "%lld values are not a whole number of %s blocks (%lld values)",
+                 n, ktq_ggml_type_name((ktq_ggml_type)type), block);
+        return 0;
+    }
+    ktqs_set(res, KTQ_OK, NULL);
+    return n / block * size;
+}
+void ktqs_ggml_quantize(int type, float *F32_IN, size_t F32_IN_N, void *BYTES_OUT, size_t BYTES_OUT_N,
+                        ktqs_result *res) {
+    long long need = ktqs_ggml_bytes(type, (long long)F32_IN_N, res);
+    if (res->status != KTQ_OK || !ktqs_check_count(res, "quantized blocks", BYTES_OUT_N, (unsigned long long)need)) return;
+    ktq_error *err = NULL;
+    int st = ktq_quantize_tensor(BYTES_OUT, BYTES_OUT_N, F32_IN, F32_IN_N, (ktq_ggml_type)type, &err);
+    ktqs_set(res, st, err);
+}
+void ktqs_ggml_dequantize(int type, void *BYTES_IN, size_t BYTES_IN_N, float *F32_OUT, size_t F32_OUT_N,
+                          ktqs_result *res) {
+    long long need = ktqs_ggml_bytes(type, (long long)F32_OUT_N, res);
+    if (res->status != KTQ_OK || !ktqs_check_count(res, "quantized blocks", BYTES_IN_N, (unsigned long long)need)) return;
+    ktq_error *err = NULL;
+    int st = ktq_dequantize_tensor(F32_OUT, F32_OUT_N, BYTES_IN, BYTES_IN_N, (ktq_ggml_type)type, &err);
+    ktqs_set(res, st, err);
+}
+
+/* ---- System ---------------------------------------------------------------- */
+
+/* field: "numa_nodes", "cores", "pus", "avx2", "avx512f", "avx512_vnni",
+ * "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16", "cuda_built",
+ * "cuda_devices". */
+long long ktqs_system_num(const char *field, ktqs_result *res) {
+    ktq_system_info i;
+    ktq_system_info_init(&i, KTQ_SYSTEM_INFO_VERSION);
+    ktq_error *err = NULL;
+    int st = ktq_system_get_info(&i, &err);
+    ktqs_set(res, st, err);
+    if (st != KTQ_OK) return 0;
+    struct { const char *name; int value; } fields[] = {
+        {"numa_nodes", i.numa_nodes}, {"cores", i.cores}, {"pus", i.pus}, {"avx2", i.avx2},
+        {"avx512f", i.avx512f}, {"avx512_vnni", i.avx512_vnni}, {"avx512_bf16", i.avx512_bf16},
+        {"amx_tile", i.amx_tile}, {"amx_int8", i.amx_int8}, {"amx_bf16", i.amx_bf16},
+        {"cuda_built", i.cuda_built}, {"cuda_devices", i.cuda_devices}};
+    for (size_t k = 0; k < sizeof fields / sizeof fields[0]; ++k)
+        if (!strcmp(field, fields[k].name)) return fields[k].value;
+    ktqs_set(res, KTQ_ERR_INVALID_ARGUMENT, NULL);
+    snprintf(res->message, sizeof res->message, "unknown system info field '%s'", field);
+    return 0;
+}
+/* field: "cpu_model" or "cuda_device0"; copied into a static buffer per field. */
+const char *ktqs_system_text(const char *field, ktqs_result *res) {
+    static __thread char text[128];
+    ktq_system_info i;
+    ktq_system_info_init(&i, KTQ_SYSTEM_INFO_VERSION);
+    ktq_error *err = NULL;
+    int st = ktq_system_get_info(&i, &err);
+    ktqs_set(res, st, err);
+    if (st != KTQ_OK) return "";
+    if (!strcmp(field, "cpu_model")) snprintf(text, sizeof text, "%s", i.cpu_model);
+    else if (!strcmp(field, "cuda_device0")) snprintf(text, sizeof text, "%s", i.cuda_device0);
+    else {
+        ktqs_set(res, KTQ_ERR_INVALID_ARGUMENT, NULL);
+        snprintf(res->message, sizeof res->message, "unknown system info field '%s'", field);
+        return "";
+    }
+    return text;
+}
+
+/* ---- GPTQ for a forward pass of the caller's (ktq/gptq.h) --------------- */
+
+ktqs_gptq *ktqs_gptq_new(unsigned long long in_features, ktqs_result *res) {
+    ktqs_gptq *g = (ktqs_gptq *)calloc(1, sizeof *g);
+    if (!g) {
+        ktqs_set(res, KTQ_ERR_NO_MEMORY, NULL);
+        return NULL;
+    }
+    ktq_error *err = NULL;
+    int st = ktq_gptq_new(&g->g, in_features, &err);
+    ktqs_set(res, st, err);
+    if (st != KTQ_OK) {
+        free(g);
+        return NULL;
+    }
+    g->in_features = in_features;
+    return g;
+}
+void ktqs_gptq_free(ktqs_gptq *g) {
+    if (!g) return;
+    ktq_gptq_free(g->g);
+    free(g);
+}
+/* Adds rows of in_features inputs each (the array holds a whole number of rows). */
+void ktqs_gptq_add_batch(ktqs_gptq *g, float *F32_IN, size_t F32_IN_N, ktqs_result *res) {
+    if (!g->in_features || F32_IN_N % g->in_features) {
+        ktqs_set(res, KTQ_ERR_INVALID_ARGUMENT, NULL);
+        snprintf(res->message, sizeof res->message, "%llu inputs are not a whole number of rows of %llu",
+                 (unsigned long long)F32_IN_N, g->in_features);
+        return;
+    }
+    ktq_error *err = NULL;
+    int st = ktq_gptq_add_batch(g->g, F32_IN, F32_IN_N / g->in_features, &err);
+    ktqs_set(res, st, err);
+}
+unsigned long long ktqs_gptq_rows_seen(ktqs_gptq *g, ktqs_result *res) {
+    uint64_t rows = 0;
+    ktq_error *err = NULL;
+    int st = ktq_gptq_hessian(NULL, 0, &rows, g->g, &err);
+    ktqs_set(res, st, err);
+    return rows;
+}
+
+static int ktqs_ct_scheme(ktq_ct_scheme *s, int num_bits, int group_size, int symmetric, int bf16) {
+    ktq_ct_scheme_init(s, KTQ_CT_SCHEME_VERSION);
+    s->num_bits = num_bits;
+    s->group_size = group_size;
+    s->symmetric = symmetric;
+    s->dtype = bf16 ? KTQ_DTYPE_BF16 : KTQ_DTYPE_F32;
+    return 1;
+}
+/* compressed-tensors sizes of a [rows, cols] weight: which = 0 packed int32
+ * words, 1 scales, 2 zero-point int32 words. */
+long long ktqs_ct_size(unsigned long long rows, unsigned long long cols, int num_bits, int group_size, int symmetric,
+                       int which, ktqs_result *res) {
+    ktq_ct_scheme s;
+    ktqs_ct_scheme(&s, num_bits, group_size, symmetric, 0);
+    size_t sizes[3] = {0, 0, 0};
+    ktq_error *err = NULL;
+    int st = ktq_ct_sizes(&sizes[0], &sizes[1], &sizes[2], rows, cols, &s, &err);
+    ktqs_set(res, st, err);
+    return st == KTQ_OK && which >= 0 && which < 3 ? (long long)sizes[which] : 0;
+}
+/* GPTQ of `weights` ([rows, in_features] float32; with bf16 = 1 they must be
+ * BF16 values, and the scales are rounded to BF16 as a BF16 model's are)
+ * into compressed-tensors arrays sized by ktqs_ct_size; `dequantized`
+ * (rows * in_features, or empty) receives what the codes stand for. Returns
+ * the GPTQ loss; *rtn_fallback (an int array of 1, or empty) is set to 1 when
+ * the Hessian was not positive definite and plain rounding was used.
+ * dampening_frac < 0 = default; act_order_none selects natural order;
+ * device 1 = CUDA device cuda_device. */
+double ktqs_gptq_quantize(ktqs_gptq *g, float *F32_IN, size_t F32_IN_N, int num_bits, int group_size, int symmetric,
+                          int bf16, double dampening_frac, int act_order_none, int device, int cuda_device,
+                          int32_t *I32_OUT, size_t I32_OUT_N, float *F32_OUT, size_t F32_OUT_N, int32_t *I32_OUT2,
+                          size_t I32_OUT2_N, float *F32_OUT2, size_t F32_OUT2_N, int32_t *I32_OUT3, size_t I32_OUT3_N,
+                          ktqs_result *res) {
+    double loss = 0;
+    if (!g->in_features || F32_IN_N % g->in_features) {
+        ktqs_set(res, KTQ_ERR_INVALID_ARGUMENT, NULL);
+        snprintf(res->message, sizeof res->message, "%llu weights are not a whole number of rows of %llu",
+                 (unsigned long long)F32_IN_N, g->in_features);
+        return 0;
+    }
+    unsigned long long rows = F32_IN_N / g->in_features;
+    ktq_ct_scheme s;
+    ktqs_ct_scheme(&s, num_bits, group_size, symmetric, bf16);
+    size_t packed = 0, scales = 0, zeros = 0;
+    ktq_error *err = NULL;
+    int st = ktq_ct_sizes(&packed, &scales, &zeros, rows, g->in_features, &s, &err);
+    if (st != KTQ_OK) {
+        ktqs_set(res, st, err);
+        return 0;
+    }
+    if (!ktqs_check_count(res, "packed weights", I32_OUT_N, packed) || !ktqs_check_count(res, "scales", F32_OUT_N, scales) ||
+        !ktqs_check_count(res, "zero points", I32_OUT2_N, zeros) ||
+        (F32_OUT2_N && !ktqs_check_count(res, "dequantized weights", F32_OUT2_N, F32_IN_N)) ||
+        (I32_OUT3_N && !ktqs_check_count(res, "rtn_fallback", I32_OUT3_N, 1)))
+        return 0;
+    /* BF16: the weights and scales travel as bf16 bits; float32 holds every bf16 value exactly. */
+    uint16_t *w16 = NULL, *s16 = NULL;
+    if (bf16) {
+        w16 = (uint16_t *)malloc(F32_IN_N * sizeof *w16);
+        s16 = (uint16_t *)malloc((scales ? scales : 1) * sizeof *s16);
+        if (!w16 || !s16) {
+            free(w16);
+            free(s16);
+            ktqs_set(res, KTQ_ERR_NO_MEMORY, NULL);
+            return 0;
+        }
+        for (size_t k = 0; k < F32_IN_N; ++k) {
+            uint32_t bits;
+            memcpy(&bits, &F32_IN[k], 4);
+            if (bits & 0xFFFFu) {
+                free(w16);
+                free(s16);
+                ktqs_set(res, KTQ_ERR_INVALID_ARGUMENT, NULL);
+                snprintf(res->message, sizeof res->message,
+                         "weight %llu is not a BF16 value (bf16 = 1 needs weights read as BF16)", (unsigned long long)k);
+                return 0;
+            }
+            w16[k] = (uint16_t)(bits >> 16);
+        }
+    }
+    ktq_gptq_options o;
+    ktq_gptq_options_init(&o, KTQ_GPTQ_OPTIONS_VERSION);
+    if (dampening_frac >= 0) o.dampening_frac = dampening_frac;
+    if (act_order_none) o.act_order = KTQ_ACT_ORDER_NONE;
+    o.device = (ktq_device)device;
+    o.cuda_device = cuda_device;
+    int fallback = 0;
+    st = ktq_gptq_quantize(I32_OUT, I32_OUT_N, bf16 ? (void *)s16 : (void *)F32_OUT, scales, I32_OUT2, I32_OUT2_N,
+                           F32_OUT2_N ? F32_OUT2 : NULL, &loss, &fallback, g->g, bf16 ? (const void *)w16 : F32_IN,
+                           rows, &s, &o, &err);
+    if (st == KTQ_OK && bf16)
+        for (size_t k = 0; k < scales; ++k) {
+            uint32_t bits = (uint32_t)s16[k] << 16;
+            memcpy(&F32_OUT[k], &bits, 4);
+        }
+    if (I32_OUT3_N) I32_OUT3[0] = fallback;
+    free(w16);
+    free(s16);
+    ktqs_set(res, st, err);
+    return loss;
+}
 %}
