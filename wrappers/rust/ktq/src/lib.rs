@@ -347,6 +347,11 @@ pub enum Format {
     /// transformers), byte-identical to llm-compressor's RTN. Which modules:
     /// [`WriterOptions::targets`] / [`WriterOptions::ignore`].
     CompressedTensors(CtScheme),
+    /// One GGUF file (llama.cpp, Candle) with weights of type `ty`; routed
+    /// experts stacked (`ffn_gate_exps`), or one tensor per expert with
+    /// `split_experts` (Candle's quantized_llama). The writer's `out_dir` is
+    /// the file's path. Per-tensor types: [`WriterOptions::gguf_tensor_types`].
+    Gguf { ty: GgmlType, split_experts: bool },
 }
 
 /// A compressed-tensors integer weight scheme.
@@ -402,9 +407,17 @@ pub struct WriterOptions {
     /// compressed-tensors: modules kept in high precision, same syntax; `None` = kt-kernel's defaults
     /// (lm_head, routers, attention, shared experts, DeepSeek's dense layers).
     pub ignore: Option<Vec<String>>,
+    /// GGUF: per-tensor types as llama-quantize's `--tensor-type`, e.g.
+    /// `"ffn_down_exps=Q6_K"`: the first rule whose regex is found in a
+    /// weight's GGUF name gives its type.
+    pub gguf_tensor_types: Vec<String>,
 }
 
 impl WriterOptions {
+    pub fn gguf_tensor_types<S: Into<String>>(mut self, rules: impl IntoIterator<Item = S>) -> Self {
+        self.gguf_tensor_types = rules.into_iter().map(Into::into).collect();
+        self
+    }
     pub fn max_shard_bytes(mut self, bytes: u64) -> Self {
         self.max_shard_bytes = bytes;
         self
@@ -520,6 +533,10 @@ impl<'m> Writer<'m> {
             if let Some(ignore) = &ignore {
                 o.ignore = ignore.as_ptr();
             }
+            let tensor_types = lines(&opts.gguf_tensor_types)?;
+            if !opts.gguf_tensor_types.is_empty() {
+                o.gguf_tensor_types = tensor_types.as_ptr();
+            }
             let f = match format {
                 Format::HfBf16 => sys::KTQ_FORMAT_HF_BF16,
                 Format::KtAmxInt4 => sys::KTQ_FORMAT_KT_AMXINT4,
@@ -530,6 +547,11 @@ impl<'m> Writer<'m> {
                     o.asymmetric = (!scheme.symmetric) as c_int;
                     o.ct_rounding = if scheme.dtype_rounding { sys::KTQ_CT_ROUND_DTYPE } else { sys::KTQ_CT_ROUND_FP32 };
                     sys::KTQ_FORMAT_COMPRESSED_TENSORS
+                }
+                Format::Gguf { ty, split_experts } => {
+                    o.gguf_type = ty.raw() as c_int;
+                    o.gguf_split_experts = split_experts as c_int;
+                    sys::KTQ_FORMAT_GGUF
                 }
             };
             call(|err| sys::ktq_writer_open(&mut raw, model.raw, dir.as_ptr(), f, &o, err))?;
@@ -569,6 +591,42 @@ impl<'m> Writer<'m> {
     pub fn write_all(&mut self, opts: &ConvertOptions, mut progress: impl FnMut(&Progress) -> bool) -> Result<()> {
         let mut cb = Callback { f: &mut progress, panicked: false };
         let q = Self::quantize_options(opts, Some(&mut cb));
+        let r = call(|err| unsafe { sys::ktq_write(self.model.raw, &q, self.raw, err) });
+        if cb.panicked {
+            panic!("the progress callback panicked; the conversion was cancelled");
+        }
+        r
+    }
+
+    /// [`Writer::write_all`] with the GPTQ engine (compressed-tensors formats):
+    /// the calibration samples run through ktq's forward pass, and every
+    /// quantized Linear is solved with GPTQ.
+    pub fn write_all_gptq(&mut self, opts: &ConvertOptions, calibration: &Calibration, gptq: &GptqEngineOptions,
+                          mut progress: impl FnMut(&Progress) -> bool) -> Result<()> {
+        let mut cb = Callback { f: &mut progress, panicked: false };
+        let mut q = Self::quantize_options(opts, Some(&mut cb));
+        q.engine = sys::KTQ_ENGINE_GPTQ;
+        q.calibration = calibration.raw;
+        if let Some(d) = gptq.dampening_frac {
+            q.dampening_frac = d;
+        }
+        if let Some(b) = gptq.block_size {
+            q.gptq_block_size = b as c_int;
+        }
+        if gptq.natural_order {
+            q.act_order = sys::KTQ_ACT_ORDER_NONE;
+        }
+        if gptq.moe_hessian_all {
+            q.moe_hessian = sys::KTQ_MOE_HESSIAN_ALL;
+        }
+        if gptq.calibration_batch > 0 {
+            q.calibration_batch = gptq.calibration_batch as c_int;
+        }
+        q.max_device_memory = gptq.max_device_memory;
+        if !gptq.devices.is_empty() {
+            q.devices = gptq.devices.as_ptr();
+            q.device_count = gptq.devices.len();
+        }
         let r = call(|err| unsafe { sys::ktq_write(self.model.raw, &q, self.raw, err) });
         if cb.panicked {
             panic!("the progress callback panicked; the conversion was cancelled");
@@ -869,4 +927,271 @@ impl Drop for Gptq {
     fn drop(&mut self) {
         unsafe { sys::ktq_gptq_free(self.raw) }
     }
+}
+
+/// Options of the GPTQ engine in [`Writer::write_all_gptq`]; the defaults
+/// are llm-compressor's.
+#[derive(Debug, Clone, Default)]
+pub struct GptqEngineOptions {
+    /// Fraction of the mean Hessian diagonal added to it (`None` = 0.01;
+    /// kt-kernel's convert_gpu_weights.py uses 0.1).
+    pub dampening_frac: Option<f64>,
+    /// Columns per lazy-update block (`None` = 128).
+    pub block_size: Option<usize>,
+    /// Quantize columns in their natural order instead of by descending
+    /// Hessian diagonal ("static" act order).
+    pub natural_order: bool,
+    /// Routed experts' Hessians from every token with equal weight
+    /// (llm-compressor's `moe_calibrate_all_experts`) instead of ktq's blend.
+    pub moe_hessian_all: bool,
+    /// Calibration samples per forward call (0 = 8).
+    pub calibration_batch: usize,
+    /// With [`Device::Cuda`]: GPU memory the engine may hold (0 = 80 % of what is free).
+    pub max_device_memory: u64,
+    /// With [`Device::Cuda`]: CUDA devices to spread each layer's solve over (empty = device 0).
+    pub devices: Vec<i32>,
+}
+
+/// Calibration samples for the GPTQ engine: token sequences from a dataset.
+pub struct Calibration {
+    raw: *mut sys::ktq_calibration,
+}
+
+// ktq/calibration.h: read-only after creation; shared by any threads.
+unsafe impl Send for Calibration {}
+unsafe impl Sync for Calibration {}
+
+/// Options of [`Calibration::open`]; zeros are llm-compressor's defaults.
+#[derive(Debug, Clone, Default)]
+pub struct CalibrationOptions {
+    /// Samples to draw (0 = 512).
+    pub samples: usize,
+    /// Tokens per sample (0 = 2048).
+    pub max_sequence_length: usize,
+    /// Seed of the deterministic sampling.
+    pub seed: u64,
+    /// JSONL datasets: the field holding the text (`None` = "text").
+    pub text_field: Option<String>,
+}
+
+impl Calibration {
+    /// Samples from `dataset` (plain text, or JSONL with a text field),
+    /// tokenized with `tokenizer`.
+    pub fn open(dataset: impl AsRef<Path>, tokenizer: &Tokenizer, opts: &CalibrationOptions) -> Result<Calibration> {
+        let path = path_cstring(dataset.as_ref())?;
+        let field = opts.text_field.as_deref().map(cstring).transpose()?;
+        let mut raw = ptr::null_mut();
+        call(|err| unsafe {
+            let mut o = std::mem::MaybeUninit::<sys::ktq_calibration_options>::uninit();
+            sys::ktq_calibration_options_init(o.as_mut_ptr(), sys::KTQ_CALIBRATION_OPTIONS_VERSION);
+            let mut o = o.assume_init();
+            if opts.samples > 0 {
+                o.num_samples = opts.samples as c_int;
+            }
+            if opts.max_sequence_length > 0 {
+                o.max_sequence_length = opts.max_sequence_length as c_int;
+            }
+            o.seed = opts.seed;
+            if let Some(f) = &field {
+                o.text_field = f.as_ptr();
+            }
+            sys::ktq_calibration_open(&mut raw, path.as_ptr(), tokenizer.raw, &o, err)
+        })?;
+        Ok(Calibration { raw })
+    }
+
+    /// Samples tokenized by the caller.
+    pub fn from_tokens(samples: &[Vec<i32>]) -> Result<Calibration> {
+        let ids: Vec<i32> = samples.iter().flatten().copied().collect();
+        let mut offsets = Vec::with_capacity(samples.len() + 1);
+        let mut at = 0u64;
+        offsets.push(0);
+        for s in samples {
+            at += s.len() as u64;
+            offsets.push(at);
+        }
+        let mut raw = ptr::null_mut();
+        call(|err| unsafe {
+            sys::ktq_calibration_from_tokens(&mut raw, ids.as_ptr(), offsets.as_ptr(), samples.len(), err)
+        })?;
+        Ok(Calibration { raw })
+    }
+
+    /// (samples, tokens in all samples).
+    pub fn info(&self) -> Result<(usize, u64)> {
+        let (mut samples, mut tokens) = (0usize, 0u64);
+        call(|err| unsafe { sys::ktq_calibration_info(&mut samples, &mut tokens, self.raw, err) })?;
+        Ok((samples, tokens))
+    }
+}
+
+impl Drop for Calibration {
+    fn drop(&mut self) {
+        unsafe { sys::ktq_calibration_free(self.raw) }
+    }
+}
+
+// ---- kt-kernel outputs ----------------------------------------------------
+
+/// A kt-kernel AMX output folder (merged safetensors or loose `.kt` files)
+/// opened for reading.
+pub struct KtOutput {
+    raw: *mut sys::ktq_kt_output,
+}
+
+// ktq/kt.h: reads may run on several threads at once.
+unsafe impl Send for KtOutput {}
+unsafe impl Sync for KtOutput {}
+
+/// One NUMA part of one expert matrix in a [`KtOutput`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KtPart {
+    /// "blk.L.ffn_gate_exps.E.numa.P".
+    pub name: String,
+    pub layer: i32,
+    pub expert: i32,
+    pub proj: Proj,
+    /// NUMA part.
+    pub part: i32,
+    /// 4 or 8.
+    pub bits: u32,
+    /// The part's matrix [rows, cols], rows = output features.
+    pub rows: usize,
+    pub cols: usize,
+    pub packed_bytes: usize,
+}
+
+impl KtOutput {
+    pub fn open(dir: impl AsRef<Path>) -> Result<KtOutput> {
+        let dir = path_cstring(dir.as_ref())?;
+        let mut raw = ptr::null_mut();
+        call(|err| unsafe { sys::ktq_kt_output_open(&mut raw, dir.as_ptr(), err) })?;
+        Ok(KtOutput { raw })
+    }
+
+    /// `true` for merged safetensors, `false` for loose `.kt` files.
+    pub fn is_merged(&self) -> bool {
+        unsafe { sys::ktq_kt_output_is_merged(self.raw) != 0 }
+    }
+
+    pub fn parts(&self) -> Result<Vec<KtPart>> {
+        let n = unsafe { sys::ktq_kt_output_part_count(self.raw) };
+        (0..n).map(|i| self.part(i)).collect()
+    }
+
+    pub fn part(&self, index: usize) -> Result<KtPart> {
+        let mut i = std::mem::MaybeUninit::<sys::ktq_kt_part_info>::uninit();
+        unsafe { sys::ktq_kt_part_info_init(i.as_mut_ptr(), sys::KTQ_KT_PART_INFO_VERSION) };
+        let mut i = unsafe { i.assume_init() };
+        call(|err| unsafe { sys::ktq_kt_output_part(&mut i, self.raw, index, err) })?;
+        let proj = match i.proj {
+            sys::KTQ_PROJ_GATE => Proj::Gate,
+            sys::KTQ_PROJ_UP => Proj::Up,
+            _ => Proj::Down,
+        };
+        Ok(KtPart {
+            name: unsafe { owned(i.name) },
+            layer: i.layer,
+            expert: i.expert,
+            proj,
+            part: i.part,
+            bits: if i.method == sys::KTQ_FORMAT_KT_AMXINT4 { 4 } else { 8 },
+            rows: i.rows as usize,
+            cols: i.cols as usize,
+            packed_bytes: i.packed_bytes as usize,
+        })
+    }
+
+    /// The packed weight bytes (kt-kernel's AMX layout) and the float32
+    /// per-row scales of part `index`.
+    pub fn read(&self, index: usize) -> Result<(Vec<u8>, Vec<f32>)> {
+        let p = self.part(index)?;
+        let (mut packed, mut scales) = (vec![0u8; p.packed_bytes], vec![0f32; p.rows]);
+        call(|err| unsafe {
+            sys::ktq_kt_output_read(packed.as_mut_ptr().cast(), packed.len(), scales.as_mut_ptr(), scales.len(),
+                                    self.raw, index, err)
+        })?;
+        Ok((packed, scales))
+    }
+
+    /// The part's weights as the codes stand for them (code × row scale), [rows, cols].
+    pub fn dequantize(&self, index: usize) -> Result<Vec<f32>> {
+        let p = self.part(index)?;
+        let mut out = vec![0f32; p.rows * p.cols];
+        call(|err| unsafe { sys::ktq_kt_output_dequantize(out.as_mut_ptr(), out.len(), self.raw, index, err) })?;
+        Ok(out)
+    }
+}
+
+impl Drop for KtOutput {
+    fn drop(&mut self) {
+        unsafe { sys::ktq_kt_output_free(self.raw) }
+    }
+}
+
+/// Merges loose `.kt` files (`loose_dir`) into kt-kernel's merged
+/// safetensors in `out_dir` (kt-kernel's merge_cpu_weights.py). With `model`,
+/// the checkpoint they came from, its other tensors, config and tokenizer are
+/// added too: the files a merged conversion writes, byte for byte.
+pub fn kt_merge(out_dir: impl AsRef<Path>, loose_dir: impl AsRef<Path>, model: Option<&Model>, overwrite: bool)
+                -> Result<()> {
+    let out = path_cstring(out_dir.as_ref())?;
+    let loose = path_cstring(loose_dir.as_ref())?;
+    call(|err| unsafe {
+        let mut o = std::mem::MaybeUninit::<sys::ktq_writer_options>::uninit();
+        sys::ktq_writer_options_init(o.as_mut_ptr(), sys::KTQ_WRITER_OPTIONS_VERSION);
+        let mut o = o.assume_init();
+        o.overwrite = overwrite as c_int;
+        sys::ktq_kt_merge(out.as_ptr(), loose.as_ptr(), model.map_or(ptr::null(), |m| m.raw as *const _), &o, err)
+    })
+}
+
+// ---- system -----------------------------------------------------------------
+
+/// What this machine offers ktq's engines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemInfo {
+    pub numa_nodes: u32,
+    /// Physical cores.
+    pub cores: u32,
+    /// Hardware threads.
+    pub pus: u32,
+    pub avx2: bool,
+    pub avx512f: bool,
+    pub avx512_vnni: bool,
+    pub avx512_bf16: bool,
+    pub amx_tile: bool,
+    pub amx_int8: bool,
+    pub amx_bf16: bool,
+    /// libktq was built with CUDA.
+    pub cuda_built: bool,
+    pub cuda_devices: u32,
+    pub cpu_model: String,
+    /// Name of CUDA device 0, or "".
+    pub cuda_device0: String,
+}
+
+/// The CPU (cores, NUMA nodes, AVX-512/AMX) and CUDA devices as libktq sees them.
+pub fn system_info() -> Result<SystemInfo> {
+    let mut i = std::mem::MaybeUninit::<sys::ktq_system_info>::uninit();
+    unsafe { sys::ktq_system_info_init(i.as_mut_ptr(), sys::KTQ_SYSTEM_INFO_VERSION) };
+    let mut i = unsafe { i.assume_init() };
+    call(|err| unsafe { sys::ktq_system_get_info(&mut i, err) })?;
+    let text = |c: &[std::ffi::c_char; 128]| unsafe { std::ffi::CStr::from_ptr(c.as_ptr()) }.to_string_lossy().into_owned();
+    Ok(SystemInfo {
+        numa_nodes: i.numa_nodes as u32,
+        cores: i.cores as u32,
+        pus: i.pus as u32,
+        avx2: i.avx2 != 0,
+        avx512f: i.avx512f != 0,
+        avx512_vnni: i.avx512_vnni != 0,
+        avx512_bf16: i.avx512_bf16 != 0,
+        amx_tile: i.amx_tile != 0,
+        amx_int8: i.amx_int8 != 0,
+        amx_bf16: i.amx_bf16 != 0,
+        cuda_built: i.cuda_built != 0,
+        cuda_devices: i.cuda_devices as u32,
+        cpu_model: text(&i.cpu_model),
+        cuda_device0: text(&i.cuda_device0),
+    })
 }

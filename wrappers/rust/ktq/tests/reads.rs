@@ -1,0 +1,164 @@
+//! kt-kernel outputs read back, GGUF and GPTQ through the writer, and the
+//! system description: the parts of the C API beyond plain conversion.
+use std::path::PathBuf;
+
+fn demo_model() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../examples/models/tiny-deepseek-v3-fp8")
+}
+
+/// ../shared beside the checkout (or KTQ_SHARED_DIR); `None` skips the test.
+fn shared(rel: &str) -> Option<PathBuf> {
+    let root = std::env::var("KTQ_SHARED_DIR").map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../../shared"));
+    let p = root.join(rel);
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!("skipped: {} is absent", p.display());
+        None
+    }
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ktq-rust-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// The files of an output folder, without the conversion's journal (ktq's bookkeeping, not part of the model).
+fn files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| {
+        let e = e.unwrap();
+        (e.file_name().into_string().unwrap(), std::fs::read(e.path()).unwrap())
+    }).filter(|(name, _)| !name.starts_with(".ktq-journal")).collect();
+    out.sort();
+    out
+}
+
+fn bf16_round(x: f32) -> f32 {
+    let b = x.to_bits();
+    f32::from_bits(((b + 0x7fff + ((b >> 16) & 1)) >> 16) << 16)
+}
+
+#[test]
+fn kt_output_reads_back_within_half_a_step_and_loose_files_merge_to_the_merged_layout() {
+    let model = ktq::Model::open(demo_model()).unwrap();
+    let info = model.info().unwrap();
+    let (merged, loose, remerged) = (temp_dir("kt-merged"), temp_dir("kt-loose"), temp_dir("kt-remerged"));
+    let opts = ktq::ConvertOptions { threads: 2, ..Default::default() };
+    for (dir, loose_files) in [(&merged, false), (&loose, true)] {
+        let w = ktq::WriterOptions::default().numa_parts(1).loose_files(loose_files);
+        ktq::Writer::open(&model, dir, ktq::Format::KtAmxInt8, &w).unwrap().write_all(&opts, |_| true).unwrap();
+    }
+    for (dir, is_merged) in [(&merged, true), (&loose, false)] {
+        let out = ktq::KtOutput::open(dir).unwrap();
+        assert_eq!(out.is_merged(), is_merged);
+        let parts = out.parts().unwrap();
+        assert_eq!(parts.len(), (info.num_moe_layers * info.num_experts * 3) as usize);
+        let first_moe = info.first_dense_layers;
+        let (i, p) = parts.iter().enumerate()
+            .find(|(_, p)| p.layer == first_moe && p.expert == 5 && p.proj == ktq::Proj::Down).unwrap();
+        assert_eq!((p.bits, p.part), (8, 0));
+        assert_eq!((p.rows, p.cols), model.expert_shape(first_moe, 5, ktq::Proj::Down).unwrap());
+        // kt-kernel quantizes the BF16 value of each weight per row: code * scale is within half a step of it.
+        let w = model.read_expert_f32(first_moe, 5, ktq::Proj::Down).unwrap();
+        let (packed, scales) = out.read(i).unwrap();
+        assert_eq!((packed.len(), scales.len()), (p.packed_bytes, p.rows));
+        let dq = out.dequantize(i).unwrap();
+        for r in 0..p.rows {
+            assert!(scales[r] > 0.0);
+            for c in 0..p.cols {
+                let (x, y) = (bf16_round(w[r * p.cols + c]), dq[r * p.cols + c]);
+                // The code is x times a rounded reciprocal of the scale: a value on a half step may go either way.
+                assert!((x - y).abs() <= scales[r] * 0.5 * (1.0 + 1e-5), "row {r} col {c}: {x} vs {y}");
+            }
+        }
+    }
+    ktq::kt_merge(&remerged, &loose, Some(&model), false).unwrap();
+    let (a, b) = (files(&remerged), files(&merged));
+    assert_eq!(a.iter().map(|f| &f.0).collect::<Vec<_>>(), b.iter().map(|f| &f.0).collect::<Vec<_>>());
+    for (x, y) in a.iter().zip(&b) {
+        assert!(x.1 == y.1, "{} differs", x.0);
+    }
+    // An existing output is refused unless overwrite is asked for.
+    let e = ktq::kt_merge(&remerged, &loose, Some(&model), false).unwrap_err();
+    assert!(e.message.contains(remerged.file_name().unwrap().to_str().unwrap()), "{e}");
+    ktq::kt_merge(&remerged, &loose, Some(&model), true).unwrap();
+    let e = ktq::KtOutput::open("/nonexistent/kt-out").err().unwrap();
+    assert!(e.message.contains("/nonexistent/kt-out"), "{e}");
+    for d in [merged, loose, remerged] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
+
+#[test]
+fn gguf_format_matches_the_cli() {
+    let Some(src) = shared("models/tiny-qwen3-moe") else { return };
+    let model = ktq::Model::open(&src).unwrap();
+    let dir = temp_dir("gguf");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("m.gguf");
+    let fmt = ktq::Format::Gguf { ty: ktq::GgmlType::Q4K, split_experts: false };
+    let w = ktq::WriterOptions::default().gguf_tensor_types(["ffn_down_exps=Q6_K"]);
+    ktq::Writer::open(&model, &out, fmt, &w).unwrap()
+        .write_all(&ktq::ConvertOptions { threads: 2, ..Default::default() }, |_| true).unwrap();
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(&bytes[..4], b"GGUF");
+    if let Ok(bin) = std::env::var("KTQ_BIN") {
+        let cli = dir.join("cli.gguf");
+        let status = std::process::Command::new(bin).arg("convert").arg(&src).arg(&cli)
+            .args(["--to", "gguf", "--type", "Q4_K", "--tensor-type", "ffn_down_exps=Q6_K", "--quiet"])
+            .status().unwrap();
+        assert!(status.success());
+        assert!(std::fs::read(&cli).unwrap() == bytes, "the GGUF files differ");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn gptq_engine_matches_the_cli() {
+    let Some(calib) = shared("data/calib.txt") else { return };
+    let model = ktq::Model::open(demo_model()).unwrap();
+    let tok = ktq::Tokenizer::open(demo_model()).unwrap();
+    let copts = ktq::CalibrationOptions { samples: 4, max_sequence_length: 64, seed: 7, text_field: None };
+    let calibration = ktq::Calibration::open(&calib, &tok, &copts).unwrap();
+    assert_eq!(calibration.info().unwrap(), (4, 256));
+    let out = temp_dir("gptq");
+    let scheme = ktq::CtScheme::w4a16();
+    let mut layers = Vec::new();
+    ktq::Writer::open(&model, &out, ktq::Format::CompressedTensors(scheme), &ktq::WriterOptions::default()).unwrap()
+        .write_all_gptq(&ktq::ConvertOptions { threads: 2, ..Default::default() }, &calibration,
+                        &ktq::GptqEngineOptions::default(), |p| {
+            layers.push(p.layer);
+            true
+        }).unwrap();
+    assert!(layers.contains(&Some(2)), "progress never reached the last layer");
+    let config = std::fs::read_to_string(out.join("config.json")).unwrap();
+    assert!(config.contains("\"actorder\": \"static\""), "{config}");
+    if let Ok(bin) = std::env::var("KTQ_BIN") {
+        let cli = temp_dir("gptq-cli");
+        let status = std::process::Command::new(bin).arg("convert").arg(demo_model()).arg(&cli)
+            .args(["--to", "compressed-tensors", "--scheme", "W4A16", "--engine", "gptq", "--dataset"]).arg(&calib)
+            .args(["--num-calibration-samples", "4", "--max-sequence-length", "64", "--seed", "7", "--threads", "2"])
+            .arg("--quiet").status().unwrap();
+        assert!(status.success());
+        for name in ["model.safetensors", "config.json"] {
+            assert!(std::fs::read(cli.join(name)).unwrap() == std::fs::read(out.join(name)).unwrap(), "{name} differs");
+        }
+        std::fs::remove_dir_all(&cli).unwrap();
+    }
+    std::fs::remove_dir_all(&out).unwrap();
+    // Samples tokenized by the caller.
+    let ids = tok.encode("The quick brown fox jumps over the lazy dog.").unwrap();
+    let c = ktq::Calibration::from_tokens(&[ids.clone(), ids[..4].to_vec()]).unwrap();
+    assert_eq!(c.info().unwrap(), (2, ids.len() as u64 + 4));
+}
+
+#[test]
+fn system_info_describes_this_machine() {
+    let s = ktq::system_info().unwrap();
+    assert!(s.cores >= 1 && s.pus >= s.cores && s.numa_nodes >= 1, "{s:?}");
+    assert!(!s.cpu_model.is_empty());
+    assert!(!s.amx_int8 || s.amx_tile, "{s:?}");
+    assert_eq!(s.cuda_devices > 0, !s.cuda_device0.is_empty(), "{s:?}");
+}
