@@ -11,12 +11,14 @@ naming the file and tensor; using a closed Model raises ValueError.
 """
 import array
 import ctypes
+from ctypes import c_int, c_int64, c_size_t
 import os
 
 from . import _lib
 from ._lib import lib
 
-__all__ = ["KtqError", "Model", "convert", "perplexity", "tokenize", "version", "STATUS"]
+__all__ = ["KtqError", "Model", "KtOutput", "Gptq", "convert", "kt_merge", "perplexity", "tokenize",
+           "quantize_blocks", "dequantize_blocks", "system_info", "version", "STATUS"]
 
 STATUS = {0: "ok", -1: "invalid_argument", -2: "io", -3: "format", -4: "unsupported", -5: "not_found",
           -6: "no_memory", -7: "cancelled", -8: "buffer_too_small", -9: "version", -10: "no_space",
@@ -130,6 +132,230 @@ class Model:
         _call(lib.ktq_model_read_tensor, ctypes.c_void_p(address), numel * out.itemsize, self._handle(),
               name.encode(), code)
         return out
+
+    def expert_shape(self, layer, expert, proj):
+        """(rows, cols) of routed expert `expert`'s `proj` ("gate", "up" or
+        "down") matrix in `layer`: rows = output features."""
+        rows, cols = c_int64(), c_int64()
+        _call(lib.ktq_model_expert_shape, ctypes.byref(rows), ctypes.byref(cols), self._handle(), layer, expert,
+              _proj(proj))
+        return rows.value, cols.value
+
+    def read_expert(self, layer, expert, proj, dtype="f32"):
+        """One routed expert matrix, row-major [rows, cols], whatever the
+        storage (per expert or fused); as read_tensor's array."""
+        rows, cols = self.expert_shape(layer, expert, proj)
+        out = array.array("f" if dtype == "f32" else "H", bytes(rows * cols * (4 if dtype == "f32" else 2)))
+        address, _ = out.buffer_info()
+        code = _lib.DTYPE_F32 if dtype == "f32" else _lib.DTYPE_BF16
+        _call(lib.ktq_model_read_expert, ctypes.c_void_p(address), rows * cols * out.itemsize, self._handle(), layer,
+              expert, _proj(proj), code)
+        return out
+
+
+_PROJS = {"gate": 0, "up": 1, "down": 2}
+
+
+def _proj(name):
+    if name not in _PROJS:
+        raise ValueError(f"unknown projection {name!r} (gate, up or down)")
+    return _PROJS[name]
+
+
+def _address(buf, itemsize, what):
+    """(address, element count) of a writable or read-only buffer of `itemsize`-byte elements (array.array, numpy)."""
+    view = memoryview(buf).cast("B")
+    if view.nbytes % itemsize:
+        raise ValueError(f"{what}: {view.nbytes} bytes are not whole {itemsize}-byte elements")
+    holder = (ctypes.c_char * view.nbytes).from_buffer_copy(view) if view.readonly else \
+        (ctypes.c_char * view.nbytes).from_buffer(view)
+    return holder, view.nbytes // itemsize
+
+
+class KtOutput:
+    """A kt-kernel AMX output folder (merged safetensors or loose .kt files)
+    opened for reading: its parts (one NUMA part of one expert matrix each),
+    their packed bytes and scales, or the weights they stand for."""
+
+    def __init__(self, path):
+        self._raw = ctypes.c_void_p()
+        _call(lib.ktq_kt_output_open, ctypes.byref(self._raw), str(path).encode())
+
+    def _handle(self):
+        if not self._raw:
+            raise ValueError("this ktq.KtOutput is closed")
+        return self._raw
+
+    def close(self):
+        if self._raw:
+            lib.ktq_kt_output_free(self._raw)
+            self._raw = ctypes.c_void_p()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+    @property
+    def merged(self):
+        return bool(lib.ktq_kt_output_is_merged(self._handle()))
+
+    def part(self, index):
+        i = _lib.KtPartInfo()
+        lib.ktq_kt_part_info_init(ctypes.byref(i), _lib.KT_PART_INFO_VERSION)
+        _call(lib.ktq_kt_output_part, ctypes.byref(i), self._handle(), index)
+        return {"name": _s(i.name), "layer": i.layer, "expert": i.expert, "proj": ("gate", "up", "down")[i.proj],
+                "part": i.part, "bits": 4 if i.method == _lib.FORMAT_KT_AMXINT4 else 8, "rows": i.rows,
+                "cols": i.cols, "packed_bytes": i.packed_bytes}
+
+    def parts(self):
+        return [self.part(i) for i in range(lib.ktq_kt_output_part_count(self._handle()))]
+
+    def read(self, index):
+        """(packed weight bytes in kt-kernel's AMX layout, float32 row scales as array('f'))."""
+        p = self.part(index)
+        packed = bytearray(p["packed_bytes"])
+        scales = array.array("f", bytes(4 * p["rows"]))
+        holder = (ctypes.c_char * len(packed)).from_buffer(packed)
+        _call(lib.ktq_kt_output_read, holder, len(packed), ctypes.c_void_p(scales.buffer_info()[0]), p["rows"],
+              self._handle(), index)
+        return bytes(packed), scales
+
+    def dequantize(self, index):
+        """The part's weights (code x row scale), row-major [rows, cols], as array('f')."""
+        p = self.part(index)
+        out = array.array("f", bytes(4 * p["rows"] * p["cols"]))
+        _call(lib.ktq_kt_output_dequantize, ctypes.c_void_p(out.buffer_info()[0]), len(out), self._handle(), index)
+        return out
+
+
+def kt_merge(out_dir, loose_dir, model=None, overwrite=False):
+    """Merges loose .kt files (`loose_dir`) into kt-kernel's merged
+    safetensors in `out_dir` (kt-kernel's merge_cpu_weights.py); with `model`
+    (the Model they were converted from) also its other tensors, config and
+    tokenizer: the files of a merged conversion, byte for byte."""
+    opts = _lib.WriterOptions()
+    lib.ktq_writer_options_init(ctypes.byref(opts), _lib.WRITER_OPTIONS_VERSION)
+    opts.overwrite = int(overwrite)
+    _call(lib.ktq_kt_merge, str(out_dir).encode(), str(loose_dir).encode(), model._handle() if model else None,
+          ctypes.byref(opts))
+
+
+def _ggml_type(name):
+    if name not in _lib.GGML_TYPES:
+        raise ValueError(f"unknown ggml type {name!r} (available: {', '.join(_lib.GGML_TYPES)})")
+    return _lib.GGML_TYPES[name]
+
+
+def quantize_blocks(values, gguf_type):
+    """ggml blocks (bytes) of float32 `values` (array('f'), numpy float32 or
+    any buffer of float32; a whole number of blocks), bit-identical to ggml's
+    reference quantizer of `gguf_type` ("Q4_K", ...)."""
+    t = _ggml_type(gguf_type)
+    src, n = _address(values, 4, "values")
+    block, size = lib.ktq_ggml_block_size(t), lib.ktq_ggml_type_size(t)
+    if not block or n % block:
+        raise ValueError(f"{n} values are not a whole number of {gguf_type} blocks ({block} values)")
+    out = bytearray(n // block * size)
+    _call(lib.ktq_quantize_tensor, (ctypes.c_char * len(out)).from_buffer(out), len(out), src, n, t)
+    return bytes(out)
+
+
+def dequantize_blocks(data, gguf_type, n):
+    """The `n` float32 values (array('f')) that ggml blocks `data` of `gguf_type` stand for."""
+    t = _ggml_type(gguf_type)
+    src, nbytes = _address(data, 1, "data")
+    out = array.array("f", bytes(4 * n))
+    _call(lib.ktq_dequantize_tensor, ctypes.c_void_p(out.buffer_info()[0]), n, src, nbytes, t)
+    return out
+
+
+class Gptq:
+    """GPTQ for one Linear of a forward pass of your own: add its inputs with
+    add_batch(), then quantize() its weight into compressed-tensors arrays."""
+
+    def __init__(self, in_features):
+        self.in_features = int(in_features)
+        self._raw = ctypes.c_void_p()
+        _call(lib.ktq_gptq_new, ctypes.byref(self._raw), self.in_features)
+
+    def _handle(self):
+        if not self._raw:
+            raise ValueError("this ktq.Gptq is closed")
+        return self._raw
+
+    def close(self):
+        if self._raw:
+            lib.ktq_gptq_free(self._raw)
+            self._raw = ctypes.c_void_p()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+    def add_batch(self, x):
+        """Adds input rows (float32 buffer [rows, in_features], row-major) to the Hessian."""
+        src, n = _address(x, 4, "x")
+        if n % self.in_features:
+            raise ValueError(f"{n} values are not whole rows of {self.in_features}")
+        _call(lib.ktq_gptq_add_batch, self._handle(), src, n // self.in_features)
+
+    @property
+    def rows(self):
+        """Input rows added so far."""
+        rows = ctypes.c_uint64()
+        _call(lib.ktq_gptq_hessian, None, 0, ctypes.byref(rows), self._handle())
+        return rows.value
+
+    def quantize(self, weights, bits=4, group_size=128, symmetric=True, dtype="bfloat16", dampening_frac=0.01,
+                 actorder="static", device="cpu", cuda_device=0):
+        """Quantizes `weights` ([rows, in_features]: raw BF16/F16 bit
+        patterns (array('H'), numpy uint16) for dtype "bfloat16"/"float16",
+        float32 for "float32") with the accumulated Hessian. Returns a dict:
+        packed (array('i'), compressed-tensors weight_packed), scales (array
+        of `dtype`: 'H' bit patterns or 'f'), zero_points (array('i'), empty
+        when symmetric), dequantized (array('f')), loss, rtn_fallback (the
+        damped Hessian was not positive definite: rounded to nearest)."""
+        dtypes = {"bfloat16": (_lib.DTYPE_BF16, "H"), "float16": (_lib.DTYPE_F16, "H"), "float32": (_lib.DTYPE_F32, "f")}
+        if dtype not in dtypes:
+            raise ValueError(f"unknown dtype {dtype!r} (bfloat16, float16 or float32)")
+        if actorder not in _lib.ACT_ORDER or device not in ("cpu", "cuda"):
+            raise ValueError(f"actorder is static or none (got {actorder!r}), device cpu or cuda (got {device!r})")
+        code, typecode = dtypes[dtype]
+        src, n = _address(weights, 2 if typecode == "H" else 4, "weights")
+        if n % self.in_features:
+            raise ValueError(f"{n} weights are not whole rows of {self.in_features}")
+        rows = n // self.in_features
+        scheme = _lib.CtScheme()
+        lib.ktq_ct_scheme_init(ctypes.byref(scheme), _lib.CT_SCHEME_VERSION)
+        scheme.num_bits, scheme.group_size, scheme.symmetric, scheme.dtype = bits, group_size, int(symmetric), code
+        sizes = [c_size_t(), c_size_t(), c_size_t()]
+        _call(lib.ktq_ct_sizes, *map(ctypes.byref, sizes), rows, self.in_features, ctypes.byref(scheme))
+        packed = array.array("i", bytes(4 * sizes[0].value))
+        scales = array.array(typecode, bytes(array.array(typecode).itemsize * sizes[1].value))
+        zero_points = array.array("i", bytes(4 * sizes[2].value))
+        dequantized = array.array("f", bytes(4 * n))
+        opts = _lib.GptqOptions()
+        lib.ktq_gptq_options_init(ctypes.byref(opts), _lib.GPTQ_OPTIONS_VERSION)
+        opts.dampening_frac, opts.act_order = dampening_frac, _lib.ACT_ORDER[actorder]
+        opts.device = _lib.DEVICE_CUDA if device == "cuda" else _lib.DEVICE_CPU
+        opts.cuda_device = cuda_device
+        loss, fallback = ctypes.c_double(), c_int()
+        addr = lambda a: ctypes.c_void_p(a.buffer_info()[0]) if len(a) else None
+        _call(lib.ktq_gptq_quantize, addr(packed), len(packed), addr(scales), len(scales), addr(zero_points),
+              len(zero_points), addr(dequantized), ctypes.byref(loss), ctypes.byref(fallback), self._handle(), src,
+              rows, ctypes.byref(scheme), ctypes.byref(opts))
+        return {"packed": packed, "scales": scales, "zero_points": zero_points, "dequantized": dequantized,
+                "loss": loss.value, "rtn_fallback": bool(fallback.value)}
 
 
 _FORMATS = {"bf16": _lib.FORMAT_HF_BF16, "kt-int4": _lib.FORMAT_KT_AMXINT4, "kt-int8": _lib.FORMAT_KT_AMXINT8,

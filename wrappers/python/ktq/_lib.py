@@ -19,6 +19,8 @@ PROGRESS_VERSION = 1
 QUANTIZE_OPTIONS_VERSION = 4
 SYSTEM_INFO_VERSION = 1
 EVAL_OPTIONS_VERSION = 2
+KT_PART_INFO_VERSION = CT_SCHEME_VERSION = 1
+GPTQ_OPTIONS_VERSION = 2
 CALIBRATION_OPTIONS_VERSION = 1
 ENGINE_GPTQ = 5
 ACT_ORDER = {"none": 0, "static": 1}
@@ -105,10 +107,26 @@ class SystemInfo(ctypes.Structure):
                 ("cpu_model", ctypes.c_char * 128), ("cuda_device0", ctypes.c_char * 128)]
 
 
+class KtPartInfo(ctypes.Structure):
+    _fields_ = [("version", c_uint), ("name", c_char_p), ("layer", c_int), ("expert", c_int), ("proj", c_int),
+                ("part", c_int), ("method", c_int), ("rows", c_uint64), ("cols", c_uint64), ("packed_bytes", c_uint64)]
+
+
+class CtScheme(ctypes.Structure):
+    _fields_ = [("version", c_uint), ("num_bits", c_int), ("group_size", c_int), ("symmetric", c_int),
+                ("dtype", c_int), ("rounding", c_int)]
+
+
+class GptqOptions(ctypes.Structure):
+    _fields_ = [("version", c_uint), ("block_size", c_int), ("dampening_frac", ctypes.c_double),
+                ("act_order", c_int), ("threads", c_int), ("device", c_int), ("cuda_device", c_int)]
+
+
 STRUCTS = {"ktq_open_options": OpenOptions, "ktq_model_info": ModelInfo, "ktq_tensor_info": TensorInfo,
            "ktq_progress": Progress, "ktq_writer_options": WriterOptions, "ktq_quantize_options": QuantizeOptions,
            "ktq_eval_options": EvalOptions, "ktq_eval_result": EvalResult,
-           "ktq_calibration_options": CalibrationOptions, "ktq_system_info": SystemInfo}
+           "ktq_calibration_options": CalibrationOptions, "ktq_system_info": SystemInfo,
+           "ktq_kt_part_info": KtPartInfo, "ktq_ct_scheme": CtScheme, "ktq_gptq_options": GptqOptions}
 
 
 def _find_library():
@@ -177,3 +195,30 @@ _decl("ktq_calibration_options_init", c_int, ctypes.POINTER(CalibrationOptions),
 _decl("ktq_calibration_open", c_int, ctypes.POINTER(c_void_p), c_char_p, c_void_p, ctypes.POINTER(CalibrationOptions),
       _E)
 _decl("ktq_calibration_free", None, c_void_p)
+_decl("ktq_model_expert_shape", c_int, ctypes.POINTER(c_int64), ctypes.POINTER(c_int64), c_void_p, c_int, c_int, c_int,
+      _E)
+_decl("ktq_model_read_expert", c_int, c_void_p, c_size_t, c_void_p, c_int, c_int, c_int, c_int, _E)
+_decl("ktq_kt_output_open", c_int, ctypes.POINTER(c_void_p), c_char_p, _E)
+_decl("ktq_kt_output_free", None, c_void_p)
+_decl("ktq_kt_output_part_count", c_size_t, c_void_p)
+_decl("ktq_kt_output_is_merged", c_int, c_void_p)
+_decl("ktq_kt_part_info_init", c_int, ctypes.POINTER(KtPartInfo), c_uint)
+_decl("ktq_kt_output_part", c_int, ctypes.POINTER(KtPartInfo), c_void_p, c_size_t, _E)
+_decl("ktq_kt_output_read", c_int, c_void_p, c_size_t, c_void_p, c_size_t, c_void_p, c_size_t, _E)
+_decl("ktq_kt_output_dequantize", c_int, c_void_p, c_size_t, c_void_p, c_size_t, _E)
+_decl("ktq_kt_merge", c_int, c_char_p, c_char_p, c_void_p, ctypes.POINTER(WriterOptions), _E)
+_decl("ktq_ggml_block_size", c_size_t, c_int)
+_decl("ktq_ggml_type_size", c_size_t, c_int)
+_decl("ktq_quantize_tensor", c_int, c_void_p, c_size_t, c_void_p, c_size_t, c_int, _E)
+_decl("ktq_dequantize_tensor", c_int, c_void_p, c_size_t, c_void_p, c_size_t, c_int, _E)
+_decl("ktq_ct_scheme_init", c_int, ctypes.POINTER(CtScheme), c_uint)
+_decl("ktq_ct_sizes", c_int, ctypes.POINTER(c_size_t), ctypes.POINTER(c_size_t), ctypes.POINTER(c_size_t), c_uint64,
+      c_uint64, ctypes.POINTER(CtScheme), _E)
+_decl("ktq_gptq_options_init", c_int, ctypes.POINTER(GptqOptions), c_uint)
+_decl("ktq_gptq_new", c_int, ctypes.POINTER(c_void_p), c_uint64, _E)
+_decl("ktq_gptq_free", None, c_void_p)
+_decl("ktq_gptq_add_batch", c_int, c_void_p, c_void_p, c_uint64, _E)
+_decl("ktq_gptq_hessian", c_int, c_void_p, c_size_t, ctypes.POINTER(c_uint64), c_void_p, _E)
+_decl("ktq_gptq_quantize", c_int, c_void_p, c_size_t, c_void_p, c_size_t, c_void_p, c_size_t, c_void_p,
+      ctypes.POINTER(ctypes.c_double), ctypes.POINTER(c_int), c_void_p, c_void_p, c_uint64, ctypes.POINTER(CtScheme),
+      ctypes.POINTER(GptqOptions), _E)
