@@ -1,5 +1,9 @@
 // Package ktq is the Go API of libktq: open Hugging Face MoE checkpoints,
-// describe them, and convert them (today: block-FP8/FP16 to BF16).
+// describe them, read their tensors and experts, and convert them (BF16,
+// kt-kernel AMX, compressed-tensors, GGUF). Besides: kt-kernel outputs read
+// back and merged (KtOutput, MergeKt), the checkpoint's tokenizer
+// (Tokenizer), ggml block codecs (QuantizeBlocks), GPTQ for a forward pass
+// of the caller's own (GPTQ) and the machine's capabilities (SystemInfo).
 //
 //	m, err := ktq.Open("DeepSeek-V3")
 //	if err != nil { return err }
@@ -57,8 +61,9 @@ type Error struct {
 
 func (e *Error) Error() string { return fmt.Sprintf("ktq: %s (status %d)", e.Message, int(e.Status)) }
 
-// ErrClosed is returned by methods of a closed Model.
-var ErrClosed = errors.New("ktq: model is closed")
+// ErrClosed is returned by the methods of a closed Model, KtOutput,
+// Tokenizer or GPTQ.
+var ErrClosed = errors.New("ktq: use of a closed handle")
 
 // Version is the version of the libktq loaded at run time.
 func Version() string { return ktqswig.Ktqs_version() }
