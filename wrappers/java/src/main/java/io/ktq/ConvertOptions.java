@@ -35,7 +35,10 @@ public record ConvertOptions(Format format, int threads, long maxShardBytes, boo
         }
     }
 
-    /** ggml block types (the numbers GGUF files store). */
+    /**
+     * ggml block types (the numbers GGUF files store); also the types of {@link Ktq#quantizeBlocks} and
+     * {@link Ktq#dequantizeBlocks}.
+     */
     public enum GgmlType {
         F32(0), F16(1), Q4_0(2), Q4_1(3), Q5_0(6), Q5_1(7), Q8_0(8), Q2_K(10), Q3_K(11), Q4_K(12), Q5_K(13), Q6_K(14),
         BF16(30);
@@ -44,6 +47,23 @@ public record ConvertOptions(Format format, int threads, long maxShardBytes, boo
 
         GgmlType(int code) {
             this.code = code;
+        }
+
+        /** The number GGUF files store for this type (ggml's enum ggml_type). */
+        public int id() {
+            return code;
+        }
+
+        /** Values per block: 1 for F32, F16 and BF16, 32 for Q4_0 ... Q8_0, 256 for the K-quants. */
+        public int blockSize() {
+            NativeLibrary.load();
+            return (int) io.ktq.internal.ktqswig.ktqs_ggml_block_size(code);
+        }
+
+        /** Bytes per block. */
+        public int typeSize() {
+            NativeLibrary.load();
+            return (int) io.ktq.internal.ktqswig.ktqs_ggml_type_size(code);
         }
     }
 

@@ -7,6 +7,7 @@ import io.ktq.internal.ktqs_token;
 import io.ktq.internal.ktqswig;
 import java.math.BigInteger;
 import java.nio.file.Path;
+import java.util.Objects;
 
 /** Entry points of libktq for Java. */
 public final class Ktq {
@@ -42,6 +43,91 @@ public final class Ktq {
             ProgressListener listener) throws KtqException {
         if (gptq == null) throw new IllegalArgumentException("gptq options are null");
         run(model, outDir, options.withFormat(ConvertOptions.Format.COMPRESSED_TENSORS), gptq, listener);
+    }
+
+    /**
+     * Writes the loose kt-kernel output in {@code looseDir} (.kt files, {@link ConvertOptions#withLooseFiles}) as
+     * merged safetensors into {@code outDir}, one shard per MoE layer, as kt-kernel's merge_cpu_weights.py lays
+     * them out. With {@code model} (the checkpoint it was converted from; may be null) its non-expert tensors,
+     * config.json and tokenizer files are added too, which gives exactly the files a merged conversion writes.
+     * {@code outDir} must be empty unless {@code overwrite}; nothing has a final name until all is written.
+     */
+    public static void mergeKt(Path outDir, Path looseDir, Model model, boolean overwrite) throws KtqException {
+        Objects.requireNonNull(outDir, "outDir");
+        Objects.requireNonNull(looseDir, "looseDir");
+        NativeLibrary.load();
+        if (model != null) model.readLock().lock();
+        ktqs_result res = new ktqs_result();
+        try {
+            ktqswig.ktqs_kt_merge(outDir.toString(), looseDir.toString(), model == null ? null : model.handle(),
+                    overwrite ? 1 : 0, res);
+            check(res);
+        } finally {
+            res.delete();
+            if (model != null) model.readLock().unlock();
+        }
+    }
+
+    /**
+     * Quantizes {@code values} (a whole number of {@code type}'s blocks: {@link ConvertOptions.GgmlType#blockSize})
+     * into ggml blocks, the bytes llama.cpp's reference quantizer writes.
+     */
+    public static byte[] quantizeBlocks(ConvertOptions.GgmlType type, float[] values) throws KtqException {
+        Objects.requireNonNull(type, "type");
+        Objects.requireNonNull(values, "values");
+        NativeLibrary.load();
+        ktqs_result res = new ktqs_result();
+        try {
+            long bytes = ktqswig.ktqs_ggml_bytes(type.code, values.length, res);
+            check(res);
+            byte[] out = new byte[Model.arrayLength(bytes, type + " blocks")];
+            ktqswig.ktqs_ggml_quantize(type.code, values, out, res);
+            check(res);
+            return out;
+        } finally {
+            res.delete();
+        }
+    }
+
+    /** The {@code n} values that the ggml blocks {@code blocks} of {@code type} stand for. */
+    public static float[] dequantizeBlocks(ConvertOptions.GgmlType type, byte[] blocks, int n) throws KtqException {
+        Objects.requireNonNull(type, "type");
+        Objects.requireNonNull(blocks, "blocks");
+        NativeLibrary.load();
+        ktqs_result res = new ktqs_result();
+        try {
+            ktqswig.ktqs_ggml_bytes(type.code, n, res);  // n: a whole number of blocks
+            check(res);
+            float[] out = new float[n];
+            ktqswig.ktqs_ggml_dequantize(type.code, blocks, out, res);
+            check(res);
+            return out;
+        } finally {
+            res.delete();
+        }
+    }
+
+    /** What this machine offers the engines: NUMA nodes, cores, instruction sets, CUDA devices. */
+    public static SystemInfo systemInfo() throws KtqException {
+        NativeLibrary.load();
+        ktqs_result res = new ktqs_result();
+        try {
+            String[] fields = {"numa_nodes", "cores", "pus", "avx2", "avx512f", "avx512_vnni", "avx512_bf16",
+                    "amx_tile", "amx_int8", "amx_bf16", "cuda_built", "cuda_devices"};
+            long[] v = new long[fields.length];
+            for (int k = 0; k < fields.length; k++) {
+                v[k] = ktqswig.ktqs_system_num(fields[k], res);
+                check(res);
+            }
+            String cpu = ktqswig.ktqs_system_text("cpu_model", res);
+            check(res);
+            String cuda0 = ktqswig.ktqs_system_text("cuda_device0", res);
+            check(res);
+            return new SystemInfo((int) v[0], (int) v[1], (int) v[2], v[3] != 0, v[4] != 0, v[5] != 0, v[6] != 0,
+                    v[7] != 0, v[8] != 0, v[9] != 0, v[10] != 0, (int) v[11], cpu, cuda0);
+        } finally {
+            res.delete();
+        }
     }
 
     private static void run(Model model, Path outDir, ConvertOptions options, GptqOptions gptq,
