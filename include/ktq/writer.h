@@ -156,8 +156,18 @@ typedef struct ktq_writer_options {
      * weight's GGUF name gives its type (as llama-quantize's --tensor-type);
      * NULL = none. */
     const char *gguf_tensor_types;
+    /* ---- version 4 ---- */
+    /* GGUF: a mixture of types instead of gguf_type for every weight (NULL =
+     * none): llama-quantize's file types "Q2_K", "Q3_K_S",
+     * "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K",
+     * "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", with the per-tensor types
+     * llama-quantize gives them (more bits for attn_v, ffn_down and the output
+     * by layer position and model shape; same bytes), or ktq's MoE mixtures
+     * "MOE_Q2_K" ... "MOE_Q6_K": routed experts in that type, every other
+     * weight Q8_0. gguf_tensor_types rules still come first. */
+    const char *gguf_mix;
 } ktq_writer_options;
-#define KTQ_WRITER_OPTIONS_VERSION 3
+#define KTQ_WRITER_OPTIONS_VERSION 4
 KTQ_API ktq_status ktq_writer_options_init(ktq_writer_options *opts, unsigned version);
 
 /* Plan the output of `model` in `format` into folder `out_dir` (created if

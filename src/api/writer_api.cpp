@@ -62,8 +62,9 @@ ktq_quantize_options resolve_options(const ktq_quantize_options *opts) {
 }
 
 size_t writer_options_size(unsigned version) {
-    return version == 1 ? offsetof(ktq_writer_options, numa_parts)
+    return version == 1   ? offsetof(ktq_writer_options, numa_parts)
            : version == 2 ? offsetof(ktq_writer_options, weight_bits)
+           : version == 3 ? offsetof(ktq_writer_options, gguf_mix)
                           : sizeof(ktq_writer_options);
 }
 
@@ -116,6 +117,7 @@ ktq::OutputPlan plan_for(const ktq::Model &m, ktq_format format, const ktq_write
         ktq::GgufLayout layout;
         layout.type = static_cast<ktq_ggml_type>(o.gguf_type);
         layout.split_experts = o.gguf_split_experts != 0;
+        if (o.gguf_mix) layout.mix = o.gguf_mix;
         if (o.gguf_tensor_types) {
             std::string text = o.gguf_tensor_types, line;
             for (size_t at = 0; at <= text.size(); ++at)

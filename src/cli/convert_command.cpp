@@ -55,6 +55,7 @@ struct Options {
     double moe_all_tokens_weight = 0.2;
     // gguf
     std::string gguf_type = "Q8_0";
+    std::string gguf_mix;  // llama-quantize's file type names (Q4_K_M ...) or ktq's MOE_*
     std::string expert_layout;  // "" = by --target
     std::vector<std::string> tensor_types;  // REGEX=TYPE
 };
@@ -155,6 +156,7 @@ int run(const Options &o) {
     if (o.dtype == "float16") wopts.scale_dtype = KTQ_DTYPE_F16;
     if (o.dtype == "float32") wopts.scale_dtype = KTQ_DTYPE_F32;
     wopts.ct_rounding = o.rounding == "dtype" ? KTQ_CT_ROUND_DTYPE : KTQ_CT_ROUND_FP32;
+    std::string gguf_mix;  // outlives wopts' use
     if (format == KTQ_FORMAT_GGUF) {
         const std::string target = o.targets.empty() ? "llama.cpp" : o.targets[0];
         if (target != "llama.cpp" && target != "candle") {
@@ -162,13 +164,12 @@ int run(const Options &o) {
             ktq_model_free(model);
             return 2;
         }
+        // --type names a ggml type (every weight in it, as llama-quantize --pure) or, for names that
+        // are not types (Q4_K_M ...), a mixture; --mix always names a mixture.
         const int t = ggml_type_named(o.gguf_type);
-        if (t < 0) {
-            std::fprintf(stderr, "ktq: error: unknown ggml type %s\n", o.gguf_type.c_str());
-            ktq_model_free(model);
-            return 2;
-        }
-        wopts.gguf_type = t;
+        if (t >= 0) wopts.gguf_type = t;
+        gguf_mix = !o.gguf_mix.empty() ? o.gguf_mix : t < 0 ? o.gguf_type : "";
+        if (!gguf_mix.empty()) wopts.gguf_mix = gguf_mix.c_str();
         const std::string layout = o.expert_layout.empty() ? (target == "candle" ? "split" : "stacked")
                                                            : o.expert_layout;
         wopts.gguf_split_experts = layout == "split";
@@ -372,9 +373,16 @@ Command add_convert_command(CLI::App &app) {
                   "kt: write _layer_L/_numa_P/*.kt files instead of merged safetensors");
     add_compressed_tensors_options(cmd, *o);
     cmd->add_option("--type", o->gguf_type,
-                    "gguf: ggml type of the weights (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, "
-                    "Q4_K, Q5_K, Q6_K); norms and routers stay F32")
+                    "gguf: ggml type of every weight (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, "
+                    "Q4_K, Q5_K, Q6_K; as llama-quantize --pure), or a mixture named like llama-quantize's "
+                    "(Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M) or ktq's MoE mixtures "
+                    "(MOE_Q2_K ... MOE_Q6_K: routed experts in that type, other weights Q8_0); norms and routers "
+                    "stay F32")
         ->capture_default_str();
+    cmd->add_option("--mix", o->gguf_mix,
+                    "gguf: llama-quantize's mixture of that name, also for names that are types (Q4_0, Q8_0, "
+                    "Q2_K, Q6_K ...: the output gets Q6_K, Mixtral's attention Q8_0, as llama-quantize without "
+                    "--pure)");
     cmd->add_option("--tensor-type", o->tensor_types,
                     "gguf: REGEX=TYPE, the type of the weights whose GGUF name the regex matches "
                     "(e.g. ffn_down_exps=Q6_K); repeatable, the first match wins")

@@ -1,6 +1,9 @@
 #include "writers/gguf_plan.h"
 
+#include "writers/gguf_mix.h"
+
 #include <algorithm>
+#include <optional>
 #include <regex>
 
 #include "quant/ggml_blocks.h"
@@ -62,16 +65,6 @@ std::string gguf_name(const std::string &hf) {
 
 const char *kProjName[3] = {"gate", "up", "down"};
 
-// The type a weight gets: the chosen one when its rows fit the blocks, else
-// Q8_0, else F16 (llama-quantize falls back the same way for odd widths).
-ktq_ggml_type weight_type(ktq_ggml_type wanted, uint64_t row) {
-    for (ktq_ggml_type t : {wanted, KTQ_GGML_Q8_0, KTQ_GGML_F16}) {
-        const GgmlTypeTraits *tr = ggml_traits(t);
-        if (tr && row % tr->block_size == 0) return t;
-    }
-    return KTQ_GGML_F32;
-}
-
 struct TypeRule {
     std::regex re;
     ktq_ggml_type type;
@@ -100,11 +93,11 @@ std::vector<TypeRule> parse_type_rules(const std::vector<std::string> &rules) {
     return out;
 }
 
-// The type a weight named `name` asks for: the first matching rule's, else the default.
-ktq_ggml_type wanted_type(const std::vector<TypeRule> &rules, const std::string &name, ktq_ggml_type fallback) {
+// The first rule whose regex is found in weight `name`, or null.
+const TypeRule *matching_rule(const std::vector<TypeRule> &rules, const std::string &name) {
     for (const auto &r : rules)
-        if (std::regex_search(name, r.re)) return r.type;
-    return fallback;
+        if (std::regex_search(name, r.re)) return &r;
+    return nullptr;
 }
 
 // llama.cpp's file type number for a single-type file (general.file_type).
@@ -196,7 +189,20 @@ OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_wri
     kv->add_string("general.architecture", arch);
     kv->add_string("general.name", c.architecture);
     kv->add_u32("general.alignment", gguf::kAlignment);
-    kv->add_u32("general.file_type", file_type_of(layout.type));
+    std::optional<gguf_mix::Mix> mix;
+    if (!layout.mix.empty()) {
+        mix = gguf_mix::find(layout.mix);
+        if (!mix && (layout.mix == "Q2_K_S" || layout.mix.rfind("IQ", 0) == 0))
+            fail(KTQ_ERR_UNSUPPORTED, "GGUF mixture " + layout.mix +
+                                          " needs an importance matrix (llama-quantize refuses it without one); "
+                                          "ktq does not read imatrix files yet");
+        if (!mix) {
+            std::string known;
+            for (const auto &n : gguf_mix::names()) known += (known.empty() ? "" : ", ") + n;
+            fail(KTQ_ERR_INVALID_ARGUMENT, "unknown GGUF mixture '" + layout.mix + "' (known: " + known + ")");
+        }
+    }
+    kv->add_u32("general.file_type", mix ? mix->file_type : file_type_of(layout.type));
     kv->add_u32("general.quantization_version", 2);
     kv->add_u32(arch + ".block_count", static_cast<uint32_t>(layers));
     kv->add_u32(arch + ".context_length", static_cast<uint32_t>(cfg<int>(model, "max_position_embeddings", 4096)));
@@ -222,10 +228,12 @@ OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_wri
     kv->add_string("ktq.version", ktq_version());
     kv->add_string("ktq.source", model.checkpoint().dir());
     kv->add_string("ktq.expert_layout", layout.split_experts ? "split" : "stacked");
+    if (mix) kv->add_string("ktq.mix", mix->name);
 
     const auto rules = parse_type_rules(layout.tensor_types);
     OutputPlan plan;
-    plan.description = "gguf type=" + std::to_string(layout.type) + (layout.split_experts ? " split" : " stacked");
+    plan.description = "gguf type=" + (mix ? mix->name : std::to_string(layout.type)) +
+                       (layout.split_experts ? " split" : " stacked");
     for (const auto &r : layout.tensor_types) plan.description += " " + r;
     const bool permute = arch == "llama";  // llama's rotary pairs are interleaved in GGUF
     for (const auto &name : model.checkpoint().names()) {
@@ -239,9 +247,7 @@ OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_wri
         t.shape = e.shape;
         t.layer = layer_of_tensor(name);
         if (t.layer >= layers) continue;
-        const bool matrix = e.shape.size() == 2 && ends_with(out, ".weight") && !ends_with(out, "ffn_gate_inp.weight");
-        t.gguf_type = matrix ? weight_type(wanted_type(rules, out, layout.type), static_cast<uint64_t>(e.shape[1]))
-                             : KTQ_GGML_F32;
+        t.gguf_type = KTQ_GGML_F32;  // weights get theirs below, once the file order is known
         if (permute && (ends_with(out, "attn_q.weight") || ends_with(out, "attn_k.weight")))
             t.gguf_permute_heads = ends_with(out, "attn_q.weight") ? heads : kv_heads;
         plan.tensors.push_back(std::move(t));
@@ -251,12 +257,9 @@ OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_wri
         if (le.storage == KTQ_EXPERTS_NONE) continue;
         for (int p = 0; p < 3; ++p) {
             const MatrixView v = model.expert(l, 0, static_cast<ktq_expert_proj>(p));
-            const std::string stacked = "blk." + std::to_string(l) + ".ffn_" + kProjName[p] + "_exps.weight";
-            const ktq_ggml_type type = weight_type(wanted_type(rules, stacked, layout.type), v.cols);
             auto base = [&](OutputTensor &t) {
                 t.layer = l;
                 t.proj = p;
-                t.gguf_type = type;
                 t.source = v.tensor;
             };
             if (layout.split_experts) {
@@ -284,6 +287,33 @@ OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_wri
     std::stable_sort(plan.tensors.begin(), plan.tensors.end(), [&](const OutputTensor &x, const OutputTensor &y) {
         return rank(x) != rank(y) ? rank(x) < rank(y) : x.name < y.name;
     });
+    // Weight types: a --tensor-type rule's, else the mixture's choice, else the one type; then
+    // llama-quantize's replacement where the type's block does not divide the row.
+    auto quantizable = [](const OutputTensor &t) {
+        return (t.shape.size() == 2 || t.gguf_stacked_experts) && ends_with(t.name, ".weight") &&
+               !ends_with(t.name, "ffn_gate_inp.weight");
+    };
+    gguf_mix::ModelFacts facts;
+    facts.layers = layers;
+    facts.heads = heads;
+    facts.kv_heads = kv_heads;
+    facts.experts = a.num_experts;
+    facts.is_llama_70b = arch == "llama" && layers == 80 && heads != kv_heads;
+    facts.has_output = false;
+    for (const auto &t : plan.tensors) {
+        facts.has_output |= t.name == "output.weight";
+        facts.attn_v_count += quantizable(t) && gguf_mix::is_attn_v_like(t.name);
+    }
+    int attn_v_index = 0;
+    for (auto &t : plan.tensors) {
+        if (!quantizable(t)) continue;
+        const uint64_t row = static_cast<uint64_t>(t.shape.back());
+        const TypeRule *rule = matching_rule(rules, t.name);
+        if (rule) t.gguf_type = gguf_mix::fit_row(rule->type, row);
+        else if (mix) t.gguf_type = gguf_mix::choose(*mix, facts, t.name, attn_v_index, row);
+        else t.gguf_type = gguf_mix::fit_row(layout.type, row);
+        attn_v_index += gguf_mix::is_attn_v_like(t.name);
+    }
     plan.gguf_metadata = kv;
     (void)opts;
     return plan;

@@ -6,8 +6,9 @@
 // (blk.N.ffn_{gate,up,down}_exps.weight, llama.cpp and Candle's qwen3-moe)
 // or split per expert (blk.N.ffn_{gate,up,down}.E.weight, Candle's
 // quantized_llama). Weights get the chosen ggml type; norms, biases and
-// routers stay F32, as llama.cpp keeps them; a weight whose row length does
-// not fit the type's block falls back to Q8_0, then F16.
+// routers stay F32, as llama.cpp keeps them; or per-tensor types of a
+// llama-quantize mixture (gguf_mix.h); a weight whose row length does not fit
+// the type's block gets llama-quantize's replacement type.
 #pragma once
 
 #include <memory>
@@ -24,6 +25,8 @@ struct GgufLayout {
     bool split_experts = false;
     // "REGEX=TYPE" rules, first match wins (llama-quantize's --tensor-type).
     std::vector<std::string> tensor_types;
+    // A mixture name ("Q4_K_M", "MOE_Q4_K", ...; see gguf_mix.h) instead of one `type`; "" = none.
+    std::string mix;
 };
 
 // Throws KTQ_ERR_UNSUPPORTED for an architecture whose llama.cpp metadata is

@@ -134,7 +134,10 @@ def test_gguf_errors(tmp_path):
     ktq("convert", shared_model("tiny-llama"), out, "--to", "gguf", "--type", "Q4_K", "--overwrite", "-q")
     assert GGUFReader(out).tensors[1].tensor_type.name == "Q4_K"
     r = ktq("convert", shared_model("tiny-llama"), tmp_path / "x.gguf", "--to", "gguf", "--type", "Q9_9", check=False)
-    assert r.returncode == 2 and "unknown ggml type" in r.stderr
+    assert r.returncode == 1 and "unknown GGUF mixture 'Q9_9'" in r.stderr and "Q4_K_M" in r.stderr, r.stderr
+    r = ktq("convert", shared_model("tiny-llama"), tmp_path / "x.gguf", "--to", "gguf", "--type", "Q2_K_S", check=False)
+    assert r.returncode == 1 and "importance matrix" in r.stderr, r.stderr
+    assert not (tmp_path / "x.gguf").exists()
 
 
 @needs_shared
@@ -152,3 +155,56 @@ def test_tensor_type_rules(tmp_path):
     r = ktq("convert", shared_model("tiny-qwen3-moe"), tmp_path / "bad.gguf", "--to", "gguf", "--tensor-type",
             "attn=Q7_X", check=False)
     assert r.returncode == 1 and "unknown ggml type Q7_X" in r.stderr, r.stderr
+
+
+MIX_GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden", "gguf_mix_types.json")
+
+
+@needs_shared
+@pytest.mark.parametrize("model", ["tiny-llama", "tiny-qwen3-moe", "tiny-mixtral"])
+def test_mixtures_choose_llama_quantizes_types(tmp_path, model):
+    """`--mix Q4_K_M` etc.: every tensor gets the type llama.cpp's own
+    llama-quantize chose for it (golden, tests/golden/make_gguf_mix_golden.py):
+    more bits for attn_v / ffn_down by layer, Q6_K outputs, Mixtral's 8-expert
+    rules (attention K/V in Q8_0)."""
+    golden = json.load(open(MIX_GOLDEN))["models"][model]
+    out = tmp_path / "m.gguf"
+    for mix, want in sorted(golden.items()):
+        ktq("convert", shared_model(model), out, "--to", "gguf", "--mix", mix, "-q", "--overwrite")
+        r = GGUFReader(out)
+        assert {t.name: t.tensor_type.name for t in r.tensors} == want, mix
+        assert field(r, "general.file_type") == {"Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q5_0": 8, "Q5_1": 9, "Q2_K": 10,
+                                                 "Q3_K_S": 11, "Q3_K_M": 12, "Q3_K_L": 13, "Q4_K_S": 14, "Q4_K_M": 15,
+                                                 "Q5_K_S": 16, "Q5_K_M": 17, "Q6_K": 18}[mix]
+        assert field(r, "ktq.mix") == mix
+
+
+@needs_shared
+def test_type_names_pure_or_mixture(tmp_path):
+    """--type Q4_0 is every weight Q4_0 (llama-quantize --pure); --mix Q4_0 is
+    llama-quantize's Q4_0 file type (the output in Q6_K); --type Q4_K_M, not a
+    ggml type, is the mixture."""
+    m = shared_model("tiny-llama")
+    ktq("convert", m, tmp_path / "pure.gguf", "--to", "gguf", "--type", "Q4_0", "-q")
+    ktq("convert", m, tmp_path / "mix.gguf", "--to", "gguf", "--mix", "Q4_0", "-q")
+    types = lambda p: {t.name: t.tensor_type.name for t in GGUFReader(p).tensors}
+    assert types(tmp_path / "pure.gguf")["output.weight"] == "Q4_0"
+    assert types(tmp_path / "mix.gguf")["output.weight"] == "Q6_K"
+    ktq("convert", m, tmp_path / "a.gguf", "--to", "gguf", "--type", "Q4_K_M", "-q")
+    ktq("convert", m, tmp_path / "b.gguf", "--to", "gguf", "--mix", "Q4_K_M", "-q")
+    assert (tmp_path / "a.gguf").read_bytes() == (tmp_path / "b.gguf").read_bytes()
+
+
+@needs_shared
+def test_moe_mixture_keeps_all_but_the_routed_experts_at_q8_0(tmp_path):
+    out = tmp_path / "moe.gguf"
+    ktq("convert", shared_model("tiny-qwen3-moe"), out, "--to", "gguf", "--type", "MOE_Q4_K", "-q")
+    r = GGUFReader(out)
+    for t in r.tensors:
+        want = "Q4_K" if "_exps." in t.name else "F32" if len(t.data.shape) == 1 or "ffn_gate_inp" in t.name else "Q8_0"
+        assert t.tensor_type.name == want, t.name
+    # Split per expert (Candle's layout): the same choice by name.
+    ktq("convert", shared_model("tiny-qwen3-moe"), tmp_path / "split.gguf", "--to", "gguf", "--type", "MOE_Q3_K",
+        "--expert-layout", "split", "-q")
+    types = {t.name: t.tensor_type.name for t in GGUFReader(tmp_path / "split.gguf").tensors}
+    assert types["blk.0.ffn_down.7.weight"] == "Q3_K" and types["blk.0.attn_output.weight"] == "Q8_0"

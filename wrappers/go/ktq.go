@@ -283,6 +283,11 @@ type ConvertOptions struct {
 	// experts one tensor per expert (Candle's quantized_llama layout).
 	GGMLType     GGMLType
 	SplitExperts bool
+	// GGUFMix (FormatGGUF), if set, is a mixture of types instead of one
+	// GGMLType: llama-quantize's file types ("Q4_K_M", "Q5_K_S", ...) with
+	// its per-tensor choices, or ktq's "MOE_Q4_K" (routed experts Q4_K,
+	// other weights Q8_0) and its siblings.
+	GGUFMix string
 	// GPTQ, if set, calibrates FormatCompressedTensors with GPTQ instead of
 	// rounding to nearest.
 	GPTQ          *GPTQOptions
@@ -327,7 +332,8 @@ func Convert(ctx context.Context, m *Model, outDir string, opts ConvertOptions) 
 		writer = ktqswig.Ktqs_writer_open(m.raw, outDir, int(opts.Format), opts.MaxShardBytes, b2i(opts.Overwrite),
 			b2i(opts.Resume), opts.NumaParts, b2i(opts.LooseFiles), opts.Scheme.Bits, opts.Scheme.GroupSize,
 			b2i(opts.Scheme.Asymmetric), strings.Join(opts.Targets, "\n"), strings.Join(opts.Ignore, "\n"),
-			b2i(opts.Ignore == nil), b2i(opts.Scheme.DtypeRounding), int(opts.GGMLType), b2i(opts.SplitExperts), res)
+			b2i(opts.Ignore == nil), b2i(opts.Scheme.DtypeRounding), int(opts.GGMLType), b2i(opts.SplitExperts),
+			opts.GGUFMix, res)
 	}); err != nil {
 		return err
 	}

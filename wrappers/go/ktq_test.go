@@ -284,6 +284,27 @@ func TestGGUFMatchesTheCLI(t *testing.T) {
 			t.Fatal("the GGUF file differs from the CLI's")
 		}
 	}
+	// A llama-quantize mixture by name.
+	mixed := filepath.Join(t.TempDir(), "mix.gguf")
+	if err := ktq.Convert(context.Background(), m, mixed, ktq.ConvertOptions{Format: ktq.FormatGGUF, GGUFMix: "Q4_K_M"}); err != nil {
+		t.Fatal(err)
+	}
+	if bin := os.Getenv("KTQ_BIN"); bin != "" {
+		cli := filepath.Join(t.TempDir(), "cli-mix.gguf")
+		if b, err := exec.Command(bin, "convert", llama, cli, "--to", "gguf", "--type", "Q4_K_M", "--quiet").CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, b)
+		}
+		got, _ := os.ReadFile(mixed)
+		want, _ := os.ReadFile(cli)
+		if !bytes.Equal(got, want) {
+			t.Fatal("the Q4_K_M file differs from the CLI's")
+		}
+	}
+	err = ktq.Convert(context.Background(), m, filepath.Join(t.TempDir(), "bad.gguf"),
+		ktq.ConvertOptions{Format: ktq.FormatGGUF, GGUFMix: "Q9_K_X"})
+	if err == nil || !strings.Contains(err.Error(), "Q9_K_X") {
+		t.Fatalf("an unknown mixture: %v", err)
+	}
 }
 
 // calibText writes a calibration text (the README, several times) and returns its path.

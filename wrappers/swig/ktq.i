@@ -57,6 +57,56 @@ static int ktqs_check_count(ktqs_result *res, const char *what, size_t have, uns
     return 0;
 }
 
+/* Reads a whole text file into a malloc'ed buffer (NULL + res on failure). */
+static char *ktqs_read_text(const char *path, size_t *len, ktqs_result *res) {
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    long n = -1;
+    if (f && fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (buf = (char *)malloc((size_t)n + 1)) && fread(buf, 1, (size_t)n, f) == (size_t)n) {
+        fclose(f);
+        *len = (size_t)n;
+        return buf;
+    }
+    if (f) fclose(f);
+    free(buf);
+    ktqs_set(res, KTQ_ERR_IO, NULL);
+    snprintf(res->message, sizeof res->message, "%s: cannot read text file", path);
+    return NULL;
+}
+
+static int ktqs_tensor_info(ktq_tensor_info *i, ktq_model *m, long long index, ktqs_result *res) {
+    ktq_tensor_info_init(i, KTQ_TENSOR_INFO_VERSION);
+    ktq_error *err = NULL;
+    int st = index < 0 ? KTQ_ERR_INVALID_ARGUMENT : ktq_model_tensor_info(i, m, (size_t)index, &err);
+    ktqs_set(res, st, err);
+    return st == KTQ_OK;
+}
+
+static int ktqs_kt_part(ktq_kt_part_info *i, ktq_kt_output *o, long long index, ktqs_result *res) {
+    ktq_kt_part_info_init(i, KTQ_KT_PART_INFO_VERSION);
+    ktq_error *err = NULL;
+    int st = index < 0 ? KTQ_ERR_INVALID_ARGUMENT : ktq_kt_output_part(i, o, (size_t)index, &err);
+    ktqs_set(res, st, err);
+    return st == KTQ_OK;
+}
+
+static int ktqs_ct_scheme(ktq_ct_scheme *s, int num_bits, int group_size, int symmetric, int bf16) {
+    ktq_ct_scheme_init(s, KTQ_CT_SCHEME_VERSION);
+    s->num_bits = num_bits;
+    s->group_size = group_size;
+    s->symmetric = symmetric;
+    s->dtype = bf16 ? KTQ_DTYPE_BF16 : KTQ_DTYPE_F32;
+    return 1;
+}
+
+static int ktqs_gptq_live(const ktqs_gptq *g, ktqs_result *res) {
+    if (g) return 1;
+    ktqs_set(res, KTQ_ERR_INVALID_ARGUMENT, NULL);
+    snprintf(res->message, sizeof res->message, "the GPTQ object is freed");
+    return 0;
+}
+
 static int ktqs_progress(const ktq_progress *p, void *payload) {
     ktqs_token *t = (ktqs_token *)payload;
     __atomic_store_n(&t->layer, p->layer, __ATOMIC_RELAXED);
@@ -149,12 +199,13 @@ const char *ktqs_model_text(ktq_model *m, const char *field, ktqs_result *res) {
  * "Linear"; default_ignore = 1 keeps the library's default ignore list;
  * dtype_rounding = 1 matches llm-compressor run on a CPU, 0 on a GPU) to
  * compressed-tensors; gguf_type (a ktq_ggml_type, -1 = Q8_0) and
- * gguf_split_experts to GGUF, where out_dir is the file's path. */
+ * gguf_split_experts to GGUF, where out_dir is the file's path; gguf_mix
+ * (a mixture name such as "Q4_K_M", "" = none) instead of one gguf_type. */
 ktq_writer *ktqs_writer_open(ktq_model *m, const char *out_dir, int format, unsigned long long max_shard_bytes,
                              int overwrite, int resume, int numa_parts, int loose_files, int weight_bits,
                              int group_size, int asymmetric, const char *targets, const char *ignore,
                              int default_ignore, int dtype_rounding, int gguf_type, int gguf_split_experts,
-                             ktqs_result *res) {
+                             const char *gguf_mix, ktqs_result *res) {
     ktq_writer_options o;
     ktq_writer_options_init(&o, KTQ_WRITER_OPTIONS_VERSION);
     o.max_shard_bytes = max_shard_bytes;
@@ -170,6 +221,7 @@ ktq_writer *ktqs_writer_open(ktq_model *m, const char *out_dir, int format, unsi
     o.ct_rounding = dtype_rounding ? KTQ_CT_ROUND_DTYPE : KTQ_CT_ROUND_FP32;
     if (gguf_type >= 0) o.gguf_type = gguf_type;
     o.gguf_split_experts = gguf_split_experts;
+    o.gguf_mix = gguf_mix && *gguf_mix ? gguf_mix : NULL;
     ktq_writer *w = NULL;
     ktq_error *err = NULL;
     int st = ktq_writer_open(&w, m, out_dir, format ? (ktq_format)format : KTQ_FORMAT_HF_BF16, &o, &err);  /* before reading err: argument order is unspecified */
@@ -192,23 +244,6 @@ void ktqs_write(ktq_model *m, ktq_writer *w, int threads, int device, ktqs_token
     ktqs_set(res, st, err);
 }
 
-/* Reads a whole text file into a malloc'ed buffer (NULL + res on failure). */
-static char *ktqs_read_text(const char *path, size_t *len, ktqs_result *res) {
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    long n = -1;
-    if (f && fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
-        (buf = (char *)malloc((size_t)n + 1)) && fread(buf, 1, (size_t)n, f) == (size_t)n) {
-        fclose(f);
-        *len = (size_t)n;
-        return buf;
-    }
-    if (f) fclose(f);
-    free(buf);
-    ktqs_set(res, KTQ_ERR_IO, NULL);
-    snprintf(res->message, sizeof res->message, "%s: cannot read text file", path);
-    return NULL;
-}
 
 /* Perplexity with ktq's native forward pass of m on the text in text_path,
  * tokenized with the tokenizer.json in tokenizer_path (a file or a model
@@ -296,13 +331,6 @@ long long ktqs_find_tensor(ktq_model *m, const char *name, ktqs_result *res) {
     return st == KTQ_OK ? (long long)index : -1;
 }
 
-static int ktqs_tensor_info(ktq_tensor_info *i, ktq_model *m, long long index, ktqs_result *res) {
-    ktq_tensor_info_init(i, KTQ_TENSOR_INFO_VERSION);
-    ktq_error *err = NULL;
-    int st = index < 0 ? KTQ_ERR_INVALID_ARGUMENT : ktq_model_tensor_info(i, m, (size_t)index, &err);
-    ktqs_set(res, st, err);
-    return st == KTQ_OK;
-}
 /* field: "name", "file" or "dtype". */
 const char *ktqs_tensor_text(ktq_model *m, long long index, const char *field, ktqs_result *res) {
     ktq_tensor_info i;
@@ -382,13 +410,6 @@ void ktqs_kt_free(ktq_kt_output *o) { ktq_kt_output_free(o); }
 long long ktqs_kt_part_count(ktq_kt_output *o) { return (long long)ktq_kt_output_part_count(o); }
 int ktqs_kt_is_merged(ktq_kt_output *o) { return ktq_kt_output_is_merged(o); }
 
-static int ktqs_kt_part(ktq_kt_part_info *i, ktq_kt_output *o, long long index, ktqs_result *res) {
-    ktq_kt_part_info_init(i, KTQ_KT_PART_INFO_VERSION);
-    ktq_error *err = NULL;
-    int st = index < 0 ? KTQ_ERR_INVALID_ARGUMENT : ktq_kt_output_part(i, o, (size_t)index, &err);
-    ktqs_set(res, st, err);
-    return st == KTQ_OK;
-}
 const char *ktqs_kt_part_name(ktq_kt_output *o, long long index, ktqs_result *res) {
     ktq_kt_part_info i;
     return ktqs_kt_part(&i, o, index, res) ? i.name : "";
@@ -566,6 +587,7 @@ void ktqs_gptq_free(ktqs_gptq *g) {
 }
 /* Adds rows of in_features inputs each (the array holds a whole number of rows). */
 void ktqs_gptq_add_batch(ktqs_gptq *g, float *F32_IN, size_t F32_IN_N, ktqs_result *res) {
+    if (!ktqs_gptq_live(g, res)) return;
     if (!g->in_features || F32_IN_N % g->in_features) {
         ktqs_set(res, KTQ_ERR_INVALID_ARGUMENT, NULL);
         snprintf(res->message, sizeof res->message, "%llu inputs are not a whole number of rows of %llu",
@@ -577,6 +599,7 @@ void ktqs_gptq_add_batch(ktqs_gptq *g, float *F32_IN, size_t F32_IN_N, ktqs_resu
     ktqs_set(res, st, err);
 }
 unsigned long long ktqs_gptq_rows_seen(ktqs_gptq *g, ktqs_result *res) {
+    if (!ktqs_gptq_live(g, res)) return 0;
     uint64_t rows = 0;
     ktq_error *err = NULL;
     int st = ktq_gptq_hessian(NULL, 0, &rows, g->g, &err);
@@ -584,14 +607,6 @@ unsigned long long ktqs_gptq_rows_seen(ktqs_gptq *g, ktqs_result *res) {
     return rows;
 }
 
-static int ktqs_ct_scheme(ktq_ct_scheme *s, int num_bits, int group_size, int symmetric, int bf16) {
-    ktq_ct_scheme_init(s, KTQ_CT_SCHEME_VERSION);
-    s->num_bits = num_bits;
-    s->group_size = group_size;
-    s->symmetric = symmetric;
-    s->dtype = bf16 ? KTQ_DTYPE_BF16 : KTQ_DTYPE_F32;
-    return 1;
-}
 /* compressed-tensors sizes of a [rows, cols] weight: which = 0 packed int32
  * words, 1 scales, 2 zero-point int32 words. */
 long long ktqs_ct_size(unsigned long long rows, unsigned long long cols, int num_bits, int group_size, int symmetric,
@@ -618,6 +633,7 @@ double ktqs_gptq_quantize(ktqs_gptq *g, float *F32_IN, size_t F32_IN_N, int num_
                           size_t I32_OUT2_N, float *F32_OUT2, size_t F32_OUT2_N, int32_t *I32_OUT3, size_t I32_OUT3_N,
                           ktqs_result *res) {
     double loss = 0;
+    if (!ktqs_gptq_live(g, res)) return 0;
     if (!g->in_features || F32_IN_N % g->in_features) {
         ktqs_set(res, KTQ_ERR_INVALID_ARGUMENT, NULL);
         snprintf(res->message, sizeof res->message, "%llu weights are not a whole number of rows of %llu",

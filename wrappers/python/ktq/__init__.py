@@ -377,7 +377,7 @@ def system_info():
 def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=False, resume=False,
             progress=None, numa_parts=2, loose_files=False, resume_layer=0, group_size=128, asymmetric=False,
             targets=None, ignore=None, device="cpu", rounding="fp32", dtype=None, gguf_type="Q8_0",
-            split_experts=False, engine="rtn", dataset=None, num_calibration_samples=512, max_sequence_length=2048,
+            split_experts=False, gguf_mix=None, engine="rtn", dataset=None, num_calibration_samples=512, max_sequence_length=2048,
             seed=42, dampening_frac=0.01, actorder="static", max_gpu_memory=0, devices=None):
     """Converts `model` into `out_dir`: to="bf16" (dequantized checkpoint),
     "kt-int4" or "kt-int8" (kt-kernel's AMX expert layout, split into
@@ -389,7 +389,10 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
     writes on a GPU, "dtype" those it writes on a CPU; `dtype` "bfloat16",
     "float16" or "float32" for scales and kept tensors, None = the model's).
     "gguf" writes one GGUF file at `out_dir` (a file path) with weights in
-    `gguf_type` ("Q8_0", "Q4_K", ...), experts stacked or `split_experts`.
+    `gguf_type` ("Q8_0", "Q4_K", ...; or a mixture that is not a type name:
+    "Q4_K_M", "MOE_Q4_K", ...), or in the mixture `gguf_mix` (llama-quantize's
+    file types, also "Q4_0" etc. in its non-pure sense), experts stacked or
+    `split_experts`.
     W4A16/W8A16 with engine="gptq" calibrate GPTQ on `dataset` (a text or
     JSONL file; `num_calibration_samples` x `max_sequence_length` tokens,
     drawn with `seed`; `dampening_frac`; `actorder` "static" or "none");
@@ -419,9 +422,15 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
             raise ValueError(f"unknown dtype {dtype!r} (bfloat16, float16 or float32)")
         wopts.scale_dtype = dtypes[dtype]
     if to == "gguf":
-        if gguf_type not in _lib.GGML_TYPES:
+        if gguf_mix is None and gguf_type not in _lib.GGML_TYPES:
+            gguf_mix = gguf_type  # a mixture name; the library names the known ones if it is not
+        elif gguf_type not in _lib.GGML_TYPES:
             raise ValueError(f"unknown ggml type {gguf_type!r} (available: {', '.join(_lib.GGML_TYPES)})")
-        wopts.gguf_type, wopts.gguf_split_experts = _lib.GGML_TYPES[gguf_type], int(split_experts)
+        else:
+            wopts.gguf_type = _lib.GGML_TYPES[gguf_type]
+        wopts.gguf_split_experts = int(split_experts)
+        mix_c = gguf_mix.encode() if gguf_mix else None  # kept alive until the writer is open
+        wopts.gguf_mix = mix_c
     if device not in ("cpu", "cuda"):
         raise ValueError(f"unknown device {device!r} (cpu or cuda)")
     if engine not in ("rtn", "gptq"):

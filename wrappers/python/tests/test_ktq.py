@@ -149,19 +149,24 @@ def test_gguf_matches_the_cli(tmp_path):
         with pytest.raises(ktq.KtqError) as e:
             ktq.convert(m, tmp_path / "d.gguf", to="gguf", gguf_type="Q4_K")
         assert "not written yet" in str(e.value)
-        with pytest.raises(ValueError):
-            ktq.convert(m, tmp_path / "d.gguf", to="gguf", gguf_type="Q9")
     shared = os.environ.get("KTQ_SHARED_DIR", os.path.join(REPO, "..", "shared"))
     llama = os.path.join(shared, "models", "tiny-llama")
     if not os.path.isdir(llama):
         pytest.skip("shared tiny-llama not found")
     with ktq.Model(llama) as m:
         ktq.convert(m, tmp_path / "py.gguf", to="gguf", gguf_type="Q4_K")
+        ktq.convert(m, tmp_path / "py-mix.gguf", to="gguf", gguf_type="Q4_K_M")
+        ktq.convert(m, tmp_path / "py-mix0.gguf", to="gguf", gguf_mix="Q4_0")
+        with pytest.raises(ktq.KtqError) as e:
+            ktq.convert(m, tmp_path / "bad.gguf", to="gguf", gguf_type="Q9")
+        assert "unknown GGUF mixture 'Q9'" in str(e.value)
     ktq_bin = os.environ.get("KTQ_BIN")
     if ktq_bin:
-        subprocess.run([ktq_bin, "convert", llama, str(tmp_path / "cli.gguf"), "--to", "gguf", "--type", "Q4_K", "-q"],
-                       check=True)
-        assert (tmp_path / "cli.gguf").read_bytes() == (tmp_path / "py.gguf").read_bytes()
+        for py, args in (("py.gguf", ["--type", "Q4_K"]), ("py-mix.gguf", ["--type", "Q4_K_M"]),
+                         ("py-mix0.gguf", ["--mix", "Q4_0"])):
+            subprocess.run([ktq_bin, "convert", llama, str(tmp_path / "cli.gguf"), "--to", "gguf", *args, "-q",
+                            "--overwrite"], check=True)
+            assert (tmp_path / "cli.gguf").read_bytes() == (tmp_path / py).read_bytes(), args
 
 
 def test_perplexity_and_tokenizer():

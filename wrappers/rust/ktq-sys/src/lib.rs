@@ -174,7 +174,7 @@ pub struct ktq_writer {
     _private: [u8; 0],
 }
 
-pub const KTQ_WRITER_OPTIONS_VERSION: c_uint = 3;
+pub const KTQ_WRITER_OPTIONS_VERSION: c_uint = 4;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ktq_writer_options {
@@ -199,6 +199,8 @@ pub struct ktq_writer_options {
     pub gguf_type: c_int,
     pub gguf_split_experts: c_int,
     pub gguf_tensor_types: *const c_char,
+    // version 4
+    pub gguf_mix: *const c_char,
 }
 
 pub const KTQ_LAYER_GLOBALS: c_int = -1;

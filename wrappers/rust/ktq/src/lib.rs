@@ -350,7 +350,8 @@ pub enum Format {
     /// One GGUF file (llama.cpp, Candle) with weights of type `ty`; routed
     /// experts stacked (`ffn_gate_exps`), or one tensor per expert with
     /// `split_experts` (Candle's quantized_llama). The writer's `out_dir` is
-    /// the file's path. Per-tensor types: [`WriterOptions::gguf_tensor_types`].
+    /// the file's path. Per-tensor types: [`WriterOptions::gguf_tensor_types`], mixtures such as
+    /// Q4_K_M: [`WriterOptions::gguf_mix`].
     Gguf { ty: GgmlType, split_experts: bool },
 }
 
@@ -411,9 +412,17 @@ pub struct WriterOptions {
     /// `"ffn_down_exps=Q6_K"`: the first rule whose regex is found in a
     /// weight's GGUF name gives its type.
     pub gguf_tensor_types: Vec<String>,
+    /// GGUF: a mixture of types instead of one [`Format::Gguf`] `ty`: llama-quantize's file
+    /// types ("Q4_K_M", "Q5_K_S", ...) with its per-tensor choices, or ktq's "MOE_Q4_K" (routed
+    /// experts Q4_K, other weights Q8_0) and its siblings.
+    pub gguf_mix: Option<String>,
 }
 
 impl WriterOptions {
+    pub fn gguf_mix(mut self, mix: impl Into<String>) -> Self {
+        self.gguf_mix = Some(mix.into());
+        self
+    }
     pub fn gguf_tensor_types<S: Into<String>>(mut self, rules: impl IntoIterator<Item = S>) -> Self {
         self.gguf_tensor_types = rules.into_iter().map(Into::into).collect();
         self
@@ -532,6 +541,10 @@ impl<'m> Writer<'m> {
             }
             if let Some(ignore) = &ignore {
                 o.ignore = ignore.as_ptr();
+            }
+            let mix = opts.gguf_mix.as_deref().map(cstring).transpose()?;
+            if let Some(mix) = &mix {
+                o.gguf_mix = mix.as_ptr();
             }
             let tensor_types = lines(&opts.gguf_tensor_types)?;
             if !opts.gguf_tensor_types.is_empty() {

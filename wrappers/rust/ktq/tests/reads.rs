@@ -112,6 +112,20 @@ fn gguf_format_matches_the_cli() {
         assert!(status.success());
         assert!(std::fs::read(&cli).unwrap() == bytes, "the GGUF files differ");
     }
+    // A llama-quantize mixture.
+    let mixed = dir.join("mix.gguf");
+    ktq::Writer::open(&model, &mixed, fmt, &ktq::WriterOptions::default().gguf_mix("Q4_K_M")).unwrap()
+        .write_all(&ktq::ConvertOptions { threads: 2, ..Default::default() }, |_| true).unwrap();
+    if let Ok(bin) = std::env::var("KTQ_BIN") {
+        let cli = dir.join("cli-mix.gguf");
+        let status = std::process::Command::new(bin).arg("convert").arg(&src).arg(&cli)
+            .args(["--to", "gguf", "--type", "Q4_K_M", "--quiet"]).status().unwrap();
+        assert!(status.success());
+        assert!(std::fs::read(&cli).unwrap() == std::fs::read(&mixed).unwrap(), "the Q4_K_M files differ");
+    }
+    let e = ktq::Writer::open(&model, dir.join("bad.gguf"), fmt, &ktq::WriterOptions::default().gguf_mix("Q9_K_X"))
+        .err().unwrap();
+    assert!(e.message.contains("Q9_K_X"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -11,7 +11,7 @@ import java.util.List;
 public record ConvertOptions(Format format, int threads, long maxShardBytes, boolean overwrite, boolean resume,
                              long progressIntervalMillis, int numaParts, boolean looseFiles, Scheme scheme,
                              List<String> targets, List<String> ignore, Device device, GgmlType ggmlType,
-                             boolean splitExperts) {
+                             boolean splitExperts, String ggufMix) {
     /** Output formats (values of the C API's ktq_format). */
     public enum Format {
         /** Hugging Face checkpoint, every floating tensor BF16. */
@@ -96,66 +96,76 @@ public record ConvertOptions(Format format, int threads, long maxShardBytes, boo
 
     public static ConvertOptions defaults() {
         return new ConvertOptions(Format.BF16, 0, 0, false, false, 200, 0, false, Scheme.W4A16, List.of(), null,
-                Device.CPU, GgmlType.Q8_0, false);
+                Device.CPU, GgmlType.Q8_0, false, null);
     }
 
     public ConvertOptions withFormat(Format f) {
         return new ConvertOptions(f, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
-                looseFiles, scheme, targets, ignore, device, ggmlType, splitExperts);
+                looseFiles, scheme, targets, ignore, device, ggmlType, splitExperts, ggufMix);
     }
 
     public ConvertOptions withThreads(int t) {
         return new ConvertOptions(format, t, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
-                looseFiles, scheme, targets, ignore, device, ggmlType, splitExperts);
+                looseFiles, scheme, targets, ignore, device, ggmlType, splitExperts, ggufMix);
     }
 
     public ConvertOptions withProgressIntervalMillis(long ms) {
         return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, ms, numaParts, looseFiles,
-                scheme, targets, ignore, device, ggmlType, splitExperts);
+                scheme, targets, ignore, device, ggmlType, splitExperts, ggufMix);
     }
 
     public ConvertOptions withNumaParts(int parts) {
         return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, parts,
-                looseFiles, scheme, targets, ignore, device, ggmlType, splitExperts);
+                looseFiles, scheme, targets, ignore, device, ggmlType, splitExperts, ggufMix);
     }
 
     public ConvertOptions withLooseFiles(boolean loose) {
         return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
-                loose, scheme, targets, ignore, device, ggmlType, splitExperts);
+                loose, scheme, targets, ignore, device, ggmlType, splitExperts, ggufMix);
     }
 
     /** compressed-tensors: the scheme (also selects {@link Format#COMPRESSED_TENSORS}). */
     public ConvertOptions withScheme(Scheme s) {
         return new ConvertOptions(Format.COMPRESSED_TENSORS, threads, maxShardBytes, overwrite, resume,
-                progressIntervalMillis, numaParts, looseFiles, s, targets, ignore, device, ggmlType, splitExperts);
+                progressIntervalMillis, numaParts, looseFiles, s, targets, ignore, device, ggmlType, splitExperts, ggufMix);
     }
 
     /** compressed-tensors: modules to quantize ("Linear", names, "re:REGEX"); empty = every Linear. */
     public ConvertOptions withTargets(List<String> t) {
         return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
-                looseFiles, scheme, List.copyOf(t), ignore, device, ggmlType, splitExperts);
+                looseFiles, scheme, List.copyOf(t), ignore, device, ggmlType, splitExperts, ggufMix);
     }
 
     /** compressed-tensors: modules kept in high precision; null = the library's defaults, empty = none. */
     public ConvertOptions withIgnore(List<String> i) {
         return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
-                looseFiles, scheme, targets, i == null ? null : List.copyOf(i), device, ggmlType, splitExperts);
+                looseFiles, scheme, targets, i == null ? null : List.copyOf(i), device, ggmlType, splitExperts, ggufMix);
     }
 
     public ConvertOptions withDevice(Device d) {
         return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
-                looseFiles, scheme, targets, ignore, d, ggmlType, splitExperts);
+                looseFiles, scheme, targets, ignore, d, ggmlType, splitExperts, ggufMix);
     }
 
     /** GGUF: the weights' ggml type (also selects {@link Format#GGUF}). */
     public ConvertOptions withGgmlType(GgmlType t) {
         return new ConvertOptions(Format.GGUF, threads, maxShardBytes, overwrite, resume, progressIntervalMillis,
-                numaParts, looseFiles, scheme, targets, ignore, device, t, splitExperts);
+                numaParts, looseFiles, scheme, targets, ignore, device, t, splitExperts, ggufMix);
     }
 
     /** GGUF: routed experts one tensor per expert (Candle's quantized_llama) instead of stacked. */
     public ConvertOptions withSplitExperts(boolean split) {
         return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
-                looseFiles, scheme, targets, ignore, device, ggmlType, split);
+                looseFiles, scheme, targets, ignore, device, ggmlType, split, ggufMix);
+    }
+
+    /**
+     * GGUF: a mixture of types instead of one {@link #withGgmlType} (also selects {@link Format#GGUF}):
+     * llama-quantize's file types ("Q4_K_M", "Q5_K_S", ...) with its per-tensor choices, or ktq's "MOE_Q4_K"
+     * (routed experts Q4_K, other weights Q8_0) and its siblings; null = none.
+     */
+    public ConvertOptions withGgufMix(String mix) {
+        return new ConvertOptions(Format.GGUF, threads, maxShardBytes, overwrite, resume, progressIntervalMillis,
+                numaParts, looseFiles, scheme, targets, ignore, device, ggmlType, splitExperts, mix);
     }
 }

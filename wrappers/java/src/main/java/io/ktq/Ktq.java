@@ -149,7 +149,7 @@ public final class Ktq {
                     String.join("\n", options.targets()),
                     options.ignore() == null ? "" : String.join("\n", options.ignore()),
                     options.ignore() == null ? 1 : 0, options.scheme().dtypeRounding() ? 1 : 0, options.ggmlType().code,
-                    options.splitExperts() ? 1 : 0, res);
+                    options.splitExperts() ? 1 : 0, options.ggufMix() == null ? "" : options.ggufMix(), res);
             check(res);
             try {
                 if (listener != null && !listener.onProgress(new Progress(0, 0, 0))) ktqswig.ktqs_token_cancel(token);

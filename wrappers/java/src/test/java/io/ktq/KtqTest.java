@@ -121,6 +121,27 @@ class KtqTest {
     }
 
     @Test
+    void ggufMixtureMatchesTheCli(@TempDir Path tmp) throws Exception {
+        Path llama = Path.of("..", "..", "..", "shared", "models", "tiny-llama");
+        org.junit.jupiter.api.Assumptions.assumeTrue(Files.isDirectory(llama), "shared tiny-llama not found");
+        Path out = tmp.resolve("java-mix.gguf");
+        try (Model m = Model.open(llama)) {
+            Ktq.convert(m, out, ConvertOptions.defaults().withGgufMix("Q5_K_M"), null);
+            KtqException e = assertThrows(KtqException.class, () -> Ktq.convert(m, tmp.resolve("bad.gguf"),
+                    ConvertOptions.defaults().withGgufMix("Q9_K_X"), null));
+            assertTrue(e.getMessage().contains("Q9_K_X"), e.getMessage());
+        }
+        String bin = System.getenv("KTQ_BIN");
+        if (bin != null && !bin.isEmpty()) {
+            Path cli = tmp.resolve("cli-mix.gguf");
+            Process p = new ProcessBuilder(bin, "convert", llama.toString(), cli.toString(), "--to", "gguf", "--type",
+                    "Q5_K_M", "--quiet").inheritIO().start();
+            assertEquals(0, p.waitFor());
+            assertArrayEquals(Files.readAllBytes(cli), Files.readAllBytes(out));
+        }
+    }
+
+    @Test
     void listenerReturningFalseCancelsAndLeavesNothing(@TempDir Path tmp) throws Exception {
         Path out = tmp.resolve("out");
         AtomicInteger calls = new AtomicInteger();
