@@ -15,7 +15,7 @@ ktq=${KTQ_BIN:-ktq}
 shared=${1:-$here/../../../shared}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-types=(F16 Q8_0 Q6_K Q4_K Q4_0)
+types=(F16 Q8_0 Q6_K Q4_K_M Q4_K Q4_0 MOE_Q4_K)
 printf '| model |'; printf ' %s |' "${types[@]}"; printf '\n|---|'; printf -- '---|%.0s' "${types[@]}"; printf '\n'
 for m in tiny-llama tiny-qwen3-moe tiny-mixtral; do
   row="| $m |"

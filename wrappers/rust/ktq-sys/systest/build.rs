@@ -2,7 +2,7 @@
 //! - a C file, compiled against the real header, that (a) assigns every
 //!   declared function to a pointer of the type the Rust declaration spells
 //!   out (a mismatch is a compile error under -Werror), and (b) tabulates
-//!   sizeof/alignof/offsetof of every struct and field and the value of every
+//!   sizeof/alignof/offsetof of every struct, offset and size of every field, the value of every
 //!   constant;
 //! - a Rust file tabulating the same quantities on the Rust side, which the
 //!   test compares entry by entry;
@@ -84,6 +84,9 @@ fn main() {
             for f in fields {
                 writeln!(table, "  {{\"offsetof {name}.{f}\", (long long)offsetof({name}, {f})}},").unwrap();
                 writeln!(rust, "        (\"offsetof {name}.{f}\", core::mem::offset_of!(ktq_sys::{name}, {f}) as i64),").unwrap();
+                // The field's own size: a pointer declared as an int moves no offset when it is last.
+                writeln!(table, "  {{\"sizeof {name}.{f}\", (long long)sizeof((({name} *)0)->{f})}},").unwrap();
+                writeln!(rust, "        (\"sizeof {name}.{f}\", field_size(|s: &ktq_sys::{name}| &s.{f}) as i64),").unwrap();
             }
         } else if let Some(rest) = l.strip_prefix("pub const ") {
             let name = rest.split(':').next().unwrap().trim();

@@ -1,4 +1,4 @@
-//! Compares every struct size, alignment, field offset and constant of
+//! Compares every struct size, alignment, field offset and size and constant of
 //! ktq-sys with what the C compiler sees in include/ktq/*.h. Function
 //! signatures were already checked when build.rs compiled the C side.
 use std::ffi::{c_char, c_longlong, CStr};
@@ -11,6 +11,11 @@ struct Entry {
 
 extern "C" {
     static ktq_systest_entries: [Entry; 0];
+}
+
+/// Size of the field `f` selects, without making a value of `T`.
+fn field_size<T, F>(_f: fn(&T) -> &F) -> usize {
+    std::mem::size_of::<F>()
 }
 
 include!(concat!(env!("OUT_DIR"), "/rust_entries.rs"));
