@@ -1,5 +1,5 @@
 """The ctypes declarations in ktq/_lib.py against the installed header, as
-the C compiler sees it: every struct's size and every field's offset."""
+the C compiler sees it: every struct's size, every field's offset and size."""
 import ctypes
 import os
 import shutil
@@ -21,6 +21,9 @@ def test_struct_layouts_match_the_header(tmp_path):
         for field, _ in struct._fields_:
             lines.append(f'  printf("%zu\\n", offsetof({cname}, {field}));')
             expected.append((f"offsetof {cname}.{field}", getattr(struct, field).offset))
+            # the field's own size: a pointer declared as an int in the last field moves no offset
+            lines.append(f'  printf("%zu\\n", sizeof((({cname} *)0)->{field}));')
+            expected.append((f"sizeof {cname}.{field}", getattr(struct, field).size))
     lines += ["  return 0;", "}"]
     src = tmp_path / "layout.c"
     src.write_text("\n".join(lines))
