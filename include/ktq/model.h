@@ -38,8 +38,18 @@ typedef struct ktq_open_options {
      * computes with. NULL = none. Fails naming the part when a shape does not
      * match the checkpoint's expert. */
     const char *kt_experts;
+    /* ---- version 3 ---- */
+    /* A GGUF file converted from this checkpoint (ktq's, or llama.cpp's
+     * convert + llama-quantize with the same tensor names): every weight it
+     * holds - routed experts stacked or split per expert included - is read
+     * as its dequantized blocks instead of the checkpoint's, with llama's Q/K
+     * row permutation undone, so `ktq eval-ppl` scores what llama.cpp or
+     * Candle compute with. The checkpoint still gives the config and the
+     * tokenizer. NULL = none. Fails naming the tensor when the file lacks one
+     * the checkpoint has or a shape differs. */
+    const char *gguf_weights;
 } ktq_open_options;
-#define KTQ_OPEN_OPTIONS_VERSION 2
+#define KTQ_OPEN_OPTIONS_VERSION 3
 KTQ_API ktq_status ktq_open_options_init(ktq_open_options *opts, unsigned version);
 
 /* Open the checkpoint folder `path` (or one .safetensors file inside a folder

@@ -31,7 +31,9 @@ namespace {
 // Bytes of each options version: a caller built against an older header
 // passes a smaller struct, read only as far as it goes.
 size_t open_options_size(unsigned version) {
-    return version == 1 ? offsetof(ktq_open_options, kt_experts) : sizeof(ktq_open_options);
+    return version == 1   ? offsetof(ktq_open_options, kt_experts)
+           : version == 2 ? offsetof(ktq_open_options, gguf_weights)
+                          : sizeof(ktq_open_options);
 }
 
 }  // namespace

@@ -29,6 +29,7 @@ int report_error(int status, ktq_error *err);
 // Opens `path` with `threads` workers; on failure reports the error and
 // returns its status.
 // kt_experts: a kt-kernel output folder whose experts replace the checkpoint's ("" = none).
-int open_model(ktq_model **out, const std::string &path, int threads, const std::string &kt_experts = "");
+int open_model(ktq_model **out, const std::string &path, int threads, const std::string &kt_experts = "",
+               const std::string &gguf_weights = "");
 
 }  // namespace ktq_cli

@@ -21,7 +21,7 @@ struct EvalArgs {
     uint64_t max_tokens = 131072;
     int threads = 0;
     std::string device = "cpu";
-    std::string kt_experts;
+    std::string kt_experts, gguf;
     bool json = false, quiet = false;
     std::string nll_out;
 };
@@ -40,7 +40,7 @@ int run(const EvalArgs &a) {
     }
     const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     ktq_model *model = nullptr;
-    if (open_model(&model, a.model, a.threads, a.kt_experts) != KTQ_OK) return 1;
+    if (open_model(&model, a.model, a.threads, a.kt_experts, a.gguf) != KTQ_OK) return 1;
     ktq_tokenizer *tok = nullptr;
     ktq_error *err = nullptr;
     int st = ktq_tokenizer_open(&tok, a.model.c_str(), &err);
@@ -111,6 +111,10 @@ Command add_eval_ppl_command(CLI::App &app) {
                     "A kt-kernel AMX output (INT4/INT8) of MODEL: its routed experts, dequantized, replace the "
                     "checkpoint's (scores what kt-kernel computes with)")
         ->check(CLI::ExistingDirectory);
+    cmd->add_option("--gguf", a->gguf,
+                    "A GGUF file of MODEL (ktq's or llama.cpp's): every weight it holds, dequantized, replaces the "
+                    "checkpoint's (scores what llama.cpp or Candle compute with; MODEL gives config and tokenizer)")
+        ->check(CLI::ExistingFile);
     cmd->add_option("--device", a->device, "Where the forward's matrix products run: cpu, or cuda (cuBLAS, float32)")
         ->check(CLI::IsMember({"cpu", "cuda"}))
         ->capture_default_str();

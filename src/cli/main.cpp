@@ -12,11 +12,13 @@ int report_error(int status, ktq_error *err) {
     return 1;
 }
 
-int open_model(ktq_model **out, const std::string &path, int threads, const std::string &kt_experts) {
+int open_model(ktq_model **out, const std::string &path, int threads, const std::string &kt_experts,
+               const std::string &gguf_weights) {
     ktq_open_options opts;
     ktq_open_options_init(&opts, KTQ_OPEN_OPTIONS_VERSION);
     opts.threads = threads;
     opts.kt_experts = kt_experts.empty() ? nullptr : kt_experts.c_str();
+    opts.gguf_weights = gguf_weights.empty() ? nullptr : gguf_weights.c_str();
     ktq_error *err = nullptr;
     int st = ktq_open_model(out, path.c_str(), &opts, &err);
     if (st != KTQ_OK) report_error(st, err);

@@ -1,5 +1,7 @@
 #include "reading/model.h"
 
+#include "reading/gguf_names.h"
+
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -7,6 +9,7 @@
 #include <tuple>
 
 #include "reading/dtype.h"
+#include "reading/gguf_names.h"
 #include "runtime/error.h"
 #include "runtime/strings.h"
 
@@ -64,6 +67,86 @@ Model::Model(const std::string &path, const ktq_open_options &opts) {
     arch_ = Architecture::detect(config_, *checkpoint_);
     pool_ = std::make_unique<ThreadPool>(resolve_threads(opts.threads));
     if (opts.version >= 2 && opts.kt_experts && *opts.kt_experts) open_kt_experts(opts.kt_experts);
+    if (opts.version >= 3 && opts.gguf_weights && *opts.gguf_weights) open_gguf_weights(opts.gguf_weights);
+}
+
+void Model::open_gguf_weights(const std::string &path) {
+    gguf_file_ = std::make_unique<GgufFile>(path);
+    const GgufFile &g = *gguf_file_;
+    const std::string arch = g.get_string("general.architecture", "");
+    // llama.cpp permutes llama's Q and K rows for its rotary layout (convert_hf_to_gguf, ktq's writer).
+    const bool permuted = arch == "llama";
+    const int heads = static_cast<int>(g.get_int(arch + ".attention.head_count", 0));
+    const int kv_heads = static_cast<int>(g.get_int(arch + ".attention.head_count_kv", heads));
+    auto place = [&](const MatrixView &v, const std::string &name, uint64_t first_row, uint64_t rows_in_file,
+                     const std::string &hf) {
+        const GgufFile::Tensor *t = g.find(name);
+        if (!t)
+            fail(KTQ_ERR_FORMAT, path + ": no tensor '" + name + "' for the checkpoint's '" + hf +
+                                     "' (a GGUF file of another model, or written without it?)");
+        if (t->ne[0] != v.cols || t->rows() != rows_in_file)
+            fail(KTQ_ERR_FORMAT, path + ": tensor '" + name + "' has rows of " + std::to_string(t->ne[0]) + " x " +
+                                     std::to_string(t->rows()) + ", the checkpoint's '" + hf + "' needs " +
+                                     std::to_string(v.cols) + " x " + std::to_string(rows_in_file));
+        GgufWeight w;
+        w.tensor = t;
+        w.first_row = first_row;
+        w.rows = v.rows;
+        if (permuted && (name.size() > 14 && (name.compare(name.size() - 14, 14, ".attn_q.weight") == 0 ||
+                                              name.compare(name.size() - 14, 14, ".attn_k.weight") == 0))) {
+            w.permute_heads = name.compare(name.size() - 14, 14, ".attn_q.weight") == 0 ? heads : kv_heads;
+            if (w.permute_heads <= 0 || v.rows % (2 * static_cast<uint64_t>(w.permute_heads)))
+                fail(KTQ_ERR_FORMAT, path + ": '" + name + "': " + std::to_string(v.rows) + " rows do not split into " +
+                                         std::to_string(w.permute_heads) + " rotary heads");
+        }
+        gguf_[{v.tensor, v.row_begin}] = w;
+    };
+    for (const auto &hf : checkpoint_->names()) {
+        if (is_fp8_scale(hf)) continue;
+        const std::string name = gguf_tensor_name(hf);
+        if (name.empty()) continue;  // routed experts below; rotary caches and MTP layers are not in GGUF files
+        const MatrixView v = matrix(hf);
+        place(v, name, 0, v.rows, hf);
+    }
+    static const char *kProj[3] = {"gate", "up", "down"};
+    for (size_t l = 0; l < arch_.layers.size(); ++l) {
+        const LayerExperts &le = arch_.layers[l];
+        if (le.storage == KTQ_EXPERTS_NONE) continue;
+        for (int p = 0; p < 3; ++p) {
+            const std::string stacked = "blk." + std::to_string(l) + ".ffn_" + kProj[p] + "_exps.weight";
+            for (int e = 0; e < le.num_experts; ++e) {
+                const MatrixView v = expert(static_cast<int>(l), e, static_cast<ktq_expert_proj>(p));
+                const std::string where = v.tensor + " (expert " + std::to_string(e) + ")";
+                if (g.find(stacked))
+                    place(v, stacked, static_cast<uint64_t>(e) * v.rows, v.rows * static_cast<uint64_t>(le.num_experts),
+                          where);
+                else
+                    place(v, "blk." + std::to_string(l) + ".ffn_" + kProj[p] + "." + std::to_string(e) + ".weight", 0,
+                          v.rows, where);
+            }
+        }
+    }
+}
+
+void Model::read_gguf_rows(const GgufWeight &w, uint64_t first, uint64_t count, ktq_dtype out, void *dst) const {
+    const uint64_t cols = w.tensor->ne[0];
+    std::vector<float> rows(count * cols);
+    if (!w.permute_heads) {
+        gguf_file_->read_rows(*w.tensor, w.first_row + first, count, rows.data());
+    } else {
+        // Row i of a head sits at 2i in the file for the first half of the head, at 2(i - half) + 1 for the second.
+        const uint64_t head = w.rows / static_cast<uint64_t>(w.permute_heads), half = head / 2;
+        for (uint64_t r = 0; r < count; ++r) {
+            const uint64_t j = first + r, h = j / head, i = j % head;
+            const uint64_t in_file = h * head + (i < half ? 2 * i : 2 * (i - half) + 1);
+            gguf_file_->read_rows(*w.tensor, w.first_row + in_file, 1, rows.data() + r * cols);
+        }
+    }
+    if (out == KTQ_DTYPE_F32)
+        std::copy(rows.begin(), rows.end(), static_cast<float *>(dst));
+    else
+        convert_to_bf16(static_cast<uint16_t *>(dst), reinterpret_cast<const uint8_t *>(rows.data()), KTQ_DTYPE_F32,
+                        rows.size());
 }
 
 void Model::open_packed_weights() {
@@ -340,6 +423,16 @@ MatrixView Model::expert(int layer, int expert, ktq_expert_proj proj) const {
 void Model::read_rows(const MatrixView &view, uint64_t first, uint64_t count, ktq_dtype out, void *dst) const {
     if (out != KTQ_DTYPE_F32 && out != KTQ_DTYPE_BF16)
         fail(KTQ_ERR_INVALID_ARGUMENT, "tensors are read as F32 or BF16, not " + std::string(dtype_name(out)));
+    if (!gguf_.empty())
+        if (auto g = gguf_.find({view.tensor, view.row_begin}); g != gguf_.end()) {
+            if (first + count > view.rows) fail(KTQ_ERR_INVALID_ARGUMENT, "row range outside tensor '" + view.tensor + "'");
+            // A fused expert tensor read whole: the GGUF file holds it expert by expert.
+            if (first + count > g->second.rows)
+                fail(KTQ_ERR_UNSUPPORTED, "'" + view.tensor + "' holds several experts; over GGUF weights read it "
+                                          "one expert at a time");
+            read_gguf_rows(g->second, first, count, out, dst);
+            return;
+        }
     if (!kt_.empty())
         if (auto kt = kt_.find({view.tensor, view.row_begin}); kt != kt_.end()) {
             if (first + count > view.rows) fail(KTQ_ERR_INVALID_ARGUMENT, "row range outside tensor '" + view.tensor + "'");

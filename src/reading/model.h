@@ -13,6 +13,7 @@
 #include "quant/ct_rtn.h"
 #include "reading/architecture.h"
 #include "reading/checkpoint.h"
+#include "reading/gguf_file.h"
 #include "reading/kt_output.h"
 #include "reading/model_config.h"
 #include "runtime/thread_pool.h"
@@ -68,6 +69,8 @@ public:
     // True when a kt-kernel output's dequantized expert replaces `view`
     // (ktq_open_options.kt_experts).
     bool is_kt_expert(const MatrixView &view) const { return kt_.count({view.tensor, view.row_begin}) != 0; }
+    // Weights read from a GGUF file instead (ktq_open_options.gguf_weights); 0 without one.
+    size_t gguf_weight_count() const { return gguf_.size(); }
 
 private:
     struct PackedWeight {
@@ -84,6 +87,15 @@ private:
         uint64_t rows = 0, cols = 0;
     };
     void read_kt_rows(const KtExpert &e, uint64_t first, uint64_t count, ktq_dtype out, void *dst) const;
+    // The weights of a GGUF file, over the checkpoint's.
+    void open_gguf_weights(const std::string &path);
+    struct GgufWeight {
+        const GgufFile::Tensor *tensor = nullptr;
+        uint64_t first_row = 0;  // a stacked expert's rows start at expert * rows
+        int permute_heads = 0;   // llama's Q/K: rows interleaved per head in the file
+        uint64_t rows = 0;
+    };
+    void read_gguf_rows(const GgufWeight &w, uint64_t first, uint64_t count, ktq_dtype out, void *dst) const;
     void read_packed_rows(const PackedWeight &w, uint64_t first, uint64_t count, ktq_dtype out, void *dst) const;
     const TensorRef *fp8_scale_of(const std::string &tensor) const;
     void check_not_quantized() const;
@@ -98,6 +110,8 @@ private:
     std::map<std::string, PackedWeight> packed_;  // "X.weight" -> its stored parts
     std::unique_ptr<KtOutput> kt_output_;
     std::map<std::pair<std::string, uint64_t>, KtExpert> kt_;  // (tensor, first row) -> its kt parts
+    std::unique_ptr<GgufFile> gguf_file_;
+    std::map<std::pair<std::string, uint64_t>, GgufWeight> gguf_;  // (tensor, first row) -> its GGUF rows
 };
 
 }  // namespace ktq

@@ -1,5 +1,6 @@
 #include "writers/gguf_plan.h"
 
+#include "reading/gguf_names.h"
 #include "writers/gguf_mix.h"
 
 #include <algorithm>
@@ -34,33 +35,6 @@ T cfg(const Model &model, const char *key, T fallback) {
     const auto &c = text_config(model);
     if (!c.contains(key) || c[key].is_null()) return fallback;
     return c[key].get<T>();
-}
-
-// HF name -> llama.cpp name for the non-expert tensors ("" = not exported).
-std::string gguf_name(const std::string &hf) {
-    static const std::vector<std::pair<std::regex, std::string>> rules = [] {
-        std::vector<std::pair<std::regex, std::string>> r;
-        auto add = [&](const char *re, const char *to) { r.emplace_back(std::regex(re), to); };
-        add(R"(^model\.embed_tokens\.weight$)", "token_embd.weight");
-        add(R"(^model\.norm\.weight$)", "output_norm.weight");
-        add(R"(^lm_head\.weight$)", "output.weight");
-        add(R"(^model\.layers\.(\d+)\.input_layernorm\.weight$)", "blk.$1.attn_norm.weight");
-        add(R"(^model\.layers\.(\d+)\.post_attention_layernorm\.weight$)", "blk.$1.ffn_norm.weight");
-        add(R"(^model\.layers\.(\d+)\.self_attn\.q_proj\.(weight|bias)$)", "blk.$1.attn_q.$2");
-        add(R"(^model\.layers\.(\d+)\.self_attn\.k_proj\.(weight|bias)$)", "blk.$1.attn_k.$2");
-        add(R"(^model\.layers\.(\d+)\.self_attn\.v_proj\.(weight|bias)$)", "blk.$1.attn_v.$2");
-        add(R"(^model\.layers\.(\d+)\.self_attn\.o_proj\.weight$)", "blk.$1.attn_output.weight");
-        add(R"(^model\.layers\.(\d+)\.self_attn\.q_norm\.weight$)", "blk.$1.attn_q_norm.weight");
-        add(R"(^model\.layers\.(\d+)\.self_attn\.k_norm\.weight$)", "blk.$1.attn_k_norm.weight");
-        add(R"(^model\.layers\.(\d+)\.mlp\.gate_proj\.weight$)", "blk.$1.ffn_gate.weight");
-        add(R"(^model\.layers\.(\d+)\.mlp\.up_proj\.weight$)", "blk.$1.ffn_up.weight");
-        add(R"(^model\.layers\.(\d+)\.mlp\.down_proj\.weight$)", "blk.$1.ffn_down.weight");
-        add(R"(^model\.layers\.(\d+)\.(mlp|block_sparse_moe)\.gate\.weight$)", "blk.$1.ffn_gate_inp.weight");
-        return r;
-    }();
-    for (const auto &[re, to] : rules)
-        if (std::regex_match(hf, re)) return std::regex_replace(hf, re, to);
-    return {};
 }
 
 const char *kProjName[3] = {"gate", "up", "down"};
@@ -238,7 +212,7 @@ OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_wri
     const bool permute = arch == "llama";  // llama's rotary pairs are interleaved in GGUF
     for (const auto &name : model.checkpoint().names()) {
         if (model.is_fp8_scale(name)) continue;
-        const std::string out = gguf_name(name);
+        const std::string out = gguf_tensor_name(name);
         if (out.empty()) continue;  // experts (below), MTP layers, rotary caches
         const TensorEntry &e = *model.checkpoint().at(name).entry;
         OutputTensor t;

@@ -92,8 +92,27 @@ func Open(path string) (*Model, error) { return OpenThreads(path, 0) }
 
 // OpenThreads is Open with an explicit number of worker threads (0 = cores).
 func OpenThreads(path string, threads int) (*Model, error) {
+	return OpenWith(path, OpenOptions{Threads: threads})
+}
+
+// OpenOptions configure OpenWith.
+type OpenOptions struct {
+	// Threads is the number of worker threads (0 = one per core).
+	Threads int
+	// KtExperts (a kt-kernel output folder of this checkpoint) and
+	// GGUFWeights (a GGUF file of it), if set, are read in place of the
+	// checkpoint's weights, dequantized: the routed experts of the first,
+	// every weight of the second (llama's Q/K permutation undone). Perplexity
+	// then scores what kt-kernel or llama.cpp compute with.
+	KtExperts, GGUFWeights string
+}
+
+// OpenWith is Open with options.
+func OpenWith(path string, opts OpenOptions) (*Model, error) {
 	var raw ktqswig.Struct_SS_ktq_model
-	if err := call(func(res ktqswig.Ktqs_result) { raw = ktqswig.Ktqs_open_model(path, threads, res) }); err != nil {
+	if err := call(func(res ktqswig.Ktqs_result) {
+		raw = ktqswig.Ktqs_open_model(path, opts.Threads, opts.KtExperts, opts.GGUFWeights, res)
+	}); err != nil {
 		return nil, err
 	}
 	return &Model{raw: raw, path: path}, nil

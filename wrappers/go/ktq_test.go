@@ -305,6 +305,32 @@ func TestGGUFMatchesTheCLI(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "Q9_K_X") {
 		t.Fatalf("an unknown mixture: %v", err)
 	}
+	// Read back over the checkpoint: BF16 holds it exactly, so Q/K rows must come back un-permuted.
+	bf16 := filepath.Join(t.TempDir(), "bf16.gguf")
+	if err := ktq.Convert(context.Background(), m, bf16, ktq.ConvertOptions{Format: ktq.FormatGGUF, GGMLType: ktq.GGMLBF16}); err != nil {
+		t.Fatal(err)
+	}
+	over, err := ktq.OpenWith(llama, ktq.OpenOptions{GGUFWeights: bf16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer over.Close()
+	for _, name := range []string{"model.layers.0.self_attn.q_proj.weight", "model.layers.2.self_attn.k_proj.weight"} {
+		a, err1 := over.ReadTensor(name)
+		b, err2 := m.ReadTensor(name)
+		if err1 != nil || err2 != nil || len(a) != len(b) {
+			t.Fatalf("%s: %v %v", name, err1, err2)
+		}
+		for i := range a {
+			if a[i] != b[i] {
+				t.Fatalf("%s[%d]: %v over GGUF, %v in the checkpoint", name, i, a[i], b[i])
+			}
+		}
+	}
+	if _, err := ktq.OpenWith(llama, ktq.OpenOptions{GGUFWeights: "/nonexistent.gguf"}); err == nil ||
+		!strings.Contains(err.Error(), "/nonexistent.gguf") {
+		t.Fatalf("a missing GGUF file: %v", err)
+	}
 }
 
 // calibText writes a calibration text (the README, several times) and returns its path.

@@ -142,10 +142,15 @@ typedef struct ktqs_gptq ktqs_gptq;
 %inline %{
 const char *ktqs_version(void) { return ktq_version(); }
 
-ktq_model *ktqs_open_model(const char *path, int threads, ktqs_result *res) {
+/* kt_experts (a kt-kernel output folder) and gguf_weights (a GGUF file) of
+ * this checkpoint replace its weights when reading ("" = none). */
+ktq_model *ktqs_open_model(const char *path, int threads, const char *kt_experts, const char *gguf_weights,
+                           ktqs_result *res) {
     ktq_open_options o;
     ktq_open_options_init(&o, KTQ_OPEN_OPTIONS_VERSION);
     o.threads = threads;
+    o.kt_experts = kt_experts && *kt_experts ? kt_experts : NULL;
+    o.gguf_weights = gguf_weights && *gguf_weights ? gguf_weights : NULL;
     ktq_model *m = NULL;
     ktq_error *err = NULL;
     int st = ktq_open_model(&m, path, &o, &err);  /* before reading err: argument order is unspecified */

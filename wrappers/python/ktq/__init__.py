@@ -57,15 +57,18 @@ def _s(p):
 class Model:
     """An opened Hugging Face checkpoint folder (memory-mapped, read-only)."""
 
-    def __init__(self, path, threads=0, kt_experts=None):
+    def __init__(self, path, threads=0, kt_experts=None, gguf_weights=None):
         """`kt_experts`: a kt-kernel AMX output folder of this checkpoint whose
         routed experts (dequantized) replace the checkpoint's, e.g. to score
-        it with perplexity()."""
+        it with perplexity(); `gguf_weights`: a GGUF file of it whose weights
+        (dequantized, llama's Q/K permutation undone) replace them all."""
         opts = _lib.OpenOptions()
         lib.ktq_open_options_init(ctypes.byref(opts), _lib.OPEN_OPTIONS_VERSION)
         opts.threads = threads
         if kt_experts is not None:
             opts.kt_experts = str(kt_experts).encode()
+        if gguf_weights is not None:
+            opts.gguf_weights = str(gguf_weights).encode()
         self._raw = ctypes.c_void_p()
         _call(lib.ktq_open_model, ctypes.byref(self._raw), str(path).encode(), ctypes.byref(opts))
         # the checkpoint folder (tokenizer.json lives there too)

@@ -13,7 +13,7 @@ import subprocess
 c_int, c_uint, c_size_t, c_uint64, c_int64 = ctypes.c_int, ctypes.c_uint, ctypes.c_size_t, ctypes.c_uint64, ctypes.c_int64
 c_char_p, c_void_p = ctypes.c_char_p, ctypes.c_void_p
 
-OPEN_OPTIONS_VERSION = 2
+OPEN_OPTIONS_VERSION = 3
 MODEL_INFO_VERSION = TENSOR_INFO_VERSION = 1
 PROGRESS_VERSION = 1
 QUANTIZE_OPTIONS_VERSION = 4
@@ -40,7 +40,8 @@ LAYER_GLOBALS = -1
 
 
 class OpenOptions(ctypes.Structure):
-    _fields_ = [("version", c_uint), ("threads", c_int), ("max_header_bytes", c_uint64), ("kt_experts", c_char_p)]
+    _fields_ = [("version", c_uint), ("threads", c_int), ("max_header_bytes", c_uint64), ("kt_experts", c_char_p),
+                ("gguf_weights", c_char_p)]
 
 
 class ModelInfo(ctypes.Structure):

@@ -180,3 +180,23 @@ def test_gptq_bf16_weights_round_scales_to_bf16():
         s = struct.unpack("<f", struct.pack("<I", r["scales"][i // cols] << 16))[0]
         # (code - zero point) x scale, computed in BF16 as a BF16 model's weights are: within its rounding.
         assert s > 0 and abs(v - round(v / s) * s) <= abs(v) * 2 ** -8, (i, v, s)
+
+
+def test_gguf_weights_read_back_over_the_checkpoint(tmp_path):
+    model_dir = os.path.join(SHARED, "models", "tiny-llama")
+    if not os.path.isdir(model_dir):
+        pytest.skip(f"{model_dir} is absent")
+    with ktq.Model(model_dir) as m:
+        ktq.convert(m, tmp_path / "bf16.gguf", to="gguf", gguf_type="BF16")
+        ktq.convert(m, tmp_path / "q8.gguf", to="gguf", gguf_type="Q8_0")
+        names = ["model.layers.0.self_attn.q_proj.weight", "model.layers.3.self_attn.k_proj.weight",
+                 "model.layers.1.mlp.down_proj.weight", "model.embed_tokens.weight"]
+        with ktq.Model(model_dir, gguf_weights=tmp_path / "bf16.gguf") as over:
+            for n in names:  # BF16 holds the checkpoint exactly: Q/K rows must come back un-permuted
+                assert over.read_tensor(n) == m.read_tensor(n), n
+        with ktq.Model(model_dir, gguf_weights=tmp_path / "q8.gguf") as q8:
+            a, b = q8.read_tensor(names[0]), m.read_tensor(names[0])
+            assert a != b and max(abs(x - y) for x, y in zip(a, b)) < 0.01 * max(abs(y) for y in b)
+    with pytest.raises(ktq.KtqError) as e:
+        ktq.Model(model_dir, gguf_weights=tmp_path / "missing.gguf")
+    assert "missing.gguf" in str(e.value)

@@ -70,7 +70,7 @@ pub struct ktq_model {
     _private: [u8; 0],
 }
 
-pub const KTQ_OPEN_OPTIONS_VERSION: c_uint = 2;
+pub const KTQ_OPEN_OPTIONS_VERSION: c_uint = 3;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ktq_open_options {
@@ -78,6 +78,8 @@ pub struct ktq_open_options {
     pub threads: c_int,
     pub max_header_bytes: u64,
     pub kt_experts: *const c_char,
+    // version 3
+    pub gguf_weights: *const c_char,
 }
 
 pub type ktq_arch_family = c_int;

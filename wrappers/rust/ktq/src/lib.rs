@@ -182,6 +182,19 @@ pub struct Model {
 unsafe impl Send for Model {}
 unsafe impl Sync for Model {}
 
+/// Options of [`Model::open_with`].
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Worker threads for reads (0 = one per core).
+    pub threads: usize,
+    /// A kt-kernel output folder of this checkpoint: its routed experts, dequantized, are read
+    /// instead of the checkpoint's ([`Model::perplexity`] then scores what kt-kernel computes with).
+    pub kt_experts: Option<std::path::PathBuf>,
+    /// A GGUF file of this checkpoint: every weight it holds, dequantized (llama's Q/K permutation
+    /// undone), is read instead of the checkpoint's.
+    pub gguf_weights: Option<std::path::PathBuf>,
+}
+
 impl Model {
     /// Opens a model folder (or one `.safetensors` file in it).
     pub fn open(path: impl AsRef<Path>) -> Result<Model> {
@@ -190,13 +203,26 @@ impl Model {
 
     /// As [`Model::open`], with `threads` workers for reads (0 = one per core).
     pub fn open_with_threads(path: impl AsRef<Path>, threads: usize) -> Result<Model> {
+        Model::open_with(path, &OpenOptions { threads, ..Default::default() })
+    }
+
+    /// As [`Model::open`], with options.
+    pub fn open_with(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Model> {
         let path = path_cstring(path.as_ref())?;
+        let kt = options.kt_experts.as_deref().map(path_cstring).transpose()?;
+        let gguf = options.gguf_weights.as_deref().map(path_cstring).transpose()?;
         let mut opts = std::mem::MaybeUninit::<sys::ktq_open_options>::uninit();
         let mut raw = ptr::null_mut();
         unsafe {
             sys::ktq_open_options_init(opts.as_mut_ptr(), sys::KTQ_OPEN_OPTIONS_VERSION);
             let mut opts = opts.assume_init();
-            opts.threads = threads as c_int;
+            opts.threads = options.threads as c_int;
+            if let Some(kt) = &kt {
+                opts.kt_experts = kt.as_ptr();
+            }
+            if let Some(gguf) = &gguf {
+                opts.gguf_weights = gguf.as_ptr();
+            }
             call(|err| sys::ktq_open_model(&mut raw, path.as_ptr(), &opts, err))?;
         }
         Ok(Model { raw })

@@ -104,6 +104,20 @@ fn gguf_format_matches_the_cli() {
         .write_all(&ktq::ConvertOptions { threads: 2, ..Default::default() }, |_| true).unwrap();
     let bytes = std::fs::read(&out).unwrap();
     assert_eq!(&bytes[..4], b"GGUF");
+    // Read back over the checkpoint: a BF16 file gives the checkpoint's own weights (Q/K un-permuted).
+    let bf16 = dir.join("bf16.gguf");
+    ktq::Writer::open(&model, &bf16, ktq::Format::Gguf { ty: ktq::GgmlType::Bf16, split_experts: true },
+                      &ktq::WriterOptions::default()).unwrap()
+        .write_all(&ktq::ConvertOptions { threads: 2, ..Default::default() }, |_| true).unwrap();
+    let over = ktq::Model::open_with(&src, &ktq::OpenOptions { gguf_weights: Some(bf16), ..Default::default() })
+        .unwrap();
+    for name in ["model.layers.0.self_attn.q_proj.weight", "model.layers.1.self_attn.k_proj.weight",
+                 "model.layers.2.mlp.experts.5.down_proj.weight", "model.norm.weight"] {
+        assert!(over.read_tensor_f32(name).unwrap() == model.read_tensor_f32(name).unwrap(), "{name}");
+    }
+    let q4 = ktq::Model::open_with(&src, &ktq::OpenOptions { gguf_weights: Some(out.clone()), ..Default::default() })
+        .unwrap();
+    assert!(q4.read_expert_f32(1, 3, ktq::Proj::Up).unwrap() != model.read_expert_f32(1, 3, ktq::Proj::Up).unwrap());
     if let Ok(bin) = std::env::var("KTQ_BIN") {
         let cli = dir.join("cli.gguf");
         let status = std::process::Command::new(bin).arg("convert").arg(&src).arg(&cli)

@@ -53,10 +53,22 @@ public final class Model implements AutoCloseable {
 
     /** Opens with {@code threads} workers (0 = one per core). */
     public static Model open(Path path, int threads) throws KtqException {
+        return open(path, threads, null, null);
+    }
+
+    /**
+     * Opens with {@code threads} workers (0 = one per core) and, when not null, the weights of a conversion of
+     * this checkpoint read in place of its own, dequantized: the routed experts of a kt-kernel output folder
+     * ({@code ktExperts}) and every weight of a GGUF file ({@code ggufWeights}, llama's Q/K permutation undone);
+     * {@link #perplexity} then scores what kt-kernel or llama.cpp compute with.
+     */
+    public static Model open(Path path, int threads, Path ktExperts, Path ggufWeights) throws KtqException {
         NativeLibrary.load();
         ktqs_result res = new ktqs_result();
         try {
-            SWIGTYPE_p_ktq_model m = ktqswig.ktqs_open_model(path.toString(), threads, res);
+            SWIGTYPE_p_ktq_model m = ktqswig.ktqs_open_model(path.toString(), threads,
+                    ktExperts == null ? "" : ktExperts.toString(), ggufWeights == null ? "" : ggufWeights.toString(),
+                    res);
             Ktq.check(res);
             return new Model(m, path);
         } finally {

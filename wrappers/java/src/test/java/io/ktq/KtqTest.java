@@ -121,6 +121,23 @@ class KtqTest {
     }
 
     @Test
+    void ggufWeightsReadBackOverTheCheckpoint(@TempDir Path tmp) throws Exception {
+        Path llama = Path.of("..", "..", "..", "shared", "models", "tiny-llama");
+        org.junit.jupiter.api.Assumptions.assumeTrue(Files.isDirectory(llama), "shared tiny-llama not found");
+        Path bf16 = tmp.resolve("bf16.gguf");
+        try (Model m = Model.open(llama)) {
+            Ktq.convert(m, bf16, ConvertOptions.defaults().withGgmlType(ConvertOptions.GgmlType.BF16), null);
+            // BF16 holds the checkpoint exactly: Q/K rows must come back un-permuted.
+            try (Model over = Model.open(llama, 0, null, bf16)) {
+                for (String n : List.of("model.layers.0.self_attn.q_proj.weight", "model.layers.1.self_attn.k_proj.weight"))
+                    assertArrayEquals(m.readTensor(n), over.readTensor(n), n);
+            }
+        }
+        KtqException e = assertThrows(KtqException.class, () -> Model.open(llama, 0, null, tmp.resolve("none.gguf")));
+        assertTrue(e.getMessage().contains("none.gguf"), e.getMessage());
+    }
+
+    @Test
     void ggufMixtureMatchesTheCli(@TempDir Path tmp) throws Exception {
         Path llama = Path.of("..", "..", "..", "shared", "models", "tiny-llama");
         org.junit.jupiter.api.Assumptions.assumeTrue(Files.isDirectory(llama), "shared tiny-llama not found");
