@@ -61,4 +61,29 @@ for method, inter, hidden, per in (("int8", 64, 128, 1), ("int4", 128, 128, 2)):
     with open(os.path.join(corpus, "kt", method), "wb") as out:
         out.write(len(text).to_bytes(8, "little") + text + payload)
     n += 1
+# GGUF v3: a few key-values (string, u32, string array) and tensors of three
+# block types (F32 [32], Q8_0 [32 x 2], Q4_K [256]) with their data.
+def gguf_string(t):
+    b = t.encode()
+    return len(b).to_bytes(8, "little") + b
+
+
+kvs = [("general.architecture", 8, gguf_string("llama")), ("general.alignment", 4, (32).to_bytes(4, "little")),
+       ("tokenizer.ggml.tokens", 9, (8).to_bytes(4, "little") + (2).to_bytes(8, "little") + gguf_string("a") +
+        gguf_string("b"))]
+tensors = [("norm.weight", [32], 0, 32 * 4), ("attn_q.weight", [32, 2], 8, 2 * 34), ("ffn.weight", [256], 12, 144)]
+head = b"GGUF" + (3).to_bytes(4, "little") + len(tensors).to_bytes(8, "little") + len(kvs).to_bytes(8, "little")
+for key, vtype, value in kvs:
+    head += gguf_string(key) + vtype.to_bytes(4, "little") + value
+offset, data = 0, b""
+for name, ne, ttype, size in tensors:
+    head += gguf_string(name) + len(ne).to_bytes(4, "little") + b"".join(d.to_bytes(8, "little") for d in ne)
+    head += ttype.to_bytes(4, "little") + offset.to_bytes(8, "little")
+    chunk = bytes((i * 37 + 11) % 251 for i in range(size))
+    data += chunk + bytes(-len(chunk) % 32)
+    offset = len(data)
+head += bytes(-len(head) % 32)
+with open(os.path.join(corpus, "gguf", "three-types"), "wb") as out:
+    out.write(head + data)
+n += 1
 print(f"seed corpus: {n + 1} files")
