@@ -54,8 +54,38 @@ def _s(p):
     return p.decode(errors="replace") if p else ""
 
 
-class Model:
+class _Handle:
+    """An owned libktq handle: freed by close(), at the end of a `with`
+    block, or when collected; using it after close() raises ValueError."""
+    _raw = ctypes.c_void_p()
+
+    @staticmethod
+    def _free(raw):
+        raise NotImplementedError
+
+    def _handle(self):
+        if not self._raw:
+            raise ValueError(f"this ktq.{type(self).__name__} is closed")
+        return self._raw
+
+    def close(self):
+        if self._raw:
+            self._free(self._raw)
+            self._raw = ctypes.c_void_p()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+
+class Model(_Handle):
     """An opened Hugging Face checkpoint folder (memory-mapped, read-only)."""
+    _free = staticmethod(lambda raw: lib.ktq_model_free(raw))
 
     def __init__(self, path, threads=0, kt_experts=None, gguf_weights=None):
         """`kt_experts`: a kt-kernel AMX output folder of this checkpoint whose
@@ -74,24 +104,6 @@ class Model:
         # the checkpoint folder (tokenizer.json lives there too)
         self.path = str(path) if os.path.isdir(str(path)) else os.path.dirname(os.path.abspath(str(path)))
 
-    def _handle(self):
-        if not self._raw:
-            raise ValueError("this ktq.Model is closed")
-        return self._raw
-
-    def close(self):
-        if self._raw:
-            lib.ktq_model_free(self._raw)
-            self._raw = ctypes.c_void_p()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
 
     def info(self):
         i = _lib.ModelInfo()
@@ -175,33 +187,16 @@ def _address(buf, itemsize, what):
     return holder, view.nbytes // itemsize
 
 
-class KtOutput:
+class KtOutput(_Handle):
     """A kt-kernel AMX output folder (merged safetensors or loose .kt files)
     opened for reading: its parts (one NUMA part of one expert matrix each),
     their packed bytes and scales, or the weights they stand for."""
+    _free = staticmethod(lambda raw: lib.ktq_kt_output_free(raw))
 
     def __init__(self, path):
         self._raw = ctypes.c_void_p()
         _call(lib.ktq_kt_output_open, ctypes.byref(self._raw), str(path).encode())
 
-    def _handle(self):
-        if not self._raw:
-            raise ValueError("this ktq.KtOutput is closed")
-        return self._raw
-
-    def close(self):
-        if self._raw:
-            lib.ktq_kt_output_free(self._raw)
-            self._raw = ctypes.c_void_p()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
 
     @property
     def merged(self):
@@ -277,33 +272,16 @@ def dequantize_blocks(data, gguf_type, n):
     return out
 
 
-class Gptq:
+class Gptq(_Handle):
     """GPTQ for one Linear of a forward pass of your own: add its inputs with
     add_batch(), then quantize() its weight into compressed-tensors arrays."""
+    _free = staticmethod(lambda raw: lib.ktq_gptq_free(raw))
 
     def __init__(self, in_features):
         self.in_features = int(in_features)
         self._raw = ctypes.c_void_p()
         _call(lib.ktq_gptq_new, ctypes.byref(self._raw), self.in_features)
 
-    def _handle(self):
-        if not self._raw:
-            raise ValueError("this ktq.Gptq is closed")
-        return self._raw
-
-    def close(self):
-        if self._raw:
-            lib.ktq_gptq_free(self._raw)
-            self._raw = ctypes.c_void_p()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
 
     def add_batch(self, x):
         """Adds input rows (float32 buffer [rows, in_features], row-major) to the Hessian."""
