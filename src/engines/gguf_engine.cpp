@@ -28,6 +28,25 @@ uint64_t permuted_source_row(uint64_t out_row, uint64_t rows, int heads) {
     return h * per_head + (r % 2) * half + r / 2;
 }
 
+// llama.cpp's split of DeepSeek's kv_b_proj ([heads * (nope + v), kv_lora]):
+// attn_k_b holds each head's nope rows transposed ([heads][kv_lora][nope]),
+// attn_v_b each head's v rows ([heads][v][kv_lora]). Returns the values written.
+uint64_t mla_rows(const OutputTensor &t, const float *kv_b, uint64_t kv_lora, float *out) {
+    const uint64_t heads = static_cast<uint64_t>(t.gguf_mla_heads), nope = static_cast<uint64_t>(t.gguf_mla_nope),
+                   v = static_cast<uint64_t>(t.gguf_mla_v), per_head = nope + v;
+    uint64_t n = 0;
+    for (uint64_t h = 0; h < heads; ++h) {
+        const float *head = kv_b + h * per_head * kv_lora;
+        if (t.gguf_mla_part == 1) {
+            for (uint64_t c = 0; c < kv_lora; ++c)
+                for (uint64_t i = 0; i < nope; ++i) out[n++] = head[i * kv_lora + c];
+        } else {
+            for (uint64_t j = 0; j < v * kv_lora; ++j) out[n++] = head[nope * kv_lora + j];
+        }
+    }
+    return n;
+}
+
 }  // namespace
 
 void GgufEngine::run_layer(const Model &model, int layer, Writer &writer, ThreadPool &pool,
@@ -48,6 +67,14 @@ void GgufEngine::run_layer(const Model &model, int layer, Writer &writer, Thread
             views.push_back(model.expert(layer, t->expert, static_cast<ktq_expert_proj>(t->proj)));
         else
             views.push_back(model.matrix(t->source));
+        if (t->gguf_mla_part) {  // one task: the whole kv_b_proj, rearranged (see mla_rows)
+            const uint64_t row = static_cast<uint64_t>(t->shape.back());
+            if (row % tr->block_size != 0)
+                fail(KTQ_ERR_FORMAT, "'" + t->name + "': rows of " + std::to_string(row) + " values do not fit " +
+                                         tr->name + " blocks of " + std::to_string(tr->block_size));
+            tasks.push_back({t, views[0], 0, views[0].rows, 0});
+            continue;
+        }
         uint64_t base = 0;
         for (const MatrixView &v : views) {
             if (v.cols % tr->block_size != 0)
@@ -73,7 +100,12 @@ void GgufEngine::run_layer(const Model &model, int layer, Writer &writer, Thread
         model.read_rows(k.view, k.first, k.count, KTQ_DTYPE_F32, rows.data());
         if (!opts.allow_non_finite) bad[i] = count_non_finite(rows.data(), KTQ_DTYPE_F32, rows.size(), nullptr);
         const float *src = rows.data();
-        if (k.out->gguf_permute_heads) {
+        uint64_t values = rows.size();
+        if (k.out->gguf_mla_part) {
+            permuted.resize(rows.size());
+            values = mla_rows(*k.out, rows.data(), k.view.cols, permuted.data());
+            src = permuted.data();
+        } else if (k.out->gguf_permute_heads) {
             permuted.resize(rows.size());
             for (uint64_t r = 0; r < k.count; ++r) {
                 const uint64_t from = permuted_source_row(r, k.count, k.out->gguf_permute_heads);
@@ -83,7 +115,7 @@ void GgufEngine::run_layer(const Model &model, int layer, Writer &writer, Thread
             }
             src = permuted.data();
         }
-        const uint64_t nblocks = k.count * k.view.cols / tr.block_size;
+        const uint64_t nblocks = values / tr.block_size;
         blocks.resize(nblocks * tr.type_size);
         tr.quantize(blocks.data(), src, nblocks);
         writer.write(*k.out, k.out_offset, blocks.data(), blocks.size());

@@ -25,6 +25,14 @@ std::string gguf_tensor_name(const std::string &hf) {
         add(R"(^model\.layers\.(\d+)\.mlp\.up_proj\.weight$)", "blk.$1.ffn_up.weight");
         add(R"(^model\.layers\.(\d+)\.mlp\.down_proj\.weight$)", "blk.$1.ffn_down.weight");
         add(R"(^model\.layers\.(\d+)\.(mlp|block_sparse_moe)\.gate\.weight$)", "blk.$1.ffn_gate_inp.weight");
+        // DeepSeek (deepseek2): MLA projections, the router's bias, shared experts.
+        add(R"(^model\.layers\.(\d+)\.self_attn\.q_a_proj\.weight$)", "blk.$1.attn_q_a.weight");
+        add(R"(^model\.layers\.(\d+)\.self_attn\.q_a_layernorm\.weight$)", "blk.$1.attn_q_a_norm.weight");
+        add(R"(^model\.layers\.(\d+)\.self_attn\.q_b_proj\.weight$)", "blk.$1.attn_q_b.weight");
+        add(R"(^model\.layers\.(\d+)\.self_attn\.kv_a_proj_with_mqa\.weight$)", "blk.$1.attn_kv_a_mqa.weight");
+        add(R"(^model\.layers\.(\d+)\.self_attn\.kv_a_layernorm\.weight$)", "blk.$1.attn_kv_a_norm.weight");
+        add(R"(^model\.layers\.(\d+)\.mlp\.gate\.e_score_correction_bias$)", "blk.$1.exp_probs_b.bias");
+        add(R"(^model\.layers\.(\d+)\.mlp\.shared_experts\.(gate|up|down)_proj\.weight$)", "blk.$1.ffn_$2_shexp.weight");
         return r;
     }();
     for (const auto &[re, to] : rules)

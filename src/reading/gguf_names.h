@@ -10,7 +10,8 @@ namespace ktq {
 // The GGUF name of a non-expert tensor ("blk.3.attn_q.weight"), or "" for
 // tensors GGUF files do not carry this way (routed experts, which are
 // blk.N.ffn_{gate,up,down}_exps.weight stacked or blk.N.ffn_*.E.weight
-// split; rotary caches; MTP layers).
+// split; DeepSeek's kv_b_proj, which llama.cpp splits into attn_k_b and
+// attn_v_b; rotary caches; MTP layers).
 std::string gguf_tensor_name(const std::string &hf);
 
 }  // namespace ktq

@@ -103,6 +103,27 @@ void Model::open_gguf_weights(const std::string &path) {
     };
     for (const auto &hf : checkpoint_->names()) {
         if (is_fp8_scale(hf)) continue;
+        if (layer_of_tensor(hf) >= static_cast<int>(arch_.layers.size())) continue;  // MTP layers: not in GGUF files
+        if (arch == "deepseek2" && hf.size() > 27 && hf.compare(hf.size() - 27, 27, ".self_attn.kv_b_proj.weight") == 0) {
+            const MatrixView v = matrix(hf);
+            const std::string blk = "blk." + std::to_string(layer_of_tensor(hf));
+            const GgufFile::Tensor *k_b = g.find(blk + ".attn_k_b.weight"), *v_b = g.find(blk + ".attn_v_b.weight");
+            if (!k_b || !v_b)
+                fail(KTQ_ERR_FORMAT, path + ": no " + blk + ".attn_k_b/attn_v_b.weight for the checkpoint's '" + hf + "'");
+            // k_b: ne [nope, kv_lora, heads]; v_b: ne [kv_lora, v, heads]; kv_b: [heads * (nope + v), kv_lora].
+            if (k_b->ne.size() != 3 || v_b->ne.size() != 3 || k_b->ne[1] != v.cols || v_b->ne[0] != v.cols ||
+                k_b->ne[2] != v_b->ne[2] || v.rows != k_b->ne[2] * (k_b->ne[0] + v_b->ne[1]))
+                fail(KTQ_ERR_FORMAT, path + ": " + blk + ".attn_k_b/attn_v_b do not split '" + hf + "' (" +
+                                         std::to_string(v.rows) + " x " + std::to_string(v.cols) + ")");
+            GgufWeight w;
+            w.tensor = k_b;
+            w.value = v_b;
+            w.nope = k_b->ne[0];
+            w.v = v_b->ne[1];
+            w.rows = v.rows;
+            gguf_[{v.tensor, v.row_begin}] = w;
+            continue;
+        }
         const std::string name = gguf_tensor_name(hf);
         if (name.empty()) continue;  // routed experts below; rotary caches and MTP layers are not in GGUF files
         const MatrixView v = matrix(hf);
@@ -129,6 +150,24 @@ void Model::open_gguf_weights(const std::string &path) {
 }
 
 void Model::read_gguf_rows(const GgufWeight &w, uint64_t first, uint64_t count, ktq_dtype out, void *dst) const {
+    if (w.value) {  // DeepSeek's kv_b_proj, put back together from attn_k_b and attn_v_b
+        const uint64_t kv_lora = w.value->ne[0], per_head = w.nope + w.v;
+        std::vector<float> k_b(w.tensor->rows() * w.nope), v_b(w.value->rows() * kv_lora), rows(count * kv_lora);
+        gguf_file_->read_rows(*w.tensor, 0, w.tensor->rows(), k_b.data());
+        gguf_file_->read_rows(*w.value, 0, w.value->rows(), v_b.data());
+        for (uint64_t r = 0; r < count; ++r) {
+            const uint64_t j = first + r, h = j / per_head, i = j % per_head;
+            float *dst_row = rows.data() + r * kv_lora;
+            for (uint64_t c = 0; c < kv_lora; ++c)
+                dst_row[c] = i < w.nope ? k_b[(h * kv_lora + c) * w.nope + i] : v_b[(h * w.v + (i - w.nope)) * kv_lora + c];
+        }
+        if (out == KTQ_DTYPE_F32)
+            std::copy(rows.begin(), rows.end(), static_cast<float *>(dst));
+        else
+            convert_to_bf16(static_cast<uint16_t *>(dst), reinterpret_cast<const uint8_t *>(rows.data()), KTQ_DTYPE_F32,
+                            rows.size());
+        return;
+    }
     const uint64_t cols = w.tensor->ne[0];
     std::vector<float> rows(count * cols);
     if (!w.permute_heads) {

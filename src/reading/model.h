@@ -94,6 +94,10 @@ private:
         uint64_t first_row = 0;  // a stacked expert's rows start at expert * rows
         int permute_heads = 0;   // llama's Q/K: rows interleaved per head in the file
         uint64_t rows = 0;
+        // DeepSeek's kv_b_proj, split by llama.cpp into attn_k_b (`tensor`, each head's
+        // nope rows transposed) and attn_v_b (`value`, each head's v rows).
+        const GgufFile::Tensor *value = nullptr;
+        uint64_t nope = 0, v = 0;
     };
     void read_gguf_rows(const GgufWeight &w, uint64_t first, uint64_t count, ktq_dtype out, void *dst) const;
     void read_packed_rows(const PackedWeight &w, uint64_t first, uint64_t count, ktq_dtype out, void *dst) const;

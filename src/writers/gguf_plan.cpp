@@ -21,8 +21,9 @@ std::string gguf_arch(const Model &model) {
     const std::string &t = model.config().model_type;
     if (t == "llama" || t == "mixtral" || t == "mistral") return "llama";
     if (t == "qwen2" || t == "qwen3" || t == "qwen3_moe") return t == "qwen3_moe" ? "qwen3moe" : t;
+    if (t == "deepseek_v3") return "deepseek2";  // llama.cpp's MLA architecture
     fail(KTQ_ERR_UNSUPPORTED, model.checkpoint().dir() + ": GGUF export of model_type '" + t +
-                                  "' is not written yet (llama, mixtral, qwen2, qwen3, qwen3_moe are)");
+                                  "' is not written yet (llama, mixtral, qwen2, qwen3, qwen3_moe, deepseek_v3 are)");
 }
 
 const nlohmann::ordered_json &text_config(const Model &model) {
@@ -147,6 +148,54 @@ void add_tokenizer(const Model &model, gguf::Metadata &kv) {
     kv.add_bool("tokenizer.ggml.add_bos_token", bos >= 0);
 }
 
+// llama.cpp's deepseek2 hyperparameters (what its convert_hf_to_gguf writes for DeepseekV3).
+void add_deepseek2_keys(const Model &model, gguf::Metadata &kv) {
+    const std::string a = "deepseek2.";
+    const std::string where = model.checkpoint().dir() + "/config.json: ";
+    if (!cfg<bool>(model, "rope_interleave", true))
+        fail(KTQ_ERR_UNSUPPORTED, where + "rope_interleave false: llama.cpp's deepseek2 rotates interleaved pairs");
+    const std::string scoring = cfg<std::string>(model, "scoring_func", "sigmoid");
+    if (scoring != "sigmoid" && scoring != "softmax")
+        fail(KTQ_ERR_UNSUPPORTED, where + "scoring_func '" + scoring + "' (sigmoid or softmax are written)");
+    const int kv_lora = cfg<int>(model, "kv_lora_rank", 512), rope = cfg<int>(model, "qk_rope_head_dim", 64);
+    const int nope = cfg<int>(model, "qk_nope_head_dim", 128), v = cfg<int>(model, "v_head_dim", 128);
+    const ModelConfig &c = model.config();
+    kv.add_u32(a + "leading_dense_block_count", static_cast<uint32_t>(cfg<int>(model, "first_k_dense_replace", 0)));
+    const int q_lora = cfg<int>(model, "q_lora_rank", 0);
+    if (q_lora > 0) kv.add_u32(a + "attention.q_lora_rank", static_cast<uint32_t>(q_lora));
+    kv.add_u32(a + "attention.kv_lora_rank", static_cast<uint32_t>(kv_lora));
+    kv.add_u32(a + "attention.key_length", static_cast<uint32_t>(kv_lora + rope));
+    kv.add_u32(a + "attention.value_length", static_cast<uint32_t>(kv_lora));
+    kv.add_u32(a + "attention.key_length_mla", static_cast<uint32_t>(nope + rope));
+    kv.add_u32(a + "attention.value_length_mla", static_cast<uint32_t>(v));
+    kv.add_u32(a + "expert_feed_forward_length",
+               static_cast<uint32_t>(cfg<int>(model, "moe_intermediate_size", c.intermediate_size)));
+    kv.add_u32(a + "expert_shared_count", static_cast<uint32_t>(cfg<int>(model, "n_shared_experts", 0)));
+    if (text_config(model).contains("routed_scaling_factor"))
+        kv.add_f32(a + "expert_weights_scale", cfg<float>(model, "routed_scaling_factor", 1.0f));
+    if (cfg<bool>(model, "norm_topk_prob", false)) kv.add_bool(a + "expert_weights_norm", true);
+    if (text_config(model).contains("n_group"))
+        kv.add_u32(a + "expert_group_count", static_cast<uint32_t>(cfg<int>(model, "n_group", 1)));
+    if (text_config(model).contains("topk_group"))
+        kv.add_u32(a + "expert_group_used_count", static_cast<uint32_t>(cfg<int>(model, "topk_group", 1)));
+    kv.add_u32(a + "expert_gating_func", scoring == "sigmoid" ? 2 : 1);  // gguf's ExpertGatingFuncType
+    kv.add_u32(a + "rope.dimension_count", static_cast<uint32_t>(rope));
+    const auto &cfgj = text_config(model);
+    const auto *scaling = cfgj.contains("rope_scaling") && cfgj["rope_scaling"].is_object() ? &cfgj["rope_scaling"]
+                          : cfgj.contains("rope_parameters") && cfgj["rope_parameters"].is_object()
+                              ? &cfgj["rope_parameters"]
+                              : nullptr;
+    if (scaling && scaling->value("rope_type", scaling->value("type", "")) == "yarn") {
+        kv.add_string(a + "rope.scaling.type", "yarn");
+        kv.add_f32(a + "rope.scaling.factor", scaling->value("factor", 1.0f));
+        kv.add_u32(a + "rope.scaling.original_context_length",
+                   static_cast<uint32_t>(scaling->value("original_max_position_embeddings", 4096)));
+        // llama.cpp stores 0.1 x mscale_all_dim here and divides it out again when loading.
+        if (scaling->contains("mscale_all_dim"))
+            kv.add_f32(a + "rope.scaling.yarn_log_multiplier", 0.1f * (*scaling)["mscale_all_dim"].get<float>());
+    }
+}
+
 }  // namespace
 
 OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_writer_options &opts) {
@@ -155,7 +204,8 @@ OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_wri
     const ModelConfig &c = model.config();
     const int layers = static_cast<int>(a.layers.size());
     const int heads = cfg<int>(model, "num_attention_heads", 0);
-    const int kv_heads = cfg<int>(model, "num_key_value_heads", heads);
+    // DeepSeek's MLA is written as MQA with one latent KV head (llama.cpp's deepseek2).
+    const int kv_heads = arch == "deepseek2" ? 1 : cfg<int>(model, "num_key_value_heads", heads);
     const int head_dim = cfg<int>(model, "head_dim", heads ? c.hidden_size / heads : 0);
     if (!ggml_traits(layout.type)) fail(KTQ_ERR_UNSUPPORTED, "ggml type " + std::to_string(layout.type) + " is not implemented");
 
@@ -197,6 +247,7 @@ OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_wri
         kv->add_u32(arch + ".expert_used_count", static_cast<uint32_t>(c.experts_per_token));
         if (arch == "qwen3moe") kv->add_u32(arch + ".expert_feed_forward_length", static_cast<uint32_t>(a.moe_intermediate));
     }
+    if (arch == "deepseek2") add_deepseek2_keys(model, *kv);
     kv->add_u32(arch + ".vocab_size", static_cast<uint32_t>(c.vocab_size));
     add_tokenizer(model, *kv);
     kv->add_string("ktq.version", ktq_version());
@@ -212,6 +263,30 @@ OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_wri
     const bool permute = arch == "llama";  // llama's rotary pairs are interleaved in GGUF
     for (const auto &name : model.checkpoint().names()) {
         if (model.is_fp8_scale(name)) continue;
+        if (arch == "deepseek2" && ends_with(name, ".self_attn.kv_b_proj.weight")) {
+            const int l = layer_of_tensor(name);
+            if (l < 0 || l >= layers) continue;
+            const int nope = cfg<int>(model, "qk_nope_head_dim", 128), v = cfg<int>(model, "v_head_dim", 128);
+            const TensorEntry &e = *model.checkpoint().at(name).entry;
+            if (e.shape.size() != 2 || e.shape[0] != static_cast<int64_t>(heads) * (nope + v))
+                fail(KTQ_ERR_FORMAT, name + ": expected " + std::to_string(heads) + " x (" + std::to_string(nope) + " + " +
+                                         std::to_string(v) + ") rows");
+            for (int part = 1; part <= 2; ++part) {
+                OutputTensor t;
+                t.name = "blk." + std::to_string(l) + (part == 1 ? ".attn_k_b.weight" : ".attn_v_b.weight");
+                t.source = name;
+                t.layer = l;
+                t.gguf_type = KTQ_GGML_F32;
+                t.gguf_mla_part = part;
+                t.gguf_mla_heads = heads;
+                t.gguf_mla_nope = nope;
+                t.gguf_mla_v = v;
+                t.shape = part == 1 ? std::vector<int64_t>{heads, e.shape[1], nope}
+                                    : std::vector<int64_t>{heads, v, e.shape[1]};
+                plan.tensors.push_back(std::move(t));
+            }
+            continue;
+        }
         const std::string out = gguf_tensor_name(name);
         if (out.empty()) continue;  // experts (below), MTP layers, rotary caches
         const TensorEntry &e = *model.checkpoint().at(name).entry;
@@ -264,8 +339,7 @@ OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_wri
     // Weight types: a --tensor-type rule's, else the mixture's choice, else the one type; then
     // llama-quantize's replacement where the type's block does not divide the row.
     auto quantizable = [](const OutputTensor &t) {
-        return (t.shape.size() == 2 || t.gguf_stacked_experts) && ends_with(t.name, ".weight") &&
-               !ends_with(t.name, "ffn_gate_inp.weight");
+        return t.shape.size() >= 2 && ends_with(t.name, ".weight") && !ends_with(t.name, "ffn_gate_inp.weight");
     };
     gguf_mix::ModelFacts facts;
     facts.layers = layers;

@@ -43,6 +43,11 @@ struct OutputTensor {
     int gguf_type = -1;
     int gguf_permute_heads = 0;
     bool gguf_stacked_experts = false;
+    // GGUF, DeepSeek's MLA: llama.cpp splits kv_b_proj ([heads * (nope + v),
+    // kv_lora]) per head into attn_k_b (part 1: the head's nope rows,
+    // transposed to [kv_lora, nope]) and attn_v_b (part 2: the head's v rows).
+    int gguf_mla_part = 0;
+    int gguf_mla_heads = 0, gguf_mla_nope = 0, gguf_mla_v = 0;
     // Loose-file layouts: the file's path relative to the output folder.
     std::string file;
     uint64_t nbytes() const;

@@ -23,7 +23,7 @@ from gguf import GGUFReader
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "..", "shared")
-MODELS = {"tiny-llama": "BF16", "tiny-qwen3-moe": "BF16", "tiny-mixtral": "F16"}
+MODELS = {"tiny-llama": "BF16", "tiny-qwen3-moe": "BF16", "tiny-mixtral": "F16", "tiny-deepseek-v3": "BF16"}
 MIXES = ["Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0",
          "Q4_0", "Q4_1", "Q5_0", "Q5_1"]
 

@@ -17,7 +17,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 types=(F16 Q8_0 Q6_K Q4_K_M Q4_K Q4_0 MOE_Q4_K)
 printf '| model |'; printf ' %s |' "${types[@]}"; printf '\n|---|'; printf -- '---|%.0s' "${types[@]}"; printf '\n'
-for m in tiny-llama tiny-qwen3-moe tiny-mixtral; do
+for m in tiny-llama tiny-qwen3-moe tiny-mixtral tiny-deepseek-v3; do
   row="| $m |"
   for t in "${types[@]}"; do
     "$ktq" convert "$shared/models/$m" "$work/$m-$t.gguf" --to gguf --type "$t" --quiet

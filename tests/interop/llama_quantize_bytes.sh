@@ -16,7 +16,7 @@ ktq=${KTQ_BIN:-ktq}
 shared=${1:-$here/../../../shared}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-for m in tiny-llama tiny-qwen3-moe tiny-mixtral; do
+for m in tiny-llama tiny-qwen3-moe tiny-mixtral tiny-deepseek-v3; do
   half=BF16
   [ "$m" = tiny-mixtral ] && half=F16
   "$ktq" convert "$shared/models/$m" "$work/$m-$half.gguf" --to gguf --type "$half" --quiet

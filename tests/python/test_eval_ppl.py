@@ -188,7 +188,8 @@ def test_gguf_weights_read_over_the_checkpoint(tmp_path):
     A file in the checkpoint's own dtype gives its perplexity exactly; Q8_0
     stays within 0.2 %, the Q4_K_M mixture further off but near; a GGUF of
     another model, or a truncated one, is refused naming the tensor or field."""
-    for name, half, layout in (("tiny-llama", "BF16", "stacked"), ("tiny-mixtral", "F16", "split")):
+    for name, half, layout in (("tiny-llama", "BF16", "stacked"), ("tiny-mixtral", "F16", "split"),
+                               ("tiny-deepseek-v3", "BF16", "stacked")):
         src = os.path.join(MODELS, name)
         run = lambda *extra: json.loads(ktq("eval-ppl", src, "--text", EVAL, "--max-tokens", 8192, "--json", "-q",
                                             *extra).stdout)["perplexity"]

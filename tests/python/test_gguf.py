@@ -124,8 +124,17 @@ def test_qwen3_moe_k_quant_experts(tmp_path, layout):
 
 @needs_shared
 def test_gguf_errors(tmp_path):
-    r = ktq("convert", shared_model("tiny-deepseek-v3"), tmp_path / "d.gguf", "--to", "gguf", check=False)
-    assert r.returncode == 1 and "deepseek_v3" in r.stderr and "not written yet" in r.stderr, r.stderr
+    # An architecture without llama.cpp metadata yet is named (a copy of tiny-llama claiming to be gemma).
+    other = tmp_path / "gemma"
+    other.mkdir()
+    for f in os.listdir(shared_model("tiny-llama")):
+        os.symlink(os.path.join(shared_model("tiny-llama"), f), other / f)
+    config = json.load(open(other / "config.json"))
+    (other / "config.json").unlink()
+    config["model_type"] = "gemma"
+    (other / "config.json").write_text(json.dumps(config))
+    r = ktq("convert", other, tmp_path / "d.gguf", "--to", "gguf", check=False)
+    assert r.returncode != 0 and "gemma" in r.stderr, r.stderr
     assert not (tmp_path / "d.gguf").exists()
     out = tmp_path / "l.gguf"
     ktq("convert", shared_model("tiny-llama"), out, "--to", "gguf", "-q")
@@ -161,7 +170,7 @@ MIX_GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gol
 
 
 @needs_shared
-@pytest.mark.parametrize("model", ["tiny-llama", "tiny-qwen3-moe", "tiny-mixtral"])
+@pytest.mark.parametrize("model", ["tiny-llama", "tiny-qwen3-moe", "tiny-mixtral", "tiny-deepseek-v3"])
 def test_mixtures_choose_llama_quantizes_types(tmp_path, model):
     """`--mix Q4_K_M` etc.: every tensor gets the type llama.cpp's own
     llama-quantize chose for it (golden, tests/golden/make_gguf_mix_golden.py):
@@ -208,3 +217,42 @@ def test_moe_mixture_keeps_all_but_the_routed_experts_at_q8_0(tmp_path):
         "--expert-layout", "split", "-q")
     types = {t.name: t.tensor_type.name for t in GGUFReader(tmp_path / "split.gguf").tensors}
     assert types["blk.0.ffn_down.7.weight"] == "Q3_K" and types["blk.0.attn_output.weight"] == "Q8_0"
+
+
+@needs_shared
+def test_deepseek_v3_is_llama_cpps_deepseek2(tmp_path):
+    """DeepSeek-V3 as llama.cpp's deepseek2 (convert_hf_to_gguf's layout): MLA
+    projections, kv_b_proj split per head into attn_k_b (the nope rows,
+    transposed) and attn_v_b, the router's bias as exp_probs_b, shared experts
+    as *_shexp, the MLA and routing hyperparameters; MTP layers left out.
+    Checked against an independent numpy split of the checkpoint's kv_b."""
+    src = shared_model("tiny-deepseek-v3")
+    out = tmp_path / "ds.gguf"
+    ktq("convert", src, out, "--to", "gguf", "--type", "F32", "-q")
+    r = GGUFReader(out)
+    cfg = json.load(open(os.path.join(src, "config.json")))
+    assert field(r, "general.architecture") == "deepseek2"
+    assert field(r, "deepseek2.attention.head_count_kv") == 1
+    assert field(r, "deepseek2.attention.key_length") == cfg["kv_lora_rank"] + cfg["qk_rope_head_dim"]
+    assert field(r, "deepseek2.attention.key_length_mla") == cfg["qk_nope_head_dim"] + cfg["qk_rope_head_dim"]
+    assert field(r, "deepseek2.attention.value_length_mla") == cfg["v_head_dim"]
+    assert field(r, "deepseek2.leading_dense_block_count") == cfg["first_k_dense_replace"]
+    assert field(r, "deepseek2.expert_gating_func") == 2  # sigmoid
+    assert field(r, "deepseek2.expert_group_count") == cfg["n_group"]
+    assert abs(field(r, "deepseek2.expert_weights_scale") - cfg["routed_scaling_factor"]) < 1e-6
+    tensors = {t.name: t for t in r.tensors}
+    assert not any(n.startswith(f"blk.{cfg['num_hidden_layers']}.") for n in tensors)  # MTP
+    hf = hf_tensors(src)
+    heads, nope, v = cfg["num_attention_heads"], cfg["qk_nope_head_dim"], cfg["v_head_dim"]
+    for layer in range(cfg["num_hidden_layers"]):
+        kv_b = hf[f"model.layers.{layer}.self_attn.kv_b_proj.weight"].reshape(heads, nope + v, -1)
+        k_b = np.asarray(tensors[f"blk.{layer}.attn_k_b.weight"].data)   # [heads, kv_lora, nope]
+        v_b = np.asarray(tensors[f"blk.{layer}.attn_v_b.weight"].data)   # [heads, v, kv_lora]
+        assert np.array_equal(k_b, kv_b[:, :nope, :].transpose(0, 2, 1))
+        assert np.array_equal(v_b, kv_b[:, nope:, :])
+    assert np.array_equal(np.asarray(tensors["blk.1.exp_probs_b.bias"].data),
+                          hf["model.layers.1.mlp.gate.e_score_correction_bias"])
+    assert np.array_equal(np.asarray(tensors["blk.1.ffn_down_shexp.weight"].data),
+                          hf["model.layers.1.mlp.shared_experts.down_proj.weight"])
+    assert np.array_equal(np.asarray(tensors["blk.2.ffn_up_exps.weight"].data)[5],
+                          hf["model.layers.2.mlp.experts.5.up_proj.weight"])
