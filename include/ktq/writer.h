@@ -64,7 +64,8 @@ typedef enum ktq_format {
      * renames the finished file into place. Weights in gguf_type (ggml's
      * blocks, bit-identical to ggml), norms and routers F32, llama.cpp's
      * tensor names and metadata, tokenizer.ggml.* from tokenizer.json.
-     * Architectures so far: llama (and Mixtral), qwen2, qwen3, qwen3moe. */
+     * Architectures so far: llama (and Mixtral), qwen2, qwen3, qwen3moe,
+     * deepseek2 (DeepSeek-V3, MLA split as llama.cpp expects). */
     KTQ_FORMAT_GGUF = 5
 } ktq_format;
 

@@ -1,6 +1,7 @@
 // The output plan of the GGUF format (KTQ_FORMAT_GGUF): llama.cpp's tensor
 // names and metadata for the llama family (Llama, Mixtral written as llama
-// with experts), qwen2, qwen3 and qwen3moe; tokenizer.ggml.* from
+// with experts), qwen2, qwen3, qwen3moe and deepseek2 (DeepSeek-V3: MLA
+// with kv_b_proj split into attn_k_b / attn_v_b); tokenizer.ggml.* from
 // tokenizer.json (byte-level BPE, "gpt2"); the Q/K row permutation llama.cpp
 // applies to llama's non-NeoX RoPE; routed experts stacked
 // (blk.N.ffn_{gate,up,down}_exps.weight, llama.cpp and Candle's qwen3-moe)
