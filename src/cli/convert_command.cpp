@@ -62,7 +62,7 @@ struct Options {
 
 // The ggml type named `name` ("Q4_K", ...), or -1.
 int ggml_type_named(const std::string &name) {
-    for (int t = 0; t < 64; ++t)
+    for (int t = 0; t < 32; ++t)  // ktq_ggml_type's range
         if (ktq_ggml_block_size(static_cast<ktq_ggml_type>(t)) && name == ktq_ggml_type_name(static_cast<ktq_ggml_type>(t)))
             return t;
     return -1;

@@ -152,9 +152,10 @@ GgufFile::GgufFile(const std::string &path) : path_(path) {
             if (dims == 0 || dims > 4) c.bad("tensor '" + t.name + "' has " + std::to_string(dims) + " dimensions");
             for (uint32_t d = 0; d < dims; ++d) t.ne.push_back(c.get<uint64_t>(t.name.c_str()));
             const uint32_t type = c.get<uint32_t>(t.name.c_str());
-            t.type = static_cast<ktq_ggml_type>(type);
             t.offset = c.get<uint64_t>(t.name.c_str());
-            const GgmlTypeTraits *tr = ggml_traits(t.type);
+            // Only numbers within ktq_ggml_type's range become one (anything else would be UB).
+            const GgmlTypeTraits *tr = type < 32 ? ggml_traits(static_cast<ktq_ggml_type>(type)) : nullptr;
+            if (tr) t.type = tr->type;
             if (!tr) c.bad("tensor '" + t.name + "' has ggml type " + std::to_string(type) + ", which ktq does not read");
             if (t.ne[0] == 0 || t.ne[0] % tr->block_size)
                 c.bad("tensor '" + t.name + "': row length " + std::to_string(t.ne[0]) + " is not whole " + tr->name + " blocks");

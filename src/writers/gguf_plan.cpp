@@ -54,7 +54,7 @@ std::vector<TypeRule> parse_type_rules(const std::vector<std::string> &rules) {
         const std::string name = r.substr(eq + 1);
         ktq_ggml_type type = KTQ_GGML_F32;
         bool found = false;
-        for (int t = 0; t < 64 && !found; ++t) {
+        for (int t = 0; t < 32 && !found; ++t) {  // ktq_ggml_type's range
             const GgmlTypeTraits *tr = ggml_traits(static_cast<ktq_ggml_type>(t));
             if (tr && name == tr->name) type = static_cast<ktq_ggml_type>(t), found = true;
         }
