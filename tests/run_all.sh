@@ -19,17 +19,19 @@ echo "ktq tests: ${free_gib} GiB free in ${TMPDIR:-/tmp} and $root"
 [ "$free_gib" -ge 8 ] || echo "ktq tests: WARNING: less than 8 GiB free; the CUDA stage and the conversion tests may fail on a full disk"
 
 echo "== release build"
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release > /dev/null
+# KTQ_BUILD_TESTS=ON explicitly: examples/demo.sh configures the same folder
+# with tests off, and CMake would keep that from its cache.
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DKTQ_BUILD_TESTS=ON > /dev/null
 cmake --build build -j "$jobs"
-ctest --test-dir build --output-on-failure -j "$jobs"
+ctest --no-tests=error --test-dir build --output-on-failure -j "$jobs"
 
 echo "== AddressSanitizer + UndefinedBehaviorSanitizer build"
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKTQ_SANITIZE=ON > /dev/null
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKTQ_SANITIZE=ON -DKTQ_BUILD_TESTS=ON > /dev/null
 cmake --build build-asan -j "$jobs"
 # The consumer test builds a plain (non-sanitized) program against the
 # installed library, which cannot link a sanitized libktq; it ran above.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir build-asan --output-on-failure -j "$jobs" -E '^consumer\.'
+  ctest --no-tests=error --test-dir build-asan --output-on-failure -j "$jobs" -E '^consumer\.'
 echo "== Rust wrapper (ktq-sys systest + safe crate tests incl. the candle feature, built against the installed library)"
 rm -rf build/prefix
 cmake --install build --prefix "$root/build/prefix" > /dev/null
@@ -51,10 +53,10 @@ echo "== Java wrapper (SWIG from the same interface, JNI glue against the instal
 (cd wrappers/java && PKG_CONFIG_PATH="$root/build/prefix/lib/pkgconfig" KTQ_BIN="$root/build/ktq" mvn -q -B test)
 
 echo "== ThreadSanitizer build (thread pool, parallel writers, concurrent models)"
-cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKTQ_TSAN=ON > /dev/null
+cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKTQ_TSAN=ON -DKTQ_BUILD_TESTS=ON > /dev/null
 cmake --build build-tsan -j "$jobs"
 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-  ctest --test-dir build-tsan --output-on-failure -j "$jobs" -E '^(consumer|python)\.'
+  ctest --no-tests=error --test-dir build-tsan --output-on-failure -j "$jobs" -E '^(consumer|python)\.'
 
 echo "== fuzzing the parsers (libFuzzer, ${KTQ_FUZZ_SECONDS:-20} s per target)"
 tests/fuzz/run.sh "${KTQ_FUZZ_SECONDS:-20}"
@@ -67,9 +69,9 @@ if [ -z "$cuda_prefix" ]; then
   else cuda_prefix=$HOME/.cache/ktq-cuda; fi
 fi
 [ -x "$cuda_prefix/bin/nvcc" ] || tests/install_cuda_toolkit.sh "$cuda_prefix"
-cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DKTQ_CUDA=ON \
+cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DKTQ_CUDA=ON -DKTQ_BUILD_TESTS=ON \
       -DCUDAToolkit_ROOT="$cuda_prefix" -DCMAKE_CUDA_COMPILER="$cuda_prefix/bin/nvcc" > /dev/null
 cmake --build build-cuda -j "$jobs"
 build-cuda/ktq doctor | grep '^cuda'
-ctest --test-dir build-cuda --output-on-failure -j "$jobs" -E '^(consumer|python)\.'
+ctest --no-tests=error --test-dir build-cuda --output-on-failure -j "$jobs" -E '^(consumer|python)\.'
 echo "== all tests passed"
