@@ -92,9 +92,8 @@ void Model::open_gguf_weights(const std::string &path) {
         w.tensor = t;
         w.first_row = first_row;
         w.rows = v.rows;
-        if (permuted && (name.size() > 14 && (name.compare(name.size() - 14, 14, ".attn_q.weight") == 0 ||
-                                              name.compare(name.size() - 14, 14, ".attn_k.weight") == 0))) {
-            w.permute_heads = name.compare(name.size() - 14, 14, ".attn_q.weight") == 0 ? heads : kv_heads;
+        if (permuted && (ends_with(name, ".attn_q.weight") || ends_with(name, ".attn_k.weight"))) {
+            w.permute_heads = ends_with(name, ".attn_q.weight") ? heads : kv_heads;
             if (w.permute_heads <= 0 || v.rows % (2 * static_cast<uint64_t>(w.permute_heads)))
                 fail(KTQ_ERR_FORMAT, path + ": '" + name + "': " + std::to_string(v.rows) + " rows do not split into " +
                                          std::to_string(w.permute_heads) + " rotary heads");
@@ -104,7 +103,7 @@ void Model::open_gguf_weights(const std::string &path) {
     for (const auto &hf : checkpoint_->names()) {
         if (is_fp8_scale(hf)) continue;
         if (layer_of_tensor(hf) >= static_cast<int>(arch_.layers.size())) continue;  // MTP layers: not in GGUF files
-        if (arch == "deepseek2" && hf.size() > 27 && hf.compare(hf.size() - 27, 27, ".self_attn.kv_b_proj.weight") == 0) {
+        if (arch == "deepseek2" && ends_with(hf, ".self_attn.kv_b_proj.weight")) {
             const MatrixView v = matrix(hf);
             const std::string blk = "blk." + std::to_string(layer_of_tensor(hf));
             const GgufFile::Tensor *k_b = g.find(blk + ".attn_k_b.weight"), *v_b = g.find(blk + ".attn_v_b.weight");
@@ -150,36 +149,38 @@ void Model::open_gguf_weights(const std::string &path) {
 }
 
 void Model::read_gguf_rows(const GgufWeight &w, uint64_t first, uint64_t count, ktq_dtype out, void *dst) const {
+    if (count == 0) return;
+    // Both rearranged layouts keep heads whole, so only the heads rows [first, first + count) fall in are read.
+    std::vector<float> rows;
     if (w.value) {  // DeepSeek's kv_b_proj, put back together from attn_k_b and attn_v_b
         const uint64_t kv_lora = w.value->ne[0], per_head = w.nope + w.v;
-        std::vector<float> k_b(w.tensor->rows() * w.nope), v_b(w.value->rows() * kv_lora), rows(count * kv_lora);
-        gguf_file_->read_rows(*w.tensor, 0, w.tensor->rows(), k_b.data());
-        gguf_file_->read_rows(*w.value, 0, w.value->rows(), v_b.data());
+        const uint64_t h0 = first / per_head, h1 = (first + count - 1) / per_head + 1;
+        std::vector<float> k_b((h1 - h0) * kv_lora * w.nope), v_b((h1 - h0) * w.v * kv_lora);
+        gguf_file_->read_rows(*w.tensor, h0 * kv_lora, (h1 - h0) * kv_lora, k_b.data());
+        gguf_file_->read_rows(*w.value, h0 * w.v, (h1 - h0) * w.v, v_b.data());
+        rows.resize(count * kv_lora);
         for (uint64_t r = 0; r < count; ++r) {
-            const uint64_t j = first + r, h = j / per_head, i = j % per_head;
+            const uint64_t j = first + r, h = j / per_head - h0, i = j % per_head;
             float *dst_row = rows.data() + r * kv_lora;
             for (uint64_t c = 0; c < kv_lora; ++c)
                 dst_row[c] = i < w.nope ? k_b[(h * kv_lora + c) * w.nope + i] : v_b[(h * w.v + (i - w.nope)) * kv_lora + c];
         }
-        if (out == KTQ_DTYPE_F32)
-            std::copy(rows.begin(), rows.end(), static_cast<float *>(dst));
-        else
-            convert_to_bf16(static_cast<uint16_t *>(dst), reinterpret_cast<const uint8_t *>(rows.data()), KTQ_DTYPE_F32,
-                            rows.size());
-        return;
-    }
-    const uint64_t cols = w.tensor->ne[0];
-    std::vector<float> rows(count * cols);
-    if (!w.permute_heads) {
-        gguf_file_->read_rows(*w.tensor, w.first_row + first, count, rows.data());
-    } else {
+    } else if (w.permute_heads) {
         // Row i of a head sits at 2i in the file for the first half of the head, at 2(i - half) + 1 for the second.
-        const uint64_t head = w.rows / static_cast<uint64_t>(w.permute_heads), half = head / 2;
+        const uint64_t cols = w.tensor->ne[0], head = w.rows / static_cast<uint64_t>(w.permute_heads), half = head / 2;
+        const uint64_t h0 = first / head, h1 = (first + count - 1) / head + 1;
+        std::vector<float> heads((h1 - h0) * head * cols);
+        gguf_file_->read_rows(*w.tensor, w.first_row + h0 * head, (h1 - h0) * head, heads.data());
+        rows.resize(count * cols);
         for (uint64_t r = 0; r < count; ++r) {
-            const uint64_t j = first + r, h = j / head, i = j % head;
+            const uint64_t j = first + r, h = j / head - h0, i = j % head;
             const uint64_t in_file = h * head + (i < half ? 2 * i : 2 * (i - half) + 1);
-            gguf_file_->read_rows(*w.tensor, w.first_row + in_file, 1, rows.data() + r * cols);
+            std::copy_n(heads.begin() + static_cast<std::ptrdiff_t>(in_file * cols), cols,
+                        rows.begin() + static_cast<std::ptrdiff_t>(r * cols));
         }
+    } else {
+        rows.resize(count * w.tensor->ne[0]);
+        gguf_file_->read_rows(*w.tensor, w.first_row + first, count, rows.data());
     }
     if (out == KTQ_DTYPE_F32)
         std::copy(rows.begin(), rows.end(), static_cast<float *>(dst));
