@@ -167,8 +167,18 @@ typedef struct ktq_writer_options {
      * "MOE_Q2_K" ... "MOE_Q6_K": routed experts in that type, every other
      * weight Q8_0. gguf_tensor_types rules still come first. */
     const char *gguf_mix;
+    /* ---- version 5 ---- */
+    /* GGUF: llama.cpp's pre-tokenizer name (tokenizer.ggml.pre) to write,
+     * NULL = derive it from tokenizer.json. llama.cpp splits text by rules it
+     * selects by this name, so ktq writes only a name whose rules match the
+     * tokenizer.json's pre-tokenizer ("gpt-2", "llama-bpe", "qwen2",
+     * "qwen35", "deepseek-v3") and refuses a pre-tokenizer it does not
+     * recognise (KTQ_ERR_UNSUPPORTED, the patterns named). Set it only when
+     * you know llama.cpp's name for such a tokenizer: it is written
+     * unchecked. */
+    const char *gguf_tokenizer_pre;
 } ktq_writer_options;
-#define KTQ_WRITER_OPTIONS_VERSION 4
+#define KTQ_WRITER_OPTIONS_VERSION 5
 KTQ_API ktq_status ktq_writer_options_init(ktq_writer_options *opts, unsigned version);
 
 /* Plan the output of `model` in `format` into folder `out_dir` (created if

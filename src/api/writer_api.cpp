@@ -65,6 +65,7 @@ size_t writer_options_size(unsigned version) {
     return version == 1   ? offsetof(ktq_writer_options, numa_parts)
            : version == 2 ? offsetof(ktq_writer_options, weight_bits)
            : version == 3 ? offsetof(ktq_writer_options, gguf_mix)
+           : version == 4 ? offsetof(ktq_writer_options, gguf_tokenizer_pre)
                           : sizeof(ktq_writer_options);
 }
 
@@ -118,6 +119,7 @@ ktq::OutputPlan plan_for(const ktq::Model &m, ktq_format format, const ktq_write
         layout.type = static_cast<ktq_ggml_type>(o.gguf_type);
         layout.split_experts = o.gguf_split_experts != 0;
         if (o.gguf_mix) layout.mix = o.gguf_mix;
+        if (o.gguf_tokenizer_pre) layout.tokenizer_pre = o.gguf_tokenizer_pre;
         if (o.gguf_tensor_types) {
             std::string text = o.gguf_tensor_types, line;
             for (size_t at = 0; at <= text.size(); ++at)

@@ -42,6 +42,9 @@ struct ModelConfig {
     double rope_theta = 0.0;           // 0 = not given
     QuantizationConfig quantization;
 
+    // The language model's keys: raw["text_config"] when there is one, else raw.
+    const nlohmann::ordered_json &text() const { return has_text_config ? raw.at("text_config") : raw; }
+
     // Parses `text` (the contents of `display`, used in error messages).
     static ModelConfig parse(const std::string &text, const std::string &display);
     static ModelConfig load(const std::string &path, const std::string &display);

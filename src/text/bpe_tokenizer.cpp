@@ -129,6 +129,8 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::load(const std::string &path) {
             fail(KTQ_ERR_UNSUPPORTED, where("model.type") + " is \"" + type + "\"; only byte-level BPE is supported");
         if (model.value("byte_fallback", false))
             fail(KTQ_ERR_UNSUPPORTED, where("model.byte_fallback") + " is true (SentencePiece-style BPE) - not supported");
+        // Llama 3 sets it: a pre-tokenized word that is itself a token is not merged up from bytes.
+        t->ignore_merges_ = model.value("ignore_merges", false);
         // Vocabulary.
         int32_t max_id = -1;
         for (auto it = model.at("vocab").begin(); it != model.at("vocab").end(); ++it) {
@@ -240,6 +242,10 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::load(const std::string &path) {
 }
 
 std::vector<int32_t> BpeTokenizer::merge_word(const std::string &mapped) const {
+    if (ignore_merges_) {
+        auto whole = vocab_.find(mapped);
+        if (whole != vocab_.end()) return {whole->second};
+    }
     std::vector<int32_t> syms;
     for (size_t i = 0; i < mapped.size();) {
         const size_t n = utf8_length(static_cast<unsigned char>(mapped[i]));

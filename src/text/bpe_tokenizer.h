@@ -34,6 +34,9 @@ public:
 
     int vocab_size() const { return static_cast<int>(id_to_token_.size()); }
     const std::string &token(int32_t id) const { return id_to_token_.at(static_cast<size_t>(id)); }
+    // The ids the post-processor's template puts before / after every text (BOS, EOS, ...).
+    const std::vector<int32_t> &prefix_ids() const { return prefix_ids_; }
+    const std::vector<int32_t> &suffix_ids() const { return suffix_ids_; }
 
 private:
     BpeTokenizer() = default;
@@ -54,6 +57,7 @@ private:
     std::vector<AddedToken> added_;          // longest first
     std::vector<std::unique_ptr<PreTokenizerRegex>> splits_;  // applied in order
     bool add_prefix_space_ = false;
+    bool ignore_merges_ = false;             // model.ignore_merges: a word in the vocabulary is one token
     bool nfc_ascii_only_ = false;            // NFC normalizer: only ASCII input is accepted
     std::vector<int32_t> prefix_ids_, suffix_ids_;  // TemplateProcessing "single"
     std::string byte_to_unicode_[256];       // GPT-2's printable stand-ins for bytes

@@ -2,6 +2,7 @@
 
 #include "reading/gguf_names.h"
 #include "writers/gguf_mix.h"
+#include "writers/gguf_tokenizer.h"
 
 #include <algorithm>
 #include <optional>
@@ -26,10 +27,7 @@ std::string gguf_arch(const Model &model) {
                                   "' is not written yet (llama, mixtral, qwen2, qwen3, qwen3_moe, deepseek_v3 are)");
 }
 
-const nlohmann::ordered_json &text_config(const Model &model) {
-    const auto &raw = model.config().raw;
-    return raw.contains("text_config") && raw["text_config"].is_object() ? raw["text_config"] : raw;
-}
+const nlohmann::ordered_json &text_config(const Model &model) { return model.config().text(); }
 
 template <typename T>
 T cfg(const Model &model, const char *key, T fallback) {
@@ -93,59 +91,6 @@ uint32_t file_type_of(ktq_ggml_type t) {
     case KTQ_GGML_BF16: return 32;
     default: return 0;
     }
-}
-
-void add_tokenizer(const Model &model, gguf::Metadata &kv) {
-    const std::string path = model.checkpoint().dir() + "/tokenizer.json";
-    if (!file_exists(path))
-        fail(KTQ_ERR_FORMAT, model.checkpoint().dir() + ": no tokenizer.json (GGUF files carry the tokenizer)");
-    nlohmann::json tok;
-    try {
-        tok = nlohmann::json::parse(read_text_file(path));
-    } catch (const nlohmann::json::exception &e) {
-        fail(KTQ_ERR_FORMAT, "tokenizer.json: " + std::string(e.what()));
-    }
-    const auto &m = tok["model"];
-    if (!m.is_object() || m.value("type", "") != "BPE" || !m["vocab"].is_object())
-        fail(KTQ_ERR_UNSUPPORTED, "tokenizer.json: only byte-level BPE tokenizers are exported to GGUF so far");
-    const int vocab = std::max<int>(model.config().vocab_size, static_cast<int>(m["vocab"].size()));
-    std::vector<std::string> tokens(static_cast<size_t>(vocab));
-    std::vector<int32_t> types(static_cast<size_t>(vocab), 1);  // 1 = normal
-    std::vector<bool> seen(static_cast<size_t>(vocab), false);
-    for (auto it = m["vocab"].begin(); it != m["vocab"].end(); ++it) {
-        const int id = it.value().get<int>();
-        if (id < 0 || id >= vocab) fail(KTQ_ERR_FORMAT, "tokenizer.json: token id " + std::to_string(id) + " out of range");
-        tokens[static_cast<size_t>(id)] = it.key();
-        seen[static_cast<size_t>(id)] = true;
-    }
-    if (tok.contains("added_tokens"))
-        for (const auto &a : tok["added_tokens"]) {
-            const int id = a.value("id", -1);
-            if (id < 0 || id >= vocab) continue;
-            tokens[static_cast<size_t>(id)] = a.value("content", "");
-            seen[static_cast<size_t>(id)] = true;
-            types[static_cast<size_t>(id)] = a.value("special", false) ? 3 : 4;  // control / user-defined
-        }
-    for (int i = 0; i < vocab; ++i)
-        if (!seen[static_cast<size_t>(i)]) {
-            tokens[static_cast<size_t>(i)] = "[PAD" + std::to_string(i) + "]";
-            types[static_cast<size_t>(i)] = 5;  // unused
-        }
-    std::vector<std::string> merges;
-    for (const auto &mg : m["merges"])
-        merges.push_back(mg.is_array() ? mg[0].get<std::string>() + " " + mg[1].get<std::string>() : mg.get<std::string>());
-    kv.add_string("tokenizer.ggml.model", "gpt2");
-    kv.add_string("tokenizer.ggml.pre", "gpt-2");  // llama.cpp's name for the GPT-2 byte-level split (the tokenizer.json ByteLevel pre-tokenizer)
-    kv.add_string_array("tokenizer.ggml.tokens", tokens);
-    kv.add_i32_array("tokenizer.ggml.token_type", types);
-    kv.add_string_array("tokenizer.ggml.merges", merges);
-    const auto &c = text_config(model);
-    auto id_of = [&](const char *key) -> int { return c.contains(key) && c[key].is_number_integer() ? c[key].get<int>() : -1; };
-    const int eos = id_of("eos_token_id"), bos = id_of("bos_token_id"), pad = id_of("pad_token_id");
-    if (bos >= 0) kv.add_u32("tokenizer.ggml.bos_token_id", static_cast<uint32_t>(bos));
-    if (eos >= 0) kv.add_u32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(eos));
-    if (pad >= 0) kv.add_u32("tokenizer.ggml.padding_token_id", static_cast<uint32_t>(pad));
-    kv.add_bool("tokenizer.ggml.add_bos_token", bos >= 0);
 }
 
 // llama.cpp's deepseek2 hyperparameters (what its convert_hf_to_gguf writes for DeepseekV3).
@@ -249,7 +194,7 @@ OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_wri
     }
     if (arch == "deepseek2") add_deepseek2_keys(model, *kv);
     kv->add_u32(arch + ".vocab_size", static_cast<uint32_t>(c.vocab_size));
-    add_tokenizer(model, *kv);
+    gguf_tokenizer::add_keys(model, *kv, layout.tokenizer_pre);
     kv->add_string("ktq.version", ktq_version());
     kv->add_string("ktq.source", model.checkpoint().dir());
     kv->add_string("ktq.expert_layout", layout.split_experts ? "split" : "stacked");

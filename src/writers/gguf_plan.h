@@ -28,6 +28,8 @@ struct GgufLayout {
     std::vector<std::string> tensor_types;
     // A mixture name ("Q4_K_M", "MOE_Q4_K", ...; see gguf_mix.h) instead of one `type`; "" = none.
     std::string mix;
+    // llama.cpp's pre-tokenizer name to write instead of the detected one; "" = detect (gguf_tokenizer.h).
+    std::string tokenizer_pre;
 };
 
 // Throws KTQ_ERR_UNSUPPORTED for an architecture whose llama.cpp metadata is

@@ -24,7 +24,7 @@ GPTQ_OPTIONS_VERSION = 2
 CALIBRATION_OPTIONS_VERSION = 1
 ENGINE_GPTQ = 5
 ACT_ORDER = {"none": 0, "static": 1}
-WRITER_OPTIONS_VERSION = 4
+WRITER_OPTIONS_VERSION = 5
 MAX_DIMS = 8
 DTYPE_F32, DTYPE_BF16 = 1, 3
 FORMAT_HF_BF16 = 1
@@ -73,7 +73,8 @@ class WriterOptions(ctypes.Structure):
                 ("loose_files", c_int), ("no_layer_sync", c_int), ("weight_bits", c_int), ("group_size", c_int),
                 ("asymmetric", c_int), ("targets", c_char_p), ("ignore", c_char_p), ("scale_dtype", c_int),
                 ("ct_rounding", c_int), ("gguf_type", c_int), ("gguf_split_experts", c_int),
-                ("gguf_tensor_types", c_char_p), ("gguf_mix", c_char_p)]
+                ("gguf_tensor_types", c_char_p), ("gguf_mix", c_char_p),
+                ("gguf_tokenizer_pre", c_char_p)]
 
 
 class QuantizeOptions(ctypes.Structure):

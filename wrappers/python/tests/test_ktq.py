@@ -1,5 +1,6 @@
 """The Python API end to end on the demo model shipped in the repository."""
 import os
+import struct
 import subprocess
 import threading
 
@@ -161,6 +162,9 @@ def test_gguf_matches_the_cli(tmp_path):
         ktq.convert(m, tmp_path / "py.gguf", to="gguf", gguf_type="Q4_K")
         ktq.convert(m, tmp_path / "py-mix.gguf", to="gguf", gguf_type="Q4_K_M")
         ktq.convert(m, tmp_path / "py-mix0.gguf", to="gguf", gguf_mix="Q4_0")
+        ktq.convert(m, tmp_path / "py-pre.gguf", to="gguf", gguf_tokenizer_pre="llama-bpe")
+        name = b"llama-bpe"
+        assert struct.pack("<Q", len(name)) + name in (tmp_path / "py-pre.gguf").read_bytes()
         with pytest.raises(ktq.KtqError) as e:
             ktq.convert(m, tmp_path / "bad.gguf", to="gguf", gguf_type="Q9")
         assert "unknown GGUF mixture 'Q9'" in str(e.value)

@@ -176,7 +176,7 @@ pub struct ktq_writer {
     _private: [u8; 0],
 }
 
-pub const KTQ_WRITER_OPTIONS_VERSION: c_uint = 4;
+pub const KTQ_WRITER_OPTIONS_VERSION: c_uint = 5;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ktq_writer_options {
@@ -203,6 +203,7 @@ pub struct ktq_writer_options {
     pub gguf_tensor_types: *const c_char,
     // version 4
     pub gguf_mix: *const c_char,
+    pub gguf_tokenizer_pre: *const c_char,
 }
 
 pub const KTQ_LAYER_GLOBALS: c_int = -1;

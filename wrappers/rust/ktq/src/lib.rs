@@ -442,9 +442,17 @@ pub struct WriterOptions {
     /// types ("Q4_K_M", "Q5_K_S", ...) with its per-tensor choices, or ktq's "MOE_Q4_K" (routed
     /// experts Q4_K, other weights Q8_0) and its siblings.
     pub gguf_mix: Option<String>,
+    /// GGUF: llama.cpp's pre-tokenizer name (`tokenizer.ggml.pre`) to write instead of the one
+    /// ktq derives from tokenizer.json (it refuses pre-tokenizers it does not recognise); written
+    /// unchecked.
+    pub gguf_tokenizer_pre: Option<String>,
 }
 
 impl WriterOptions {
+    pub fn gguf_tokenizer_pre(mut self, name: impl Into<String>) -> Self {
+        self.gguf_tokenizer_pre = Some(name.into());
+        self
+    }
     pub fn gguf_mix(mut self, mix: impl Into<String>) -> Self {
         self.gguf_mix = Some(mix.into());
         self
@@ -571,6 +579,10 @@ impl<'m> Writer<'m> {
             let mix = opts.gguf_mix.as_deref().map(cstring).transpose()?;
             if let Some(mix) = &mix {
                 o.gguf_mix = mix.as_ptr();
+            }
+            let pre = opts.gguf_tokenizer_pre.as_deref().map(cstring).transpose()?;
+            if let Some(pre) = &pre {
+                o.gguf_tokenizer_pre = pre.as_ptr();
             }
             let tensor_types = lines(&opts.gguf_tensor_types)?;
             if !opts.gguf_tensor_types.is_empty() {

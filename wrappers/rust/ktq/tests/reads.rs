@@ -126,6 +126,14 @@ fn gguf_format_matches_the_cli() {
         assert!(status.success());
         assert!(std::fs::read(&cli).unwrap() == bytes, "the GGUF files differ");
     }
+    // The pre-tokenizer name: derived (the shared tokenizer is GPT-2's split), or given.
+    let has = |path: &std::path::Path, text: &[u8]| std::fs::read(path).unwrap().windows(text.len()).any(|w| w == text);
+    let named = dir.join("pre.gguf");
+    ktq::Writer::open(&model, &named, fmt, &ktq::WriterOptions::default().gguf_tokenizer_pre("qwen2")).unwrap()
+        .write_all(&ktq::ConvertOptions { threads: 2, ..Default::default() }, |_| true).unwrap();
+    let pre_value = |name: &str| [&(name.len() as u64).to_le_bytes()[..], name.as_bytes()].concat();
+    assert!(has(&out, &pre_value("gpt-2")) && !has(&out, &pre_value("qwen2")));
+    assert!(has(&named, &pre_value("qwen2")) && !has(&named, &pre_value("gpt-2")));
     // A llama-quantize mixture.
     let mixed = dir.join("mix.gguf");
     ktq::Writer::open(&model, &mixed, fmt, &ktq::WriterOptions::default().gguf_mix("Q4_K_M")).unwrap()
