@@ -191,14 +191,23 @@ void add_keys(const Model &model, gguf::Metadata &kv, const std::string &pre_ove
     kv.add_string_array("tokenizer.ggml.merges", merges);
     const auto &c = model.config().text();
     auto id_of = [&](const char *key) -> int { return c.contains(key) && c[key].is_number_integer() ? c[key].get<int>() : -1; };
-    const int eos = id_of("eos_token_id"), bos = id_of("bos_token_id"), pad = id_of("pad_token_id");
+    // The BOS llama.cpp adds is bos_token_id: the one Hugging Face's template adds, whatever config.json says
+    // (a config without bos_token_id would leave llama.cpp to its default id).
+    const auto &prefix = encoder->prefix_ids(), &suffix = encoder->suffix_ids();
+    if (prefix.size() > 1 || suffix.size() > 1)
+        fail(KTQ_ERR_UNSUPPORTED, path + ": the post-processor's template adds " + std::to_string(prefix.size()) +
+                                      " token(s) before and " + std::to_string(suffix.size()) +
+                                      " after the text; llama.cpp adds at most one BOS and one EOS");
+    const int bos = !prefix.empty() ? prefix.front() : id_of("bos_token_id");
+    const int eos = id_of("eos_token_id") >= 0 ? id_of("eos_token_id") : !suffix.empty() ? suffix.back() : -1;
+    const int pad = id_of("pad_token_id");
     if (bos >= 0) kv.add_u32("tokenizer.ggml.bos_token_id", static_cast<uint32_t>(bos));
     if (eos >= 0) kv.add_u32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(eos));
     if (pad >= 0) kv.add_u32("tokenizer.ggml.padding_token_id", static_cast<uint32_t>(pad));
     // llama.cpp adds BOS/EOS when these say so; Hugging Face adds what the post-processor's template adds.
     // (A bos_token_id in config.json alone does not mean it is added: Qwen has one and never adds it.)
-    kv.add_bool("tokenizer.ggml.add_bos_token", !encoder->prefix_ids().empty());
-    if (!encoder->suffix_ids().empty()) kv.add_bool("tokenizer.ggml.add_eos_token", true);
+    kv.add_bool("tokenizer.ggml.add_bos_token", !prefix.empty());
+    if (!suffix.empty()) kv.add_bool("tokenizer.ggml.add_eos_token", true);
 }
 
 }  // namespace ktq::gguf_tokenizer

@@ -85,6 +85,22 @@ def main():
                           f"HF {want[at:at + 8]}", file=sys.stderr)
                 print(f"| {family} | {pre} | {tname} | {len(want)} | {'yes' if same else 'NO'} |")
             os.remove(out)
+            if family != "gpt-2":
+                # Control: the same file under GPT-2's name must tokenize differently, or this check could not
+                # tell a right name from a wrong one.
+                subprocess.run([ktq, "convert", model, out, "--to", "gguf", "--type", "Q8_0", "-q",
+                                "--tokenizer-pre", "gpt-2"], check=True)
+                path = os.path.join(work, "text.txt")
+                with open(path, "w", encoding="utf-8", newline="") as f:
+                    f.write(texts["eval.txt"])
+                r = subprocess.run([llama, "-m", out, "-f", path, "--ids", "--log-disable", "--no-escape"],
+                                   capture_output=True, text=True, check=True)
+                got = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("[")][-1])
+                differs = got != hf.encode(texts["eval.txt"]).ids
+                if not differs:
+                    failed += 1
+                print(f"| {family} | gpt-2 (control, wrong) | eval.txt | | {'differs, as it must' if differs else 'SAME (check is blind)'} |")
+                os.remove(out)
     if failed:
         raise SystemExit(f"{failed} text(s) tokenized differently")
     print("llama.cpp tokenizes every family like Hugging Face")

@@ -63,8 +63,10 @@ def test_pre_tokenizer_name_and_bos(tmp_path, family):
     assert field(out, "tokenizer.ggml.add_bos_token") == adds_bos
     # The BOS that llama.cpp adds is the one Hugging Face's template adds.
     ref = tokenizers.Tokenizer.from_file(str(model / "tokenizer.json")).encode("hello").ids
-    if adds_bos:
+    if adds_bos:  # llama.cpp adds bos_token_id: it must be the one the template adds (config.json has none here)
         assert ref[0] == shared_tokenizer()["added_tokens"][0]["id"]
+        f = GGUFReader(out).fields["tokenizer.ggml.bos_token_id"]
+        assert int(f.parts[f.data[0]][0]) == ref[0]
 
 
 @needs_shared
