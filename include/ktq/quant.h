@@ -6,7 +6,8 @@
  * quantizer is bit-identical to ggml's reference (non-imatrix) quantizer,
  * checked in CI against golden vectors: gguf-py's for the legacy types,
  * ggml-quants.c's own quantize_row_*_ref for the K-quants (super-blocks of
- * 256 weights: Q2_K 84 bytes, Q3_K 110, Q4_K 144, Q5_K 176, Q6_K 210).
+ * 256 weights: Q2_K 84 bytes, Q3_K 110, Q4_K 144, Q5_K 176, Q6_K 210), and
+ * with importance weights (ktq_quantize_rows) to ggml's imatrix path.
  *
  * Thread-safety: every function is reentrant.
  */
@@ -47,6 +48,17 @@ KTQ_API size_t ktq_ggml_type_size(ktq_ggml_type type);
  * hold n / block_size * type_size bytes. */
 KTQ_API ktq_status ktq_quantize_tensor(void *dst, size_t dst_bytes, const float *src, size_t n, ktq_ggml_type type,
                                        ktq_error **err);
+/* Quantize `rows` rows of `n_per_row` floats (a multiple of the block size)
+ * with per-column importance `importance` (n_per_row values, e.g. an
+ * imatrix's mean squared activations for this weight; for one expert of a
+ * stacked tensor, that expert's slice), bit-identical to what ggml's
+ * quantize_<type>(..., quant_weights) - llama-quantize with an imatrix -
+ * writes. `importance` NULL is the reference path of ktq_quantize_tensor.
+ * Types where ggml ignores importance (F32, F16, BF16, Q8_0) take the
+ * reference path either way. `dst` holds rows * n_per_row / block_size *
+ * type_size bytes. */
+KTQ_API ktq_status ktq_quantize_rows(void *dst, size_t dst_bytes, const float *src, size_t rows, size_t n_per_row,
+                                     const float *importance, ktq_ggml_type type, ktq_error **err);
 /* The inverse: `n` floats out of `src` (n / block_size * type_size bytes). */
 KTQ_API ktq_status ktq_dequantize_tensor(float *dst, size_t n, const void *src, size_t src_bytes, ktq_ggml_type type,
                                          ktq_error **err);

@@ -56,6 +56,22 @@ ktq_status ktq_quantize_tensor(void *dst, size_t dst_bytes, const float *src, si
     });
 }
 
+ktq_status ktq_quantize_rows(void *dst, size_t dst_bytes, const float *src, size_t rows, size_t n_per_row,
+                             const float *importance, ktq_ggml_type type, ktq_error **err) {
+    return guarded(err, [&] {
+        const ktq::GgmlTypeTraits &t = traits_or_fail(type);
+        if (rows != 0 && n_per_row > SIZE_MAX / rows) fail(KTQ_ERR_INVALID_ARGUMENT, "rows * n_per_row overflows");
+        check_sizes(t, rows * n_per_row, dst, src, dst_bytes);
+        if (!importance || !t.quantize_importance) {
+            t.quantize(static_cast<uint8_t *>(dst), src, rows * n_per_row / t.block_size);
+            return;
+        }
+        const size_t row_bytes = n_per_row / t.block_size * t.type_size;
+        for (size_t r = 0; r < rows; ++r)
+            t.quantize_importance(static_cast<uint8_t *>(dst) + r * row_bytes, src + r * n_per_row, n_per_row, importance);
+    });
+}
+
 ktq_status ktq_dequantize_tensor(float *dst, size_t n, const void *src, size_t src_bytes, ktq_ggml_type type,
                                  ktq_error **err) {
     return guarded(err, [&] {

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "quant/ggml_fit.h"
 #include "quant/ggml_kquants.h"
 #include "reading/dtype.h"
 
@@ -134,6 +135,30 @@ struct LegacyBlock {
         }
     }
 
+    // llama-quantize's path with an imatrix: each block's scale (and minimum) fitted by least squares
+    // weighted by importance x sqrt(spread of the row + x^2), as ggml's quantize_row_q*_impl.
+    static void quantize_importance(uint8_t *dst, const float *x, size_t n_per_row, const float *importance) {
+        float sum_x2 = 0;
+        for (size_t j = 0; j < n_per_row; ++j) sum_x2 += x[j] * x[j];
+        const float sigma2 = sum_x2 / static_cast<float>(n_per_row);
+        float weight[QK];
+        uint8_t q[QK], aux[QK];
+        for (size_t b = 0; b < n_per_row / QK; ++b, x += QK, importance += QK, dst += kSize) {
+            for (size_t j = 0; j < QK; ++j) weight[j] = importance[j] * std::sqrt(sigma2 + x[j] * x[j]);
+            if (WithMin) {
+                float neg_min;
+                const float d = ggml_fit::affine(QK, kMaxCode, x, weight, q, &neg_min, aux, -0.9f, 0.05f, 36, false);
+                put_f16(dst, d);
+                put_f16(dst + 2, -neg_min);
+            } else {
+                const float d = ggml_fit::symmetric(QK, 1 << (Bits - 1), x, reinterpret_cast<int8_t *>(q), weight);
+                put_f16(dst, d);
+            }
+            if (kHighBits) pack_fifth_bits(dst + kHeader, q);
+            pack_nibbles(dst + kHeader + kHighBits, q);
+        }
+    }
+
     static void dequantize(float *y, const uint8_t *src, size_t blocks) {
         uint8_t q[QK];
         for (size_t b = 0; b < blocks; ++b, src += kSize, y += QK) {
@@ -182,10 +207,10 @@ const GgmlTypeTraits kTraits[] = {
     {KTQ_GGML_F32, "F32", 1, 4, quantize_f32, dequantize_f32},
     {KTQ_GGML_F16, "F16", 1, 2, quantize_f16, dequantize_f16},
     {KTQ_GGML_BF16, "BF16", 1, 2, quantize_bf16, dequantize_bf16},
-    {KTQ_GGML_Q4_0, "Q4_0", QK, Q4_0::kSize, Q4_0::quantize, Q4_0::dequantize},
-    {KTQ_GGML_Q4_1, "Q4_1", QK, Q4_1::kSize, Q4_1::quantize, Q4_1::dequantize},
-    {KTQ_GGML_Q5_0, "Q5_0", QK, Q5_0::kSize, Q5_0::quantize, Q5_0::dequantize},
-    {KTQ_GGML_Q5_1, "Q5_1", QK, Q5_1::kSize, Q5_1::quantize, Q5_1::dequantize},
+    {KTQ_GGML_Q4_0, "Q4_0", QK, Q4_0::kSize, Q4_0::quantize, Q4_0::dequantize, Q4_0::quantize_importance},
+    {KTQ_GGML_Q4_1, "Q4_1", QK, Q4_1::kSize, Q4_1::quantize, Q4_1::dequantize, Q4_1::quantize_importance},
+    {KTQ_GGML_Q5_0, "Q5_0", QK, Q5_0::kSize, Q5_0::quantize, Q5_0::dequantize, Q5_0::quantize_importance},
+    {KTQ_GGML_Q5_1, "Q5_1", QK, Q5_1::kSize, Q5_1::quantize, Q5_1::dequantize, Q5_1::quantize_importance},
     {KTQ_GGML_Q8_0, "Q8_0", QK, 34, quantize_q8_0, dequantize_q8_0},
 };
 

@@ -1,5 +1,6 @@
 // ggml block types: each quantizer and dequantizer written once, following
-// the arithmetic of ggml's reference (non-imatrix) path so that the bytes are
+// the arithmetic of ggml's reference (non-imatrix) path - and, for the types
+// that have one, of its importance-weighted path - so that the bytes are
 // identical: scales rounded to FP16 nearest-even, codes by truncating x*id
 // plus an offset (Q4/Q5) or rounding half away from zero (Q8_0).
 #pragma once
@@ -18,6 +19,10 @@ struct GgmlTypeTraits {
     size_t type_size;   // bytes per block
     void (*quantize)(uint8_t *dst, const float *src, size_t blocks);
     void (*dequantize)(float *dst, const uint8_t *src, size_t blocks);
+    // One row of n_per_row weights quantized with per-column importance (an
+    // imatrix's n_per_row values), as llama-quantize does with an imatrix;
+    // nullptr where ggml ignores importance (F32, F16, BF16, Q8_0).
+    void (*quantize_importance)(uint8_t *dst, const float *row, size_t n_per_row, const float *importance) = nullptr;
 };
 
 // nullptr for types not implemented.

@@ -1,10 +1,12 @@
 // ggml's K-quant block types (super-blocks of 256 weights): Q2_K, Q3_K,
-// Q4_K, Q5_K, Q6_K. Each quantizer follows the arithmetic of ggml's
-// reference path (quantize_row_*_ref in ggml-quants.c, no importance
-// weights) operation by operation - the same float expressions in the same
-// order, the same round-to-nearest trick, FP16 scales rounded to nearest
-// even - so the blocks are bit-identical (tests/golden/ggml_kquants.json,
-// made from ggml itself). The library is built with -ffp-contract=off so
+// Q4_K, Q5_K, Q6_K. Each has two quantizers, as in ggml-quants.c: the
+// reference path (quantize_row_*_ref, no importance) and the importance-
+// weighted path llama-quantize takes with an imatrix (quantize_row_*_impl).
+// Both follow ggml's arithmetic operation by operation - the same float
+// expressions in the same order, the same round-to-nearest trick, FP16
+// scales rounded to nearest even - so the blocks are bit-identical
+// (tests/golden/ggml_kquants.json, ggml_importance.json, made from ggml
+// itself); they share the block packing and the final re-quantization. The library is built with -ffp-contract=off so
 // that no multiply-add is fused where ggml's baseline build has none.
 #include "quant/ggml_kquants.h"
 
@@ -13,6 +15,7 @@
 #include <cstring>
 
 #include "quant/ggml_blocks.h"
+#include "quant/ggml_fit.h"
 #include "reading/dtype.h"
 
 namespace ktq {
@@ -20,16 +23,8 @@ namespace ktq {
 namespace {
 
 constexpr int QK_K = 256;
-constexpr float kGroupMaxEps = 1e-15f;  // below this a group counts as all zero
-
-// ggml's nearest_int: adding 1.5 * 2^23 puts the rounded integer (ties to
-// even) in the low mantissa bits.
-inline int nearest(float v) {
-    const float biased = v + 12582912.0f;
-    int32_t bits;
-    std::memcpy(&bits, &biased, 4);
-    return (bits & 0x007fffff) - 0x00400000;
-}
+using ggml_fit::kGroupMaxEps;
+using ggml_fit::nearest;
 
 inline void put_half(uint8_t *p, float v) {
     const uint16_t h = f32_to_f16(v);
@@ -40,172 +35,6 @@ inline float get_half(const uint8_t *p) {
     uint16_t h;
     std::memcpy(&h, p, 2);
     return f16_to_f32(h);
-}
-
-// Symmetric codes in [-nmax, nmax) for n weights with a scale fitted by
-// weighted least squares (weights x^2), trying 18 scales around nmax/max.
-// Returns the scale; L gets codes + nmax. (ggml: make_qx_quants, rmse 1.)
-float fit_symmetric(int n, int nmax, const float *x, int8_t *L) {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; ++i) {
-        const float ax = std::fabs(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < kGroupMaxEps) {
-        std::fill(L, L + n, int8_t{0});
-        return 0.0f;
-    }
-    auto code = [&](float iscale, int i) { return std::max(-nmax, std::min(nmax - 1, nearest(iscale * x[i]))); };
-    float iscale = -nmax / max;
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-        const int l = code(iscale, i);
-        L[i] = static_cast<int8_t>(l + nmax);
-        const float w = x[i] * x[i];
-        sumlx += w * x[i] * l;
-        suml2 += w * l * l;
-    }
-    float scale = suml2 ? sumlx / suml2 : 0.0f;
-    float best = scale * sumlx;
-    for (int step = -9; step <= 9; ++step) {
-        if (step == 0) continue;
-        iscale = -(nmax + 0.1f * step) / max;
-        sumlx = suml2 = 0;
-        for (int i = 0; i < n; ++i) {
-            const int l = code(iscale, i);
-            const float w = x[i] * x[i];
-            sumlx += w * x[i] * l;
-            suml2 += w * l * l;
-        }
-        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-            for (int i = 0; i < n; ++i) L[i] = static_cast<int8_t>(nmax + code(iscale, i));
-            scale = sumlx / suml2;
-            best = scale * sumlx;
-        }
-    }
-    return scale;
-}
-
-// Symmetric codes in [-nmax, nmax) refined one weight at a time (up to 5
-// passes) while the x^2-weighted fit improves. Returns the scale; L gets
-// codes + nmax. (ggml: make_q3_quants with rmse.)
-float fit_symmetric_refined(int n, int nmax, const float *x, int8_t *L) {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; ++i) {
-        const float ax = std::fabs(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < kGroupMaxEps) {
-        std::fill(L, L + n, int8_t{0});
-        return 0.0f;
-    }
-    const float iscale = -nmax / max;
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-        const int l = std::max(-nmax, std::min(nmax - 1, nearest(iscale * x[i])));
-        L[i] = static_cast<int8_t>(l);
-        const float w = x[i] * x[i];
-        sumlx += w * x[i] * l;
-        suml2 += w * l * l;
-    }
-    for (int pass = 0; pass < 5; ++pass) {
-        int changed = 0;
-        for (int i = 0; i < n; ++i) {
-            const float w = x[i] * x[i];
-            float slx = sumlx - w * x[i] * L[i];
-            if (slx <= 0) continue;
-            float sl2 = suml2 - w * L[i] * L[i];
-            const int l = std::max(-nmax, std::min(nmax - 1, nearest(x[i] * sl2 / slx)));
-            if (l == L[i]) continue;
-            slx += w * x[i] * l;
-            sl2 += w * l * l;
-            if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
-                L[i] = static_cast<int8_t>(l);
-                sumlx = slx;
-                suml2 = sl2;
-                ++changed;
-            }
-        }
-        if (!changed) break;
-    }
-    for (int i = 0; i < n; ++i) L[i] = static_cast<int8_t>(L[i] + nmax);
-    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
-}
-
-// Asymmetric codes in [0, nmax] with a scale and a (non-positive) minimum
-// fitted by weighted least squares over nstep + 1 trial scales. Returns the
-// scale; *neg_min gets -min. (ggml: make_qkx2_quants.)
-float fit_affine(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *neg_min, uint8_t *Laux,
-                 float rmin, float rdelta, int nstep, bool use_mad) {
-    float min = x[0], max = x[0];
-    float sum_w = weights[0];
-    float sum_x = sum_w * x[0];
-    for (int i = 1; i < n; ++i) {
-        if (x[i] < min) min = x[i];
-        if (x[i] > max) max = x[i];
-        const float w = weights[i];
-        sum_w += w;
-        sum_x += w * x[i];
-    }
-    if (min > 0) min = 0;
-    if (max == min) {
-        std::fill(L, L + n, uint8_t{0});
-        *neg_min = -min;
-        return 0.0f;
-    }
-    auto error_of = [&](float diff) { return use_mad ? std::fabs(diff) : diff * diff; };
-    float iscale = nmax / (max - min);
-    float scale = 1 / iscale;
-    float best_error = 0;
-    for (int i = 0; i < n; ++i) {
-        const int l = nearest(iscale * (x[i] - min));
-        L[i] = static_cast<uint8_t>(std::max(0, std::min(nmax, l)));
-        const float diff = scale * L[i] + min - x[i];
-        best_error += weights[i] * error_of(diff);
-    }
-    if (nstep < 1) {
-        *neg_min = -min;
-        return scale;
-    }
-    for (int step = 0; step <= nstep; ++step) {
-        iscale = (rmin + rdelta * step + nmax) / (max - min);
-        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-        for (int i = 0; i < n; ++i) {
-            const int l = std::max(0, std::min(nmax, nearest(iscale * (x[i] - min))));
-            Laux[i] = static_cast<uint8_t>(l);
-            const float w = weights[i];
-            sum_l += w * l;
-            sum_l2 += w * l * l;
-            sum_xl += w * l * x[i];
-        }
-        const float D = sum_w * sum_l2 - sum_l * sum_l;
-        if (!(D > 0)) continue;
-        float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-        float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-        if (this_min > 0) {
-            this_min = 0;
-            this_scale = sum_xl / sum_l2;
-        }
-        float cur_error = 0;
-        for (int i = 0; i < n; ++i) {
-            const float diff = this_scale * Laux[i] + this_min - x[i];
-            cur_error += weights[i] * error_of(diff);
-        }
-        if (cur_error < best_error) {
-            std::copy(Laux, Laux + n, L);
-            best_error = cur_error;
-            scale = this_scale;
-            min = this_min;
-        }
-    }
-    *neg_min = -min;
-    return scale;
 }
 
 // The 6-bit scale and min of sub-block j in Q4_K / Q5_K's 12 packed bytes.
@@ -223,16 +52,34 @@ inline void scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
 // layout: scales[16] | qs[64] | d (f16) | dmin (f16)
 constexpr size_t kQ2Size = 16 + 64 + 4;
 
+// Codes again from the stored (FP16, 4-bit) scales and mins, then packed:
+// four 2-bit codes a byte, weights j, j + 32, j + 64, j + 96 of each half.
+void finish_q2_k(uint8_t *dst, const float *x, uint8_t *L) {
+    const uint8_t *sc = dst;
+    uint8_t *qs = dst + 16;
+    for (int j = 0; j < QK_K / 16; ++j) {
+        const float d = get_half(dst + 80) * (sc[j] & 0xF);
+        if (!d) continue;
+        const float dm = get_half(dst + 82) * (sc[j] >> 4);
+        for (int i = 0; i < 16; ++i)
+            L[16 * j + i] = static_cast<uint8_t>(std::max(0, std::min(3, nearest((x[16 * j + i] + dm) / d))));
+    }
+    for (int j = 0; j < QK_K; j += 128)
+        for (int l = 0; l < 32; ++l)
+            qs[j / 4 + l] =
+                static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+}
+
 void quantize_q2_k(uint8_t *dst, const float *x, size_t blocks) {
     uint8_t L[QK_K], Laux[16];
     float weights[16], mins[QK_K / 16], scales[QK_K / 16];
     const float q4scale = 15.0f;
     for (size_t b = 0; b < blocks; ++b, x += QK_K, dst += kQ2Size) {
-        uint8_t *sc = dst, *qs = dst + 16;
+        uint8_t *sc = dst;
         float max_scale = 0, max_min = 0;
         for (int j = 0; j < QK_K / 16; ++j) {
             for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
-            scales[j] = fit_affine(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
+            scales[j] = ggml_fit::affine(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
             if (scales[j] > max_scale) max_scale = scales[j];
             if (mins[j] > max_min) max_min = mins[j];
         }
@@ -251,17 +98,29 @@ void quantize_q2_k(uint8_t *dst, const float *x, size_t blocks) {
         } else {
             put_half(dst + 82, 0.0f);
         }
+        finish_q2_k(dst, x, L);
+    }
+}
+
+void quantize_q2_k_importance(uint8_t *dst, const float *x, size_t n_per_row, const float *importance) {
+    uint8_t L[QK_K], Laux[16], Ls[QK_K / 16], Lm[QK_K / 16];
+    float weights[16], mins[QK_K / 16], scales[QK_K / 16], sw[QK_K / 16];
+    for (size_t b = 0; b < n_per_row / QK_K; ++b, x += QK_K, dst += kQ2Size) {
+        const float *qw_block = importance + QK_K * b;
+        float sumx2 = 0;
+        for (int j = 0; j < QK_K; ++j) sumx2 += x[j] * x[j];
+        const float sigma2 = sumx2 / QK_K;
         for (int j = 0; j < QK_K / 16; ++j) {
-            const float d = get_half(dst + 80) * (sc[j] & 0xF);
-            if (!d) continue;
-            const float dm = get_half(dst + 82) * (sc[j] >> 4);
-            for (int i = 0; i < 16; ++i)
-                L[16 * j + i] = static_cast<uint8_t>(std::max(0, std::min(3, nearest((x[16 * j + i] + dm) / d))));
+            const float *qw = qw_block + 16 * j;
+            for (int l = 0; l < 16; ++l) weights[l] = qw[l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
+            sw[j] = 0;
+            for (int l = 0; l < 16; ++l) sw[j] += weights[l];
+            scales[j] = ggml_fit::affine(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
         }
-        for (int j = 0; j < QK_K; j += 128)
-            for (int l = 0; l < 32; ++l)
-                qs[j / 4 + l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) |
-                                                     (L[j + l + 96] << 6));
+        put_half(dst + 80, ggml_fit::positive(QK_K / 16, 15, scales, Ls, sw));
+        put_half(dst + 82, ggml_fit::positive(QK_K / 16, 15, mins, Lm, sw));
+        for (int j = 0; j < QK_K / 16; ++j) dst[j] = static_cast<uint8_t>(Ls[j] | (Lm[j] << 4));
+        finish_q2_k(dst, x, L);
     }
 }
 
@@ -290,14 +149,47 @@ inline int q3_scale(const uint8_t *s, int j) {
     return (low | (((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
 }
 
+// Puts the 6-bit scale code l (0..63) of sub-block j into Q3_K's 12 scale bytes.
+inline void put_q3_scale(uint8_t *sc, int j, int l) {
+    if (j < 8)
+        sc[j] = static_cast<uint8_t>(l & 0xF);
+    else
+        sc[j - 8] = static_cast<uint8_t>(sc[j - 8] | ((l & 0xF) << 4));
+    l >>= 4;
+    sc[j % 4 + 8] = static_cast<uint8_t>(sc[j % 4 + 8] | (l << (2 * (j / 4))));
+}
+
+// Codes again from the stored scales, then packed: the low two bits four to a
+// byte, the high bit of weight j at bit (j / 32) of hmask[j % 32].
+void finish_q3_k(uint8_t *dst, const float *x, int8_t *L) {
+    uint8_t *hmask = dst, *qs = dst + 32;
+    const uint8_t *sc = dst + 96;
+    for (int j = 0; j < QK_K / 16; ++j) {
+        const float d = get_half(dst + 108) * static_cast<int8_t>(q3_scale(sc, j));
+        if (!d) continue;
+        for (int i = 0; i < 16; ++i)
+            L[16 * j + i] = static_cast<int8_t>(std::max(-4, std::min(3, nearest(x[16 * j + i] / d))) + 4);
+    }
+    std::memset(hmask, 0, 32);
+    for (int j = 0; j < QK_K; ++j)
+        if (L[j] > 3) {
+            hmask[j % 32] = static_cast<uint8_t>(hmask[j % 32] | (1 << (j / 32)));
+            L[j] = static_cast<int8_t>(L[j] - 4);
+        }
+    for (int j = 0; j < QK_K; j += 128)
+        for (int l = 0; l < 32; ++l)
+            qs[j / 4 + l] =
+                static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+}
+
 void quantize_q3_k(uint8_t *dst, const float *x, size_t blocks) {
     int8_t L[QK_K];
     float scales[QK_K / 16];
     for (size_t b = 0; b < blocks; ++b, x += QK_K, dst += kQ3Size) {
-        uint8_t *hmask = dst, *qs = dst + 32, *sc = dst + 96;
+        uint8_t *sc = dst + 96;
         float max_scale = 0, amax = 0;
         for (int j = 0; j < QK_K / 16; ++j) {
-            scales[j] = fit_symmetric_refined(16, 4, x + 16 * j, L + 16 * j);
+            scales[j] = ggml_fit::symmetric_refined(16, 4, x + 16 * j, L + 16 * j);
             const float a = std::fabs(scales[j]);
             if (a > amax) {
                 amax = a;
@@ -308,36 +200,38 @@ void quantize_q3_k(uint8_t *dst, const float *x, size_t blocks) {
         if (max_scale) {
             const float iscale = -32.0f / max_scale;
             for (int j = 0; j < QK_K / 16; ++j) {
-                int8_t l = static_cast<int8_t>(nearest(iscale * scales[j]));
-                l = static_cast<int8_t>(std::max<int>(-32, std::min<int>(31, l)) + 32);
-                if (j < 8)
-                    sc[j] = static_cast<uint8_t>(l & 0xF);
-                else
-                    sc[j - 8] = static_cast<uint8_t>(sc[j - 8] | ((l & 0xF) << 4));
-                l = static_cast<int8_t>(l >> 4);
-                sc[j % 4 + 8] = static_cast<uint8_t>(sc[j % 4 + 8] | (l << (2 * (j / 4))));
+                const int8_t l = static_cast<int8_t>(nearest(iscale * scales[j]));
+                put_q3_scale(sc, j, std::max<int>(-32, std::min<int>(31, l)) + 32);
             }
             put_half(dst + 108, 1 / iscale);
         } else {
             put_half(dst + 108, 0.0f);
         }
+        finish_q3_k(dst, x, L);
+    }
+}
+
+void quantize_q3_k_importance(uint8_t *dst, const float *x, size_t n_per_row, const float *importance) {
+    int8_t L[QK_K], Ls[QK_K / 16];
+    float scales[QK_K / 16], weights[16], sw[QK_K / 16];
+    for (size_t b = 0; b < n_per_row / QK_K; ++b, x += QK_K, dst += kQ3Size) {
+        float sumx2 = 0;
+        for (int j = 0; j < QK_K; ++j) sumx2 += x[j] * x[j];
+        const float sigma2 = 2 * sumx2 / QK_K;
         for (int j = 0; j < QK_K / 16; ++j) {
-            const float d = get_half(dst + 108) * static_cast<int8_t>(q3_scale(sc, j));
-            if (!d) continue;
-            for (int i = 0; i < 16; ++i)
-                L[16 * j + i] = static_cast<int8_t>(std::max(-4, std::min(3, nearest(x[16 * j + i] / d))) + 4);
+            const float *qw = importance + QK_K * b + 16 * j;
+            for (int l = 0; l < 16; ++l) weights[l] = qw[l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
+            float sumw = 0;
+            for (int l = 0; l < 16; ++l) sumw += weights[l];
+            sw[j] = sumw;
+            scales[j] = ggml_fit::symmetric(16, 4, x + 16 * j, L + 16 * j, weights);
         }
-        // The high bit of weight j goes to bit (j / 32) of hmask[j % 32].
-        std::memset(hmask, 0, 32);
-        for (int j = 0; j < QK_K; ++j)
-            if (L[j] > 3) {
-                hmask[j % 32] = static_cast<uint8_t>(hmask[j % 32] | (1 << (j / 32)));
-                L[j] = static_cast<int8_t>(L[j] - 4);
-            }
-        for (int j = 0; j < QK_K; j += 128)
-            for (int l = 0; l < 32; ++l)
-                qs[j / 4 + l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) |
-                                                     (L[j + l + 96] << 6));
+        uint8_t *sc = dst + 96;
+        std::memset(sc, 0, 12);
+        const float d_block = ggml_fit::symmetric(QK_K / 16, 32, scales, Ls, sw);
+        for (int j = 0; j < QK_K / 16; ++j) put_q3_scale(sc, j, Ls[j]);
+        put_half(dst + 108, d_block);
+        finish_q3_k(dst, x, L);
     }
 }
 
@@ -364,37 +258,23 @@ void dequantize_q3_k(float *y, const uint8_t *src, size_t blocks) {
 constexpr size_t kQ4Size = 4 + 12 + 128;
 constexpr size_t kQ5Size = 4 + 12 + 32 + 128;
 
-// The codes L (0..nmax) of one Q4_K/Q5_K super-block; fills d, dmin, scales.
-void quantize_k_affine(const float *x, int nmax, float rmin, int nstep, uint8_t *head, uint8_t *L) {
-    uint8_t Laux[32];
-    float weights[32], mins[QK_K / 32], scales[QK_K / 32];
-    float max_scale = 0, max_min = 0;
-    for (int j = 0; j < QK_K / 32; ++j) {
-        float sum_x2 = 0;
-        for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
-        const float av_x = std::sqrt(sum_x2 / 32);
-        for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
-        scales[j] = fit_affine(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep, false);
-        if (scales[j] > max_scale) max_scale = scales[j];
-        if (mins[j] > max_min) max_min = mins[j];
-    }
+// Packs the sub-blocks' 6-bit scale and min codes into the 12 scale bytes, stores
+// d and dmin, and takes the codes L again from the stored values.
+void finish_k_affine(const float *x, int nmax, const uint8_t *ls, const uint8_t *lm, float d_all, float dmin_all,
+                     uint8_t *head, uint8_t *L) {
     uint8_t *sc = head + 4;
-    const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
-    const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
     for (int j = 0; j < QK_K / 32; ++j) {
-        const uint8_t ls = std::min<uint8_t>(63, static_cast<uint8_t>(nearest(inv_scale * scales[j])));
-        const uint8_t lm = std::min<uint8_t>(63, static_cast<uint8_t>(nearest(inv_min * mins[j])));
         if (j < 4) {
-            sc[j] = ls;
-            sc[j + 4] = lm;
+            sc[j] = ls[j];
+            sc[j + 4] = lm[j];
         } else {
-            sc[j + 4] = static_cast<uint8_t>((ls & 0xF) | ((lm & 0xF) << 4));
-            sc[j - 4] = static_cast<uint8_t>(sc[j - 4] | ((ls >> 4) << 6));
-            sc[j] = static_cast<uint8_t>(sc[j] | ((lm >> 4) << 6));
+            sc[j + 4] = static_cast<uint8_t>((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
+            sc[j - 4] = static_cast<uint8_t>(sc[j - 4] | ((ls[j] >> 4) << 6));
+            sc[j] = static_cast<uint8_t>(sc[j] | ((lm[j] >> 4) << 6));
         }
     }
-    put_half(head, max_scale / 63.0f);
-    put_half(head + 2, max_min / 63.0f);
+    put_half(head, d_all);
+    put_half(head + 2, dmin_all);
     for (int j = 0; j < QK_K / 32; ++j) {
         uint8_t s, m;
         scale_min_k4(j, sc, &s, &m);
@@ -406,13 +286,98 @@ void quantize_k_affine(const float *x, int nmax, float rmin, int nstep, uint8_t 
     }
 }
 
+// Q4_K's codes: two 4-bit codes a byte, weights j and j + 32 of each 64.
+void pack_q4_k(uint8_t *dst, const uint8_t *L) {
+    uint8_t *q = dst + 16;
+    for (int j = 0; j < QK_K; j += 64, q += 32)
+        for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
+}
+
+// Q5_K's codes: the low four bits as Q4_K's, the fifth bits in qh[32].
+void pack_q5_k(uint8_t *dst, const uint8_t *L) {
+    uint8_t *qh = dst + 16, *ql = dst + 48;
+    std::memset(qh, 0, 32);
+    uint8_t m1 = 1, m2 = 2;
+    for (int n = 0; n < QK_K; n += 64, ql += 32, m1 = static_cast<uint8_t>(m1 << 2), m2 = static_cast<uint8_t>(m2 << 2))
+        for (int j = 0; j < 32; ++j) {
+            int l1 = L[n + j], l2 = L[n + j + 32];
+            if (l1 > 15) {
+                l1 -= 16;
+                qh[j] = static_cast<uint8_t>(qh[j] | m1);
+            }
+            if (l2 > 15) {
+                l2 -= 16;
+                qh[j] = static_cast<uint8_t>(qh[j] | m2);
+            }
+            ql[j] = static_cast<uint8_t>(l1 | (l2 << 4));
+        }
+}
+
+// The codes L (0..nmax) of one Q4_K/Q5_K super-block; fills d, dmin, scales.
+void quantize_k_affine(const float *x, int nmax, float rmin, int nstep, uint8_t *head, uint8_t *L) {
+    uint8_t Laux[32];
+    float weights[32], mins[QK_K / 32], scales[QK_K / 32];
+    float max_scale = 0, max_min = 0;
+    for (int j = 0; j < QK_K / 32; ++j) {
+        float sum_x2 = 0;
+        for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
+        const float av_x = std::sqrt(sum_x2 / 32);
+        for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
+        scales[j] = ggml_fit::affine(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep, false);
+        if (scales[j] > max_scale) max_scale = scales[j];
+        if (mins[j] > max_min) max_min = mins[j];
+    }
+    const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
+    const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
+    uint8_t ls[QK_K / 32], lm[QK_K / 32];
+    for (int j = 0; j < QK_K / 32; ++j) {
+        ls[j] = std::min<uint8_t>(63, static_cast<uint8_t>(nearest(inv_scale * scales[j])));
+        lm[j] = std::min<uint8_t>(63, static_cast<uint8_t>(nearest(inv_min * mins[j])));
+    }
+    finish_k_affine(x, nmax, ls, lm, max_scale / 63.0f, max_min / 63.0f, head, L);
+}
+
+// The importance-weighted codes L (0..nmax) of one Q4_K/Q5_K super-block; fills d, dmin, scales.
+void quantize_k_affine_importance(const float *x, const float *importance, int nmax, uint8_t *head, uint8_t *L) {
+    uint8_t Laux[32], ls[QK_K / 32], lm[QK_K / 32];
+    float weights[32], mins[QK_K / 32], scales[QK_K / 32], sw[QK_K / 32];
+    float sum_x2 = 0;
+    for (int l = 0; l < QK_K; ++l) sum_x2 += x[l] * x[l];
+    const float sigma2 = 2 * sum_x2 / QK_K;
+    for (int j = 0; j < QK_K / 32; ++j) {
+        const float *qw = importance + 32 * j;
+        for (int l = 0; l < 32; ++l) weights[l] = qw[l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
+        float sumw = 0;
+        for (int l = 0; l < 32; ++l) sumw += weights[l];
+        sw[j] = sumw;
+        scales[j] = ggml_fit::affine(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
+    }
+    const float d_block = ggml_fit::positive(QK_K / 32, 63, scales, ls, sw);
+    const float m_block = ggml_fit::positive(QK_K / 32, 63, mins, lm, sw);
+    finish_k_affine(x, nmax, ls, lm, d_block, m_block, head, L);
+}
+
+void quantize_q4_k_importance(uint8_t *dst, const float *x, size_t n_per_row, const float *importance) {
+    uint8_t L[QK_K];
+    for (size_t b = 0; b < n_per_row / QK_K; ++b, x += QK_K, dst += kQ4Size) {
+        quantize_k_affine_importance(x, importance + QK_K * b, 15, dst, L);
+        pack_q4_k(dst, L);
+    }
+}
+
+void quantize_q5_k_importance(uint8_t *dst, const float *x, size_t n_per_row, const float *importance) {
+    uint8_t L[QK_K];
+    for (size_t b = 0; b < n_per_row / QK_K; ++b, x += QK_K, dst += kQ5Size) {
+        quantize_k_affine_importance(x, importance + QK_K * b, 31, dst, L);
+        pack_q5_k(dst, L);
+    }
+}
+
 void quantize_q4_k(uint8_t *dst, const float *x, size_t blocks) {
     uint8_t L[QK_K];
     for (size_t b = 0; b < blocks; ++b, x += QK_K, dst += kQ4Size) {
         quantize_k_affine(x, 15, -1.0f, 20, dst, L);
-        uint8_t *q = dst + 16;
-        for (int j = 0; j < QK_K; j += 64, q += 32)
-            for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
+        pack_q4_k(dst, L);
     }
 }
 
@@ -420,22 +385,7 @@ void quantize_q5_k(uint8_t *dst, const float *x, size_t blocks) {
     uint8_t L[QK_K];
     for (size_t b = 0; b < blocks; ++b, x += QK_K, dst += kQ5Size) {
         quantize_k_affine(x, 31, -0.5f, 15, dst, L);
-        uint8_t *qh = dst + 16, *ql = dst + 48;
-        std::memset(qh, 0, 32);
-        uint8_t m1 = 1, m2 = 2;
-        for (int n = 0; n < QK_K; n += 64, ql += 32, m1 = static_cast<uint8_t>(m1 << 2), m2 = static_cast<uint8_t>(m2 << 2))
-            for (int j = 0; j < 32; ++j) {
-                int l1 = L[n + j], l2 = L[n + j + 32];
-                if (l1 > 15) {
-                    l1 -= 16;
-                    qh[j] = static_cast<uint8_t>(qh[j] | m1);
-                }
-                if (l2 > 15) {
-                    l2 -= 16;
-                    qh[j] = static_cast<uint8_t>(qh[j] | m2);
-                }
-                ql[j] = static_cast<uint8_t>(l1 | (l2 << 4));
-            }
+        pack_q5_k(dst, L);
     }
 }
 
@@ -465,13 +415,16 @@ void dequantize_q5_k(float *y, const uint8_t *src, size_t blocks) { dequantize_k
 // layout: ql[128] | qh[64] | scales[16] (int8) | d (f16)
 constexpr size_t kQ6Size = 128 + 64 + 16 + 2;
 
-void quantize_q6_k(uint8_t *dst, const float *x, size_t blocks) {
+// The two paths differ only in the sub-block fit's weights: x^2 (reference)
+// or the importance itself (ggml does not scale it by the row's spread here).
+void quantize_q6_k_blocks(uint8_t *dst, const float *x, size_t blocks, const float *importance) {
     int8_t L[QK_K];
     float scales[QK_K / 16];
     for (size_t b = 0; b < blocks; ++b, x += QK_K, dst += kQ6Size) {
         float max_scale = 0, max_abs = 0;
         for (int j = 0; j < QK_K / 16; ++j) {
-            scales[j] = fit_symmetric(16, 32, x + 16 * j, L + 16 * j);
+            const float *qw = importance ? importance + QK_K * b + 16 * j : nullptr;
+            scales[j] = ggml_fit::symmetric(16, 32, x + 16 * j, L + 16 * j, qw);
             const float a = std::fabs(scales[j]);
             if (a > max_abs) {
                 max_abs = a;
@@ -503,6 +456,12 @@ void quantize_q6_k(uint8_t *dst, const float *x, size_t blocks) {
     }
 }
 
+void quantize_q6_k(uint8_t *dst, const float *x, size_t blocks) { quantize_q6_k_blocks(dst, x, blocks, nullptr); }
+
+void quantize_q6_k_importance(uint8_t *dst, const float *x, size_t n_per_row, const float *importance) {
+    quantize_q6_k_blocks(dst, x, n_per_row / QK_K, importance);
+}
+
 void dequantize_q6_k(float *y, const uint8_t *src, size_t blocks) {
     for (size_t b = 0; b < blocks; ++b, src += kQ6Size) {
         const float d = get_half(src + 208);
@@ -524,11 +483,11 @@ void dequantize_q6_k(float *y, const uint8_t *src, size_t blocks) {
 }
 
 const GgmlTypeTraits kKTraits[] = {
-    {KTQ_GGML_Q2_K, "Q2_K", QK_K, kQ2Size, quantize_q2_k, dequantize_q2_k},
-    {KTQ_GGML_Q3_K, "Q3_K", QK_K, kQ3Size, quantize_q3_k, dequantize_q3_k},
-    {KTQ_GGML_Q4_K, "Q4_K", QK_K, kQ4Size, quantize_q4_k, dequantize_q4_k},
-    {KTQ_GGML_Q5_K, "Q5_K", QK_K, kQ5Size, quantize_q5_k, dequantize_q5_k},
-    {KTQ_GGML_Q6_K, "Q6_K", QK_K, kQ6Size, quantize_q6_k, dequantize_q6_k},
+    {KTQ_GGML_Q2_K, "Q2_K", QK_K, kQ2Size, quantize_q2_k, dequantize_q2_k, quantize_q2_k_importance},
+    {KTQ_GGML_Q3_K, "Q3_K", QK_K, kQ3Size, quantize_q3_k, dequantize_q3_k, quantize_q3_k_importance},
+    {KTQ_GGML_Q4_K, "Q4_K", QK_K, kQ4Size, quantize_q4_k, dequantize_q4_k, quantize_q4_k_importance},
+    {KTQ_GGML_Q5_K, "Q5_K", QK_K, kQ5Size, quantize_q5_k, dequantize_q5_k, quantize_q5_k_importance},
+    {KTQ_GGML_Q6_K, "Q6_K", QK_K, kQ6Size, quantize_q6_k, dequantize_q6_k, quantize_q6_k_importance},
 };
 
 }  // namespace

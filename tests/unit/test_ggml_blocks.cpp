@@ -69,6 +69,53 @@ TEST(GgmlBlocks, IdenticalToGgufPyGoldenVectors) { EXPECT_EQ(check_golden("ggml_
 // K-quants against ggml's own reference quantizers (make_kquant_golden.py).
 TEST(GgmlBlocks, KQuantsIdenticalToGgmlReference) { EXPECT_EQ(check_golden("ggml_kquants.json", 16128), 5); }
 
+// The imatrix path against ggml's own quantize_<type>(..., quant_weights)
+// (make_importance_golden.py): same bytes for every row and type.
+TEST(GgmlBlocks, ImportanceQuantizersIdenticalToGgml) {
+    const auto g = golden("ggml_importance.json");
+    const size_t n_per_row = g["n_per_row"].get<size_t>(), rows = g["rows"].get<size_t>();
+    const std::string xr = b64decode(g["input_f32"].get<std::string>());
+    const std::string wr = b64decode(g["importance_f32"].get<std::string>());
+    std::vector<float> x(xr.size() / 4), w(wr.size() / 4);
+    std::memcpy(x.data(), xr.data(), xr.size());
+    std::memcpy(w.data(), wr.data(), wr.size());
+    ASSERT_EQ(x.size(), rows * n_per_row);
+    ASSERT_EQ(w.size(), rows * n_per_row);
+    int types = 0;
+    for (auto it = g["types"].begin(); it != g["types"].end(); ++it, ++types) {
+        const auto type = static_cast<ktq_ggml_type>(it.value()["id"].get<int>());
+        const std::string want = b64decode(it.value()["quantized"].get<std::string>());
+        const size_t row_bytes = n_per_row / ktq_ggml_block_size(type) * ktq_ggml_type_size(type);
+        ASSERT_EQ(want.size(), rows * row_bytes) << it.key();
+        std::vector<uint8_t> got(row_bytes), plain(row_bytes);
+        size_t bad = 0, same_as_plain = 0;
+        for (size_t r = 0; r < rows; ++r) {
+            ASSERT_EQ(ktq_quantize_rows(got.data(), got.size(), x.data() + r * n_per_row, 1, n_per_row,
+                                        w.data() + r * n_per_row, type, nullptr), KTQ_OK);
+            for (size_t i = 0; i < row_bytes; ++i)
+                if (got[i] != static_cast<uint8_t>(want[r * row_bytes + i]) && bad++ == 0)
+                    ADD_FAILURE() << it.key() << " row " << r << ": first difference at byte " << i << " (block "
+                                  << i / ktq_ggml_type_size(type) << ")";
+            ASSERT_EQ(ktq_quantize_rows(plain.data(), plain.size(), x.data() + r * n_per_row, 1, n_per_row, nullptr,
+                                        type, nullptr), KTQ_OK);
+            same_as_plain += plain == got;
+        }
+        EXPECT_EQ(bad, 0u) << it.key() << ": " << bad << " bytes differ";
+        // The importance path is a different quantizer: it must not just be the reference one.
+        EXPECT_LT(same_as_plain, rows) << it.key();
+    }
+    EXPECT_EQ(types, 9);
+    // Q8_0 has no importance path in ggml: the reference bytes either way.
+    std::vector<uint8_t> a(34 * 72), b(34 * 72);
+    ASSERT_EQ(ktq_quantize_rows(a.data(), a.size(), x.data(), 1, n_per_row, w.data(), KTQ_GGML_Q8_0, nullptr), KTQ_OK);
+    ASSERT_EQ(ktq_quantize_tensor(b.data(), b.size(), x.data(), n_per_row, KTQ_GGML_Q8_0, nullptr), KTQ_OK);
+    EXPECT_EQ(a, b);
+    ktq_error *err = nullptr;
+    EXPECT_EQ(ktq_quantize_rows(a.data(), 10, x.data(), 1, n_per_row, w.data(), KTQ_GGML_Q4_K, &err),
+              KTQ_ERR_BUFFER_TOO_SMALL);
+    ktq_error_free(err);
+}
+
 TEST(GgmlBlocks, F16RoundingMatchesTheDefinition) {
     EXPECT_EQ(ktq::f32_to_f16(1.0f), 0x3c00);
     EXPECT_EQ(ktq::f32_to_f16(65504.0f), 0x7bff);
