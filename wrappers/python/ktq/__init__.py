@@ -18,7 +18,7 @@ from . import _lib
 from ._lib import lib
 
 __all__ = ["KtqError", "Model", "KtOutput", "Gptq", "convert", "kt_merge", "perplexity", "tokenize",
-           "quantize_blocks", "dequantize_blocks", "system_info", "version", "STATUS"]
+           "quantize_blocks", "quantize_rows", "dequantize_blocks", "system_info", "version", "STATUS"]
 
 STATUS = {0: "ok", -1: "invalid_argument", -2: "io", -3: "format", -4: "unsupported", -5: "not_found",
           -6: "no_memory", -7: "cancelled", -8: "buffer_too_small", -9: "version", -10: "no_space",
@@ -260,6 +260,28 @@ def quantize_blocks(values, gguf_type):
         raise ValueError(f"{n} values are not a whole number of {gguf_type} blocks ({block} values)")
     out = bytearray(n // block * size)
     _call(lib.ktq_quantize_tensor, (ctypes.c_char * len(out)).from_buffer(out), len(out), src, n, t)
+    return bytes(out)
+
+
+def quantize_rows(values, n_per_row, importance, gguf_type):
+    """ggml blocks (bytes) of float32 `values` (whole rows of `n_per_row`)
+    quantized with per-column `importance` (n_per_row float32 values: an
+    imatrix's for this weight), bit-identical to llama-quantize with that
+    imatrix. Types without an importance path in ggml (F32, F16, BF16, Q8_0)
+    give quantize_blocks' bytes."""
+    t = _ggml_type(gguf_type)
+    src, n = _address(values, 4, "values")
+    imp, n_imp = _address(importance, 4, "importance")
+    if n_per_row <= 0 or n % n_per_row:
+        raise ValueError(f"{n} values are not whole rows of {n_per_row}")
+    if n_imp != n_per_row:
+        raise ValueError(f"importance has {n_imp} values for rows of {n_per_row}")
+    block, size = lib.ktq_ggml_block_size(t), lib.ktq_ggml_type_size(t)
+    if not block or n_per_row % block:
+        raise ValueError(f"rows of {n_per_row} values are not a whole number of {gguf_type} blocks ({block} values)")
+    out = bytearray(n // block * size)
+    _call(lib.ktq_quantize_rows, (ctypes.c_char * len(out)).from_buffer(out), len(out), src, n // n_per_row, n_per_row,
+          imp, t)
     return bytes(out)
 
 

@@ -212,6 +212,7 @@ _decl("ktq_kt_merge", c_int, c_char_p, c_char_p, c_void_p, ctypes.POINTER(Writer
 _decl("ktq_ggml_block_size", c_size_t, c_int)
 _decl("ktq_ggml_type_size", c_size_t, c_int)
 _decl("ktq_quantize_tensor", c_int, c_void_p, c_size_t, c_void_p, c_size_t, c_int, _E)
+_decl("ktq_quantize_rows", c_int, c_void_p, c_size_t, c_void_p, c_size_t, c_size_t, c_void_p, c_int, _E)
 _decl("ktq_dequantize_tensor", c_int, c_void_p, c_size_t, c_void_p, c_size_t, c_int, _E)
 _decl("ktq_ct_scheme_init", c_int, ctypes.POINTER(CtScheme), c_uint)
 _decl("ktq_ct_sizes", c_int, ctypes.POINTER(c_size_t), ctypes.POINTER(c_size_t), ctypes.POINTER(c_size_t), c_uint64,

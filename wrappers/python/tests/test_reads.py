@@ -114,6 +114,20 @@ def test_ggml_blocks_equal_ggmls_own(golden):
         ktq.quantize_blocks(values[:32], "Q7_X")
 
 
+def test_importance_quantizers_equal_ggmls_imatrix_path():
+    g = json.load(open(os.path.join(GOLDEN, "ggml_importance.json")))
+    n, rows = g["n_per_row"], g["rows"]
+    values = array.array("f", base64.b64decode(g["input_f32"]))
+    importance = array.array("f", base64.b64decode(g["importance_f32"]))
+    for name, t in g["types"].items():
+        want = base64.b64decode(t["quantized"])
+        got = b"".join(ktq.quantize_rows(values[r * n:(r + 1) * n], n, importance[r * n:(r + 1) * n], name)
+                       for r in range(rows))
+        assert got == want, name
+    with pytest.raises(ValueError):
+        ktq.quantize_rows(values[:n], n, importance[:n - 1], "Q4_K")
+
+
 def test_tokenizer_equals_hf_tokenizers():
     g = json.load(open(os.path.join(GOLDEN, "tokens.json"), encoding="utf-8"))
     for model, cases in g["models"].items():

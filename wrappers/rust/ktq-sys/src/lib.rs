@@ -307,6 +307,16 @@ extern "C" {
         ty: ktq_ggml_type,
         err: *mut *mut ktq_error,
     ) -> ktq_status;
+    pub fn ktq_quantize_rows(
+        dst: *mut c_void,
+        dst_bytes: usize,
+        src: *const f32,
+        rows: usize,
+        n_per_row: usize,
+        importance: *const f32,
+        ty: ktq_ggml_type,
+        err: *mut *mut ktq_error,
+    ) -> ktq_status;
     pub fn ktq_dequantize_tensor(
         dst: *mut f32,
         n: usize,

@@ -758,6 +758,25 @@ pub fn quantize(values: &[f32], ty: GgmlType) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Quantizes rows of `n_per_row` values with per-column `importance` (an imatrix's `n_per_row` values
+/// for this weight, or one expert's slice), bit-identical to llama-quantize with that imatrix. Types
+/// without an importance path in ggml (F32, F16, BF16, Q8_0) give [`quantize`]'s bytes.
+pub fn quantize_with_importance(values: &[f32], n_per_row: usize, importance: &[f32], ty: GgmlType) -> Result<Vec<u8>> {
+    if n_per_row == 0 || values.len() % n_per_row != 0 {
+        return Err(invalid(format!("{} values are not whole rows of {n_per_row}", values.len())));
+    }
+    if importance.len() != n_per_row {
+        return Err(invalid(format!("importance has {} values for rows of {n_per_row}", importance.len())));
+    }
+    let (block, size) = ty.block();
+    let mut out = vec![0u8; values.len() / block.max(1) * size];
+    call(|err| unsafe {
+        sys::ktq_quantize_rows(out.as_mut_ptr().cast(), out.len(), values.as_ptr(), values.len() / n_per_row, n_per_row,
+                               importance.as_ptr(), ty.raw(), err)
+    })?;
+    Ok(out)
+}
+
 /// A weight quantized with a compressed-tensors scheme: the tensors a
 /// `pack-quantized` checkpoint stores for it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -140,6 +140,29 @@ fn ggml_quantization_round_trips_within_the_block_error() {
 }
 
 #[test]
+fn importance_lowers_the_error_where_it_is_high() {
+    // An imatrix's point: columns with large importance are reproduced better than without it.
+    let model = ktq::Model::open(demo_model()).unwrap();
+    let w = model.read_tensor_f32("model.layers.1.mlp.experts.2.down_proj.weight").unwrap();
+    let n = model.tensor("model.layers.1.mlp.experts.2.down_proj.weight").unwrap().shape[1] as usize;
+    let importance: Vec<f32> = (0..n).map(|c| if c % 7 == 0 { 50.0 } else { 0.01 }).collect();
+    for ty in [ktq::GgmlType::Q4_0, ktq::GgmlType::Q4_1, ktq::GgmlType::Q3K, ktq::GgmlType::Q4K, ktq::GgmlType::Q6K] {
+        let weighted_error = |q: &[u8]| -> f64 {
+            let back = ktq::dequantize(q, w.len(), ty).unwrap();
+            w.iter().zip(&back).enumerate()
+                .map(|(i, (a, b))| importance[i % n] as f64 * ((a - b) as f64).powi(2)).sum()
+        };
+        let plain = weighted_error(&ktq::quantize(&w, ty).unwrap());
+        let with = weighted_error(&ktq::quantize_with_importance(&w, n, &importance, ty).unwrap());
+        assert!(with < plain, "{ty:?}: importance-weighted error {with} not below the plain path's {plain}");
+    }
+    let q8 = ktq::quantize_with_importance(&w, n, &importance, ktq::GgmlType::Q8_0).unwrap();
+    assert_eq!(q8, ktq::quantize(&w, ktq::GgmlType::Q8_0).unwrap());
+    let err = ktq::quantize_with_importance(&w, n, &importance[1..], ktq::GgmlType::Q4K).unwrap_err();
+    assert_eq!(err.status, ktq::Status::InvalidArgument);
+}
+
+#[test]
 fn kt_amx_format_matches_the_cli() {
     // kt-kernel's AMX INT8 layout, merged safetensors, 2 NUMA parts: the same files as `ktq convert --format kt`.
     let model = ktq::Model::open(demo_model()).unwrap();
