@@ -177,6 +177,15 @@ typedef struct ktq_writer_options {
      * you know llama.cpp's name for such a tokenizer: it is written
      * unchecked. */
     const char *gguf_tokenizer_pre;
+    /* GGUF: an importance matrix to quantize with (NULL = none), as
+     * llama-quantize --imatrix: llama-imatrix's GGUF file or its legacy .dat.
+     * Weights with an entry are quantized by ggml's importance-weighted path
+     * (ktq_quantize_rows; same bytes as llama-quantize with that file);
+     * weights without one as usual. An entry whose size does not fit its
+     * weight, a malformed file or non-finite importance is an error naming
+     * the file and entry. The Q4_0 / Q5_0 mixtures then put the first eighth
+     * of ffn_down in Q4_1 / Q5_1, as llama-quantize does with an imatrix. */
+    const char *gguf_imatrix;
 } ktq_writer_options;
 #define KTQ_WRITER_OPTIONS_VERSION 5
 KTQ_API ktq_status ktq_writer_options_init(ktq_writer_options *opts, unsigned version);

@@ -57,6 +57,7 @@ struct Options {
     std::string gguf_type = "Q8_0";
     std::string gguf_mix;  // llama-quantize's file type names (Q4_K_M ...) or ktq's MOE_*
     std::string tokenizer_pre;  // llama.cpp's tokenizer.ggml.pre name; "" = detect
+    std::string imatrix;        // llama-imatrix's file (GGUF or legacy .dat); "" = none
     std::string expert_layout;  // "" = by --target
     std::vector<std::string> tensor_types;  // REGEX=TYPE
 };
@@ -172,6 +173,7 @@ int run(const Options &o) {
         gguf_mix = !o.gguf_mix.empty() ? o.gguf_mix : t < 0 ? o.gguf_type : "";
         if (!gguf_mix.empty()) wopts.gguf_mix = gguf_mix.c_str();
         if (!o.tokenizer_pre.empty()) wopts.gguf_tokenizer_pre = o.tokenizer_pre.c_str();
+        if (!o.imatrix.empty()) wopts.gguf_imatrix = o.imatrix.c_str();
         const std::string layout = o.expert_layout.empty() ? (target == "candle" ? "split" : "stacked")
                                                            : o.expert_layout;
         wopts.gguf_split_experts = layout == "split";
@@ -389,6 +391,10 @@ Command add_convert_command(CLI::App &app) {
                     "gguf: REGEX=TYPE, the type of the weights whose GGUF name the regex matches "
                     "(e.g. ffn_down_exps=Q6_K); repeatable, the first match wins")
         ->take_all();
+    cmd->add_option("--imatrix", o->imatrix,
+                    "gguf: quantize with this importance matrix (llama-imatrix's GGUF file or legacy .dat), "
+                    "the same bytes as llama-quantize --imatrix")
+        ->check(CLI::ExistingFile);
     cmd->add_option("--tokenizer-pre", o->tokenizer_pre,
                     "gguf: llama.cpp's pre-tokenizer name to write (tokenizer.ggml.pre) instead of the one derived "
                     "from tokenizer.json; for tokenizers ktq does not recognise, written unchecked");

@@ -18,7 +18,27 @@ struct Task {
     MatrixView view;          // the source matrix (one expert's, for experts)
     uint64_t first, count;    // rows of the view
     uint64_t out_offset;      // bytes into the output tensor where row `first` goes
+    uint64_t out_row;         // the output tensor's row (over all its slices) where row `first` goes
 };
+
+// Quantizes `rows` rows of `src` into `dst`. With importance (an imatrix), row
+// r of the output tensor takes the importance row of its slice (its expert,
+// or its head of a split MLA tensor), as llama-quantize hands it to ggml.
+void quantize_rows(const GgmlTypeTraits &tr, const OutputTensor &t, const float *src, uint64_t rows, uint64_t out_row,
+                   uint8_t *dst) {
+    const uint64_t ne0 = static_cast<uint64_t>(t.shape.back());
+    if (!t.gguf_importance || !tr.quantize_importance) {
+        tr.quantize(dst, src, rows * ne0 / tr.block_size);
+        return;
+    }
+    const uint64_t rows_per_slice = static_cast<uint64_t>(t.shape[t.shape.size() - 2]);
+    const uint64_t row_bytes = ne0 / tr.block_size * tr.type_size;
+    for (uint64_t r = 0; r < rows; ++r) {
+        const float *importance =
+            t.gguf_importance->data() + t.gguf_importance_offset + (out_row + r) / rows_per_slice * ne0;
+        tr.quantize_importance(dst + r * row_bytes, src + r * ne0, ne0, importance);
+    }
+}
 
 // llama.cpp's row order for llama's Q/K: within each head, the rows of the
 // two rotary halves interleaved (HF keeps them as two blocks).
@@ -72,10 +92,10 @@ void GgufEngine::run_layer(const Model &model, int layer, Writer &writer, Thread
             if (row % tr->block_size != 0)
                 fail(KTQ_ERR_FORMAT, "'" + t->name + "': rows of " + std::to_string(row) + " values do not fit " +
                                          tr->name + " blocks of " + std::to_string(tr->block_size));
-            tasks.push_back({t, views[0], 0, views[0].rows, 0});
+            tasks.push_back({t, views[0], 0, views[0].rows, 0, 0});
             continue;
         }
-        uint64_t base = 0;
+        uint64_t base = 0, base_row = 0;
         for (const MatrixView &v : views) {
             if (v.cols % tr->block_size != 0)
                 fail(KTQ_ERR_FORMAT, "'" + v.tensor + "': rows of " + std::to_string(v.cols) + " values do not fit " +
@@ -85,8 +105,9 @@ void GgufEngine::run_layer(const Model &model, int layer, Writer &writer, Thread
             const uint64_t rows_per = t->gguf_permute_heads ? v.rows
                                                             : std::max<uint64_t>(1, kChunkElements / std::max<uint64_t>(1, v.cols));
             for (uint64_t r = 0; r < v.rows; r += rows_per)
-                tasks.push_back({t, v, r, std::min(rows_per, v.rows - r), base + r * row_bytes});
+                tasks.push_back({t, v, r, std::min(rows_per, v.rows - r), base + r * row_bytes, base_row + r});
             base += v.rows * row_bytes;
+            base_row += v.rows;
         }
     }
     first_task[tensors.size()] = tasks.size();
@@ -117,7 +138,7 @@ void GgufEngine::run_layer(const Model &model, int layer, Writer &writer, Thread
         }
         const uint64_t nblocks = values / tr.block_size;
         blocks.resize(nblocks * tr.type_size);
-        tr.quantize(blocks.data(), src, nblocks);
+        quantize_rows(tr, *k.out, src, values / static_cast<uint64_t>(k.out->shape.back()), k.out_row, blocks.data());
         writer.write(*k.out, k.out_offset, blocks.data(), blocks.size());
     });
     for (size_t i = 0; i < tasks.size(); ++i)

@@ -115,7 +115,12 @@ GgufFile::GgufFile(const std::string &path) : path_(path) {
                 const uint32_t item = c.get<uint32_t>(key.c_str());
                 const uint64_t n = c.get<uint64_t>(key.c_str());
                 if (item == STRING) {
-                    for (uint64_t k = 0; k < n; ++k) c.string(key.c_str());
+                    std::vector<std::string> items;
+                    for (uint64_t k = 0; k < n; ++k) {
+                        std::string s = c.string(key.c_str());
+                        if (n <= kMaxKeptStrings) items.push_back(std::move(s));
+                    }
+                    if (n <= kMaxKeptStrings) string_arrays_[key] = std::move(items);
                 } else if (scalar_size(item)) {
                     if (n > size_ / scalar_size(item)) c.bad("array '" + key + "' larger than the file");
                     c.skip(n * scalar_size(item), key.c_str());
@@ -206,6 +211,11 @@ std::string GgufFile::get_string(const std::string &key, const std::string &fall
     if (it == kv_.end()) return fallback;
     if (auto *v = std::get_if<std::string>(&it->second)) return *v;
     fail(KTQ_ERR_FORMAT, path_ + ": key '" + key + "' is not a string");
+}
+
+std::vector<std::string> GgufFile::get_strings(const std::string &key) const {
+    auto it = string_arrays_.find(key);
+    return it == string_arrays_.end() ? std::vector<std::string>{} : it->second;
 }
 
 void GgufFile::read_rows(const Tensor &t, uint64_t first, uint64_t count, float *dst) const {

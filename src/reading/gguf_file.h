@@ -42,6 +42,10 @@ public:
     // A number or string key-value; `fallback` when absent (or an array).
     int64_t get_int(const std::string &key, int64_t fallback) const;
     std::string get_string(const std::string &key, const std::string &fallback) const;
+    // A string array of at most kMaxKeptStrings items (e.g. imatrix.datasets); empty when absent.
+    // Longer ones (the tokenizer's) are skipped, not kept.
+    std::vector<std::string> get_strings(const std::string &key) const;
+    static constexpr uint64_t kMaxKeptStrings = 1024;
 
     // Rows [first, first + count) of `t` (rows counted over every dimension
     // past the first, so a stacked expert e starts at row e * ne[1]) as
@@ -54,6 +58,7 @@ private:
     uint64_t size_ = 0;
     std::map<std::string, Tensor> tensors_;
     std::map<std::string, Value> kv_;
+    std::map<std::string, std::vector<std::string>> string_arrays_;
 };
 
 }  // namespace ktq

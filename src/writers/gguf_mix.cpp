@@ -95,6 +95,9 @@ ktq_ggml_type choose_llama(const Mix &mix, const ModelFacts &f, const std::strin
             if (more_bits(i, n)) t = KTQ_GGML_Q6_K;
         } else if (m == "Q5_K_M" && more_bits(i, n)) t = KTQ_GGML_Q6_K;
         else if (m == "Q4_K_S" && i < n / 8) t = KTQ_GGML_Q5_K;
+        // With an imatrix llama-quantize guards the first eighth of ffn_down against Q4_0/Q5_0's failures.
+        else if ((m == "Q4_0" || m == "Q5_0") && f.has_imatrix && i < n / 8)
+            t = m == "Q4_0" ? KTQ_GGML_Q4_1 : KTQ_GGML_Q5_1;
         return t;
     }
     if (c == Category::AttnOutput) {

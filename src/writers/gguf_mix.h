@@ -5,7 +5,7 @@
 // experts in the low-bit type and everything else in Q8_0.
 //
 // The choice reproduces llama.cpp's llama_tensor_get_type (src/llama-quant.cpp
-// of the llama-cpp-python 0.3.36 sdist, without an imatrix), so a ktq file of
+// of the llama-cpp-python 0.3.36 sdist, with or without an imatrix), so a ktq file of
 // a mixture has the tensor types, and hence the bytes, llama-quantize writes
 // for it (tests/interop/llama_quantize_bytes.sh checks; the types are golden
 // in tests/golden/gguf_mix_types.json).
@@ -39,6 +39,7 @@ struct ModelFacts {
     bool is_llama_70b = false; // llama.cpp's LLM_TYPE_70B: attn_v of Q3_K/Q4_K goes up to Q5_K
     bool has_output = true;    // output.weight present (else token_embd is treated as the output)
     int attn_v_count = 0;      // attn_v / attn_qkv / attn_kv_b weights in the file
+    bool has_imatrix = false;  // quantized with an importance matrix
 };
 
 // The type of quantizable weight `gguf_name` (a 2-D or stacked 3-D weight

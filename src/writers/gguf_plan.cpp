@@ -3,6 +3,7 @@
 #include "reading/gguf_names.h"
 #include "writers/gguf_mix.h"
 #include "writers/gguf_tokenizer.h"
+#include "reading/imatrix_file.h"
 
 #include <algorithm>
 #include <optional>
@@ -93,6 +94,48 @@ uint32_t file_type_of(ktq_ggml_type t) {
     }
 }
 
+// Gives every weight the importance llama-quantize would use for it: the
+// imatrix entry of its GGUF name (a split expert "blk.N.ffn_gate.E.weight"
+// takes expert E's row of "blk.N.ffn_gate_exps.weight", as llama-imatrix
+// names it). Weights without an entry are quantized without, as
+// llama-quantize does; an entry of the wrong size is an error (except for
+// token_embd, which llama-quantize lets pass). Records llama-quantize's
+// quantize.imatrix.* keys.
+template <typename Quantizable>
+void attach_importance(const Imatrix &m, OutputPlan &plan, Quantizable quantizable, gguf::Metadata &kv) {
+    static const std::regex split_expert(R"(^(blk\.\d+\.ffn_(gate|up|down))\.(\d+)\.weight$)");
+    for (auto &t : plan.tensors) {
+        if (!quantizable(t)) continue;
+        const uint64_t ne0 = static_cast<uint64_t>(t.shape.back());
+        const uint64_t slices = t.shape.size() == 3 ? static_cast<uint64_t>(t.shape[0]) : 1;
+        std::string name = t.name;
+        uint64_t offset = 0, need = ne0 * slices;
+        std::smatch sm;
+        if (std::regex_match(t.name, sm, split_expert)) {
+            name = sm[1].str() + "_exps.weight";
+            offset = std::stoull(sm[3].str()) * ne0;
+            need = 0;  // the entry covers every expert: checked below against the expert index
+        }
+        auto it = m.entries.find(name);
+        if (it == m.entries.end()) continue;
+        const auto &entry = *it->second;
+        const bool fits = need ? entry.size() == need : entry.size() % ne0 == 0 && offset + ne0 <= entry.size();
+        if (!fits) {
+            if (t.name.rfind("token_embd", 0) == 0) continue;
+            fail(KTQ_ERR_FORMAT, m.path + ": importance of '" + name + "' has " + std::to_string(entry.size()) +
+                                     " values; weight '" + t.name + "' needs " +
+                                     (need ? std::to_string(need) : "one row of " + std::to_string(ne0) + " per expert") +
+                                     " (an imatrix of another model?)");
+        }
+        t.gguf_importance = it->second;
+        t.gguf_importance_offset = offset;
+    }
+    kv.add_string("quantize.imatrix.file", m.path.substr(0, 127));
+    if (!m.datasets.empty()) kv.add_string("quantize.imatrix.dataset", m.datasets[0].substr(0, 127));
+    kv.add_i32("quantize.imatrix.entries_count", static_cast<int32_t>(m.entries.size()));
+    if (m.chunk_count > 0) kv.add_i32("quantize.imatrix.chunks_count", static_cast<int32_t>(m.chunk_count));
+}
+
 // llama.cpp's deepseek2 hyperparameters (what its convert_hf_to_gguf writes for DeepseekV3).
 void add_deepseek2_keys(const Model &model, gguf::Metadata &kv) {
     const std::string a = "deepseek2.";
@@ -163,8 +206,8 @@ OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_wri
         mix = gguf_mix::find(layout.mix);
         if (!mix && (layout.mix == "Q2_K_S" || layout.mix.rfind("IQ", 0) == 0))
             fail(KTQ_ERR_UNSUPPORTED, "GGUF mixture " + layout.mix +
-                                          " needs an importance matrix (llama-quantize refuses it without one); "
-                                          "ktq does not read imatrix files yet");
+                                          " is not written yet: it needs an importance matrix and ggml types or "
+                                          "rules ktq does not have (the K-quant and legacy mixtures take --imatrix)");
         if (!mix) {
             std::string known;
             for (const auto &n : gguf_mix::names()) known += (known.empty() ? "" : ", ") + n;
@@ -286,7 +329,10 @@ OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_wri
     auto quantizable = [](const OutputTensor &t) {
         return t.shape.size() >= 2 && ends_with(t.name, ".weight") && !ends_with(t.name, "ffn_gate_inp.weight");
     };
+    std::optional<Imatrix> imatrix;
+    if (!layout.imatrix.empty()) imatrix = Imatrix::load(layout.imatrix);
     gguf_mix::ModelFacts facts;
+    facts.has_imatrix = imatrix.has_value();
     facts.layers = layers;
     facts.heads = heads;
     facts.kv_heads = kv_heads;
@@ -307,6 +353,7 @@ OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_wri
         else t.gguf_type = gguf_mix::fit_row(layout.type, row);
         attn_v_index += gguf_mix::is_attn_v_like(t.name);
     }
+    if (imatrix) attach_importance(*imatrix, plan, quantizable, *kv);
     plan.gguf_metadata = kv;
     (void)opts;
     return plan;

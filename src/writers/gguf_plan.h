@@ -30,6 +30,9 @@ struct GgufLayout {
     std::string mix;
     // llama.cpp's pre-tokenizer name to write instead of the detected one; "" = detect (gguf_tokenizer.h).
     std::string tokenizer_pre;
+    // An importance matrix file (llama-imatrix's GGUF or legacy .dat) to quantize with, as
+    // llama-quantize --imatrix does; "" = none.
+    std::string imatrix;
 };
 
 // Throws KTQ_ERR_UNSUPPORTED for an architecture whose llama.cpp metadata is

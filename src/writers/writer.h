@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -48,6 +49,11 @@ struct OutputTensor {
     // transposed to [kv_lora, nope]) and attn_v_b (part 2: the head's v rows).
     int gguf_mla_part = 0;
     int gguf_mla_heads = 0, gguf_mla_nope = 0, gguf_mla_v = 0;
+    // GGUF with an imatrix: the importance of this weight's columns (one row
+    // of shape.back() values per slice of a 3-D weight), starting at value
+    // gguf_importance_offset of the shared entry; null = quantize without.
+    std::shared_ptr<const std::vector<float>> gguf_importance;
+    uint64_t gguf_importance_offset = 0;
     // Loose-file layouts: the file's path relative to the output folder.
     std::string file;
     uint64_t nbytes() const;

@@ -380,7 +380,7 @@ def system_info():
 def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=False, resume=False,
             progress=None, numa_parts=2, loose_files=False, resume_layer=0, group_size=128, asymmetric=False,
             targets=None, ignore=None, device="cpu", rounding="fp32", dtype=None, gguf_type="Q8_0",
-            split_experts=False, gguf_mix=None, gguf_tokenizer_pre=None, engine="rtn", dataset=None, num_calibration_samples=512, max_sequence_length=2048,
+            split_experts=False, gguf_mix=None, gguf_tokenizer_pre=None, gguf_imatrix=None, engine="rtn", dataset=None, num_calibration_samples=512, max_sequence_length=2048,
             seed=42, dampening_frac=0.01, actorder="static", max_gpu_memory=0, devices=None):
     """Converts `model` into `out_dir`: to="bf16" (dequantized checkpoint),
     "kt-int4" or "kt-int8" (kt-kernel's AMX expert layout, split into
@@ -397,7 +397,8 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
     file types, also "Q4_0" etc. in its non-pure sense), experts stacked or
     `split_experts`; `gguf_tokenizer_pre` writes that llama.cpp pre-tokenizer
     name instead of the one derived from tokenizer.json (ktq refuses
-    pre-tokenizers it does not recognise).
+    pre-tokenizers it does not recognise); `gguf_imatrix` quantizes with that
+    importance matrix file (llama-imatrix's), as llama-quantize --imatrix.
     W4A16/W8A16 with engine="gptq" calibrate GPTQ on `dataset` (a text or
     JSONL file; `num_calibration_samples` x `max_sequence_length` tokens,
     drawn with `seed`; `dampening_frac`; `actorder` "static" or "none");
@@ -438,6 +439,8 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
         wopts.gguf_mix = mix_c
         pre_c = gguf_tokenizer_pre.encode() if gguf_tokenizer_pre else None  # kept alive like mix_c
         wopts.gguf_tokenizer_pre = pre_c
+        imatrix_c = os.fsencode(gguf_imatrix) if gguf_imatrix else None  # kept alive like mix_c
+        wopts.gguf_imatrix = imatrix_c
     if device not in ("cpu", "cuda"):
         raise ValueError(f"unknown device {device!r} (cpu or cuda)")
     if engine not in ("rtn", "gptq"):

@@ -446,9 +446,16 @@ pub struct WriterOptions {
     /// ktq derives from tokenizer.json (it refuses pre-tokenizers it does not recognise); written
     /// unchecked.
     pub gguf_tokenizer_pre: Option<String>,
+    /// GGUF: an importance matrix (llama-imatrix's GGUF or legacy .dat file) to quantize with, as
+    /// `llama-quantize --imatrix` (same bytes).
+    pub gguf_imatrix: Option<std::path::PathBuf>,
 }
 
 impl WriterOptions {
+    pub fn gguf_imatrix(mut self, path: impl AsRef<Path>) -> Self {
+        self.gguf_imatrix = Some(path.as_ref().to_path_buf());
+        self
+    }
     pub fn gguf_tokenizer_pre(mut self, name: impl Into<String>) -> Self {
         self.gguf_tokenizer_pre = Some(name.into());
         self
@@ -579,6 +586,10 @@ impl<'m> Writer<'m> {
             let mix = opts.gguf_mix.as_deref().map(cstring).transpose()?;
             if let Some(mix) = &mix {
                 o.gguf_mix = mix.as_ptr();
+            }
+            let imatrix = opts.gguf_imatrix.as_deref().map(path_cstring).transpose()?;
+            if let Some(imatrix) = &imatrix {
+                o.gguf_imatrix = imatrix.as_ptr();
             }
             let pre = opts.gguf_tokenizer_pre.as_deref().map(cstring).transpose()?;
             if let Some(pre) = &pre {
