@@ -117,7 +117,9 @@ void load_legacy(Imatrix &m) {
         name = name.substr(0, name.find('\0'));
         const int32_t ncall = r.i32(at + " ('" + name + "') call count");
         const int32_t nval = r.i32(at + " ('" + name + "') value count");
-        if (nval < 1) r.bad(at + " ('" + name + "') value count " + std::to_string(nval));
+        if (nval < 1 || static_cast<size_t>(nval) > r.remaining() / 4)
+            r.bad(at + " ('" + name + "') value count " + std::to_string(nval) + " (" + std::to_string(r.remaining()) +
+                  " bytes left)");
         std::vector<float> sums(static_cast<size_t>(nval));
         r.floats(sums.data(), sums.size(), at + " ('" + name + "')");
         auto e = std::make_shared<std::vector<float>>(sums.size());

@@ -10,12 +10,14 @@ seconds=${1:-20}
 build=$root/build-fuzz
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKTQ_FUZZ=ON -DKTQ_SANITIZE=ON \
       -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ > /dev/null
-cmake --build "$build" -j "$(nproc)" --target fuzz_safetensors_header fuzz_index fuzz_config fuzz_kt_output fuzz_gguf
+cmake --build "$build" -j "$(nproc)" --target fuzz_safetensors_header fuzz_index fuzz_config fuzz_kt_output fuzz_gguf fuzz_imatrix
 shared=${KTQ_SHARED_DIR:-$root/../shared}
 corpus=$build/corpus
-rm -rf "$corpus"; mkdir -p "$corpus"/{header,index,config,kt,gguf} "$build/crashes"
+rm -rf "$corpus"; mkdir -p "$corpus"/{header,index,config,kt,gguf,imatrix} "$build/crashes"
+cp "$root"/tests/golden/imatrix/* "$corpus/imatrix/"  # llama-imatrix files, both formats
 python3 "$root/tests/fuzz/make_seeds.py" "$corpus" "$root/examples/models" "$shared/models"
-for target in header:fuzz_safetensors_header index:fuzz_index config:fuzz_config kt:fuzz_kt_output gguf:fuzz_gguf; do
+for target in header:fuzz_safetensors_header index:fuzz_index config:fuzz_config kt:fuzz_kt_output gguf:fuzz_gguf \
+              imatrix:fuzz_imatrix; do
   dir=${target%%:*}; exe=${target##*:}
   echo "== $exe for ${seconds}s"
   "$build/tests/$exe" "$corpus/$dir" -max_total_time="$seconds" -max_len=65536 -timeout=10 \
