@@ -32,7 +32,9 @@ std::string gguf_tensor_name(const std::string &hf) {
         add(R"(^model\.layers\.(\d+)\.self_attn\.kv_a_proj_with_mqa\.weight$)", "blk.$1.attn_kv_a_mqa.weight");
         add(R"(^model\.layers\.(\d+)\.self_attn\.kv_a_layernorm\.weight$)", "blk.$1.attn_kv_a_norm.weight");
         add(R"(^model\.layers\.(\d+)\.mlp\.gate\.e_score_correction_bias$)", "blk.$1.exp_probs_b.bias");
-        add(R"(^model\.layers\.(\d+)\.mlp\.shared_experts\.(gate|up|down)_proj\.weight$)", "blk.$1.ffn_$2_shexp.weight");
+        add(R"(^model\.layers\.(\d+)\.mlp\.shared_experts?\.(gate|up|down)_proj\.weight$)", "blk.$1.ffn_$2_shexp.weight");
+        // Qwen2-MoE: its shared expert's sigmoid gate.
+        add(R"(^model\.layers\.(\d+)\.mlp\.shared_expert_gate\.weight$)", "blk.$1.ffn_gate_inp_shexp.weight");
         return r;
     }();
     for (const auto &[re, to] : rules)

@@ -22,10 +22,12 @@ namespace {
 std::string gguf_arch(const Model &model) {
     const std::string &t = model.config().model_type;
     if (t == "llama" || t == "mixtral" || t == "mistral") return "llama";
-    if (t == "qwen2" || t == "qwen3" || t == "qwen3_moe") return t == "qwen3_moe" ? "qwen3moe" : t;
+    if (t == "qwen2" || t == "qwen3") return t;
+    if (t == "qwen3_moe") return "qwen3moe";
+    if (t == "qwen2_moe") return "qwen2moe";  // shared expert with a sigmoid gate
     if (t == "deepseek_v3") return "deepseek2";  // llama.cpp's MLA architecture
     fail(KTQ_ERR_UNSUPPORTED, model.checkpoint().dir() + ": GGUF export of model_type '" + t +
-                                  "' is not written yet (llama, mixtral, qwen2, qwen3, qwen3_moe, deepseek_v3 are)");
+                                  "' is not written yet (llama, mixtral, qwen2, qwen3, qwen2_moe, qwen3_moe, deepseek_v3 are)");
 }
 
 const nlohmann::ordered_json &text_config(const Model &model) { return model.config().text(); }
@@ -233,7 +235,10 @@ OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_wri
     if (a.num_experts > 0) {
         kv->add_u32(arch + ".expert_count", static_cast<uint32_t>(a.num_experts));
         kv->add_u32(arch + ".expert_used_count", static_cast<uint32_t>(c.experts_per_token));
-        if (arch == "qwen3moe") kv->add_u32(arch + ".expert_feed_forward_length", static_cast<uint32_t>(a.moe_intermediate));
+        if (arch == "qwen3moe" || arch == "qwen2moe")
+            kv->add_u32(arch + ".expert_feed_forward_length", static_cast<uint32_t>(a.moe_intermediate));
+        if (arch == "qwen2moe" && c.shared_expert_intermediate_size > 0)
+            kv->add_u32(arch + ".expert_shared_feed_forward_length", static_cast<uint32_t>(c.shared_expert_intermediate_size));
     }
     if (arch == "deepseek2") add_deepseek2_keys(model, *kv);
     kv->add_u32(arch + ".vocab_size", static_cast<uint32_t>(c.vocab_size));
@@ -282,6 +287,8 @@ OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_wri
         t.name = out;
         t.source = name;
         t.shape = e.shape;
+        // Qwen2-MoE's shared-expert gate ([1, hidden]) is a vector to llama.cpp ({n_embd}), kept F32.
+        if (ends_with(out, "ffn_gate_inp_shexp.weight")) t.shape = {e.shape.back()};
         t.layer = layer_of_tensor(name);
         if (t.layer >= layers) continue;
         t.gguf_type = KTQ_GGML_F32;  // weights get theirs below, once the file order is known

@@ -16,20 +16,24 @@ ktq=${KTQ_BIN:-ktq}
 shared=${1:-$here/../../../shared}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-for m in tiny-llama tiny-qwen3-moe tiny-mixtral tiny-deepseek-v3; do
+# No shared model is a Qwen2-MoE: one is derived from tiny-qwen3-moe (tests/data/make_tiny_qwen2_moe.py).
+mkdir -p "$work/models"
+for m in tiny-llama tiny-qwen3-moe tiny-mixtral tiny-deepseek-v3; do ln -s "$shared/models/$m" "$work/models/$m"; done
+python3 "$here/../data/make_tiny_qwen2_moe.py" "$shared/models" "$work/models/tiny-qwen2-moe" > /dev/null
+for m in tiny-llama tiny-qwen3-moe tiny-mixtral tiny-deepseek-v3 tiny-qwen2-moe; do
   half=BF16
   [ "$m" = tiny-mixtral ] && half=F16
-  "$ktq" convert "$shared/models/$m" "$work/$m-$half.gguf" --to gguf --type "$half" --quiet
+  "$ktq" convert "$work/models/$m" "$work/$m-$half.gguf" --to gguf --type "$half" --quiet
   for t in Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K \
            mix:Q2_K mix:Q3_K_S mix:Q3_K_M mix:Q3_K_L mix:Q4_K_S mix:Q4_K_M mix:Q5_K_S mix:Q5_K_M mix:Q6_K mix:Q8_0 \
            mix:Q4_0 mix:Q4_1 mix:Q5_0 mix:Q5_1; do
     if [ "${t#mix:}" != "$t" ]; then
       t=${t#mix:}
-      "$ktq" convert "$shared/models/$m" "$work/ktq.gguf" --to gguf --mix "$t" --quiet --overwrite
+      "$ktq" convert "$work/models/$m" "$work/ktq.gguf" --to gguf --mix "$t" --quiet --overwrite
       "$LLAMA_QUANTIZE" "$work/$m-$half.gguf" "$work/ref.gguf" "$t" 2 > "$work/log" 2>&1 || { tail -5 "$work/log"; exit 1; }
       t="mixture $t"
     else
-      "$ktq" convert "$shared/models/$m" "$work/ktq.gguf" --to gguf --type "$t" --quiet --overwrite
+      "$ktq" convert "$work/models/$m" "$work/ktq.gguf" --to gguf --type "$t" --quiet --overwrite
       "$LLAMA_QUANTIZE" --pure "$work/$m-$half.gguf" "$work/ref.gguf" "$t" 2 > "$work/log" 2>&1 || { tail -5 "$work/log"; exit 1; }
     fi
     python3 - "$m" "$t" "$work/ktq.gguf" "$work/ref.gguf" <<'PY'

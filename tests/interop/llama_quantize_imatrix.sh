@@ -16,23 +16,26 @@ ktq=${KTQ_BIN:-ktq}
 shared=${1:-$here/../../../shared}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-for m in ${MODELS:-tiny-llama tiny-qwen3-moe tiny-mixtral tiny-deepseek-v3}; do
+mkdir -p "$work/models"
+for m in tiny-llama tiny-qwen3-moe tiny-mixtral tiny-deepseek-v3; do ln -s "$shared/models/$m" "$work/models/$m"; done
+python3 "$here/../data/make_tiny_qwen2_moe.py" "$shared/models" "$work/models/tiny-qwen2-moe" > /dev/null
+for m in ${MODELS:-tiny-llama tiny-qwen3-moe tiny-mixtral tiny-deepseek-v3 tiny-qwen2-moe}; do
   half=BF16
   [ "$m" = tiny-mixtral ] && half=F16
-  "$ktq" convert "$shared/models/$m" "$work/$m-$half.gguf" --to gguf --type "$half" --quiet
+  "$ktq" convert "$work/models/$m" "$work/$m-$half.gguf" --to gguf --type "$half" --quiet
   for fmt in gguf dat; do
     (cd "$work" && "$LLAMA_BIN/llama-imatrix" -m "$m-$half.gguf" -f "$shared/data/calib.txt" -c 256 --chunks "${CHUNKS:-40}" \
        --no-ppl -o "im.$fmt" --output-format "$fmt" -t "$(nproc)" > log 2>&1) || { tail -5 "$work/log"; exit 1; }
     for t in Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K mix:Q4_K_M mix:Q3_K_M mix:Q2_K mix:Q4_0 mix:Q5_0; do
       if [ "${t#mix:}" != "$t" ]; then
         t=${t#mix:}
-        "$ktq" convert "$shared/models/$m" "$work/ktq.gguf" --to gguf --mix "$t" --imatrix "$work/im.$fmt" --quiet --overwrite
-        "$ktq" convert "$shared/models/$m" "$work/plain.gguf" --to gguf --mix "$t" --quiet --overwrite
+        "$ktq" convert "$work/models/$m" "$work/ktq.gguf" --to gguf --mix "$t" --imatrix "$work/im.$fmt" --quiet --overwrite
+        "$ktq" convert "$work/models/$m" "$work/plain.gguf" --to gguf --mix "$t" --quiet --overwrite
         (cd "$work" && "$LLAMA_BIN/llama-quantize" --imatrix "im.$fmt" "$m-$half.gguf" ref.gguf "$t" 2 > log 2>&1) || { tail -5 "$work/log"; exit 1; }
         t="mixture $t"
       else
-        "$ktq" convert "$shared/models/$m" "$work/ktq.gguf" --to gguf --type "$t" --imatrix "$work/im.$fmt" --quiet --overwrite
-        "$ktq" convert "$shared/models/$m" "$work/plain.gguf" --to gguf --type "$t" --quiet --overwrite
+        "$ktq" convert "$work/models/$m" "$work/ktq.gguf" --to gguf --type "$t" --imatrix "$work/im.$fmt" --quiet --overwrite
+        "$ktq" convert "$work/models/$m" "$work/plain.gguf" --to gguf --type "$t" --quiet --overwrite
         (cd "$work" && "$LLAMA_BIN/llama-quantize" --pure --imatrix "im.$fmt" "$m-$half.gguf" ref.gguf "$t" 2 > log 2>&1) || { tail -5 "$work/log"; exit 1; }
       fi
       python3 - "$m" "$fmt" "$t" "$work/ktq.gguf" "$work/ref.gguf" "$work/plain.gguf" <<'PY'

@@ -6,6 +6,8 @@ quantizer. Plus the errors a user meets."""
 import json
 import os
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -256,3 +258,40 @@ def test_deepseek_v3_is_llama_cpps_deepseek2(tmp_path):
                           hf["model.layers.1.mlp.shared_experts.down_proj.weight"])
     assert np.array_equal(np.asarray(tensors["blk.2.ffn_up_exps.weight"].data)[5],
                           hf["model.layers.2.mlp.experts.5.up_proj.weight"])
+
+
+@needs_shared
+def test_qwen2_moe_is_llama_cpps_qwen2moe(tmp_path):
+    """Qwen2-MoE as llama.cpp's qwen2moe: attention biases, the shared expert
+    as *_shexp with its sigmoid gate as the vector ffn_gate_inp_shexp (F32),
+    the expert and shared-expert sizes. No shared model has this architecture:
+    tests/data/make_tiny_qwen2_moe.py derives one from tiny-qwen3-moe. The
+    file read back over the checkpoint gives its perplexity exactly (llama.cpp's
+    own perplexity of it equals ktq's forward: tests/interop)."""
+    src = tmp_path / "tiny-qwen2-moe"
+    subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "..", "data", "make_tiny_qwen2_moe.py"),
+                    os.path.dirname(shared_model("tiny-qwen3-moe")), str(src)], check=True, capture_output=True)
+    out = tmp_path / "q2m.gguf"
+    ktq("convert", src, out, "--to", "gguf", "--type", "BF16", "-q")
+    r = GGUFReader(out)
+    cfg = json.load(open(src / "config.json"))
+    assert field(r, "general.architecture") == "qwen2moe"
+    assert field(r, "qwen2moe.expert_count") == cfg["num_experts"]
+    assert field(r, "qwen2moe.expert_feed_forward_length") == cfg["moe_intermediate_size"]
+    assert field(r, "qwen2moe.expert_shared_feed_forward_length") == cfg["shared_expert_intermediate_size"]
+    tensors = {t.name: t for t in r.tensors}
+    gate = tensors["blk.1.ffn_gate_inp_shexp.weight"]
+    assert gate.tensor_type.name == "F32" and list(gate.shape) == [cfg["hidden_size"]]
+    hf = hf_tensors(src)
+    assert np.array_equal(np.asarray(gate.data), hf["model.layers.1.mlp.shared_expert_gate.weight"].reshape(-1))
+    assert np.array_equal(np.asarray(tensors["blk.0.attn_q.bias"].data), hf["model.layers.0.self_attn.q_proj.bias"])
+    for proj in ("gate", "up", "down"):
+        assert f"blk.2.ffn_{proj}_shexp.weight" in tensors and f"blk.2.ffn_{proj}_exps.weight" in tensors
+    eval_txt = os.path.join(os.path.dirname(shared_model("tiny-qwen3-moe")), "..", "data", "eval.txt")
+    ppl = lambda *extra: json.loads(ktq("eval-ppl", src, "--text", eval_txt, "--max-tokens", 4096, "--json", "-q",
+                                        *extra).stdout)["perplexity"]
+    assert ppl("--gguf", out) == ppl()
+    # A low-bit mixture keeps the gate vector F32 and quantizes the shared expert.
+    ktq("convert", src, tmp_path / "q4.gguf", "--to", "gguf", "--type", "Q4_K_M", "-q")
+    t4 = {t.name: t.tensor_type.name for t in GGUFReader(tmp_path / "q4.gguf").tensors}
+    assert t4["blk.0.ffn_gate_inp_shexp.weight"] == "F32" and t4["blk.0.ffn_up_shexp.weight"] == "Q4_K"
