@@ -4,6 +4,7 @@
 // order as ggml, so the codes and scales are bit-identical.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
@@ -41,5 +42,25 @@ float affine(int n, int nmax, const float *x, const float *weights, uint8_t *L, 
 // super-block), the scale chosen among 9 trials by weighted error, then the
 // codes refined one at a time (up to 5 passes). (ggml: make_qp_quants.)
 float positive(int n, int nmax, const float *x, uint8_t *L, const float *weights);
+
+}  // namespace ktq::ggml_fit
+
+namespace ktq::ggml_fit {
+
+// Eight independent fits at once, one per AVX2 lane: lane k fits the n
+// values at x + k * x_stride (weights at weights + k * w_stride; null = x^2
+// for symmetric) and writes its codes to L + k * l_stride and its results
+// to scale[k] (and neg_min[k]). Every lane runs exactly the scalar
+// function's float operations in the same order - only the lanes are
+// parallel, no sum is reassociated - so the results are bit-identical to
+// eight calls of symmetric() / affine() (tests/unit/test_ggml_fit.cpp).
+// n <= 32. Only call when x8_available().
+bool x8_available();
+// Tests: force the scalar path (x8_available() false) or not.
+void set_force_scalar(bool scalar);
+void symmetric_x8(int n, int nmax, const float *x, size_t x_stride, const float *weights, size_t w_stride, int8_t *L,
+                  size_t l_stride, float *scale);
+void affine_x8(int n, int nmax, const float *x, size_t x_stride, const float *weights, size_t w_stride, uint8_t *L,
+               size_t l_stride, float *scale, float *neg_min, float rmin, float rdelta, int nstep, bool use_mad);
 
 }  // namespace ktq::ggml_fit

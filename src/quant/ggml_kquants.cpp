@@ -37,6 +37,33 @@ inline float get_half(const uint8_t *p) {
     return f16_to_f32(h);
 }
 
+// `count` sub-blocks of n values each (contiguous, weights alike), fitted as
+// ggml_fit::affine / symmetric fit them one by one: eight at a time on AVX2
+// (the same bits), the rest one by one.
+void fit_affine_subblocks(int count, int n, int nmax, const float *x, const float *weights, uint8_t *L, float *scales,
+                          float *neg_mins, float rmin, float rdelta, int nstep, bool use_mad) {
+    int j = 0;
+    if (ggml_fit::x8_available())
+        for (; j + 8 <= count; j += 8)
+            ggml_fit::affine_x8(n, nmax, x + n * j, n, weights + n * j, n, L + n * j, n, scales + j, neg_mins + j, rmin,
+                                rdelta, nstep, use_mad);
+    uint8_t Laux[32];
+    for (; j < count; ++j)
+        scales[j] = ggml_fit::affine(n, nmax, x + n * j, weights + n * j, L + n * j, &neg_mins[j], Laux, rmin, rdelta,
+                                     nstep, use_mad);
+}
+
+void fit_symmetric_subblocks(int count, int n, int nmax, const float *x, const float *weights, int8_t *L,
+                             float *scales) {
+    int j = 0;
+    if (ggml_fit::x8_available())
+        for (; j + 8 <= count; j += 8)
+            ggml_fit::symmetric_x8(n, nmax, x + n * j, n, weights ? weights + n * j : nullptr, n, L + n * j, n,
+                                   scales + j);
+    for (; j < count; ++j)
+        scales[j] = ggml_fit::symmetric(n, nmax, x + n * j, L + n * j, weights ? weights + n * j : nullptr);
+}
+
 // The 6-bit scale and min of sub-block j in Q4_K / Q5_K's 12 packed bytes.
 inline void scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
     if (j < 4) {
@@ -71,15 +98,15 @@ void finish_q2_k(uint8_t *dst, const float *x, uint8_t *L) {
 }
 
 void quantize_q2_k(uint8_t *dst, const float *x, size_t blocks) {
-    uint8_t L[QK_K], Laux[16];
-    float weights[16], mins[QK_K / 16], scales[QK_K / 16];
+    uint8_t L[QK_K];
+    float weights[QK_K], mins[QK_K / 16], scales[QK_K / 16];
     const float q4scale = 15.0f;
     for (size_t b = 0; b < blocks; ++b, x += QK_K, dst += kQ2Size) {
         uint8_t *sc = dst;
         float max_scale = 0, max_min = 0;
+        for (int l = 0; l < QK_K; ++l) weights[l] = std::fabs(x[l]);
+        fit_affine_subblocks(QK_K / 16, 16, 3, x, weights, L, scales, mins, -0.5f, 0.1f, 15, true);
         for (int j = 0; j < QK_K / 16; ++j) {
-            for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
-            scales[j] = ggml_fit::affine(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
             if (scales[j] > max_scale) max_scale = scales[j];
             if (mins[j] > max_min) max_min = mins[j];
         }
@@ -103,8 +130,8 @@ void quantize_q2_k(uint8_t *dst, const float *x, size_t blocks) {
 }
 
 void quantize_q2_k_importance(uint8_t *dst, const float *x, size_t n_per_row, const float *importance) {
-    uint8_t L[QK_K], Laux[16], Ls[QK_K / 16], Lm[QK_K / 16];
-    float weights[16], mins[QK_K / 16], scales[QK_K / 16], sw[QK_K / 16];
+    uint8_t L[QK_K], Ls[QK_K / 16], Lm[QK_K / 16];
+    float weights[QK_K], mins[QK_K / 16], scales[QK_K / 16], sw[QK_K / 16];
     for (size_t b = 0; b < n_per_row / QK_K; ++b, x += QK_K, dst += kQ2Size) {
         const float *qw_block = importance + QK_K * b;
         float sumx2 = 0;
@@ -112,11 +139,12 @@ void quantize_q2_k_importance(uint8_t *dst, const float *x, size_t n_per_row, co
         const float sigma2 = sumx2 / QK_K;
         for (int j = 0; j < QK_K / 16; ++j) {
             const float *qw = qw_block + 16 * j;
-            for (int l = 0; l < 16; ++l) weights[l] = qw[l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
+            float *w = weights + 16 * j;
+            for (int l = 0; l < 16; ++l) w[l] = qw[l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
             sw[j] = 0;
-            for (int l = 0; l < 16; ++l) sw[j] += weights[l];
-            scales[j] = ggml_fit::affine(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
+            for (int l = 0; l < 16; ++l) sw[j] += w[l];
         }
+        fit_affine_subblocks(QK_K / 16, 16, 3, x, weights, L, scales, mins, -0.9f, 0.05f, 36, false);
         put_half(dst + 80, ggml_fit::positive(QK_K / 16, 15, scales, Ls, sw));
         put_half(dst + 82, ggml_fit::positive(QK_K / 16, 15, mins, Lm, sw));
         for (int j = 0; j < QK_K / 16; ++j) dst[j] = static_cast<uint8_t>(Ls[j] | (Lm[j] << 4));
@@ -213,19 +241,20 @@ void quantize_q3_k(uint8_t *dst, const float *x, size_t blocks) {
 
 void quantize_q3_k_importance(uint8_t *dst, const float *x, size_t n_per_row, const float *importance) {
     int8_t L[QK_K], Ls[QK_K / 16];
-    float scales[QK_K / 16], weights[16], sw[QK_K / 16];
+    float scales[QK_K / 16], weights[QK_K], sw[QK_K / 16];
     for (size_t b = 0; b < n_per_row / QK_K; ++b, x += QK_K, dst += kQ3Size) {
         float sumx2 = 0;
         for (int j = 0; j < QK_K; ++j) sumx2 += x[j] * x[j];
         const float sigma2 = 2 * sumx2 / QK_K;
         for (int j = 0; j < QK_K / 16; ++j) {
             const float *qw = importance + QK_K * b + 16 * j;
-            for (int l = 0; l < 16; ++l) weights[l] = qw[l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
+            float *w = weights + 16 * j;
+            for (int l = 0; l < 16; ++l) w[l] = qw[l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
             float sumw = 0;
-            for (int l = 0; l < 16; ++l) sumw += weights[l];
+            for (int l = 0; l < 16; ++l) sumw += w[l];
             sw[j] = sumw;
-            scales[j] = ggml_fit::symmetric(16, 4, x + 16 * j, L + 16 * j, weights);
         }
+        fit_symmetric_subblocks(QK_K / 16, 16, 4, x, weights, L, scales);
         uint8_t *sc = dst + 96;
         std::memset(sc, 0, 12);
         const float d_block = ggml_fit::symmetric(QK_K / 16, 32, scales, Ls, sw);
@@ -315,15 +344,16 @@ void pack_q5_k(uint8_t *dst, const uint8_t *L) {
 
 // The codes L (0..nmax) of one Q4_K/Q5_K super-block; fills d, dmin, scales.
 void quantize_k_affine(const float *x, int nmax, float rmin, int nstep, uint8_t *head, uint8_t *L) {
-    uint8_t Laux[32];
-    float weights[32], mins[QK_K / 32], scales[QK_K / 32];
+    float weights[QK_K], mins[QK_K / 32], scales[QK_K / 32];
     float max_scale = 0, max_min = 0;
     for (int j = 0; j < QK_K / 32; ++j) {
         float sum_x2 = 0;
         for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
         const float av_x = std::sqrt(sum_x2 / 32);
-        for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
-        scales[j] = ggml_fit::affine(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep, false);
+        for (int l = 0; l < 32; ++l) weights[32 * j + l] = av_x + std::fabs(x[32 * j + l]);
+    }
+    fit_affine_subblocks(QK_K / 32, 32, nmax, x, weights, L, scales, mins, rmin, 0.1f, nstep, false);
+    for (int j = 0; j < QK_K / 32; ++j) {
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
     }
@@ -339,19 +369,20 @@ void quantize_k_affine(const float *x, int nmax, float rmin, int nstep, uint8_t 
 
 // The importance-weighted codes L (0..nmax) of one Q4_K/Q5_K super-block; fills d, dmin, scales.
 void quantize_k_affine_importance(const float *x, const float *importance, int nmax, uint8_t *head, uint8_t *L) {
-    uint8_t Laux[32], ls[QK_K / 32], lm[QK_K / 32];
-    float weights[32], mins[QK_K / 32], scales[QK_K / 32], sw[QK_K / 32];
+    uint8_t ls[QK_K / 32], lm[QK_K / 32];
+    float weights[QK_K], mins[QK_K / 32], scales[QK_K / 32], sw[QK_K / 32];
     float sum_x2 = 0;
     for (int l = 0; l < QK_K; ++l) sum_x2 += x[l] * x[l];
     const float sigma2 = 2 * sum_x2 / QK_K;
     for (int j = 0; j < QK_K / 32; ++j) {
         const float *qw = importance + 32 * j;
-        for (int l = 0; l < 32; ++l) weights[l] = qw[l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
+        float *w = weights + 32 * j;
+        for (int l = 0; l < 32; ++l) w[l] = qw[l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
         float sumw = 0;
-        for (int l = 0; l < 32; ++l) sumw += weights[l];
+        for (int l = 0; l < 32; ++l) sumw += w[l];
         sw[j] = sumw;
-        scales[j] = ggml_fit::affine(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
     }
+    fit_affine_subblocks(QK_K / 32, 32, nmax, x, weights, L, scales, mins, -0.9f, 0.05f, 36, false);
     const float d_block = ggml_fit::positive(QK_K / 32, 63, scales, ls, sw);
     const float m_block = ggml_fit::positive(QK_K / 32, 63, mins, lm, sw);
     finish_k_affine(x, nmax, ls, lm, d_block, m_block, head, L);
@@ -422,9 +453,8 @@ void quantize_q6_k_blocks(uint8_t *dst, const float *x, size_t blocks, const flo
     float scales[QK_K / 16];
     for (size_t b = 0; b < blocks; ++b, x += QK_K, dst += kQ6Size) {
         float max_scale = 0, max_abs = 0;
+        fit_symmetric_subblocks(QK_K / 16, 16, 32, x, importance ? importance + QK_K * b : nullptr, L, scales);
         for (int j = 0; j < QK_K / 16; ++j) {
-            const float *qw = importance ? importance + QK_K * b + 16 * j : nullptr;
-            scales[j] = ggml_fit::symmetric(16, 32, x + 16 * j, L + 16 * j, qw);
             const float a = std::fabs(scales[j]);
             if (a > max_abs) {
                 max_abs = a;

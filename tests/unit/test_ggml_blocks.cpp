@@ -11,6 +11,7 @@
 
 #include "ktq/ktq.h"
 #include "quant/ggml_blocks.h"
+#include "quant/ggml_fit.h"
 #include "reading/dtype.h"
 #include "test_support.h"
 
@@ -66,8 +67,15 @@ int check_golden(const char *file, size_t values) {
 
 TEST(GgmlBlocks, IdenticalToGgufPyGoldenVectors) { EXPECT_EQ(check_golden("ggml_blocks.json", 3456), 8); }
 
-// K-quants against ggml's own reference quantizers (make_kquant_golden.py).
-TEST(GgmlBlocks, KQuantsIdenticalToGgmlReference) { EXPECT_EQ(check_golden("ggml_kquants.json", 16128), 5); }
+// K-quants against ggml's own reference quantizers (make_kquant_golden.py),
+// on the eight-lane AVX2 path (where the CPU has it) and on the scalar one.
+TEST(GgmlBlocks, KQuantsIdenticalToGgmlReference) {
+    for (bool scalar : {false, true}) {
+        ktq::ggml_fit::set_force_scalar(scalar);
+        EXPECT_EQ(check_golden("ggml_kquants.json", 16128), 5) << (scalar ? "scalar path" : "default path");
+    }
+    ktq::ggml_fit::set_force_scalar(false);
+}
 
 // The imatrix path against ggml's own quantize_<type>(..., quant_weights)
 // (make_importance_golden.py): same bytes for every row and type.
@@ -82,7 +90,9 @@ TEST(GgmlBlocks, ImportanceQuantizersIdenticalToGgml) {
     ASSERT_EQ(x.size(), rows * n_per_row);
     ASSERT_EQ(w.size(), rows * n_per_row);
     int types = 0;
-    for (auto it = g["types"].begin(); it != g["types"].end(); ++it, ++types) {
+    for (bool scalar : {false, true})
+    for (auto it = g["types"].begin(); it != g["types"].end(); ++it, types += !scalar) {
+        ktq::ggml_fit::set_force_scalar(scalar);
         const auto type = static_cast<ktq_ggml_type>(it.value()["id"].get<int>());
         const std::string want = b64decode(it.value()["quantized"].get<std::string>());
         const size_t row_bytes = n_per_row / ktq_ggml_block_size(type) * ktq_ggml_type_size(type);
@@ -104,6 +114,7 @@ TEST(GgmlBlocks, ImportanceQuantizersIdenticalToGgml) {
         // The importance path is a different quantizer: it must not just be the reference one.
         EXPECT_LT(same_as_plain, rows) << it.key();
     }
+    ktq::ggml_fit::set_force_scalar(false);
     EXPECT_EQ(types, 9);
     // Q8_0 has no importance path in ggml: the reference bytes either way.
     std::vector<uint8_t> a(34 * 72), b(34 * 72);
