@@ -1,5 +1,6 @@
 #include "quant/ggml_blocks.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -137,25 +138,39 @@ struct LegacyBlock {
 
     // llama-quantize's path with an imatrix: each block's scale (and minimum) fitted by least squares
     // weighted by importance x sqrt(spread of the row + x^2), as ggml's quantize_row_q*_impl.
+    // Blocks are fitted eight at a time on AVX2 (ggml_fit::*_x8: the same bits).
     static void quantize_importance(uint8_t *dst, const float *x, size_t n_per_row, const float *importance) {
         float sum_x2 = 0;
         for (size_t j = 0; j < n_per_row; ++j) sum_x2 += x[j] * x[j];
         const float sigma2 = sum_x2 / static_cast<float>(n_per_row);
-        float weight[QK];
-        uint8_t q[QK], aux[QK];
-        for (size_t b = 0; b < n_per_row / QK; ++b, x += QK, importance += QK, dst += kSize) {
-            for (size_t j = 0; j < QK; ++j) weight[j] = importance[j] * std::sqrt(sigma2 + x[j] * x[j]);
-            if (WithMin) {
-                float neg_min;
-                const float d = ggml_fit::affine(QK, kMaxCode, x, weight, q, &neg_min, aux, -0.9f, 0.05f, 36, false);
-                put_f16(dst, d);
-                put_f16(dst + 2, -neg_min);
+        constexpr size_t kBatch = 8;
+        float weight[kBatch * QK], d[kBatch], neg_min[kBatch];
+        uint8_t q[kBatch * QK], aux[QK];
+        const size_t blocks = n_per_row / QK;
+        for (size_t b0 = 0; b0 < blocks; b0 += kBatch, x += kBatch * QK, importance += kBatch * QK) {
+            const size_t count = std::min(kBatch, blocks - b0);
+            for (size_t j = 0; j < count * QK; ++j) weight[j] = importance[j] * std::sqrt(sigma2 + x[j] * x[j]);
+            if (count == kBatch && ggml_fit::x8_available()) {
+                if (WithMin)
+                    ggml_fit::affine_x8(QK, kMaxCode, x, QK, weight, QK, q, QK, d, neg_min, -0.9f, 0.05f, 36, false);
+                else
+                    ggml_fit::symmetric_x8(QK, 1 << (Bits - 1), x, QK, weight, QK, reinterpret_cast<int8_t *>(q), QK, d);
             } else {
-                const float d = ggml_fit::symmetric(QK, 1 << (Bits - 1), x, reinterpret_cast<int8_t *>(q), weight);
-                put_f16(dst, d);
+                for (size_t k = 0; k < count; ++k) {
+                    if (WithMin)
+                        d[k] = ggml_fit::affine(QK, kMaxCode, x + k * QK, weight + k * QK, q + k * QK, &neg_min[k], aux,
+                                                -0.9f, 0.05f, 36, false);
+                    else
+                        d[k] = ggml_fit::symmetric(QK, 1 << (Bits - 1), x + k * QK,
+                                                   reinterpret_cast<int8_t *>(q + k * QK), weight + k * QK);
+                }
             }
-            if (kHighBits) pack_fifth_bits(dst + kHeader, q);
-            pack_nibbles(dst + kHeader + kHighBits, q);
+            for (size_t k = 0; k < count; ++k, dst += kSize) {
+                put_f16(dst, d[k]);
+                if (WithMin) put_f16(dst + 2, -neg_min[k]);
+                if (kHighBits) pack_fifth_bits(dst + kHeader, q + k * QK);
+                pack_nibbles(dst + kHeader + kHighBits, q + k * QK);
+            }
         }
     }
 

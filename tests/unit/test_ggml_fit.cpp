@@ -56,7 +56,7 @@ std::vector<float> varied_values(size_t superblocks, uint32_t seed) {
 }
 
 std::vector<uint8_t> quantize(const std::vector<float> &x, ktq_ggml_type type, const float *importance, size_t row) {
-    std::vector<uint8_t> out(x.size() / 256 * ktq_ggml_type_size(type));
+    std::vector<uint8_t> out(x.size() / ktq_ggml_block_size(type) * ktq_ggml_type_size(type));
     EXPECT_EQ(ktq_quantize_rows(out.data(), out.size(), x.data(), x.size() / row, row, importance, type, nullptr), KTQ_OK);
     return out;
 }
@@ -71,7 +71,8 @@ TEST(GgmlFit, EightLanesGiveTheScalarBytesForEveryKQuant) {
     std::uniform_real_distribution<float> decades(-5.0f, 2.0f);
     std::vector<float> importance(row);
     for (size_t i = 0; i < row; ++i) importance[i] = i % 29 == 0 ? 0.0f : std::pow(10.0f, decades(rng));
-    for (ktq_ggml_type t : {KTQ_GGML_Q2_K, KTQ_GGML_Q3_K, KTQ_GGML_Q4_K, KTQ_GGML_Q5_K, KTQ_GGML_Q6_K}) {
+    for (ktq_ggml_type t : {KTQ_GGML_Q2_K, KTQ_GGML_Q3_K, KTQ_GGML_Q4_K, KTQ_GGML_Q5_K, KTQ_GGML_Q6_K, KTQ_GGML_Q4_0,
+                            KTQ_GGML_Q4_1, KTQ_GGML_Q5_0, KTQ_GGML_Q5_1}) {
         for (const float *imp : {static_cast<const float *>(nullptr), static_cast<const float *>(importance.data())}) {
             const std::vector<uint8_t> vec = quantize(x, t, imp, row);
             std::vector<uint8_t> scalar;
