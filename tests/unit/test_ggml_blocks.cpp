@@ -65,7 +65,13 @@ int check_golden(const char *file, size_t values) {
 
 }  // namespace
 
-TEST(GgmlBlocks, IdenticalToGgufPyGoldenVectors) { EXPECT_EQ(check_golden("ggml_blocks.json", 3456), 8); }
+TEST(GgmlBlocks, IdenticalToGgufPyGoldenVectors) {
+    for (bool scalar : {false, true}) {  // Q8_0 has an AVX2 path too
+        ktq::ggml_fit::set_force_scalar(scalar);
+        EXPECT_EQ(check_golden("ggml_blocks.json", 3456), 8) << (scalar ? "scalar path" : "default path");
+    }
+    ktq::ggml_fit::set_force_scalar(false);
+}
 
 // K-quants against ggml's own reference quantizers (make_kquant_golden.py),
 // on the eight-lane AVX2 path (where the CPU has it) and on the scalar one.

@@ -72,7 +72,7 @@ TEST(GgmlFit, EightLanesGiveTheScalarBytesForEveryKQuant) {
     std::vector<float> importance(row);
     for (size_t i = 0; i < row; ++i) importance[i] = i % 29 == 0 ? 0.0f : std::pow(10.0f, decades(rng));
     for (ktq_ggml_type t : {KTQ_GGML_Q2_K, KTQ_GGML_Q3_K, KTQ_GGML_Q4_K, KTQ_GGML_Q5_K, KTQ_GGML_Q6_K, KTQ_GGML_Q4_0,
-                            KTQ_GGML_Q4_1, KTQ_GGML_Q5_0, KTQ_GGML_Q5_1}) {
+                            KTQ_GGML_Q4_1, KTQ_GGML_Q5_0, KTQ_GGML_Q5_1, KTQ_GGML_Q8_0}) {
         for (const float *imp : {static_cast<const float *>(nullptr), static_cast<const float *>(importance.data())}) {
             const std::vector<uint8_t> vec = quantize(x, t, imp, row);
             std::vector<uint8_t> scalar;
