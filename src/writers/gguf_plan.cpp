@@ -6,6 +6,9 @@
 #include "reading/imatrix_file.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <map>
 #include <optional>
 #include <regex>
 
@@ -94,6 +97,47 @@ uint32_t file_type_of(ktq_ggml_type t) {
     case KTQ_GGML_BF16: return 32;
     default: return 0;
     }
+}
+
+// convert_hf_to_gguf's general.size_label: the parameter count rounded to two
+// significant digits with K/M/B/T ("13M"), or for MoE models "<experts>x<one
+// expert's share plus everything not an expert>" ("16x42M"). Split experts
+// count as the stacked tensor they stand for.
+std::string size_label(const OutputPlan &plan) {
+    uint64_t total = 0, shared = 0, expert = 0, expert_sum = 0, expert_tensors = 0;
+    std::map<std::string, std::pair<uint64_t, uint64_t>> split;  // stacked name -> (values, experts)
+    static const std::regex split_expert(R"(^(blk\.\d+\.ffn_(gate|up|down))\.\d+\.weight$)");
+    for (const auto &t : plan.tensors) {
+        uint64_t size = 1;
+        for (int64_t d : t.shape) size *= static_cast<uint64_t>(d);
+        total += size;
+        std::smatch m;
+        if (t.gguf_stacked_experts && t.shape.size() == 3) {
+            expert += size / static_cast<uint64_t>(t.shape[0]);
+            expert_sum += static_cast<uint64_t>(t.shape[0]);
+            ++expert_tensors;
+        } else if (std::regex_match(t.name, m, split_expert)) {
+            auto &s = split[m[1].str()];
+            s.first += size;
+            s.second += 1;
+        } else {
+            shared += size;
+        }
+    }
+    for (const auto &[name, s] : split) {
+        expert += s.first / s.second;
+        expert_sum += s.second;
+        ++expert_tensors;
+    }
+    const uint64_t experts = expert_tensors ? expert_sum / expert_tensors : 0;
+    const double count = static_cast<double>(experts ? shared + expert : total);
+    const char *suffix = count > 1e12 ? "T" : count > 1e9 ? "B" : count > 1e6 ? "M" : "K";
+    const double scaled = count * (count > 1e12 ? 1e-12 : count > 1e9 ? 1e-9 : count > 1e6 ? 1e-6 : 1e-3);
+    const std::string whole = std::to_string(static_cast<long long>(std::nearbyint(scaled)));  // Python's round()
+    const int digits = whole == "0" ? 0 : static_cast<int>(whole.size());
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.*f%s", std::max(2 - digits, 0), scaled, suffix);
+    return experts ? std::to_string(experts) + "x" + buf : std::string(buf);
 }
 
 // Gives every weight the importance llama-quantize would use for it: the
@@ -201,6 +245,7 @@ OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_wri
 
     auto kv = std::make_shared<gguf::Metadata>();
     kv->add_string("general.architecture", arch);
+    kv->add_string("general.type", "model");
     kv->add_string("general.name", c.architecture);
     kv->add_u32("general.alignment", gguf::kAlignment);
     std::optional<gguf_mix::Mix> mix;
@@ -228,7 +273,8 @@ OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_wri
     kv->add_f32(arch + ".rope.freq_base", static_cast<float>(c.rope_theta > 0 ? c.rope_theta : 10000.0));
     kv->add_f32(arch + ".attention.layer_norm_rms_epsilon", cfg<float>(model, "rms_norm_eps", 1e-6f));
     if (arch == "llama") kv->add_u32(arch + ".rope.dimension_count", static_cast<uint32_t>(head_dim));
-    if (arch == "qwen3" || arch == "qwen3moe") {
+    // convert_hf_to_gguf writes these whenever config.json gives head_dim (Qwen3 has one that is not hidden / heads).
+    if (arch != "deepseek2" && (text_config(model).contains("head_dim") || arch == "qwen3" || arch == "qwen3moe")) {
         kv->add_u32(arch + ".attention.key_length", static_cast<uint32_t>(head_dim));
         kv->add_u32(arch + ".attention.value_length", static_cast<uint32_t>(head_dim));
     }
@@ -361,6 +407,7 @@ OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_wri
         attn_v_index += gguf_mix::is_attn_v_like(t.name);
     }
     if (imatrix) attach_importance(*imatrix, plan, quantizable, *kv);
+    kv->add_string("general.size_label", size_label(plan));
     plan.gguf_metadata = kv;
     (void)opts;
     return plan;
