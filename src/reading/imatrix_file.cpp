@@ -48,9 +48,11 @@ void load_gguf(Imatrix &m) {
         f.read_rows(*counts, 0, counts->rows(), cnt.data());
         const uint64_t ne0 = nval / ncounts;
         auto e = std::make_shared<std::vector<float>>(static_cast<size_t>(nval));
+        auto &tokens = m.counts[name];
         for (uint64_t j = 0; j < ncounts; ++j) {
             // llama.cpp rounds the stored float count to an integer, then divides by it as a float.
-            const float count = static_cast<float>(std::llround(cnt[static_cast<size_t>(j)]));
+            tokens.push_back(std::llround(cnt[static_cast<size_t>(j)]));
+            const float count = static_cast<float>(tokens.back());
             for (uint64_t i = 0; i < ne0; ++i)
                 (*e)[j * ne0 + i] = count > 0.0f ? sums[j * ne0 + i] / count : 1.0f;
         }

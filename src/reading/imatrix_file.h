@@ -33,6 +33,10 @@ struct Imatrix {
     // Weight name (GGUF naming, "blk.0.ffn_down_exps.weight") -> importance,
     // one row of the weight's row length per expert (one row for 2-D weights).
     std::map<std::string, std::shared_ptr<const std::vector<float>>> entries;
+    // GGUF format only: tokens each expert (each row of the entry) saw while
+    // the imatrix was computed - for a routed-expert weight, how often the
+    // router picked that expert. Empty for the legacy format.
+    std::map<std::string, std::vector<int64_t>> counts;
 
     static Imatrix load(const std::string &path);
 };

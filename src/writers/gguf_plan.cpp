@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <climits>
 #include <cstdio>
 #include <map>
 #include <optional>
@@ -176,6 +177,18 @@ void attach_importance(const Imatrix &m, OutputPlan &plan, Quantizable quantizab
         t.gguf_importance = it->second;
         t.gguf_importance_offset = offset;
     }
+    // Placement data for hybrid pipelines: how many calibration tokens the router sent to each expert,
+    // per layer (from the stacked gate's entry; the experts' three weights see the same tokens).
+    for (const auto &[name, tokens] : m.counts) {
+        int layer = -1;
+        char rest[32] = {};
+        if (std::sscanf(name.c_str(), "blk.%d.%31s", &layer, rest) != 2 || std::string(rest) != "ffn_gate_exps.weight")
+            continue;
+        std::vector<int32_t> per_expert;
+        for (int64_t c : tokens) per_expert.push_back(static_cast<int32_t>(std::min<int64_t>(c, INT32_MAX)));
+        kv.add_i32_array("ktq.routing.blk." + std::to_string(layer) + ".expert_tokens", per_expert);
+    }
+    kv.add_string("ktq.imatrix", m.path);
     kv.add_string("quantize.imatrix.file", m.path.substr(0, 127));
     if (!m.datasets.empty()) kv.add_string("quantize.imatrix.dataset", m.datasets[0].substr(0, 127));
     kv.add_i32("quantize.imatrix.entries_count", static_cast<int32_t>(m.entries.size()));
@@ -293,6 +306,7 @@ OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_wri
     kv->add_string("ktq.source", model.checkpoint().dir());
     kv->add_string("ktq.expert_layout", layout.split_experts ? "split" : "stacked");
     if (mix) kv->add_string("ktq.mix", mix->name);
+    if (!layout.tensor_types.empty()) kv->add_string_array("ktq.tensor_type_rules", layout.tensor_types);
 
     const auto rules = parse_type_rules(layout.tensor_types);
     OutputPlan plan;

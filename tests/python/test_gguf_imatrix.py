@@ -157,3 +157,24 @@ def test_gguf_and_legacy_formats_of_one_imatrix_give_one_file(tmp_path):
         out[name] = tmp_path / f"{name}.gguf"
         ktq("convert", shared_model("tiny-llama"), out[name], "--to", "gguf", "--type", "Q4_K", "--imatrix", im, "-q")
     assert tensors(out["g"]) == tensors(out["d"])
+
+
+@needs_shared
+def test_expert_token_counts_are_recorded_for_placement(tmp_path):
+    # A GGUF imatrix counts the tokens the router sent to each expert; ktq writes them per layer
+    # (ktq.routing.blk.N.expert_tokens) so that a pipeline can pick the experts to keep on the GPU.
+    im = os.path.join(IMATRIX, "tiny-qwen3-moe.imatrix.gguf")
+    out = tmp_path / "m.gguf"
+    ktq("convert", shared_model("tiny-qwen3-moe"), out, "--to", "gguf", "--type", "Q4_K", "--imatrix", im,
+        "--tensor-type", "ffn_down_exps=Q6_K", "-q")
+    f = GGUFReader(out).fields
+    counts = {t.name[:-len(".counts")]: np.asarray(t.data).reshape(-1)
+              for t in GGUFReader(im).tensors if t.name.endswith(".counts")}
+    cfg = json.load(open(os.path.join(shared_model("tiny-qwen3-moe"), "config.json")))
+    for layer in range(cfg["num_hidden_layers"]):
+        field = f[f"ktq.routing.blk.{layer}.expert_tokens"]
+        got = [int(field.parts[i][0]) for i in field.data]
+        assert got == [round(c) for c in counts[f"blk.{layer}.ffn_gate_exps.weight"]]
+        assert len(got) == cfg["num_local_experts"]
+    assert bytes(f["ktq.tensor_type_rules"].parts[f["ktq.tensor_type_rules"].data[0]]).decode() == "ffn_down_exps=Q6_K"
+    assert bytes(f["ktq.imatrix"].parts[-1]).decode() == im
