@@ -186,6 +186,13 @@ typedef struct ktq_writer_options {
      * the file and entry. The Q4_0 / Q5_0 mixtures then put the first eighth
      * of ffn_down in Q4_1 / Q5_1, as llama-quantize does with an imatrix. */
     const char *gguf_imatrix;
+    /* GGUF: placement data for hybrid CPU/GPU pipelines. The file records,
+     * per MoE layer, how many calibration tokens the router sent to each
+     * expert (ktq.routing.blk.N.expert_tokens, an i32 array) from this
+     * routing statistics file (routing_stats.json, written by the GPTQ
+     * engine's calibration); NULL = from gguf_imatrix's counts when it is a
+     * GGUF imatrix, else none. */
+    const char *gguf_routing_stats;
 } ktq_writer_options;
 #define KTQ_WRITER_OPTIONS_VERSION 5
 KTQ_API ktq_status ktq_writer_options_init(ktq_writer_options *opts, unsigned version);

@@ -58,6 +58,7 @@ struct Options {
     std::string gguf_mix;  // llama-quantize's file type names (Q4_K_M ...) or ktq's MOE_*
     std::string tokenizer_pre;  // llama.cpp's tokenizer.ggml.pre name; "" = detect
     std::string imatrix;        // llama-imatrix's file (GGUF or legacy .dat); "" = none
+    std::string routing_stats;  // routing_stats.json of ktq's calibration; "" = from the imatrix
     std::string expert_layout;  // "" = by --target
     std::vector<std::string> tensor_types;  // REGEX=TYPE
 };
@@ -174,6 +175,7 @@ int run(const Options &o) {
         if (!gguf_mix.empty()) wopts.gguf_mix = gguf_mix.c_str();
         if (!o.tokenizer_pre.empty()) wopts.gguf_tokenizer_pre = o.tokenizer_pre.c_str();
         if (!o.imatrix.empty()) wopts.gguf_imatrix = o.imatrix.c_str();
+        if (!o.routing_stats.empty()) wopts.gguf_routing_stats = o.routing_stats.c_str();
         const std::string layout = o.expert_layout.empty() ? (target == "candle" ? "split" : "stacked")
                                                            : o.expert_layout;
         wopts.gguf_split_experts = layout == "split";
@@ -394,6 +396,11 @@ Command add_convert_command(CLI::App &app) {
     cmd->add_option("--imatrix", o->imatrix,
                     "gguf: quantize with this importance matrix (llama-imatrix's GGUF file or legacy .dat), "
                     "the same bytes as llama-quantize --imatrix")
+        ->check(CLI::ExistingFile);
+    cmd->add_option("--routing-stats", o->routing_stats,
+                    "gguf: record per-expert routed token counts from this routing_stats.json (written by "
+                    "--engine gptq) as ktq.routing.blk.N.expert_tokens, for placing hot experts on a GPU; "
+                    "default: from a GGUF --imatrix's counts")
         ->check(CLI::ExistingFile);
     cmd->add_option("--tokenizer-pre", o->tokenizer_pre,
                     "gguf: llama.cpp's pre-tokenizer name to write (tokenizer.ggml.pre) instead of the one derived "

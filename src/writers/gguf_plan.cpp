@@ -141,6 +141,67 @@ std::string size_label(const OutputPlan &plan) {
     return experts ? std::to_string(experts) + "x" + buf : std::string(buf);
 }
 
+// Tokens the router sent to each expert during calibration, per MoE layer.
+using RoutingCounts = std::map<int, std::vector<int64_t>>;
+
+// From a GGUF imatrix: the counts of each layer's stacked gate entry (the
+// experts' three weights see the same tokens).
+RoutingCounts routing_from_imatrix(const Imatrix &m) {
+    RoutingCounts out;
+    for (const auto &[name, tokens] : m.counts) {
+        int layer = -1;
+        char rest[32] = {};
+        if (std::sscanf(name.c_str(), "blk.%d.%31s", &layer, rest) == 2 && std::string(rest) == "ffn_gate_exps.weight")
+            out[layer] = tokens;
+    }
+    return out;
+}
+
+// From ktq's own calibration (routing_stats.json of `--engine gptq`): {"layers": {"L": [tokens per expert]}}.
+RoutingCounts routing_from_stats(const Model &model, const std::string &path) {
+    nlohmann::json doc;
+    try {
+        doc = nlohmann::json::parse(read_text_file(path));
+    } catch (const std::exception &e) {
+        fail(KTQ_ERR_FORMAT, path + ": not a routing statistics file: " + e.what());
+    }
+    if (!doc.contains("layers") || !doc["layers"].is_object())
+        fail(KTQ_ERR_FORMAT, path + ": no \"layers\" object (ktq's routing_stats.json has one)");
+    const auto &arch = model.arch();
+    RoutingCounts out;
+    for (auto it = doc["layers"].begin(); it != doc["layers"].end(); ++it) {
+        int layer = -1;
+        try {
+            layer = std::stoi(it.key());
+        } catch (const std::exception &) {
+        }
+        const int n_layers = static_cast<int>(arch.layers.size());
+        if (layer < 0 || layer >= n_layers || arch.layers[static_cast<size_t>(layer)].storage == KTQ_EXPERTS_NONE)
+            fail(KTQ_ERR_FORMAT, path + ": layer '" + it.key() + "' is not a MoE layer of " + model.checkpoint().dir());
+        const int experts = arch.layers[static_cast<size_t>(layer)].num_experts;
+        if (!it.value().is_array() || static_cast<int>(it.value().size()) != experts)
+            fail(KTQ_ERR_FORMAT, path + ": layer " + it.key() + " needs " + std::to_string(experts) +
+                                     " token counts, one per routed expert");
+        for (const auto &c : it.value()) {
+            if (!c.is_number_integer() || c.get<int64_t>() < 0)
+                fail(KTQ_ERR_FORMAT, path + ": layer " + it.key() + " has a count that is not a non-negative integer");
+            out[layer].push_back(c.get<int64_t>());
+        }
+    }
+    return out;
+}
+
+// Placement data for hybrid pipelines: ktq.routing.blk.N.expert_tokens.
+void add_routing_keys(const RoutingCounts &counts, const std::string &source, gguf::Metadata &kv) {
+    if (counts.empty()) return;
+    for (const auto &[layer, tokens] : counts) {
+        std::vector<int32_t> per_expert;
+        for (int64_t c : tokens) per_expert.push_back(static_cast<int32_t>(std::min<int64_t>(c, INT32_MAX)));
+        kv.add_i32_array("ktq.routing.blk." + std::to_string(layer) + ".expert_tokens", per_expert);
+    }
+    kv.add_string("ktq.routing.source", source);
+}
+
 // Gives every weight the importance llama-quantize would use for it: the
 // imatrix entry of its GGUF name (a split expert "blk.N.ffn_gate.E.weight"
 // takes expert E's row of "blk.N.ffn_gate_exps.weight", as llama-imatrix
@@ -176,17 +237,6 @@ void attach_importance(const Imatrix &m, OutputPlan &plan, Quantizable quantizab
         }
         t.gguf_importance = it->second;
         t.gguf_importance_offset = offset;
-    }
-    // Placement data for hybrid pipelines: how many calibration tokens the router sent to each expert,
-    // per layer (from the stacked gate's entry; the experts' three weights see the same tokens).
-    for (const auto &[name, tokens] : m.counts) {
-        int layer = -1;
-        char rest[32] = {};
-        if (std::sscanf(name.c_str(), "blk.%d.%31s", &layer, rest) != 2 || std::string(rest) != "ffn_gate_exps.weight")
-            continue;
-        std::vector<int32_t> per_expert;
-        for (int64_t c : tokens) per_expert.push_back(static_cast<int32_t>(std::min<int64_t>(c, INT32_MAX)));
-        kv.add_i32_array("ktq.routing.blk." + std::to_string(layer) + ".expert_tokens", per_expert);
     }
     kv.add_string("ktq.imatrix", m.path);
     kv.add_string("quantize.imatrix.file", m.path.substr(0, 127));
@@ -421,6 +471,10 @@ OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_wri
         attn_v_index += gguf_mix::is_attn_v_like(t.name);
     }
     if (imatrix) attach_importance(*imatrix, plan, quantizable, *kv);
+    if (!layout.routing_stats.empty())
+        add_routing_keys(routing_from_stats(model, layout.routing_stats), layout.routing_stats, *kv);
+    else if (imatrix)
+        add_routing_keys(routing_from_imatrix(*imatrix), imatrix->path, *kv);
     kv->add_string("general.size_label", size_label(plan));
     plan.gguf_metadata = kv;
     (void)opts;

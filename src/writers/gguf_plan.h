@@ -33,6 +33,9 @@ struct GgufLayout {
     // An importance matrix file (llama-imatrix's GGUF or legacy .dat) to quantize with, as
     // llama-quantize --imatrix does; "" = none.
     std::string imatrix;
+    // ktq's routing_stats.json (from --engine gptq's calibration) to record as
+    // ktq.routing.blk.N.expert_tokens; "" = from the imatrix's counts, if any.
+    std::string routing_stats;
 };
 
 // Throws KTQ_ERR_UNSUPPORTED for an architecture whose llama.cpp metadata is

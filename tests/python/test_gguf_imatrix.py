@@ -178,3 +178,28 @@ def test_expert_token_counts_are_recorded_for_placement(tmp_path):
         assert len(got) == cfg["num_local_experts"]
     assert bytes(f["ktq.tensor_type_rules"].parts[f["ktq.tensor_type_rules"].data[0]]).decode() == "ffn_down_exps=Q6_K"
     assert bytes(f["ktq.imatrix"].parts[-1]).decode() == im
+
+
+@needs_shared
+def test_routing_statistics_of_ktqs_calibration_are_recorded(tmp_path):
+    # --routing-stats: the routing_stats.json that `--engine gptq` writes (layers -> tokens per expert).
+    cfg = json.load(open(os.path.join(shared_model("tiny-qwen3-moe"), "config.json")))
+    n, layers = cfg["num_local_experts"], cfg["num_hidden_layers"]
+    stats = {"description": "routed calibration tokens per expert", "tokens": 4096, "experts_per_token": 4,
+             "layers": {str(layer): [(layer + 1) * e for e in range(n)] for layer in range(layers)}}
+    path = tmp_path / "routing_stats.json"
+    path.write_text(json.dumps(stats))
+    out = tmp_path / "m.gguf"
+    ktq("convert", shared_model("tiny-qwen3-moe"), out, "--to", "gguf", "--type", "Q8_0", "--routing-stats", path,
+        "--imatrix", os.path.join(IMATRIX, "tiny-qwen3-moe.imatrix.gguf"), "-q")
+    f = GGUFReader(out).fields
+    for layer in range(layers):  # the explicit statistics win over the imatrix's counts
+        field = f[f"ktq.routing.blk.{layer}.expert_tokens"]
+        assert [int(field.parts[i][0]) for i in field.data] == stats["layers"][str(layer)]
+    assert bytes(f["ktq.routing.source"].parts[-1]).decode() == str(path)
+    stats["layers"]["1"] = [1, 2, 3]
+    path.write_text(json.dumps(stats))
+    r = ktq("convert", shared_model("tiny-qwen3-moe"), tmp_path / "x.gguf", "--to", "gguf", "--routing-stats", path,
+            check=False)
+    assert r.returncode != 0 and "layer 1 needs 16 token counts" in r.stderr and str(path) in r.stderr, r.stderr
+    assert not (tmp_path / "x.gguf").exists()

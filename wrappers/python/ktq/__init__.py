@@ -380,7 +380,8 @@ def system_info():
 def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=False, resume=False,
             progress=None, numa_parts=2, loose_files=False, resume_layer=0, group_size=128, asymmetric=False,
             targets=None, ignore=None, device="cpu", rounding="fp32", dtype=None, gguf_type="Q8_0",
-            split_experts=False, gguf_mix=None, gguf_tokenizer_pre=None, gguf_imatrix=None, engine="rtn", dataset=None, num_calibration_samples=512, max_sequence_length=2048,
+            split_experts=False, gguf_mix=None, gguf_tokenizer_pre=None, gguf_imatrix=None, gguf_routing_stats=None,
+            engine="rtn", dataset=None, num_calibration_samples=512, max_sequence_length=2048,
             seed=42, dampening_frac=0.01, actorder="static", max_gpu_memory=0, devices=None):
     """Converts `model` into `out_dir`: to="bf16" (dequantized checkpoint),
     "kt-int4" or "kt-int8" (kt-kernel's AMX expert layout, split into
@@ -398,7 +399,8 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
     `split_experts`; `gguf_tokenizer_pre` writes that llama.cpp pre-tokenizer
     name instead of the one derived from tokenizer.json (ktq refuses
     pre-tokenizers it does not recognise); `gguf_imatrix` quantizes with that
-    importance matrix file (llama-imatrix's), as llama-quantize --imatrix.
+    importance matrix file (llama-imatrix's), as llama-quantize --imatrix;
+    `gguf_routing_stats` records a routing_stats.json's per-expert token counts.
     W4A16/W8A16 with engine="gptq" calibrate GPTQ on `dataset` (a text or
     JSONL file; `num_calibration_samples` x `max_sequence_length` tokens,
     drawn with `seed`; `dampening_frac`; `actorder` "static" or "none");
@@ -441,6 +443,8 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
         wopts.gguf_tokenizer_pre = pre_c
         imatrix_c = os.fsencode(gguf_imatrix) if gguf_imatrix else None  # kept alive like mix_c
         wopts.gguf_imatrix = imatrix_c
+        routing_c = os.fsencode(gguf_routing_stats) if gguf_routing_stats else None  # kept alive like mix_c
+        wopts.gguf_routing_stats = routing_c
     if device not in ("cpu", "cuda"):
         raise ValueError(f"unknown device {device!r} (cpu or cuda)")
     if engine not in ("rtn", "gptq"):

@@ -74,7 +74,8 @@ class WriterOptions(ctypes.Structure):
                 ("asymmetric", c_int), ("targets", c_char_p), ("ignore", c_char_p), ("scale_dtype", c_int),
                 ("ct_rounding", c_int), ("gguf_type", c_int), ("gguf_split_experts", c_int),
                 ("gguf_tensor_types", c_char_p), ("gguf_mix", c_char_p),
-                ("gguf_tokenizer_pre", c_char_p), ("gguf_imatrix", c_char_p)]
+                ("gguf_tokenizer_pre", c_char_p), ("gguf_imatrix", c_char_p),
+                ("gguf_routing_stats", c_char_p)]
 
 
 class QuantizeOptions(ctypes.Structure):

@@ -449,9 +449,16 @@ pub struct WriterOptions {
     /// GGUF: an importance matrix (llama-imatrix's GGUF or legacy .dat file) to quantize with, as
     /// `llama-quantize --imatrix` (same bytes).
     pub gguf_imatrix: Option<std::path::PathBuf>,
+    /// GGUF: routed tokens per expert to record (`ktq.routing.blk.N.expert_tokens`) from this
+    /// routing_stats.json (written by the GPTQ engine); `None` = from a GGUF imatrix's counts.
+    pub gguf_routing_stats: Option<std::path::PathBuf>,
 }
 
 impl WriterOptions {
+    pub fn gguf_routing_stats(mut self, path: impl AsRef<Path>) -> Self {
+        self.gguf_routing_stats = Some(path.as_ref().to_path_buf());
+        self
+    }
     pub fn gguf_imatrix(mut self, path: impl AsRef<Path>) -> Self {
         self.gguf_imatrix = Some(path.as_ref().to_path_buf());
         self
@@ -590,6 +597,10 @@ impl<'m> Writer<'m> {
             let imatrix = opts.gguf_imatrix.as_deref().map(path_cstring).transpose()?;
             if let Some(imatrix) = &imatrix {
                 o.gguf_imatrix = imatrix.as_ptr();
+            }
+            let routing = opts.gguf_routing_stats.as_deref().map(path_cstring).transpose()?;
+            if let Some(routing) = &routing {
+                o.gguf_routing_stats = routing.as_ptr();
             }
             let pre = opts.gguf_tokenizer_pre.as_deref().map(cstring).transpose()?;
             if let Some(pre) = &pre {
