@@ -193,6 +193,11 @@ typedef struct ktq_writer_options {
      * engine's calibration); NULL = from gguf_imatrix's counts when it is a
      * GGUF imatrix, else none. */
     const char *gguf_routing_stats;
+    /* GGUF: 1 to record the SHA-256 of config.json, tokenizer.json and every
+     * weight file of the source (ktq.source.sha256, "file digest" strings;
+     * a shard's digest is the Hugging Face hub's LFS id for it). Reads the
+     * whole checkpoint once more before converting, so it is off by default. */
+    int gguf_source_sha256;
 } ktq_writer_options;
 #define KTQ_WRITER_OPTIONS_VERSION 5
 KTQ_API ktq_status ktq_writer_options_init(ktq_writer_options *opts, unsigned version);

@@ -122,6 +122,7 @@ ktq::OutputPlan plan_for(const ktq::Model &m, ktq_format format, const ktq_write
         if (o.gguf_tokenizer_pre) layout.tokenizer_pre = o.gguf_tokenizer_pre;
         if (o.gguf_imatrix) layout.imatrix = o.gguf_imatrix;
         if (o.gguf_routing_stats) layout.routing_stats = o.gguf_routing_stats;
+        layout.source_sha256 = o.gguf_source_sha256 != 0;
         if (o.gguf_tensor_types) {
             std::string text = o.gguf_tensor_types, line;
             for (size_t at = 0; at <= text.size(); ++at)

@@ -59,6 +59,7 @@ struct Options {
     std::string tokenizer_pre;  // llama.cpp's tokenizer.ggml.pre name; "" = detect
     std::string imatrix;        // llama-imatrix's file (GGUF or legacy .dat); "" = none
     std::string routing_stats;  // routing_stats.json of ktq's calibration; "" = from the imatrix
+    bool source_sha256 = false; // record the source files' SHA-256 in the GGUF file
     std::string expert_layout;  // "" = by --target
     std::vector<std::string> tensor_types;  // REGEX=TYPE
 };
@@ -176,6 +177,7 @@ int run(const Options &o) {
         if (!o.tokenizer_pre.empty()) wopts.gguf_tokenizer_pre = o.tokenizer_pre.c_str();
         if (!o.imatrix.empty()) wopts.gguf_imatrix = o.imatrix.c_str();
         if (!o.routing_stats.empty()) wopts.gguf_routing_stats = o.routing_stats.c_str();
+        wopts.gguf_source_sha256 = o.source_sha256;
         const std::string layout = o.expert_layout.empty() ? (target == "candle" ? "split" : "stacked")
                                                            : o.expert_layout;
         wopts.gguf_split_experts = layout == "split";
@@ -402,6 +404,9 @@ Command add_convert_command(CLI::App &app) {
                     "--engine gptq) as ktq.routing.blk.N.expert_tokens, for placing hot experts on a GPU; "
                     "default: from a GGUF --imatrix's counts")
         ->check(CLI::ExistingFile);
+    cmd->add_flag("--source-sha256", o->source_sha256,
+                  "gguf: record the SHA-256 of the source's config, tokenizer and weight files (the hub's LFS ids) "
+                  "as ktq.source.sha256; reads the checkpoint once more");
     cmd->add_option("--tokenizer-pre", o->tokenizer_pre,
                     "gguf: llama.cpp's pre-tokenizer name to write (tokenizer.ggml.pre) instead of the one derived "
                     "from tokenizer.json; for tokenizers ktq does not recognise, written unchecked");

@@ -10,12 +10,14 @@
 #include <climits>
 #include <cstdio>
 #include <map>
+#include <thread>
 #include <optional>
 #include <regex>
 
 #include "quant/ggml_blocks.h"
 #include "reading/dtype.h"
 #include "runtime/error.h"
+#include "runtime/file_hash.h"
 #include "runtime/strings.h"
 
 namespace ktq {
@@ -98,6 +100,26 @@ uint32_t file_type_of(ktq_ggml_type t) {
     case KTQ_GGML_BF16: return 32;
     default: return 0;
     }
+}
+
+// "<file> <sha256>" for config.json, tokenizer.json and every weight file of
+// the checkpoint, sorted by file name: the shards' digests are the Hugging
+// Face hub's LFS object ids, so the exact source can be named and checked.
+std::vector<std::string> source_hashes(const Model &model) {
+    std::vector<std::string> names, paths;
+    const std::string &dir = model.checkpoint().dir();
+    for (const char *aux : {"config.json", "tokenizer.json"})
+        if (file_exists(dir + "/" + aux)) names.emplace_back(aux), paths.push_back(dir + "/" + aux);
+    for (const auto &f : model.checkpoint().files()) {
+        const std::string &p = f->path();
+        names.push_back(p.substr(p.find_last_of('/') + 1));
+        paths.push_back(p);
+    }
+    const std::vector<std::string> digests = files_sha256_hex(paths, std::thread::hardware_concurrency());
+    std::vector<std::string> out;
+    for (size_t i = 0; i < names.size(); ++i) out.push_back(names[i] + " " + digests[i]);
+    std::sort(out.begin(), out.end());
+    return out;
 }
 
 // convert_hf_to_gguf's general.size_label: the parameter count rounded to two
@@ -357,6 +379,7 @@ OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_wri
     kv->add_string("ktq.expert_layout", layout.split_experts ? "split" : "stacked");
     if (mix) kv->add_string("ktq.mix", mix->name);
     if (!layout.tensor_types.empty()) kv->add_string_array("ktq.tensor_type_rules", layout.tensor_types);
+    if (layout.source_sha256) kv->add_string_array("ktq.source.sha256", source_hashes(model));
 
     const auto rules = parse_type_rules(layout.tensor_types);
     OutputPlan plan;

@@ -36,6 +36,8 @@ struct GgufLayout {
     // ktq's routing_stats.json (from --engine gptq's calibration) to record as
     // ktq.routing.blk.N.expert_tokens; "" = from the imatrix's counts, if any.
     std::string routing_stats;
+    // Record the SHA-256 of every source file (ktq.source.sha256): reads the checkpoint once more.
+    bool source_sha256 = false;
 };
 
 // Throws KTQ_ERR_UNSUPPORTED for an architecture whose llama.cpp metadata is

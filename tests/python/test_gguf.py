@@ -295,3 +295,21 @@ def test_qwen2_moe_is_llama_cpps_qwen2moe(tmp_path):
     ktq("convert", src, tmp_path / "q4.gguf", "--to", "gguf", "--type", "Q4_K_M", "-q")
     t4 = {t.name: t.tensor_type.name for t in GGUFReader(tmp_path / "q4.gguf").tensors}
     assert t4["blk.0.ffn_gate_inp_shexp.weight"] == "F32" and t4["blk.0.ffn_up_shexp.weight"] == "Q4_K"
+
+
+@needs_shared
+def test_source_sha256_names_the_exact_source(tmp_path):
+    """--source-sha256: ktq.source.sha256 holds "file digest" for config.json,
+    tokenizer.json and every weight file, as hashlib computes them (for a
+    shard, the hub's LFS id); without the flag nothing is hashed."""
+    import hashlib
+    src = shared_model("tiny-mixtral")
+    out = tmp_path / "m.gguf"
+    ktq("convert", src, out, "--to", "gguf", "--type", "Q8_0", "--source-sha256", "-q")
+    f = GGUFReader(out).fields["ktq.source.sha256"]
+    got = dict(bytes(f.parts[i]).decode().split(" ") for i in f.data)
+    want = {name: hashlib.sha256(open(os.path.join(src, name), "rb").read()).hexdigest()
+            for name in os.listdir(src) if name.endswith(".safetensors") or name in ("config.json", "tokenizer.json")}
+    assert got == want
+    ktq("convert", src, tmp_path / "plain.gguf", "--to", "gguf", "--type", "Q8_0", "-q")
+    assert "ktq.source.sha256" not in GGUFReader(tmp_path / "plain.gguf").fields

@@ -380,7 +380,7 @@ def system_info():
 def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=False, resume=False,
             progress=None, numa_parts=2, loose_files=False, resume_layer=0, group_size=128, asymmetric=False,
             targets=None, ignore=None, device="cpu", rounding="fp32", dtype=None, gguf_type="Q8_0",
-            split_experts=False, gguf_mix=None, gguf_tokenizer_pre=None, gguf_imatrix=None, gguf_routing_stats=None,
+            split_experts=False, gguf_mix=None, gguf_tokenizer_pre=None, gguf_imatrix=None, gguf_routing_stats=None, gguf_source_sha256=False,
             engine="rtn", dataset=None, num_calibration_samples=512, max_sequence_length=2048,
             seed=42, dampening_frac=0.01, actorder="static", max_gpu_memory=0, devices=None):
     """Converts `model` into `out_dir`: to="bf16" (dequantized checkpoint),
@@ -400,7 +400,8 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
     name instead of the one derived from tokenizer.json (ktq refuses
     pre-tokenizers it does not recognise); `gguf_imatrix` quantizes with that
     importance matrix file (llama-imatrix's), as llama-quantize --imatrix;
-    `gguf_routing_stats` records a routing_stats.json's per-expert token counts.
+    `gguf_routing_stats` records a routing_stats.json's per-expert token counts;
+    `gguf_source_sha256` the SHA-256 of the source files.
     W4A16/W8A16 with engine="gptq" calibrate GPTQ on `dataset` (a text or
     JSONL file; `num_calibration_samples` x `max_sequence_length` tokens,
     drawn with `seed`; `dampening_frac`; `actorder` "static" or "none");
@@ -445,6 +446,7 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
         wopts.gguf_imatrix = imatrix_c
         routing_c = os.fsencode(gguf_routing_stats) if gguf_routing_stats else None  # kept alive like mix_c
         wopts.gguf_routing_stats = routing_c
+        wopts.gguf_source_sha256 = int(gguf_source_sha256)
     if device not in ("cpu", "cuda"):
         raise ValueError(f"unknown device {device!r} (cpu or cuda)")
     if engine not in ("rtn", "gptq"):

@@ -75,7 +75,7 @@ class WriterOptions(ctypes.Structure):
                 ("ct_rounding", c_int), ("gguf_type", c_int), ("gguf_split_experts", c_int),
                 ("gguf_tensor_types", c_char_p), ("gguf_mix", c_char_p),
                 ("gguf_tokenizer_pre", c_char_p), ("gguf_imatrix", c_char_p),
-                ("gguf_routing_stats", c_char_p)]
+                ("gguf_routing_stats", c_char_p), ("gguf_source_sha256", c_int)]
 
 
 class QuantizeOptions(ctypes.Structure):

@@ -206,6 +206,7 @@ pub struct ktq_writer_options {
     pub gguf_tokenizer_pre: *const c_char,
     pub gguf_imatrix: *const c_char,
     pub gguf_routing_stats: *const c_char,
+    pub gguf_source_sha256: c_int,
 }
 
 pub const KTQ_LAYER_GLOBALS: c_int = -1;

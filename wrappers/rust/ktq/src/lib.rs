@@ -452,6 +452,8 @@ pub struct WriterOptions {
     /// GGUF: routed tokens per expert to record (`ktq.routing.blk.N.expert_tokens`) from this
     /// routing_stats.json (written by the GPTQ engine); `None` = from a GGUF imatrix's counts.
     pub gguf_routing_stats: Option<std::path::PathBuf>,
+    /// GGUF: record the SHA-256 of the source's files (`ktq.source.sha256`); reads the checkpoint once more.
+    pub gguf_source_sha256: bool,
 }
 
 impl WriterOptions {
@@ -598,6 +600,7 @@ impl<'m> Writer<'m> {
             if let Some(imatrix) = &imatrix {
                 o.gguf_imatrix = imatrix.as_ptr();
             }
+            o.gguf_source_sha256 = opts.gguf_source_sha256 as c_int;
             let routing = opts.gguf_routing_stats.as_deref().map(path_cstring).transpose()?;
             if let Some(routing) = &routing {
                 o.gguf_routing_stats = routing.as_ptr();
