@@ -157,3 +157,30 @@ fn tiny_qwen3_moe_stacked_experts_load() {
     let bytes = ktq_gguf(&model, "Q4_K_M", false);
     let _ = load(&Arch::Qwen3Moe, &bytes);
 }
+
+#[test]
+fn files_with_every_ktq_key_load() {
+    // Readers that do not know ktq's provenance and placement keys must still load the file: Candle's
+    // GGUF reader parses every key-value (string arrays, i32 arrays) and its model loader runs.
+    let Some(model) = shared("models/tiny-mixtral") else { return };
+    let m = ktq::Model::open(&model).unwrap();
+    let dir = std::env::temp_dir().join(format!("ktq-candle-keys-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let routing = dir.join("routing_stats.json");
+    let layers: Vec<String> = (0..2).map(|l| format!("\"{l}\": [1, 2, 3, 4, 5, 6, 7, 8]")).collect();
+    std::fs::write(&routing, format!("{{\"layers\": {{{}}}}}", layers.join(", "))).unwrap();
+    let out = dir.join("m.gguf");
+    let opts = ktq::WriterOptions { gguf_source_sha256: true, gguf_routing_stats: Some(routing), ..Default::default() }
+        .gguf_tensor_types(["ffn_down=Q6_K"]);
+    ktq::Writer::open(&m, &out, ktq::Format::Gguf { ty: ktq::GgmlType::Q8_0, split_experts: true }, &opts).unwrap()
+        .write_all(&ktq::ConvertOptions { threads: 2, ..Default::default() }, |_| true).unwrap();
+    let bytes = std::fs::read(&out).unwrap();
+    let mut reader = Cursor::new(&bytes[..]);
+    let content = gguf_file::Content::read(&mut reader).expect("candle reads the header");
+    for key in ["ktq.source.sha256", "ktq.routing.blk.0.expert_tokens", "ktq.tensor_type_rules", "ktq.version"] {
+        assert!(content.metadata.contains_key(key), "{key} missing");
+    }
+    let _ = load(&Arch::Llama, &bytes);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
