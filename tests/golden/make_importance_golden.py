@@ -21,14 +21,13 @@ import base64
 import ctypes
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_kquant_golden import edge_blocks, shared_rows  # noqa: E402
+from make_kquant_golden import build, edge_blocks, shared_rows  # noqa: E402
 
 # name: (ggml type id, weights per block, bytes per block)
 TYPES = {"Q4_0": (2, 32, 18), "Q4_1": (3, 32, 20), "Q5_0": (6, 32, 22), "Q5_1": (7, 32, 24),
@@ -51,18 +50,6 @@ size_t ggml_row_size(int t, long long n) {
     abort();
 }
 """
-
-
-def build(llama_cpp, tmp):
-    ggml = os.path.join(llama_cpp, "ggml")
-    stubs = os.path.join(tmp, "stubs.c")
-    with open(stubs, "w") as f:
-        f.write(STUBS)
-    lib = os.path.join(tmp, "libggmlquants.so")
-    subprocess.run(["gcc", "-O2", "-fPIC", "-shared", "-std=gnu11", "-march=x86-64", "-I", os.path.join(ggml, "include"),
-                    "-I", os.path.join(ggml, "src"), os.path.join(ggml, "src", "ggml-quants.c"), stubs, "-o", lib,
-                    "-lm"], check=True)
-    return ctypes.CDLL(lib)
 
 
 def importance(rows):
@@ -92,7 +79,7 @@ def main():
     x = np.ascontiguousarray(x[:rows * N_PER_ROW])
     w = importance(rows)
     with tempfile.TemporaryDirectory() as tmp:
-        lib = build(a.llama_cpp, tmp)
+        lib = build(a.llama_cpp, tmp, STUBS)
         out = {"generator": "ggml-quants.c of llama-cpp-python 0.3.36 (vendored llama.cpp), quantize_<type> with "
                             "quant_weights (the imatrix path)",
                "n_per_row": N_PER_ROW, "rows": rows,

@@ -42,11 +42,11 @@ size_t ggml_row_size(int t, long long n) { abort(); }
 """
 
 
-def build(llama_cpp, tmp):
+def build(llama_cpp, tmp, stubs_source=STUBS):
     ggml = os.path.join(llama_cpp, "ggml")
     stubs = os.path.join(tmp, "stubs.c")
     with open(stubs, "w") as f:
-        f.write(STUBS)
+        f.write(stubs_source)
     lib = os.path.join(tmp, "libggmlquants.so")
     subprocess.run(["gcc", "-O2", "-fPIC", "-shared", "-std=gnu11", "-march=x86-64", "-I", os.path.join(ggml, "include"),
                     "-I", os.path.join(ggml, "src"), os.path.join(ggml, "src", "ggml-quants.c"), stubs, "-o", lib,
