@@ -5,7 +5,11 @@
 
 namespace ktq::ggml_fit {
 
-float symmetric(int n, int nmax, const float *x, int8_t *L, const float *weights) {
+namespace {
+
+// The value of largest magnitude (the first of equal ones), which the
+// symmetric fits scale by.
+float signed_absmax(int n, const float *x) {
     float max = 0, amax = 0;
     for (int i = 0; i < n; ++i) {
         const float ax = std::fabs(x[i]);
@@ -14,7 +18,14 @@ float symmetric(int n, int nmax, const float *x, int8_t *L, const float *weights
             max = x[i];
         }
     }
-    if (amax < kGroupMaxEps) {
+    return max;
+}
+
+}  // namespace
+
+float symmetric(int n, int nmax, const float *x, int8_t *L, const float *weights) {
+    const float max = signed_absmax(n, x);
+    if (std::fabs(max) < kGroupMaxEps) {
         std::fill(L, L + n, int8_t{0});
         return 0.0f;
     }
@@ -50,15 +61,8 @@ float symmetric(int n, int nmax, const float *x, int8_t *L, const float *weights
 }
 
 float symmetric_refined(int n, int nmax, const float *x, int8_t *L) {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; ++i) {
-        const float ax = std::fabs(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < kGroupMaxEps) {
+    const float max = signed_absmax(n, x);
+    if (std::fabs(max) < kGroupMaxEps) {
         std::fill(L, L + n, int8_t{0});
         return 0.0f;
     }
