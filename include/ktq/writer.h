@@ -75,6 +75,8 @@ typedef enum ktq_engine {
     KTQ_ENGINE_KT_AMX = 2,  /* kt-kernel AMX INT4/INT8 quantization of routed experts */
     KTQ_ENGINE_RTN = 3,     /* round-to-nearest integer quantization (compressed-tensors) */
     KTQ_ENGINE_GGML = 4,    /* ggml block quantization (GGUF) */
+    KTQ_ENGINE_AWQ = 6,     /* AWQ: activation-aware scales folded into the model, then round to
+                             * nearest (compressed-tensors; needs calibration, see below) */
     KTQ_ENGINE_GPTQ = 5     /* GPTQ with ktq's calibration forward pass (compressed-tensors; needs
                              * ktq_quantize_options.calibration) */
 } ktq_engine;
@@ -272,8 +274,15 @@ typedef struct ktq_quantize_options {
      * the first and spreads each layer's solve over all of them. Borrowed. */
     const int *devices;
     size_t device_count;
+    /* ---- version 5: AWQ (KTQ_ENGINE_AWQ, with `calibration`) ---- */
+    /* Scale exponents tried per mapping: 0, 1/grid, ..., (grid-1)/grid
+     * (default 20, llm-compressor's n_grid). */
+    int awq_grid;
+    /* 1 (default): scales from activation and weight magnitudes
+     * (llm-compressor's duo_scaling); 0: from activations only (AutoAWQ). */
+    int awq_duo_scaling;
 } ktq_quantize_options;
-#define KTQ_QUANTIZE_OPTIONS_VERSION 4
+#define KTQ_QUANTIZE_OPTIONS_VERSION 5
 KTQ_API ktq_status ktq_quantize_options_init(ktq_quantize_options *opts, unsigned version);
 
 /* Run the engine over decoder layer `layer` (or KTQ_LAYER_GLOBALS) and hand

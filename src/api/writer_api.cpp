@@ -49,6 +49,7 @@ size_t quantize_options_size(unsigned version) {
     return version == 1   ? offsetof(ktq_quantize_options, device)
            : version == 2 ? offsetof(ktq_quantize_options, calibration)
            : version == 3 ? offsetof(ktq_quantize_options, max_device_memory)
+           : version == 4 ? offsetof(ktq_quantize_options, awq_grid)
                           : sizeof(ktq_quantize_options);
 }
 
@@ -213,6 +214,10 @@ ktq_status ktq_quantize_options_init(ktq_quantize_options *opts, unsigned versio
         opts->calibration_batch = 8;
         opts->moe_hessian = KTQ_MOE_HESSIAN_BLEND;
         opts->moe_all_tokens_weight = 0.2;
+    }
+    if (version >= 5) {
+        opts->awq_grid = 20;
+        opts->awq_duo_scaling = 1;
     }
     return KTQ_OK;
 }

@@ -38,6 +38,7 @@ struct Options {
     std::string scheme = "W4A16";
     int group_size = 128;
     bool asymmetric = false;
+    bool symmetric = false;  // --engine awq defaults to asymmetric; this keeps it symmetric
     std::vector<std::string> ignore, targets;
     bool no_default_ignore = false;
     bool ignore_dense_layers = false;  // add DeepSeek's first dense layers to an explicit --ignore list
@@ -53,6 +54,8 @@ struct Options {
     std::string actorder = "static";
     std::string moe_hessian = "blend";
     double moe_all_tokens_weight = 0.2;
+    int awq_grid = 20;
+    std::string awq_scaling = "duo";
     // gguf
     std::string gguf_type = "Q8_0";
     std::string gguf_mix;  // llama-quantize's file type names (Q4_K_M ...) or ktq's MOE_*
@@ -147,7 +150,13 @@ int run(const Options &o) {
     wopts.no_layer_sync = o.no_layer_sync;
     wopts.weight_bits = scheme_bits(o.scheme);
     wopts.group_size = o.group_size;
-    wopts.asymmetric = o.asymmetric || o.scheme == "W4A16_ASYM";
+    // AWQ's usual scheme has zero points (llm-compressor's W4A16_ASYM, AutoAWQ's GEMM checkpoints).
+    wopts.asymmetric = o.asymmetric || o.scheme == "W4A16_ASYM" || (o.engine == "awq" && !o.symmetric);
+    if (o.symmetric && (o.asymmetric || o.scheme == "W4A16_ASYM")) {
+        std::fprintf(stderr, "ktq: error: --symmetric contradicts --asymmetric / W4A16_ASYM\n");
+        ktq_model_free(model);
+        return 2;
+    }
     const std::string targets = format == KTQ_FORMAT_GGUF ? std::string() : join_lines(o.targets);
     if (!targets.empty()) wopts.targets = targets.c_str();
     std::vector<std::string> ignore_list = o.ignore;
@@ -187,9 +196,12 @@ int run(const Options &o) {
         wopts.gguf_tensor_types = tensor_types.c_str();
     }
     ktq_calibration *calibration = nullptr;
-    if (o.engine == "gptq") {
+    const bool calibrated = o.engine == "gptq" || o.engine == "awq";
+    const char *engine_label = o.engine == "awq" ? "AWQ" : "GPTQ";
+    if (calibrated) {
         if (format != KTQ_FORMAT_COMPRESSED_TENSORS || o.dataset.empty()) {
-            std::fprintf(stderr, "ktq: error: --engine gptq writes --to compressed-tensors and needs --dataset FILE\n");
+            std::fprintf(stderr, "ktq: error: --engine %s writes --to compressed-tensors and needs --dataset FILE\n",
+                         o.engine.c_str());
             ktq_model_free(model);
             return 2;
         }
@@ -213,7 +225,7 @@ int run(const Options &o) {
         uint64_t tokens = 0;
         ktq_calibration_info(&samples, &tokens, calibration, nullptr);
         if (!o.quiet)
-            std::fprintf(stderr, "ktq: GPTQ calibration: %zu sample(s), %llu tokens from %s%s\n", samples,
+            std::fprintf(stderr, "ktq: %s calibration: %zu sample(s), %llu tokens from %s%s\n", engine_label, samples,
                          static_cast<unsigned long long>(tokens), o.dataset.c_str(),
                          samples < static_cast<size_t>(o.num_samples) ? " (fewer than --num-calibration-samples: all used)"
                                                                       : "");
@@ -232,8 +244,10 @@ int run(const Options &o) {
     ktq_quantize_options qopts;
     ktq_quantize_options_init(&qopts, KTQ_QUANTIZE_OPTIONS_VERSION);
     if (calibration) {
-        qopts.engine = KTQ_ENGINE_GPTQ;
+        qopts.engine = o.engine == "awq" ? KTQ_ENGINE_AWQ : KTQ_ENGINE_GPTQ;
         qopts.calibration = calibration;
+        qopts.awq_grid = o.awq_grid;
+        qopts.awq_duo_scaling = o.awq_scaling == "duo";
         qopts.dampening_frac = o.dampening_frac;
         qopts.gptq_block_size = o.block_size;
         qopts.act_order = o.actorder == "static" ? KTQ_ACT_ORDER_STATIC : KTQ_ACT_ORDER_NONE;
@@ -282,17 +296,17 @@ int run(const Options &o) {
 
 void add_calibration_options(CLI::App *cmd, Options &o) {
     cmd->add_option("--dataset", o.dataset,
-                    "gptq: calibration text (plain text, cut into --max-sequence-length windows; or JSONL with a "
+                    "gptq, awq: calibration text (plain text, cut into --max-sequence-length windows; or JSONL with a "
                     "text field)")
         ->check(CLI::ExistingFile);
-    cmd->add_option("--num-calibration-samples", o.num_samples, "gptq: samples drawn from the dataset")
+    cmd->add_option("--num-calibration-samples", o.num_samples, "gptq, awq: samples drawn from the dataset")
         ->check(CLI::Range(1, 1 << 24))
         ->capture_default_str();
-    cmd->add_option("--max-sequence-length", o.max_seq_len, "gptq: tokens per sample")
+    cmd->add_option("--max-sequence-length", o.max_seq_len, "gptq, awq: tokens per sample")
         ->check(CLI::Range(2, 1 << 20))
         ->capture_default_str();
-    cmd->add_option("--seed", o.seed, "gptq: seed of the sample draw")->capture_default_str();
-    cmd->add_option("--text-field", o.text_field, "gptq: JSONL field holding the text")->capture_default_str();
+    cmd->add_option("--seed", o.seed, "gptq, awq: seed of the sample draw")->capture_default_str();
+    cmd->add_option("--text-field", o.text_field, "gptq, awq: JSONL field holding the text")->capture_default_str();
     cmd->add_option("--dampening-frac", o.dampening_frac,
                     "gptq: dampening, fraction of the mean Hessian diagonal (llm-compressor 0.01; kt-kernel's "
                     "convert_gpu_weights.py 0.1)")
@@ -312,7 +326,15 @@ void add_calibration_options(CLI::App *cmd, Options &o) {
     cmd->add_option("--moe-all-tokens-weight", o.moe_all_tokens_weight, "gptq, blend: weight of the all-token Hessian")
         ->check(CLI::Range(0.0, 1000.0))
         ->capture_default_str();
-    cmd->add_option("--calibration-batch", o.calibration_batch, "gptq: samples per forward call")
+    cmd->add_option("--awq-grid", o.awq_grid, "awq: scale exponents tried per mapping (0, 1/N, ... (N-1)/N)")
+        ->check(CLI::Range(1, 1000))
+        ->capture_default_str();
+    cmd->add_option("--awq-scaling", o.awq_scaling,
+                    "awq: duo = scales from activation and weight magnitudes (llm-compressor); act = activations "
+                    "only (AutoAWQ)")
+        ->check(CLI::IsMember({"duo", "act"}))
+        ->capture_default_str();
+    cmd->add_option("--calibration-batch", o.calibration_batch, "gptq, awq: samples per forward call")
         ->check(CLI::Range(1, 1 << 16))
         ->capture_default_str();
 }
@@ -327,6 +349,7 @@ void add_compressed_tensors_options(CLI::App *cmd, Options &o) {
         ->check(CLI::Range(-1, 1 << 20) & !CLI::IsMember({0}))
         ->capture_default_str();
     cmd->add_flag("--asymmetric", o.asymmetric, "compressed-tensors: zero points (asymmetric quantization)");
+    cmd->add_flag("--symmetric", o.symmetric, "compressed-tensors: no zero points (the default except with --engine awq)");
     cmd->add_option("--ignore", o.ignore,
                     "compressed-tensors: keep these modules in high precision (regex matched at the start of the "
                     "module name, or re:REGEX, or an exact name; repeatable). Replaces the default list: lm_head, "
@@ -350,9 +373,9 @@ void add_compressed_tensors_options(CLI::App *cmd, Options &o) {
         ->check(CLI::IsMember({"cpu", "cuda"}))
         ->capture_default_str();
     cmd->add_option("--engine", o.engine,
-                    "compressed-tensors: rtn (round to nearest) or gptq (calibrated with ktq's forward pass on "
-                    "--dataset)")
-        ->check(CLI::IsMember({"rtn", "gptq"}))
+                    "compressed-tensors: rtn (round to nearest), gptq or awq (both calibrated with ktq's forward "
+                    "pass on --dataset; awq defaults to zero points, W4A16 asymmetric)")
+        ->check(CLI::IsMember({"rtn", "gptq", "awq"}))
         ->capture_default_str();
     add_calibration_options(cmd, o);
 }

@@ -1,6 +1,7 @@
 // Which engine serves which (engine, format) pair. New engines (RTN, GPTQ)
 // register here.
 #include "cuda/cuda_devices.h"
+#include "engines/awq_engine.h"
 #include "engines/cast_engine.h"
 #include "engines/engine.h"
 #include "engines/kt_amx_engine.h"
@@ -34,9 +35,15 @@ std::unique_ptr<Engine> make_engine(ktq_engine engine, ktq_format format, ktq_de
                 fail(KTQ_ERR_UNSUPPORTED, "this libktq was built without CUDA (-DKTQ_CUDA=ON): run GPTQ with --device cpu");
             return std::make_unique<GptqEngine>(device == KTQ_DEVICE_CUDA);
         }
+        if (engine == KTQ_ENGINE_AWQ) {
+            if (device == KTQ_DEVICE_CUDA)
+                fail(KTQ_ERR_UNSUPPORTED, "AWQ runs on the CPU only for now (--device cpu)");
+            return std::make_unique<AwqEngine>();
+        }
         if (engine != KTQ_ENGINE_DEFAULT && engine != KTQ_ENGINE_RTN)
             fail(KTQ_ERR_UNSUPPORTED, "engine " + std::to_string(static_cast<int>(engine)) +
-                                          " cannot write the compressed-tensors format (use the rtn or gptq engine)");
+                                          " cannot write the compressed-tensors format (use the rtn, gptq or awq "
+                                          "engine)");
         return std::make_unique<RtnEngine>(device == KTQ_DEVICE_CUDA);
     case KTQ_FORMAT_GGUF:
         if (engine != KTQ_ENGINE_DEFAULT && engine != KTQ_ENGINE_GGML)

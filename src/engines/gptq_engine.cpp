@@ -128,34 +128,23 @@ const char *act_order_name(ktq_act_order a) { return a == KTQ_ACT_ORDER_STATIC ?
 
 }  // namespace
 
-void GptqEngine::start(const Model &model, const ktq_quantize_options &opts) {
-    if (!opts.calibration)
-        fail(KTQ_ERR_INVALID_ARGUMENT, "the GPTQ engine needs calibration data (ktq_quantize_options.calibration; "
-                                       "--dataset on the command line)");
-    cfg_ = std::make_unique<ForwardConfig>(ForwardConfig::resolve(model));
-    calibration_ = opts.calibration;
-    hidden_.clear();
-    for (const auto &s : opts.calibration->data.samples)
-        hidden_.push_back(embed_tokens(model, *cfg_, s.data(), static_cast<int64_t>(s.size())));
-    next_layer_ = 0;
-    expert_tokens_.clear();
-    report_.clear();
-}
-
 void GptqEngine::run_layer(const Model &model, int layer, Writer &writer, ThreadPool &pool,
                            const ktq_quantize_options &opts, const TensorDoneFn &on_tensor) {
     if (layer < 0) {  // embeddings, final norm, LM head: kept as they are
         CastEngine().run_tensors(model, writer.tensors_of_layer(layer), writer, pool, opts, on_tensor);
         return;
     }
-    if (!cfg_ || opts.calibration != calibration_ || layer < next_layer_) start(model, opts);
-    while (next_layer_ < layer) process(model, next_layer_, writer, pool, opts, on_tensor, false);
+    if (cal_.needs_start(opts, layer)) {
+        cal_.start(model, opts, "GPTQ");
+        report_.clear();
+    }
+    while (cal_.next_layer() < layer) process(model, cal_.next_layer(), writer, pool, opts, on_tensor, false);
     process(model, layer, writer, pool, opts, on_tensor, true);
 }
 
 void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPool &pool,
                          const ktq_quantize_options &opts, const TensorDoneFn &on_tensor, bool write) {
-    const ForwardConfig &cfg = *cfg_;
+    const ForwardConfig &cfg = cal_.cfg();
     LayerWeights w = load_layer(model, cfg, layer);
     // Which Linears the plan quantizes, and the outputs made from each.
     std::map<std::string, Linear *> by_tensor;
@@ -256,8 +245,7 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
     }
     HessianObserver observer(hessians, routed_mode ? &routed_h : nullptr, pool, all_on_gpu ? devices.front() : -1,
                              budget / 4);
-    std::vector<uint64_t> &counts = expert_tokens_[layer];
-    counts.assign(static_cast<size_t>(std::max(0, cfg.num_experts)), 0);
+    std::vector<uint64_t> &counts = cal_.expert_tokens(layer);
     // The rest of the forward (attention, routers, the routed computation of
     // the output) stays on the CPU even with --device cuda: on the GPU host,
     // cuBLAS products there made no difference to the time on the shared
@@ -269,7 +257,7 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
     ctx.pool = &pool;
     ctx.observer = &observer;
     ctx.expert_tokens = w.moe ? &counts : nullptr;
-    for_each_batch(opts.calibration_batch, false, [&](float *x, int64_t seqs, int64_t len) {
+    cal_.for_each_batch(opts.calibration_batch, false, [&](float *x, int64_t seqs, int64_t len) {
         observer.forget();
         forward_layer(ctx, w, x, seqs, len);
     });
@@ -390,9 +378,9 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
     // 3. The next layer's inputs, through the quantized layer.
     ctx.observer = nullptr;
     ctx.expert_tokens = nullptr;
-    for_each_batch(opts.calibration_batch, true,
+    cal_.for_each_batch(opts.calibration_batch, true,
                    [&](float *x, int64_t seqs, int64_t len) { forward_layer(ctx, w, x, seqs, len); });
-    next_layer_ = layer + 1;
+    cal_.finished(layer);
     record(writer);
     writer.amend_config([&](nlohmann::json &c) {
         auto qc = c.find("quantization_config");
@@ -405,38 +393,8 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
     });
 }
 
-void GptqEngine::for_each_batch(int batch, bool keep, const std::function<void(float *, int64_t, int64_t)> &fn) {
-    const int64_t H = cfg_->hidden;
-    std::vector<float> buf;
-    for (size_t i = 0; i < hidden_.size();) {
-        // Consecutive samples of one length, at most `batch` of them.
-        size_t j = i + 1;
-        while (j < hidden_.size() && j - i < static_cast<size_t>(std::max(1, batch)) &&
-               hidden_[j].size() == hidden_[i].size())
-            ++j;
-        const size_t n = hidden_[i].size();
-        buf.resize(n * (j - i));
-        for (size_t k = i; k < j; ++k) std::copy(hidden_[k].begin(), hidden_[k].end(), buf.begin() + (k - i) * n);
-        fn(buf.data(), static_cast<int64_t>(j - i), static_cast<int64_t>(n) / H);
-        if (keep)
-            for (size_t k = i; k < j; ++k)
-                std::copy(buf.begin() + (k - i) * n, buf.begin() + (k - i + 1) * n, hidden_[k].begin());
-        i = j;
-    }
-}
-
 void GptqEngine::record(Writer &writer) const {
-    nlohmann::ordered_json stats;
-    stats["description"] = "routed calibration tokens per expert, per MoE layer (ktq GPTQ calibration pass)";
-    stats["samples"] = hidden_.size();
-    uint64_t tokens = 0;
-    for (const auto &h : hidden_) tokens += h.size() / static_cast<size_t>(cfg_->hidden);
-    stats["tokens"] = tokens;
-    stats["experts_per_token"] = cfg_->top_k;
-    nlohmann::ordered_json layers = nlohmann::ordered_json::object();
-    for (const auto &[layer, counts] : expert_tokens_)
-        if (cfg_->moe_layer.at(static_cast<size_t>(layer))) layers[std::to_string(layer)] = counts;
-    stats["layers"] = layers;
+    const nlohmann::ordered_json stats = cal_.routing_stats("GPTQ");
     writer.add_file("routing_stats.json", stats.dump(1) + "\n");
     nlohmann::ordered_json rep;
     nlohmann::ordered_json modules = nlohmann::ordered_json::object();

@@ -1,7 +1,6 @@
 // GptqEngine - GPTQ into the compressed-tensors layout, calibrated with
 // ktq's own forward pass, sequentially as llm-compressor's sequential
-// pipeline: the calibration samples' activations at the input of layer L
-// come from layers 0..L-1 already quantized. Per layer:
+// pipeline (engines/sequential_calibration.h). Per layer:
 //   1. forward with an observer: a Hessian per quantized Linear (every
 //      routed expert sees all tokens: all-experts calibration, so an expert
 //      the router never picks is still calibrated; by default its Hessian
@@ -10,9 +9,7 @@
 //   2. GPTQ per Linear (quant/gptq.h), codes/scales/zero points written;
 //   3. forward again with the quantized weights: the next layer's inputs.
 // The engine keeps the activations between layers, so it lives as long as
-// its writer. Asked for a layer past the next one (a resumed run), it
-// recomputes the layers in between without writing them: same inputs,
-// same bytes. Writes routing_stats.json (tokens per expert per layer) and
+// its writer. Writes routing_stats.json (tokens per expert per layer) and
 // gptq_report.json (loss and fallbacks per module) next to the weights.
 #pragma once
 
@@ -22,7 +19,7 @@
 #include <vector>
 
 #include "engines/engine.h"
-#include "forward/forward_config.h"
+#include "engines/sequential_calibration.h"
 
 namespace ktq {
 
@@ -39,20 +36,12 @@ public:
                    const TensorDoneFn &on_tensor) override;
 
 private:
-    void start(const Model &model, const ktq_quantize_options &opts);
     void process(const Model &model, int layer, Writer &writer, ThreadPool &pool, const ktq_quantize_options &opts,
                  const TensorDoneFn &on_tensor, bool write);
     void record(Writer &writer) const;
-    // Runs fn over the calibration activations in batches of equal-length
-    // samples (contiguous copies); with keep, the results replace them.
-    void for_each_batch(int batch, bool keep, const std::function<void(float *, int64_t, int64_t)> &fn);
 
     bool cuda_ = false;
-    std::unique_ptr<ForwardConfig> cfg_;
-    const ktq_calibration *calibration_ = nullptr;
-    int next_layer_ = 0;                       // the layer whose inputs hidden_ holds
-    std::vector<std::vector<float>> hidden_;   // per sample: [tokens, hidden]
-    std::map<int, std::vector<uint64_t>> expert_tokens_;  // layer -> routed tokens per expert
+    SequentialCalibration cal_;
     struct ModuleReport {
         double loss = 0;
         bool rtn_fallback = false;

@@ -1,0 +1,358 @@
+#include "engines/awq_engine.h"
+
+#include <cmath>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "engines/cast_engine.h"
+#include "forward/decoder_layer.h"
+#include "forward/layer_weights.h"
+#include "quant/ct_rtn.h"
+#include "reading/dtype.h"
+#include "runtime/error.h"
+
+namespace ktq {
+
+namespace {
+
+// The inputs of chosen Linears over every calibration batch, one buffer per
+// slot (Linears reading the same activations share a slot and the
+// activations are stored once).
+class InputRecorder : public ActivationObserver {
+public:
+    struct Slot {
+        int64_t in = 0;
+        std::vector<float> rows;  // [n, in]
+        int64_t count() const { return in > 0 ? static_cast<int64_t>(rows.size()) / in : 0; }
+    };
+    // Linears in one call share one slot.
+    Slot *add_slot(std::initializer_list<const Linear *> readers) {
+        slots_.push_back(std::make_unique<Slot>());
+        for (const Linear *l : readers)
+            if (l && !l->empty()) slot_of_[l] = slots_.back().get();
+        return slots_.back().get();
+    }
+    // The routed experts' all-token inputs: the MoE input, into `slot`.
+    void set_expert_slot(Slot *slot) { experts_ = slot; }
+    void forget() { last_.clear(); }
+
+    void observe(const Linear &linear, const float *x, int64_t rows) override {
+        auto it = slot_of_.find(&linear);
+        if (it != slot_of_.end()) take(it->second, x, rows, linear.in);
+    }
+    bool observe_expert_all_tokens(const ExpertWeights &e, const float *x, int64_t rows) override {
+        if (experts_) take(experts_, x, rows, e.gate.in);
+        return true;  // the recorder needs only the input: the all-token products are skipped
+    }
+
+private:
+    void take(Slot *s, const float *x, int64_t rows, int64_t in) {
+        auto [seen, added] = last_.try_emplace(s, x, rows);
+        if (!added && seen->second == std::make_pair(x, rows)) return;  // a sibling already stored it
+        seen->second = {x, rows};
+        s->in = in;
+        s->rows.insert(s->rows.end(), x, x + rows * in);
+    }
+    std::vector<std::unique_ptr<Slot>> slots_;
+    std::map<const Linear *, Slot *> slot_of_;
+    std::map<const Slot *, std::pair<const float *, int64_t>> last_;
+    Slot *experts_ = nullptr;
+};
+
+float silu(float x) { return x / (1.0f + std::exp(-x)); }
+
+}  // namespace
+
+void AwqEngine::run_layer(const Model &model, int layer, Writer &writer, ThreadPool &pool,
+                          const ktq_quantize_options &opts, const TensorDoneFn &on_tensor) {
+    if (layer < 0) {  // embeddings, final norm, LM head: kept as they are
+        CastEngine().run_tensors(model, writer.tensors_of_layer(layer), writer, pool, opts, on_tensor);
+        return;
+    }
+    if (cal_.needs_start(opts, layer)) {
+        cal_.start(model, opts, "AWQ");
+        report_.clear();
+    }
+    while (cal_.next_layer() < layer) process(model, cal_.next_layer(), writer, pool, opts, on_tensor, false);
+    process(model, layer, writer, pool, opts, on_tensor, true);
+}
+
+void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPool &pool,
+                        const ktq_quantize_options &opts, const TensorDoneFn &on_tensor, bool write) {
+    const ForwardConfig &cfg = cal_.cfg();
+    if (opts.awq_grid < 1) fail(KTQ_ERR_INVALID_ARGUMENT, "awq_grid must be at least 1");
+    awq::Options ao;
+    ao.grid = opts.awq_grid;
+    ao.duo_scaling = opts.awq_duo_scaling != 0;
+    LayerWeights w = load_layer(model, cfg, layer);
+
+    // Which Linears the plan quantizes, and the outputs made from each.
+    std::map<std::string, Linear *> by_tensor;
+    for (Linear *l : w.quantizable()) by_tensor[l->name + ".weight"] = l;
+    struct Outputs {
+        const OutputTensor *packed = nullptr, *scale = nullptr, *zero_point = nullptr, *shape = nullptr;
+    };
+    std::map<const Linear *, Outputs> targets;
+    std::vector<const OutputTensor *> copies;
+    for (const OutputTensor *t : writer.tensors_of_layer(layer)) {
+        if (t->ct_part == OutputTensor::CtPart::None) {
+            copies.push_back(t);
+            continue;
+        }
+        auto it = by_tensor.find(t->source);
+        if (it == by_tensor.end())
+            fail(KTQ_ERR_UNSUPPORTED, "AWQ cannot calibrate '" + t->source +
+                                          "': it is not a Linear of ktq's forward pass for " + cfg.family +
+                                          " (ignore it, or quantize it with the rtn engine)");
+        Outputs &o = targets[it->second];
+        switch (t->ct_part) {
+        case OutputTensor::CtPart::Packed: o.packed = t; break;
+        case OutputTensor::CtPart::Scale: o.scale = t; break;
+        case OutputTensor::CtPart::ZeroPoint: o.zero_point = t; break;
+        case OutputTensor::CtPart::Shape: o.shape = t; break;
+        default: break;
+        }
+    }
+    // The model's dtype: the weights' arithmetic after scaling (as torch does it in that dtype).
+    ktq_dtype dtype = KTQ_DTYPE_BF16;
+    for (const auto &[l, o] : targets)
+        if (o.packed) {
+            dtype = o.packed->ct_scheme.dtype;
+            break;
+        }
+    auto scheme_of = [&](const Linear *l) -> const ct::Scheme * {
+        auto it = targets.find(l);
+        return it == targets.end() || !it->second.packed ? nullptr : &it->second.packed->ct_scheme;
+    };
+
+    // 1. Calibration forward: the inputs of each mapping's Linears.
+    InputRecorder rec;
+    const bool mla = cfg.mla;
+    InputRecorder::Slot *attn_in =
+        mla ? rec.add_slot({&w.q_a, &w.q, &w.kv_a}) : rec.add_slot({&w.q, &w.k, &w.v});
+    InputRecorder::Slot *q_b_in = rec.add_slot({&w.q_b});
+    InputRecorder::Slot *kv_b_in = rec.add_slot({&w.kv_b});
+    InputRecorder::Slot *o_in = rec.add_slot({&w.o});
+    InputRecorder::Slot *mlp_in = rec.add_slot({&w.gate, &w.up, &w.shared.gate, &w.shared.up});
+    rec.set_expert_slot(mlp_in);
+    InputRecorder::Slot *down_in = rec.add_slot({&w.down});
+    InputRecorder::Slot *shared_down_in = rec.add_slot({&w.shared.down});
+    std::vector<uint64_t> &counts = cal_.expert_tokens(layer);
+    ForwardContext ctx;
+    ctx.cfg = &cfg;
+    ctx.pool = &pool;
+    ctx.observer = &rec;
+    ctx.expert_tokens = w.moe ? &counts : nullptr;
+    cal_.for_each_batch(opts.calibration_batch, false, [&](float *x, int64_t seqs, int64_t len) {
+        rec.forget();
+        forward_layer(ctx, w, x, seqs, len);
+    });
+
+    // 2. The mappings, in order. `modified` collects every kept tensor whose
+    //    values the folds change (written from these values below).
+    std::map<std::string, const std::vector<float> *> modified;
+    const std::string p = cfg.layer_prefix(layer);
+    auto round = [&](std::vector<float> &v) { ct::round_to_dtype(dtype, v.data(), v.size()); };
+    auto scale_columns = [&](Linear &l, const std::vector<float> &s) {
+        for (int64_t r = 0; r < l.out; ++r)
+            for (int64_t c = 0; c < l.in; ++c) l.w[static_cast<size_t>(r * l.in + c)] *= s[static_cast<size_t>(c)];
+        round(l.w);
+        if (!targets.count(&l)) modified[l.name + ".weight"] = &l.w;
+    };
+    auto smooth = [&](const std::string &name, std::vector<InputRecorder::Slot *> inputs, std::vector<Linear *> balance,
+                      std::vector<float> *norm, const std::string &norm_tensor, Linear *prev,
+                      std::vector<Linear *> compensate, const float *x, int64_t rows, int64_t in) {
+        std::vector<awq::Balanced> layers;
+        bool any_target = false;
+        for (Linear *l : balance) {
+            if (l->empty()) continue;
+            if (l->in != in) fail(KTQ_ERR_FORMAT, "AWQ mapping " + name + ": " + l->name + " has the wrong input size");
+            layers.push_back({l->w.data(), l->out, scheme_of(l)});
+            any_target |= scheme_of(l) != nullptr;
+        }
+        if (!any_target || rows == 0) return;
+        const std::vector<float> x_mean = awq::abs_mean(x, rows, in);
+        const awq::Search found = awq::search(layers, in, x, rows, x_mean, ao, pool);
+        const std::vector<float> ones(static_cast<size_t>(in), 1.0f);
+        MappingReport &rep = report_[name];
+        rep.ratio_index = found.best;
+        rep.grid = ao.grid;
+        rep.loss = found.losses.at(static_cast<size_t>(found.best));
+        rep.loss_unscaled = awq::loss(layers, in, x, rows, ones.data(), pool);
+        rep.rows = static_cast<uint64_t>(rows);
+        const std::vector<float> &s = found.scales;
+        // Fold: what precedes the group is divided by s, the group's weights multiplied.
+        if (norm) {
+            for (int64_t c = 0; c < in; ++c) (*norm)[static_cast<size_t>(c)] /= s[static_cast<size_t>(c)];
+            round(*norm);
+            modified[norm_tensor] = norm;
+        } else {
+            for (int64_t r = 0; r < prev->out; ++r) {
+                for (int64_t c = 0; c < prev->in; ++c) prev->w[static_cast<size_t>(r * prev->in + c)] /= s[static_cast<size_t>(r)];
+                if (!prev->b.empty()) prev->b[static_cast<size_t>(r)] /= s[static_cast<size_t>(r)];
+            }
+            round(prev->w);
+            if (!prev->b.empty()) {
+                round(prev->b);
+                modified[prev->name + ".bias"] = &prev->b;
+            }
+            if (!targets.count(prev)) modified[prev->name + ".weight"] = &prev->w;
+        }
+        for (Linear *l : balance)
+            if (!l->empty()) scale_columns(*l, s);
+        for (Linear *l : compensate)
+            if (!l->empty()) scale_columns(*l, s);
+        // The recorded inputs follow the fold (later mappings read them).
+        for (InputRecorder::Slot *slot : inputs)
+            for (int64_t r = 0; r < slot->count(); ++r)
+                for (int64_t c = 0; c < in; ++c) slot->rows[static_cast<size_t>(r * in + c)] /= s[static_cast<size_t>(c)];
+    };
+    auto slot_map = [&](const std::string &name, InputRecorder::Slot *slot, std::vector<Linear *> balance,
+                        std::vector<float> *norm, const std::string &norm_tensor, Linear *prev,
+                        std::vector<Linear *> compensate = {}) {
+        if (slot->count() == 0) return;
+        smooth(name, {slot}, std::move(balance), norm, norm_tensor, prev, std::move(compensate), slot->rows.data(),
+               slot->count(), slot->in);
+    };
+    const std::string a = p + "self_attn.";
+    if (mla) {
+        slot_map(p + "input_layernorm -> " + (w.q_a.empty() ? "q_proj" : "q_a_proj") + ", kv_a_proj_with_mqa", attn_in,
+                 {&w.q_a, &w.q, &w.kv_a}, &w.input_norm, p + "input_layernorm.weight", nullptr);
+        if (!w.q_a.empty())
+            slot_map(a + "q_a_layernorm -> q_b_proj", q_b_in, {&w.q_b}, &w.q_a_norm, a + "q_a_layernorm.weight",
+                     nullptr);
+        slot_map(a + "kv_a_layernorm -> kv_b_proj", kv_b_in, {&w.kv_b}, &w.kv_a_norm, a + "kv_a_layernorm.weight",
+                 nullptr);
+    } else {
+        slot_map(p + "input_layernorm -> q_proj, k_proj, v_proj", attn_in, {&w.q, &w.k, &w.v}, &w.input_norm,
+                 p + "input_layernorm.weight", nullptr);
+        if (w.v.out == w.o.in) slot_map(a + "v_proj -> o_proj", o_in, {&w.o}, nullptr, "", &w.v);
+    }
+    std::string norm_name = p + "post_attention_layernorm.weight";
+    if (!w.moe) {
+        slot_map(p + "post_attention_layernorm -> gate_proj, up_proj", mlp_in, {&w.gate, &w.up}, &w.post_norm,
+                 norm_name, nullptr);
+        slot_map(p + "mlp.up_proj -> down_proj", down_in, {&w.down}, nullptr, "", &w.up);
+    } else {
+        std::vector<Linear *> balance;
+        for (ExpertWeights &e : w.experts) balance.insert(balance.end(), {&e.gate, &e.up});
+        if (w.has_shared) balance.insert(balance.end(), {&w.shared.gate, &w.shared.up});
+        slot_map(p + "post_attention_layernorm -> experts' gate_proj, up_proj", mlp_in, balance, &w.post_norm,
+                 norm_name, nullptr, {&w.router, &w.shared_gate});
+        if (w.has_shared)
+            slot_map(w.shared.up.name + " -> down_proj", shared_down_in, {&w.shared.down}, nullptr, "", &w.shared.up);
+        // Each routed expert's down reads silu(x gate^T) * (x up^T) for every token (all-experts calibration).
+        const int64_t n = mlp_in->count();
+        std::vector<float> g, u;
+        for (ExpertWeights &e : w.experts) {
+            if (n == 0 || !scheme_of(&e.down)) continue;
+            g.resize(static_cast<size_t>(n * e.gate.out));
+            u.resize(g.size());
+            apply_linear(g.data(), e.gate, mlp_in->rows.data(), n, pool);
+            apply_linear(u.data(), e.up, mlp_in->rows.data(), n, pool);
+            for (size_t i = 0; i < g.size(); ++i) g[i] = silu(g[i]) * u[i];
+            smooth(e.up.name + " -> down_proj", {}, {&e.down}, nullptr, "", &e.up, {}, g.data(), n, e.down.in);
+        }
+    }
+
+    // 3. Round to nearest on the scaled weights; the model computes with what the codes stand for.
+    for (auto &[cl, o] : targets) {
+        Linear *l = const_cast<Linear *>(cl);
+        if (!o.packed || !o.scale || !o.shape)
+            fail(KTQ_ERR_INTERNAL, "compressed-tensors plan is incomplete for '" + l->name + "'");
+        const ct::Scheme &s = o.packed->ct_scheme;
+        ct::round_to_dtype(s.dtype, l->w.data(), l->w.size());
+        for (float v : l->w)
+            if (!std::isfinite(v) && !opts.allow_non_finite)
+                fail(KTQ_ERR_FORMAT, "tensor '" + o.packed->source + "' holds NaN/Inf values (corrupt download?)");
+        const uint64_t rows = static_cast<uint64_t>(l->out), cols = static_cast<uint64_t>(l->in);
+        const uint64_t groups = ct::groups_per_row(s, cols);
+        std::vector<uint32_t> packed(rows * ct::packed_words_per_row(s, cols));
+        std::vector<uint8_t> scales(ct::scale_bytes(s, rows, cols));
+        std::vector<int8_t> zp(rows * groups);
+        ct::quantize_rows(s, l->w.data(), rows, cols, packed.data(), scales.data(), s.symmetric ? nullptr : zp.data());
+        if (write) {
+            writer.write(*o.packed, 0, packed.data(), packed.size() * 4);
+            writer.write(*o.scale, 0, scales.data(), scales.size());
+            if (!s.symmetric) {
+                std::vector<uint32_t> zpw(ct::zero_point_words(s, rows) * groups);
+                ct::pack_zero_points(s, zp.data(), rows, groups, zpw.data());
+                writer.write(*o.zero_point, 0, zpw.data(), zpw.size() * 4);
+            }
+            const int64_t shape[2] = {l->out, l->in};
+            writer.write(*o.shape, 0, shape, sizeof shape);
+            model.release(o.packed->source);
+            if (!on_tensor(o.packed->name, model.stored_bytes(o.packed->source)))
+                fail(KTQ_ERR_CANCELLED, "cancelled by the progress callback");
+        }
+        ct::dequantize_rows(s, packed.data(), scales.data(), s.symmetric ? nullptr : zp.data(), rows, cols,
+                            l->w.data());
+    }
+    // Kept tensors: the folded ones from their new values, the rest as read.
+    if (write) {
+        std::vector<const OutputTensor *> unchanged;
+        std::set<std::string> written;
+        for (const OutputTensor *t : copies) {
+            auto it = modified.find(t->source);
+            if (it == modified.end()) {
+                unchanged.push_back(t);
+                continue;
+            }
+            const std::vector<float> &v = *it->second;
+            uint64_t elements = 1;
+            for (int64_t d : t->shape) elements *= static_cast<uint64_t>(d);
+            if (elements != v.size())
+                fail(KTQ_ERR_INTERNAL, "AWQ: output '" + t->name + "' does not hold " + t->source + " as one tensor");
+            std::vector<uint8_t> bytes(v.size() * dtype_size(t->dtype));
+            for (size_t i = 0; i < v.size(); ++i) {
+                if (t->dtype == KTQ_DTYPE_BF16) {
+                    const uint16_t b = f32_to_bf16(v[i]);
+                    std::memcpy(&bytes[i * 2], &b, 2);
+                } else if (t->dtype == KTQ_DTYPE_F16) {
+                    const uint16_t b = half::f16_bits(v[i]);
+                    std::memcpy(&bytes[i * 2], &b, 2);
+                } else if (t->dtype == KTQ_DTYPE_F32) {
+                    std::memcpy(&bytes[i * 4], &v[i], 4);
+                } else {
+                    fail(KTQ_ERR_UNSUPPORTED, "AWQ: cannot store the folded tensor " + t->source + " as " +
+                                                  dtype_name(t->dtype));
+                }
+            }
+            writer.write(*t, 0, bytes.data(), bytes.size());
+            written.insert(t->source);
+            if (!on_tensor(t->name, model.stored_bytes(t->source)))
+                fail(KTQ_ERR_CANCELLED, "cancelled by the progress callback");
+        }
+        for (const auto &[source, values] : modified)
+            if (!written.count(source))
+                fail(KTQ_ERR_UNSUPPORTED, "AWQ folds scales into " + source +
+                                              ", which this output does not store as a tensor of its own; quantize "
+                                              "it (or its mapping's Linears) with the rtn engine instead");
+        if (!unchanged.empty()) CastEngine().run_tensors(model, unchanged, writer, pool, opts, on_tensor);
+    }
+    // 4. The next layer's inputs, through the layer as written.
+    ctx.observer = nullptr;
+    ctx.expert_tokens = nullptr;
+    cal_.for_each_batch(opts.calibration_batch, true,
+                        [&](float *x, int64_t seqs, int64_t len) { forward_layer(ctx, w, x, seqs, len); });
+    cal_.finished(layer);
+    record(writer);
+}
+
+void AwqEngine::record(Writer &writer) const {
+    writer.add_file("routing_stats.json", cal_.routing_stats("AWQ").dump(1) + "\n");
+    nlohmann::ordered_json rep, maps = nlohmann::ordered_json::object();
+    for (const auto &[name, m] : report_)
+        maps[name] = {{"ratio", static_cast<double>(m.ratio_index) / m.grid},
+                      {"grid_index", m.ratio_index},
+                      {"loss", m.loss},
+                      {"loss_unscaled", m.loss_unscaled},
+                      {"rows", m.rows}};
+    rep["description"] = "AWQ per mapping: the chosen scale exponent, the quantization loss of the mapping's "
+                         "Linears with the chosen scales and with none (plain round to nearest)";
+    rep["mappings"] = maps;
+    writer.add_file("awq_report.json", rep.dump(1) + "\n");
+}
+
+}  // namespace ktq

@@ -1,0 +1,58 @@
+// AwqEngine - AWQ into the compressed-tensors layout, calibrated with ktq's
+// own forward pass, layer by layer as the GPTQ engine
+// (engines/sequential_calibration.h). Per decoder layer:
+//   1. forward with a recorder: the inputs of each group of Linears that
+//      read the same activations (input norm -> q/k/v or MLA's q_a/kv_a;
+//      MLA's q_a_layernorm -> q_b, kv_a_layernorm -> kv_b; attention output
+//      -> o; post-attention norm -> the dense gate/up, or every routed
+//      expert's gate/up (all tokens: all-experts calibration) and the shared
+//      expert's; each down's input);
+//   2. the mappings in llm-compressor's order, each a grid search over
+//      per-channel scales (quant/awq.h) folded into what precedes the group:
+//        input_layernorm     -> q, k, v        (MLA: q_a or q, kv_a)
+//        q_a_layernorm       -> q_b            kv_a_layernorm -> kv_b
+//        v                   -> o              (only when v's outputs are o's inputs: no GQA)
+//        post_attention_norm -> gate, up       (MoE: all experts + shared expert; the router and
+//                                               Qwen2-MoE's shared_expert_gate take the scales
+//                                               too, so routing is unchanged)
+//        up                  -> down           (each expert with its own scales)
+//      A mapping none of whose Linears the plan quantizes is skipped;
+//   3. round-to-nearest of every quantized Linear (the RTN engine's
+//      quantizer) on the scaled weights; the scaled norms, routers and kept
+//      Linears are written in the model's dtype;
+//   4. forward again with what was written: the next layer's inputs.
+// Writes awq_report.json (the chosen ratio and losses per mapping) and
+// routing_stats.json next to the weights.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "engines/engine.h"
+#include "engines/sequential_calibration.h"
+#include "quant/awq.h"
+
+namespace ktq {
+
+class AwqEngine : public Engine {
+public:
+    const char *name() const override { return "awq"; }
+    void run_layer(const Model &model, int layer, Writer &writer, ThreadPool &pool, const ktq_quantize_options &opts,
+                   const TensorDoneFn &on_tensor) override;
+
+private:
+    void process(const Model &model, int layer, Writer &writer, ThreadPool &pool, const ktq_quantize_options &opts,
+                 const TensorDoneFn &on_tensor, bool write);
+    void record(Writer &writer) const;
+
+    SequentialCalibration cal_;
+    struct MappingReport {
+        int ratio_index = 0;
+        int grid = 0;
+        double loss = 0, loss_unscaled = 0;
+        uint64_t rows = 0;
+    };
+    std::map<std::string, MappingReport> report_;  // by mapping name ("model.layers.0.input_layernorm -> ...")
+};
+
+}  // namespace ktq

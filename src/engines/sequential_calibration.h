@@ -1,0 +1,58 @@
+// The calibration state the sequential engines (GPTQ, AWQ) share: the
+// activations of every calibration sample at the input of the next layer to
+// process, and the routed-token counts per expert seen so far. Layer L's
+// inputs come from layers 0..L-1 as the engine left them (quantized), as
+// llm-compressor's sequential pipeline computes them. An engine asked for a
+// layer past the next one (a resumed run) recomputes the layers in between
+// without writing them: same inputs, same bytes.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "forward/forward_config.h"
+#include "ktq/writer.h"
+
+namespace ktq {
+
+class Model;
+
+class SequentialCalibration {
+public:
+    // True when the state does not hold the inputs of `layer` or an earlier
+    // one for these options (first call, other calibration data, a layer
+    // already passed): start() again.
+    bool needs_start(const ktq_quantize_options &opts, int layer) const;
+    // Embeds every sample; `engine` names the caller in the error when there
+    // is no calibration data.
+    void start(const Model &model, const ktq_quantize_options &opts, const char *engine);
+
+    const ForwardConfig &cfg() const { return *cfg_; }
+    int next_layer() const { return next_layer_; }
+    void finished(int layer) { next_layer_ = layer + 1; }
+
+    // Runs fn over the activations in batches of at most `batch` consecutive
+    // samples of equal length (contiguous copies: x [seqs * len, hidden]);
+    // with keep, what fn leaves in x replaces them.
+    void for_each_batch(int batch, bool keep, const std::function<void(float *x, int64_t seqs, int64_t len)> &fn);
+
+    // The counter the calibration forward adds routed tokens to, zeroed.
+    std::vector<uint64_t> &expert_tokens(int layer);
+    // routing_stats.json: tokens per expert per MoE layer seen so far.
+    nlohmann::ordered_json routing_stats(const char *pass) const;
+    size_t samples() const { return hidden_.size(); }
+    uint64_t tokens() const;
+
+private:
+    std::unique_ptr<ForwardConfig> cfg_;
+    const ktq_calibration *calibration_ = nullptr;
+    int next_layer_ = 0;                                  // the layer whose inputs hidden_ holds
+    std::vector<std::vector<float>> hidden_;              // per sample: [tokens, hidden]
+    std::map<int, std::vector<uint64_t>> expert_tokens_;  // layer -> routed tokens per expert
+};
+
+}  // namespace ktq
