@@ -1,5 +1,6 @@
 #include "engines/awq_engine.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -175,7 +176,10 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
         const std::vector<float> x_mean = awq::abs_mean(x, rows, in);
         const awq::Search found = awq::search(layers, in, x, rows, x_mean, ao, pool);
         const std::vector<float> ones(static_cast<size_t>(in), 1.0f);
-        MappingReport &rep = report_[name];
+        const size_t order = report_.size();
+        auto [slot_it, fresh] = report_.try_emplace(name);
+        MappingReport &rep = slot_it->second;
+        if (fresh) rep.order = order;
         rep.ratio_index = found.best;
         rep.grid = ao.grid;
         rep.loss = found.losses.at(static_cast<size_t>(found.best));
@@ -343,12 +347,18 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
 void AwqEngine::record(Writer &writer) const {
     writer.add_file("routing_stats.json", cal_.routing_stats("AWQ").dump(1) + "\n");
     nlohmann::ordered_json rep, maps = nlohmann::ordered_json::object();
-    for (const auto &[name, m] : report_)
+    std::vector<std::pair<size_t, const std::string *>> order;
+    for (const auto &[name, m] : report_) order.emplace_back(m.order, &name);
+    std::sort(order.begin(), order.end());
+    for (const auto &[index, name_ptr] : order) {
+        const std::string &name = *name_ptr;
+        const MappingReport &m = report_.at(name);
         maps[name] = {{"ratio", static_cast<double>(m.ratio_index) / m.grid},
                       {"grid_index", m.ratio_index},
                       {"loss", m.loss},
                       {"loss_unscaled", m.loss_unscaled},
                       {"rows", m.rows}};
+    }
     rep["description"] = "AWQ per mapping: the chosen scale exponent, the quantization loss of the mapping's "
                          "Linears with the chosen scales and with none (plain round to nearest)";
     rep["mappings"] = maps;

@@ -51,6 +51,7 @@ private:
         int grid = 0;
         double loss = 0, loss_unscaled = 0;
         uint64_t rows = 0;
+        size_t order = 0;  // the mappings' processing order, for the report
     };
     std::map<std::string, MappingReport> report_;  // by mapping name ("model.layers.0.input_layernorm -> ...")
 };

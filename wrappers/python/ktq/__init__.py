@@ -378,11 +378,12 @@ def system_info():
 
 
 def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=False, resume=False,
-            progress=None, numa_parts=2, loose_files=False, resume_layer=0, group_size=128, asymmetric=False,
+            progress=None, numa_parts=2, loose_files=False, resume_layer=0, group_size=128, asymmetric=None,
             targets=None, ignore=None, device="cpu", rounding="fp32", dtype=None, gguf_type="Q8_0",
             split_experts=False, gguf_mix=None, gguf_tokenizer_pre=None, gguf_imatrix=None, gguf_routing_stats=None, gguf_source_sha256=False,
             engine="rtn", dataset=None, num_calibration_samples=512, max_sequence_length=2048,
-            seed=42, dampening_frac=0.01, actorder="static", max_gpu_memory=0, devices=None):
+            seed=42, dampening_frac=0.01, actorder="static", max_gpu_memory=0, devices=None,
+            calibration_tokens=None, awq_grid=20, awq_scaling="duo"):
     """Converts `model` into `out_dir`: to="bf16" (dequantized checkpoint),
     "kt-int4" or "kt-int8" (kt-kernel's AMX expert layout, split into
     `numa_parts`, merged safetensors or `loose_files`), "W4A16" or "W8A16"
@@ -404,7 +405,11 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
     `gguf_source_sha256` the SHA-256 of the source files.
     W4A16/W8A16 with engine="gptq" calibrate GPTQ on `dataset` (a text or
     JSONL file; `num_calibration_samples` x `max_sequence_length` tokens,
-    drawn with `seed`; `dampening_frac`; `actorder` "static" or "none");
+    drawn with `seed`; `dampening_frac`; `actorder` "static" or "none"),
+    or on `calibration_tokens` (a list of token-id sequences) instead of a
+    dataset. engine="awq" calibrates AWQ the same way (`awq_grid` exponents,
+    `awq_scaling` "duo" or "act"); its default is asymmetric (zero points),
+    the other engines' symmetric;
     on device="cuda" the engine holds at most `max_gpu_memory` bytes there
     (0 = 80 % of what is free) and uses the CUDA `devices` (a list of
     indices; None = device 0).
@@ -418,6 +423,8 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
     wopts.resume, wopts.resume_layer = int(resume or resume_layer > 0), resume_layer
     wopts.numa_parts, wopts.loose_files = numa_parts, int(loose_files)
     if to in ("W4A16", "W8A16"):
+        if asymmetric is None:
+            asymmetric = engine == "awq"
         wopts.weight_bits, wopts.group_size, wopts.asymmetric = int(to[1]), group_size, int(asymmetric)
         # kept alive in locals until the writer is open (it copies them)
         targets_c = "\n".join(targets).encode() if targets is not None else None
@@ -449,14 +456,25 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
         wopts.gguf_source_sha256 = int(gguf_source_sha256)
     if device not in ("cpu", "cuda"):
         raise ValueError(f"unknown device {device!r} (cpu or cuda)")
-    if engine not in ("rtn", "gptq"):
-        raise ValueError(f"unknown engine {engine!r} (rtn or gptq)")
-    if engine == "gptq" and (to not in ("W4A16", "W8A16") or dataset is None):
-        raise ValueError('engine="gptq" writes W4A16/W8A16 and needs dataset=')
+    if engine not in ("rtn", "gptq", "awq"):
+        raise ValueError(f"unknown engine {engine!r} (rtn, gptq or awq)")
+    calibrated = engine in ("gptq", "awq")
+    if calibrated and (to not in ("W4A16", "W8A16") or (dataset is None) == (calibration_tokens is None)):
+        raise ValueError(f'engine="{engine}" writes W4A16/W8A16 and needs dataset= or calibration_tokens= (one)')
+    if awq_scaling not in ("duo", "act"):
+        raise ValueError(f"unknown awq_scaling {awq_scaling!r} (duo or act)")
     if actorder not in _lib.ACT_ORDER:
         raise ValueError(f"unknown actorder {actorder!r} (static or none)")
     calibration = ctypes.c_void_p()
-    if engine == "gptq":
+    if calibrated and calibration_tokens is not None:
+        seqs = [list(map(int, seq)) for seq in calibration_tokens]
+        offsets = [0]
+        for seq in seqs:
+            offsets.append(offsets[-1] + len(seq))
+        ids_c = (ctypes.c_int32 * max(1, offsets[-1]))(*[t for seq in seqs for t in seq])
+        offsets_c = (ctypes.c_uint64 * len(offsets))(*offsets)
+        _call(lib.ktq_calibration_from_tokens, ctypes.byref(calibration), ids_c, offsets_c, len(seqs))
+    elif calibrated:
         with _Tokenizer(model.path) as tok:
             copts = _lib.CalibrationOptions()
             lib.ktq_calibration_options_init(ctypes.byref(copts), _lib.CALIBRATION_OPTIONS_VERSION)
@@ -493,9 +511,11 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
     if devices:
         dev_array = (ctypes.c_int * len(devices))(*devices)  # kept alive until the conversion returns
         qopts.devices, qopts.device_count = dev_array, len(devices)
-    if engine == "gptq":
-        qopts.engine, qopts.calibration = _lib.ENGINE_GPTQ, calibration
+    if calibrated:
+        qopts.engine = _lib.ENGINE_AWQ if engine == "awq" else _lib.ENGINE_GPTQ
+        qopts.calibration = calibration
         qopts.dampening_frac, qopts.act_order = dampening_frac, _lib.ACT_ORDER[actorder]
+        qopts.awq_grid, qopts.awq_duo_scaling = awq_grid, int(awq_scaling == "duo")
     try:
         _call(lib.ktq_write, model._handle(), ctypes.byref(qopts), writer)
     except KtqError:

@@ -16,13 +16,14 @@ c_char_p, c_void_p = ctypes.c_char_p, ctypes.c_void_p
 OPEN_OPTIONS_VERSION = 3
 MODEL_INFO_VERSION = TENSOR_INFO_VERSION = 1
 PROGRESS_VERSION = 1
-QUANTIZE_OPTIONS_VERSION = 4
+QUANTIZE_OPTIONS_VERSION = 5
 SYSTEM_INFO_VERSION = 1
 EVAL_OPTIONS_VERSION = 2
 KT_PART_INFO_VERSION = CT_SCHEME_VERSION = 1
 GPTQ_OPTIONS_VERSION = 2
 CALIBRATION_OPTIONS_VERSION = 1
 ENGINE_GPTQ = 5
+ENGINE_AWQ = 6
 ACT_ORDER = {"none": 0, "static": 1}
 WRITER_OPTIONS_VERSION = 5
 MAX_DIMS = 8
@@ -84,7 +85,7 @@ class QuantizeOptions(ctypes.Structure):
                 ("dampening_frac", ctypes.c_double), ("gptq_block_size", c_int), ("act_order", c_int),
                 ("calibration_batch", c_int), ("moe_hessian", c_int), ("moe_all_tokens_weight", ctypes.c_double),
                 ("max_device_memory", ctypes.c_uint64), ("devices", ctypes.POINTER(c_int)),
-                ("device_count", c_size_t)]
+                ("device_count", c_size_t), ("awq_grid", c_int), ("awq_duo_scaling", c_int)]
 
 
 class EvalOptions(ctypes.Structure):
@@ -197,6 +198,8 @@ _decl("ktq_eval_perplexity", c_int, ctypes.POINTER(EvalResult), c_void_p, c_void
 _decl("ktq_calibration_options_init", c_int, ctypes.POINTER(CalibrationOptions), c_uint)
 _decl("ktq_calibration_open", c_int, ctypes.POINTER(c_void_p), c_char_p, c_void_p, ctypes.POINTER(CalibrationOptions),
       _E)
+_decl("ktq_calibration_from_tokens", c_int, ctypes.POINTER(c_void_p), ctypes.POINTER(ctypes.c_int32),
+      ctypes.POINTER(ctypes.c_uint64), c_size_t, _E)
 _decl("ktq_calibration_free", None, c_void_p)
 _decl("ktq_model_expert_shape", c_int, ctypes.POINTER(c_int64), ctypes.POINTER(c_int64), c_void_p, c_int, c_int, c_int,
       _E)

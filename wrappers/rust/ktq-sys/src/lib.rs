@@ -166,6 +166,7 @@ pub const KTQ_ENGINE_KT_AMX: ktq_engine = 2;
 pub const KTQ_ENGINE_RTN: ktq_engine = 3;
 pub const KTQ_ENGINE_GGML: ktq_engine = 4;
 pub const KTQ_ENGINE_GPTQ: ktq_engine = 5;
+pub const KTQ_ENGINE_AWQ: ktq_engine = 6;
 
 pub type ktq_device = c_int;
 pub const KTQ_DEVICE_CPU: ktq_device = 0;
@@ -233,7 +234,7 @@ pub struct ktq_kt_part_info {
     pub packed_bytes: u64,
 }
 
-pub const KTQ_QUANTIZE_OPTIONS_VERSION: c_uint = 4;
+pub const KTQ_QUANTIZE_OPTIONS_VERSION: c_uint = 5;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ktq_quantize_options {
@@ -256,6 +257,9 @@ pub struct ktq_quantize_options {
     pub max_device_memory: u64,
     pub devices: *const c_int,
     pub device_count: usize,
+    // version 5
+    pub awq_grid: c_int,
+    pub awq_duo_scaling: c_int,
 }
 
 // ---- system.h ----------------------------------------------------------
