@@ -74,6 +74,7 @@ void AwqEngine::run_layer(const Model &model, int layer, Writer &writer, ThreadP
     if (cal_.needs_start(opts, layer)) {
         cal_.start(model, opts, "AWQ");
         report_.clear();
+        clipped_.clear();
     }
     while (cal_.next_layer() < layer) process(model, cal_.next_layer(), writer, pool, opts, on_tensor, false);
     process(model, layer, writer, pool, opts, on_tensor, true);
@@ -153,6 +154,7 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
     // 2. The mappings, in order. `modified` collects every kept tensor whose
     //    values the folds change (written from these values below).
     std::map<std::string, const std::vector<float> *> modified;
+    std::map<const Linear *, std::vector<float>> expert_down_grams;  // for the clipping search
     const std::string p = cfg.layer_prefix(layer);
     auto round = [&](std::vector<float> &v) { ct::round_to_dtype(dtype, v.data(), v.size()); };
     auto scale_columns = [&](Linear &l, const std::vector<float> &s) {
@@ -163,7 +165,8 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
     };
     auto smooth = [&](const std::string &name, std::vector<InputRecorder::Slot *> inputs, std::vector<Linear *> balance,
                       std::vector<float> *norm, const std::string &norm_tensor, Linear *prev,
-                      std::vector<Linear *> compensate, const float *x, int64_t rows, int64_t in) {
+                      std::vector<Linear *> compensate, const float *x, int64_t rows,
+                      int64_t in) -> std::vector<float> {
         std::vector<awq::Balanced> layers;
         bool any_target = false;
         for (Linear *l : balance) {
@@ -172,7 +175,7 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
             layers.push_back({l->w.data(), l->out, scheme_of(l)});
             any_target |= scheme_of(l) != nullptr;
         }
-        if (!any_target || rows == 0) return;
+        if (!any_target || rows == 0) return {};
         const std::vector<float> x_mean = awq::abs_mean(x, rows, in);
         const awq::Search found = awq::search(layers, in, x, rows, x_mean, ao, pool);
         const std::vector<float> ones(static_cast<size_t>(in), 1.0f);
@@ -211,6 +214,7 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
         for (InputRecorder::Slot *slot : inputs)
             for (int64_t r = 0; r < slot->count(); ++r)
                 for (int64_t c = 0; c < in; ++c) slot->rows[static_cast<size_t>(r * in + c)] /= s[static_cast<size_t>(c)];
+        return s;
     };
     auto slot_map = [&](const std::string &name, InputRecorder::Slot *slot, std::vector<Linear *> balance,
                         std::vector<float> *norm, const std::string &norm_tensor, Linear *prev,
@@ -256,11 +260,49 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
             apply_linear(g.data(), e.gate, mlp_in->rows.data(), n, pool);
             apply_linear(u.data(), e.up, mlp_in->rows.data(), n, pool);
             for (size_t i = 0; i < g.size(); ++i) g[i] = silu(g[i]) * u[i];
-            smooth(e.up.name + " -> down_proj", {}, {&e.down}, nullptr, "", &e.up, {}, g.data(), n, e.down.in);
+            const std::vector<float> s =
+                smooth(e.up.name + " -> down_proj", {}, {&e.down}, nullptr, "", &e.up, {}, g.data(), n, e.down.in);
+            if (!opts.awq_clip) continue;
+            // The clipping search below needs down's inputs after the fold: the Gram matrices, kept per expert.
+            if (!s.empty())
+                for (int64_t r = 0; r < n; ++r)
+                    for (int64_t c = 0; c < e.down.in; ++c) g[static_cast<size_t>(r * e.down.in + c)] /= s[static_cast<size_t>(c)];
+            expert_down_grams[&e.down] =
+                awq::group_grams(g.data(), n, e.down.in, scheme_of(&e.down)->group_size, pool);
+        }
+    }
+    // Clipping search (AutoAWQ's auto_clip) on the folded weights, with the inputs they now read; q and k
+    // (and MLA's query/key projections) are left unclipped, as AutoAWQ does: attention scores are sensitive.
+    if (opts.awq_clip) {
+        std::map<const InputRecorder::Slot *, std::vector<float>> grams;
+        auto clip = [&](Linear &l, const InputRecorder::Slot *slot, const std::vector<float> *given) {
+            const ct::Scheme *sc = scheme_of(&l);
+            if (!sc || l.empty()) return;
+            const std::vector<float> *gm = given;
+            if (!gm) {
+                if (!slot || slot->count() == 0) return;
+                auto it = grams.find(slot);
+                if (it == grams.end())
+                    it = grams.emplace(slot, awq::group_grams(slot->rows.data(), slot->count(), slot->in,
+                                                              sc->group_size, pool)).first;
+                gm = &it->second;
+            }
+            clipped_[l.name] = awq::clip(*sc, l.w.data(), l.out, l.in, *gm, 20, 0.5, pool);
+        };
+        if (!mla) clip(w.v, attn_in, nullptr);
+        clip(w.o, o_in, nullptr);
+        for (Linear *l : {&w.gate, &w.up, &w.shared.gate, &w.shared.up}) clip(*l, mlp_in, nullptr);
+        clip(w.down, down_in, nullptr);
+        clip(w.shared.down, shared_down_in, nullptr);
+        for (ExpertWeights &e : w.experts) {
+            clip(e.gate, mlp_in, nullptr);
+            clip(e.up, mlp_in, nullptr);
+            auto it = expert_down_grams.find(&e.down);
+            if (it != expert_down_grams.end()) clip(e.down, nullptr, &it->second);
         }
     }
 
-    // 3. Round to nearest on the scaled weights; the model computes with what the codes stand for.
+    // 4. Round to nearest on the scaled weights; the model computes with what the codes stand for.
     for (auto &[cl, o] : targets) {
         Linear *l = const_cast<Linear *>(cl);
         if (!o.packed || !o.scale || !o.shape)
@@ -335,7 +377,7 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
                                               "it (or its mapping's Linears) with the rtn engine instead");
         if (!unchanged.empty()) CastEngine().run_tensors(model, unchanged, writer, pool, opts, on_tensor);
     }
-    // 4. The next layer's inputs, through the layer as written.
+    // 5. The next layer's inputs, through the layer as written.
     ctx.observer = nullptr;
     ctx.expert_tokens = nullptr;
     cal_.for_each_batch(opts.calibration_batch, true,
@@ -362,6 +404,14 @@ void AwqEngine::record(Writer &writer) const {
     rep["description"] = "AWQ per mapping: the chosen scale exponent, the quantization loss of the mapping's "
                          "Linears with the chosen scales and with none (plain round to nearest)";
     rep["mappings"] = maps;
+    nlohmann::ordered_json clips = nlohmann::ordered_json::object();
+    uint64_t total = 0;
+    for (const auto &[name, n] : clipped_) {
+        clips[name] = n;
+        total += n;
+    }
+    rep["clipped_groups"] = clips;
+    rep["clipped_groups_total"] = total;
     writer.add_file("awq_report.json", rep.dump(1) + "\n");
 }
 

@@ -17,10 +17,12 @@
 //                                               too, so routing is unchanged)
 //        up                  -> down           (each expert with its own scales)
 //      A mapping none of whose Linears the plan quantizes is skipped;
-//   3. round-to-nearest of every quantized Linear (the RTN engine's
+//   3. optionally AutoAWQ's clipping search per quantized Linear but q/k
+//      (quant/awq.h awq::clip), with the inputs the folded weights read;
+//   4. round-to-nearest of every quantized Linear (the RTN engine's
 //      quantizer) on the scaled weights; the scaled norms, routers and kept
 //      Linears are written in the model's dtype;
-//   4. forward again with what was written: the next layer's inputs.
+//   5. forward again with what was written: the next layer's inputs.
 // Writes awq_report.json (the chosen ratio and losses per mapping) and
 // routing_stats.json next to the weights.
 #pragma once
@@ -53,7 +55,8 @@ private:
         uint64_t rows = 0;
         size_t order = 0;  // the mappings' processing order, for the report
     };
-    std::map<std::string, MappingReport> report_;  // by mapping name ("model.layers.0.input_layernorm -> ...")
+    std::map<std::string, MappingReport> report_;
+    std::map<std::string, uint64_t> clipped_;  // by Linear: (row, group) pairs the clipping search clipped  // by mapping name ("model.layers.0.input_layernorm -> ...")
 };
 
 }  // namespace ktq

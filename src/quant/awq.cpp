@@ -83,9 +83,22 @@ void fake_quantize_scaled(const ct::Scheme &scheme, const float *w, int64_t rows
     });
 }
 
-double loss(const std::vector<Balanced> &layers, int64_t in, const float *x, int64_t rows, const float *s,
-            ThreadPool &pool) {
-    constexpr int64_t kRowChunk = 2048;  // rows of x per product: bounds the output buffer
+namespace {
+
+// X^T X [in, in] of x [rows, in]: the loss of a weight change D is then
+// sum(D G .* D), in*in*out work per layer instead of rows*in*out.
+std::vector<float> input_gram(const float *x, int64_t rows, int64_t in, ThreadPool &pool) {
+    std::vector<float> xt(static_cast<size_t>(in * rows)), g(static_cast<size_t>(in * in));
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < in; ++c) xt[static_cast<size_t>(c * rows + r)] = x[r * in + c];
+    matmul_abt(g.data(), xt.data(), xt.data(), in, rows, in, pool);
+    return g;
+}
+
+// The loss with inputs given as rows of x, or (gram non-empty) as X^T X.
+double loss_of(const std::vector<Balanced> &layers, int64_t in, const float *x, int64_t rows,
+               const std::vector<float> &gram, const float *s, ThreadPool &pool) {
+    constexpr int64_t kRowChunk = 2048;  // rows per product: bounds the output buffer
     std::vector<float> diff, y;
     double total = 0;
     int64_t outputs = 0;
@@ -95,6 +108,17 @@ double loss(const std::vector<Balanced> &layers, int64_t in, const float *x, int
         diff.resize(static_cast<size_t>(l.out * in));
         fake_quantize_scaled(*l.scheme, l.w, l.out, in, s, diff.data(), pool);
         for (size_t k = 0; k < diff.size(); ++k) diff[k] = l.w[k] - diff[k];
+        if (!gram.empty()) {  // sum over rows d of d^T G d
+            for (int64_t r0 = 0; r0 < l.out; r0 += kRowChunk) {
+                const int64_t n = std::min(kRowChunk, l.out - r0);
+                y.resize(static_cast<size_t>(n * in));
+                matmul_abt(y.data(), diff.data() + r0 * in, gram.data(), n, in, in, pool);
+                double part = 0;
+                for (size_t k = 0; k < y.size(); ++k) part += static_cast<double>(y[k]) * diff[static_cast<size_t>(r0 * in) + k];
+                total += part;
+            }
+            continue;
+        }
         for (int64_t r0 = 0; r0 < rows; r0 += kRowChunk) {
             const int64_t n = std::min(kRowChunk, rows - r0);
             y.resize(static_cast<size_t>(n * l.out));
@@ -105,6 +129,17 @@ double loss(const std::vector<Balanced> &layers, int64_t in, const float *x, int
         }
     }
     return total / std::max<double>(1.0, static_cast<double>(rows) * static_cast<double>(outputs));
+}
+
+std::vector<float> gram_if_cheaper(const float *x, int64_t rows, int64_t in, ThreadPool &pool) {
+    return rows > in ? input_gram(x, rows, in, pool) : std::vector<float>();
+}
+
+}  // namespace
+
+double loss(const std::vector<Balanced> &layers, int64_t in, const float *x, int64_t rows, const float *s,
+            ThreadPool &pool) {
+    return loss_of(layers, in, x, rows, gram_if_cheaper(x, rows, in, pool), s, pool);
 }
 
 Search search(const std::vector<Balanced> &layers, int64_t in, const float *x, int64_t rows,
@@ -118,11 +153,12 @@ Search search(const std::vector<Balanced> &layers, int64_t in, const float *x, i
             break;
         }
     const std::vector<float> w_mean = o.duo_scaling ? weight_mean(layers, in, group) : std::vector<float>();
+    const std::vector<float> gram = gram_if_cheaper(x, rows, in, pool);
     Search best;
     double best_loss = INFINITY;
     for (int i = 0; i < o.grid; ++i) {
         const std::vector<float> s = candidate(x_mean, w_mean, i, o);
-        const double l = loss(layers, in, x, rows, s.data(), pool);
+        const double l = loss_of(layers, in, x, rows, gram, s.data(), pool);
         best.losses.push_back(l);
         if (l < best_loss) {
             best_loss = l;
@@ -135,6 +171,107 @@ Search search(const std::vector<Balanced> &layers, int64_t in, const float *x, i
         best.scales.assign(static_cast<size_t>(in), 1.0f);
     }
     return best;
+}
+
+std::vector<float> group_grams(const float *x, int64_t rows, int64_t in, int group, ThreadPool &pool) {
+    const int64_t g = group > 0 ? group : in, groups = in / g;
+    std::vector<float> grams(static_cast<size_t>(groups * g * g), 0.0f);
+    // One task per (group, row of G): each sums over the tokens in a fixed order.
+    pool.parallel_for(static_cast<size_t>(groups * g), [&](size_t task) {
+        const int64_t gi = static_cast<int64_t>(task) / g, a = static_cast<int64_t>(task) % g;
+        std::vector<double> sum(static_cast<size_t>(g), 0.0);
+        std::vector<float> part(static_cast<size_t>(g));
+        constexpr int64_t kBlock = 256;  // tokens summed in float before joining the double sum
+        for (int64_t t0 = 0; t0 < rows; t0 += kBlock) {
+            std::fill(part.begin(), part.end(), 0.0f);
+            const int64_t t1 = std::min(rows, t0 + kBlock);
+            for (int64_t t = t0; t < t1; ++t) {
+                const float *xr = x + t * in + gi * g;
+                const float xa = xr[a];
+                for (int64_t b = 0; b < g; ++b) part[static_cast<size_t>(b)] += xa * xr[b];
+            }
+            for (int64_t b = 0; b < g; ++b) sum[static_cast<size_t>(b)] += part[static_cast<size_t>(b)];
+        }
+        float *out = &grams[static_cast<size_t>((gi * g + a) * g)];
+        for (int64_t b = 0; b < g; ++b) out[b] = static_cast<float>(sum[static_cast<size_t>(b)]);
+    });
+    return grams;
+}
+
+namespace {
+
+// Dot product with eight independent partial sums: a fixed order the
+// compiler vectorizes (one running sum cannot be reordered).
+float dot8(const float *a, const float *b, int64_t n) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int q = 0; q < 8; ++q) acc[q] += a[i + q] * b[i + q];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; ++i) s += a[i] * b[i];
+    return s;
+}
+
+}  // namespace
+
+uint64_t clip(const ct::Scheme &scheme, float *w, int64_t out, int64_t in, const std::vector<float> &grams, int grid,
+              double max_shrink, ThreadPool &pool) {
+    const int64_t g = scheme.group_size > 0 ? scheme.group_size : in, groups = in / g;
+    if (static_cast<int64_t>(grams.size()) != groups * g * g) fail(KTQ_ERR_INTERNAL, "AWQ clip: Gram size mismatch");
+    const int steps = static_cast<int>(max_shrink * grid);
+    const uint64_t cols = static_cast<uint64_t>(in);
+    std::vector<uint64_t> clipped(static_cast<size_t>(out), 0);
+    pool.parallel_for(static_cast<size_t>(out), [&](size_t row) {
+        float *wr = w + static_cast<int64_t>(row) * in;
+        std::vector<float> max0(static_cast<size_t>(groups)), best_max(static_cast<size_t>(groups));
+        std::vector<double> best_err(static_cast<size_t>(groups), INFINITY);
+        for (int64_t gi = 0; gi < groups; ++gi) {
+            float m = 0;
+            for (int64_t c = gi * g; c < (gi + 1) * g; ++c) m = std::max(m, std::fabs(wr[c]));
+            max0[static_cast<size_t>(gi)] = best_max[static_cast<size_t>(gi)] = m;
+        }
+        // The clamp bound in the model's dtype (torch clamps a BF16 weight with a BF16 bound).
+        auto limit = [&](int64_t gi, int i) {
+            float mx = max0[static_cast<size_t>(gi)] * (1.0f - static_cast<float>(i) / static_cast<float>(grid));
+            ct::round_to_dtype(scheme.dtype, &mx, 1);
+            return mx;
+        };
+        std::vector<float> cw(static_cast<size_t>(in)), d(static_cast<size_t>(g));
+        std::vector<uint32_t> packed(ct::packed_words_per_row(scheme, cols));
+        std::vector<uint8_t> sc(ct::scale_bytes(scheme, 1, cols));
+        std::vector<int8_t> zp(static_cast<size_t>(groups));
+        for (int i = 0; i < steps; ++i) {
+            for (int64_t gi = 0; gi < groups; ++gi) {
+                const float mx = limit(gi, i);
+                for (int64_t c = gi * g; c < (gi + 1) * g; ++c)
+                    cw[static_cast<size_t>(c)] = std::min(std::max(wr[c], -mx), mx);
+            }
+            std::vector<float> q(cw);
+            ct::quantize_rows(scheme, q.data(), 1, cols, packed.data(), sc.data(), scheme.symmetric ? nullptr : zp.data());
+            ct::dequantize_rows(scheme, packed.data(), sc.data(), scheme.symmetric ? nullptr : zp.data(), 1, cols,
+                                q.data());
+            for (int64_t gi = 0; gi < groups; ++gi) {
+                for (int64_t k = 0; k < g; ++k) d[static_cast<size_t>(k)] = q[static_cast<size_t>(gi * g + k)] - wr[gi * g + k];
+                const float *G = &grams[static_cast<size_t>(gi * g * g)];
+                double err = 0;
+                for (int64_t a = 0; a < g; ++a)
+                    err += static_cast<double>(d[static_cast<size_t>(a)]) * dot8(G + a * g, d.data(), g);
+                if (err < best_err[static_cast<size_t>(gi)]) {
+                    best_err[static_cast<size_t>(gi)] = err;
+                    best_max[static_cast<size_t>(gi)] = limit(gi, i);
+                }
+            }
+        }
+        for (int64_t gi = 0; gi < groups; ++gi) {
+            const float mx = best_max[static_cast<size_t>(gi)];
+            if (mx >= max0[static_cast<size_t>(gi)]) continue;
+            ++clipped[row];
+            for (int64_t c = gi * g; c < (gi + 1) * g; ++c) wr[c] = std::min(std::max(wr[c], -mx), mx);
+        }
+    });
+    uint64_t total = 0;
+    for (uint64_t c : clipped) total += c;
+    return total;
 }
 
 }  // namespace ktq::awq

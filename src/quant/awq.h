@@ -17,9 +17,10 @@
 // s into the preceding norm or Linear (divides its weight by s) and keeps
 // W s in the balance layers. The bias of a Linear cancels in the loss.
 //
-// The loss is one matmul per layer and candidate (x times the weight
-// difference); rows of x are summed in a fixed order, so the choice never
-// depends on the thread count.
+// The loss is one matmul per layer and candidate: x times the weight
+// difference D, or, with more rows than input channels, D times X^T X
+// (computed once per search); sums run in a fixed order, so the choice
+// never depends on the thread count.
 #pragma once
 
 #include <cstdint>
@@ -77,6 +78,21 @@ double loss(const std::vector<Balanced> &layers, int64_t in, const float *x, int
 // on), x_mean: abs_mean over all calibration inputs.
 Search search(const std::vector<Balanced> &layers, int64_t in, const float *x, int64_t rows,
               const std::vector<float> &x_mean, const Options &o, ThreadPool &pool);
+
+// AutoAWQ's clipping search, run on a Linear's final (scaled) weight w
+// [out, in]: for every row and quantization group, the values are clamped
+// to +-max|w_group| * (1 - i / grid) for i in [0, max_shrink * grid), and
+// the i whose output error over the calibration inputs is smallest (the
+// first on ties, i = 0 being no clipping) is applied to w in place. The
+// error of a group's weight change d is d^T G d with G the Gram matrix of
+// the group's input columns (group_grams), i.e. summed over every token.
+// Returns how many (row, group) pairs were clipped.
+uint64_t clip(const ct::Scheme &scheme, float *w, int64_t out, int64_t in, const std::vector<float> &grams, int grid,
+              double max_shrink, ThreadPool &pool);
+
+// Per quantization group g of the input columns: G_g = X_g^T X_g
+// ([groups, group, group]; summed in double in row order, stored as float).
+std::vector<float> group_grams(const float *x, int64_t rows, int64_t in, int group, ThreadPool &pool);
 
 }  // namespace awq
 }  // namespace ktq

@@ -66,3 +66,31 @@ def search(Ws, X, bits=4, group=128, symmetric=False, dtype="bf16", grid=20, duo
         if best is None or loss < losses[best]:
             best, best_s = i, s
     return best, best_s, losses
+
+
+def clip(W, X, bits=4, group=128, symmetric=False, dtype="bf16", grid=20, max_shrink=0.5):
+    """AutoAWQ's clipping search on a folded weight W [rows, cols] with the
+    inputs X it reads: per row and group, the bound max|w| * (1 - i / grid)
+    (in the model dtype) for i < max_shrink * grid whose output error
+    sum_t (x_t . (Q(clamp(w)) - w))^2 is smallest (first on ties) is applied.
+    Returns (clipped W, number of clipped (row, group) pairs)."""
+    rows, cols = W.shape
+    g = cols if group < 0 else group
+    G = cols // g
+    Wg = W.reshape(rows, G, g)
+    max0 = np.abs(Wg).max(-1)
+    best = max0.copy()
+    best_err = np.full((rows, G), np.inf)
+    X64 = X.astype(np.float64)
+    for i in range(int(max_shrink * grid)):
+        mx = to_dtype(max0 * (np.float32(1) - np.float32(i) / np.float32(grid)), dtype)
+        cw = np.clip(Wg, -mx[..., None], mx[..., None]).reshape(rows, cols)
+        deq, _ = fake_quantize(cw, bits, group, symmetric, dtype)
+        d = (deq - W).astype(np.float64).reshape(rows, G, g)
+        for gi in range(G):
+            err = ((X64[:, gi * g:(gi + 1) * g] @ d[:, gi].T) ** 2).sum(0)
+            better = err < best_err[:, gi]
+            best_err[better, gi] = err[better]
+            best[better, gi] = mx[better, gi]
+    out = np.clip(Wg, -best[..., None], best[..., None]).reshape(rows, cols)
+    return out.astype(np.float32), int((best < max0).sum())

@@ -119,6 +119,15 @@ def test_input_norm_mapping_matches_reference(calib_ids, scaling, tmp_path):
     assert np.mean(got == q_ref) >= 0.999
     assert np.abs(got - q_ref).max() <= 1
     assert a + "q_proj.weight_zero_point" in out_t  # AWQ's default: asymmetric
+    # v_proj is also clipped (q and k are not): the clipping search against the reference's, on the folded
+    # weight and the inputs it now reads.
+    v_ref, n_clipped = awq_reference.clip(to_dtype(Ws[2] * s, "bf16"), X / s, 4, 128, False, "bf16")
+    _, codes_ref = awq_reference.fake_quantize(v_ref, 4, 128, False, "bf16")
+    got = unpack_int4(out_t[a + "v_proj.weight_packed"], Ws[2].shape[1])
+    assert np.mean(got == codes_ref) >= 0.99
+    clipped = json.load(open(out / "awq_report.json"))["clipped_groups"]
+    assert n_clipped > 0 and abs(clipped[a + "v_proj"] - n_clipped) <= max(2, n_clipped // 50)
+    assert a + "q_proj" not in clipped
 
 
 # ---- the whole engine, from the command line ----
@@ -194,7 +203,7 @@ def test_clear_errors(tmp_path):
     assert r.returncode != 0 and "--dataset" in r.stderr
     r = ktq("convert", model, tmp_path / "b", "--to", "compressed-tensors", "--engine", "awq", "--dataset", CALIB,
             "--device", "cuda", *SMALL, check=False)
-    assert r.returncode != 0 and "AWQ" in r.stderr
+    assert r.returncode != 0 and ("AWQ" in r.stderr or "no CUDA" in r.stderr)
     r = ktq("convert", model, tmp_path / "c", "--to", "compressed-tensors", "--engine", "awq", "--dataset", CALIB,
             "--symmetric", "--asymmetric", check=False)
     assert r.returncode != 0 and "--symmetric" in r.stderr

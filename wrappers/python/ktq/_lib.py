@@ -85,7 +85,8 @@ class QuantizeOptions(ctypes.Structure):
                 ("dampening_frac", ctypes.c_double), ("gptq_block_size", c_int), ("act_order", c_int),
                 ("calibration_batch", c_int), ("moe_hessian", c_int), ("moe_all_tokens_weight", ctypes.c_double),
                 ("max_device_memory", ctypes.c_uint64), ("devices", ctypes.POINTER(c_int)),
-                ("device_count", c_size_t), ("awq_grid", c_int), ("awq_duo_scaling", c_int)]
+                ("device_count", c_size_t), ("awq_grid", c_int), ("awq_duo_scaling", c_int),
+                ("awq_clip", c_int)]
 
 
 class EvalOptions(ctypes.Structure):

@@ -260,6 +260,7 @@ pub struct ktq_quantize_options {
     // version 5
     pub awq_grid: c_int,
     pub awq_duo_scaling: c_int,
+    pub awq_clip: c_int,
 }
 
 // ---- system.h ----------------------------------------------------------
