@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cctype>
 #include <map>
 #include <tuple>
 
@@ -44,6 +45,7 @@ Model::Model(const std::string &path, const ktq_open_options &opts) {
     config_ = ModelConfig::load(config_path, "config.json");
     checkpoint_ = std::make_unique<Checkpoint>(path, opts.max_header_bytes ? opts.max_header_bytes : kDefaultMaxHeader);
     open_packed_weights();
+    open_awq_weights();
     check_not_quantized();
 
     // Dominant dtype of the matrices, by bytes.
@@ -272,6 +274,115 @@ void Model::open_packed_weights() {
     }
 }
 
+void Model::open_awq_weights() {
+    if (config_.quantization.quant_method != "awq") return;
+    const nlohmann::ordered_json &raw = config_.has_text_config && config_.raw.at("text_config").contains("quantization_config")
+                                            ? config_.raw.at("text_config").at("quantization_config")
+                                            : config_.raw.at("quantization_config");
+    const std::string where = checkpoint_->dir() + "/config.json: quantization_config";
+    auto number = [&](const char *a, const char *b, int fallback) {
+        for (const char *k : {a, b})
+            if (raw.contains(k) && raw[k].is_number_integer()) return raw[k].get<int>();
+        return fallback;
+    };
+    const int bits = number("bits", "w_bit", 4), group = number("group_size", "q_group_size", 128);
+    const std::string version = raw.contains("version") && raw["version"].is_string() ? raw["version"].get<std::string>() : "gemm";
+    std::string lower = version;
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (lower != "gemm")
+        fail(KTQ_ERR_UNSUPPORTED, where + ": AWQ version \"" + version + "\" is not read (only \"gemm\", AutoAWQ's "
+                                                                        "default packing)");
+    if (bits != 4) fail(KTQ_ERR_UNSUPPORTED, where + ": AWQ with " + std::to_string(bits) + " bits (only 4 is read)");
+    if (raw.contains("zero_point") && raw["zero_point"].is_boolean() && !raw["zero_point"].get<bool>())
+        fail(KTQ_ERR_UNSUPPORTED, where + ": AWQ without zero points is not read");
+    if (group <= 0) fail(KTQ_ERR_UNSUPPORTED, where + ": AWQ group_size " + std::to_string(group) + " (only > 0)");
+    const std::string suffix = ".qweight";
+    const std::vector<std::string> names = checkpoint_->names();  // copy: add_virtual edits the list
+    for (const std::string &name : names) {
+        if (!ends_with(name, suffix)) continue;
+        const std::string base = name.substr(0, name.size() - suffix.size());
+        PackedWeight w;
+        w.awq = true;
+        w.packed = checkpoint_->find(name);
+        w.zero_point = checkpoint_->find(base + ".qzeros");
+        w.scale = checkpoint_->find(base + ".scales");
+        const std::string file = w.packed->file->display_name();
+        auto bad = [&](const std::string &why) { fail(KTQ_ERR_FORMAT, file + ": AWQ weight '" + base + "': " + why); };
+        if (!w.zero_point || !w.scale) bad("qzeros or scales is missing");
+        const TensorEntry &qe = *w.packed->entry, &ze = *w.zero_point->entry, &se = *w.scale->entry;
+        if (qe.dtype != KTQ_DTYPE_I32 || qe.shape.size() != 2 || qe.shape[0] <= 0 || qe.shape[1] <= 0)
+            bad("qweight is not a 2-D I32 tensor [in, out / 8]");
+        w.cols = static_cast<uint64_t>(qe.shape[0]);
+        w.rows = static_cast<uint64_t>(qe.shape[1]) * 8;
+        if (w.cols % static_cast<uint64_t>(group) != 0)
+            bad(std::to_string(w.cols) + " input features are not a multiple of group_size " + std::to_string(group));
+        const int64_t groups = static_cast<int64_t>(w.cols / static_cast<uint64_t>(group));
+        if (se.dtype != KTQ_DTYPE_F16 && se.dtype != KTQ_DTYPE_BF16 && se.dtype != KTQ_DTYPE_F32)
+            bad(std::string("scales has dtype ") + dtype_name(se.dtype));
+        if (se.shape != std::vector<int64_t>{groups, static_cast<int64_t>(w.rows)})
+            bad("scales is not [in / group_size, out] = [" + std::to_string(groups) + ", " + std::to_string(w.rows) + "]");
+        if (ze.dtype != KTQ_DTYPE_I32 || ze.shape != std::vector<int64_t>{groups, qe.shape[1]})
+            bad("qzeros is not I32 [in / group_size, out / 8] = [" + std::to_string(groups) + ", " +
+                std::to_string(qe.shape[1]) + "]");
+        w.scheme.bits = 4;
+        w.scheme.group_size = group;
+        w.scheme.symmetric = false;
+        w.scheme.dtype = se.dtype;
+        TensorEntry v;
+        v.name = base + ".weight";
+        v.dtype = se.dtype;
+        v.shape = {static_cast<int64_t>(w.rows), static_cast<int64_t>(w.cols)};
+        v.begin = 0;
+        v.end = w.rows * w.cols * dtype_size(se.dtype);  // the logical size
+        checkpoint_->add_virtual(v, w.packed->file, {name, base + ".qzeros", base + ".scales"});
+        packed_[v.name] = w;
+    }
+}
+
+void Model::read_awq_rows(const PackedWeight &w, uint64_t first, uint64_t count, ktq_dtype out, void *dst) const {
+    // Output channel c sits in word c / 8 of each input row, at nibble kNibble[c % 8]: AutoAWQ packs
+    // columns 0, 2, 4, 6, 1, 3, 5, 7 into nibbles 0..7.
+    static constexpr int kNibble[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+    const uint64_t words_per_row = w.rows / 8, w0 = first / 8, w1 = (first + count + 7) / 8, nw = w1 - w0;
+    const uint64_t group = static_cast<uint64_t>(w.scheme.group_size), groups = w.cols / group;
+    auto read_words = [&](const TensorRef &ref, uint64_t rows, std::vector<uint32_t> &buf) {
+        buf.resize(rows * nw);
+        const uint8_t *base = ref.file->data(*ref.entry);
+        for (uint64_t r = 0; r < rows; ++r)
+            ref.file->copy_out(base + (r * words_per_row + w0) * 4, nw * 4, buf.data() + r * nw);
+    };
+    std::vector<uint32_t> q, z;
+    read_words(*w.packed, w.cols, q);
+    read_words(*w.zero_point, groups, z);
+    const TensorEntry &se = *w.scale->entry;
+    const size_t ssize = dtype_size(se.dtype);
+    std::vector<uint8_t> sraw(groups * count * ssize);
+    const uint8_t *sbase = w.scale->file->data(se);
+    for (uint64_t g = 0; g < groups; ++g)
+        w.scale->file->copy_out(sbase + (g * w.rows + first) * ssize, count * ssize, sraw.data() + g * count * ssize);
+    std::vector<float> scales(groups * count);
+    convert_to_f32(scales.data(), sraw.data(), se.dtype, scales.size());
+    auto nibble = [&](const std::vector<uint32_t> &buf, uint64_t row, uint64_t c) {
+        const uint32_t word = buf[row * nw + (c / 8 - w0)];
+        return static_cast<int>((word >> (4 * kNibble[c % 8])) & 15u);
+    };
+    std::vector<float> values(count * w.cols);
+    for (uint64_t r = 0; r < count; ++r) {
+        const uint64_t c = first + r;  // the output channel
+        for (uint64_t i = 0; i < w.cols; ++i) {
+            const uint64_t g = i / group;
+            const float v = static_cast<float>(nibble(q, i, c) - nibble(z, g, c)) * scales[g * count + r];
+            values[r * w.cols + i] = v;
+        }
+    }
+    ct::round_to_dtype(se.dtype, values.data(), values.size());  // the product in the scales' dtype, as torch computes it
+    if (out == KTQ_DTYPE_F32)
+        std::copy(values.begin(), values.end(), static_cast<float *>(dst));
+    else
+        convert_to_bf16(static_cast<uint16_t *>(dst), reinterpret_cast<const uint8_t *>(values.data()), KTQ_DTYPE_F32,
+                        values.size());
+}
+
 void Model::open_kt_experts(const std::string &dir) {
     kt_output_ = std::make_unique<KtOutput>(dir);
     std::map<std::tuple<int, int, int>, std::vector<const KtPart *>> groups;  // (layer, expert, proj) -> parts
@@ -328,6 +439,10 @@ void Model::read_kt_rows(const KtExpert &e, uint64_t first, uint64_t count, ktq_
 }
 
 void Model::read_packed_rows(const PackedWeight &w, uint64_t first, uint64_t count, ktq_dtype out, void *dst) const {
+    if (w.awq) {
+        read_awq_rows(w, first, count, out, dst);
+        return;
+    }
     const ct::Scheme &s = w.scheme;
     const uint64_t words = ct::packed_words_per_row(s, w.cols), groups = ct::groups_per_row(s, w.cols);
     std::vector<uint32_t> packed(count * words);
@@ -356,7 +471,7 @@ void Model::read_packed_rows(const PackedWeight &w, uint64_t first, uint64_t cou
 
 void Model::check_not_quantized() const {
     const std::string &method = config_.quantization.quant_method;
-    if (!method.empty() && method != "fp8" && !(method == "compressed-tensors" && !packed_.empty()))
+    if (!method.empty() && method != "fp8" && !((method == "compressed-tensors" || method == "awq") && !packed_.empty()))
         fail(KTQ_ERR_UNSUPPORTED, checkpoint_->dir() + "/config.json: checkpoint is already quantized "
                                   "(quantization_config.quant_method = \"" + method +
                                   "\"); ktq reads BF16/FP16/FP32 or block-FP8 checkpoints");

@@ -64,7 +64,7 @@ public:
 
     // True for a weight stored compressed-tensors "pack-quantized" (read as
     // (code - zero point) * scale in the scale's dtype, as compressed-tensors
-    // decompresses it).
+    // decompresses it) or AutoAWQ GEMM-packed (likewise, as AutoAWQ does).
     bool is_packed(const std::string &tensor) const { return packed_.count(tensor) != 0; }
     // True when a kt-kernel output's dequantized expert replaces `view`
     // (ktq_open_options.kt_experts).
@@ -77,8 +77,17 @@ private:
         const TensorRef *packed = nullptr, *scale = nullptr, *zero_point = nullptr;
         ct::Scheme scheme;
         uint64_t rows = 0, cols = 0;
+        // AutoAWQ's GEMM layout instead of compressed-tensors': packed = qweight
+        // [cols, rows / 8], zero_point = qzeros [groups, rows / 8], scale =
+        // scales [groups, rows], nibbles of a word in AWQ's interleaved order.
+        bool awq = false;
     };
     void open_packed_weights();
+    // AutoAWQ checkpoints (quantization_config.quant_method "awq", version
+    // "gemm"): each X.weight becomes a virtual tensor, read as
+    // (q - z) * scale in the scales' dtype, as AutoAWQ dequantizes it.
+    void open_awq_weights();
+    void read_awq_rows(const PackedWeight &w, uint64_t first, uint64_t count, ktq_dtype out, void *dst) const;
     // The routed experts of a kt-kernel output folder, over the checkpoint's.
     void open_kt_experts(const std::string &dir);
     struct KtExpert {
