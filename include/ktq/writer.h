@@ -66,7 +66,12 @@ typedef enum ktq_format {
      * tensor names and metadata, tokenizer.ggml.* from tokenizer.json.
      * Architectures so far: llama (and Mixtral), qwen2, qwen3, qwen3moe,
      * deepseek2 (DeepSeek-V3, MLA split as llama.cpp expects). */
-    KTQ_FORMAT_GGUF = 5
+    KTQ_FORMAT_GGUF = 5,
+    /* kt-kernel's AWQ expert layout (its convert_cpu_weights.py with
+     * --input-type awq --quant-method awq, byte for byte, without a GPU):
+     * the routed experts of an AutoAWQ checkpoint re-packed (no NUMA split,
+     * merged safetensors only), every other tensor copied as stored. */
+    KTQ_FORMAT_KT_AWQ = 6
 } ktq_format;
 
 typedef enum ktq_engine {

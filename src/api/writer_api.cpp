@@ -12,6 +12,7 @@
 #include "writers/gguf_plan.h"
 #include "writers/output_journal.h"
 #include "writers/kt_amx_plan.h"
+#include "writers/kt_awq_plan.h"
 #include "writers/safetensors_writer.h"
 
 using ktq::check_version;
@@ -95,6 +96,7 @@ bool is_kt_format(ktq_format f) { return f == KTQ_FORMAT_KT_AMXINT4 || f == KTQ_
 // The output plan of `format`: the one place formats are told apart.
 ktq::OutputPlan plan_for(const ktq::Model &m, ktq_format format, const ktq_writer_options &o) {
     if (format == KTQ_FORMAT_HF_BF16) return ktq::plan_bf16_checkpoint(m, o);
+    if (format == KTQ_FORMAT_KT_AWQ) return ktq::plan_kt_awq(m, o);
     if (is_kt_format(format)) {
         ktq::KtAmxLayout layout;
         layout.method = format == KTQ_FORMAT_KT_AMXINT8 ? ktq::kt_amx::Method::Int8 : ktq::kt_amx::Method::Int4;
@@ -192,6 +194,7 @@ const char *ktq_format_name(ktq_format format) {
     case KTQ_FORMAT_KT_AMXINT8: return "kt-amxint8";
     case KTQ_FORMAT_COMPRESSED_TENSORS: return "compressed-tensors";
     case KTQ_FORMAT_GGUF: return "gguf";
+    case KTQ_FORMAT_KT_AWQ: return "kt-awq";
     default: return "unknown";
     }
 }

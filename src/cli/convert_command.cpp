@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -89,7 +90,20 @@ ktq_format format_of(const Options &o) {
     if (o.to == "bf16") return KTQ_FORMAT_HF_BF16;
     if (o.to == "compressed-tensors") return KTQ_FORMAT_COMPRESSED_TENSORS;
     if (o.to == "gguf") return KTQ_FORMAT_GGUF;
+    if (o.quant_method == "awq") return KTQ_FORMAT_KT_AWQ;
     return o.quant_method == "int8" ? KTQ_FORMAT_KT_AMXINT8 : KTQ_FORMAT_KT_AMXINT4;
+}
+
+// True when MODEL/config.json says AutoAWQ (quantization_config.quant_method "awq").
+bool is_awq_checkpoint(const std::string &dir) {
+    std::ifstream in(dir + "/config.json");
+    const nlohmann::json cfg = nlohmann::json::parse(in, nullptr, false);
+    if (cfg.is_discarded() || !cfg.is_object()) return false;
+    for (const nlohmann::json *scope : {&cfg, cfg.contains("text_config") ? &cfg["text_config"] : nullptr})
+        if (scope && scope->is_object() && scope->contains("quantization_config") &&
+            (*scope)["quantization_config"].value("quant_method", "") == "awq")
+            return true;
+    return false;
 }
 
 // kt-kernel's --input-type names what the checkpoint holds; a mismatch is
@@ -124,9 +138,13 @@ int run(const Options &o) {
     ktq_model_info info;
     ktq_model_info_init(&info, KTQ_MODEL_INFO_VERSION);
     if (ktq_model_get_info(&info, model, nullptr) == KTQ_OK) {
-        if (!input_type_matches(o.input_type, info.source_dtype)) {
-            std::fprintf(stderr, "ktq: error: %s: --input-type %s, but its expert weights are %s\n", o.model.c_str(),
-                         o.input_type.c_str(), ktq_dtype_name(info.source_dtype));
+        if (o.input_type == "awq" ? !is_awq_checkpoint(o.model) : !input_type_matches(o.input_type, info.source_dtype)) {
+            if (o.input_type == "awq")
+                std::fprintf(stderr, "ktq: error: %s: --input-type awq, but config.json's quantization_config is not "
+                                     "AutoAWQ's (quant_method \"awq\")\n", o.model.c_str());
+            else
+                std::fprintf(stderr, "ktq: error: %s: --input-type %s, but its expert weights are %s\n", o.model.c_str(),
+                             o.input_type.c_str(), ktq_dtype_name(info.source_dtype));
             ktq_model_free(model);
             return 1;
         }
@@ -398,8 +416,10 @@ Command add_convert_command(CLI::App &app) {
                     "the .gguf file)")
         ->check(CLI::IsMember({"bf16", "kt", "compressed-tensors", "gguf"}))
         ->capture_default_str();
-    cmd->add_option("--quant-method", o->quant_method, "kt: int4 or int8 (kt-kernel AMXINT4 / AMXINT8)")
-        ->check(CLI::IsMember({"int4", "int8"}))
+    cmd->add_option("--quant-method", o->quant_method,
+                    "kt: int4 or int8 (kt-kernel AMXINT4 / AMXINT8), or awq (an AutoAWQ checkpoint's experts re-packed "
+                    "for kt-kernel's AWQ kernels)")
+        ->check(CLI::IsMember({"int4", "int8", "awq"}))
         ->capture_default_str();
     cmd->add_option("--threadpool-count,--numa-parts", o->numa_parts,
                     "kt: NUMA parts each expert is split into (kt-kernel's --threadpool-count)")
@@ -480,11 +500,11 @@ Command add_convert_cpu_weights_command(CLI::App &app) {
         "convert-cpu-weights",
         "Drop-in for kt-kernel's convert_cpu_weights.py (same flags): experts -> AMX INT4/INT8 layout");
     cmd->add_option("-i,--input-path", o->model, "Input model folder")->required();
-    cmd->add_option("--input-type", o->input_type, "What the checkpoint holds: fp8, fp16 or bf16 (checked)")
+    cmd->add_option("--input-type", o->input_type, "What the checkpoint holds: fp8, fp16, bf16 or awq (checked)")
         ->check(CLI::IsMember({"fp8", "fp16", "bf16", "awq"}))
         ->required();
     cmd->add_option("-o,--output", o->out, "Output folder")->required();
-    cmd->add_option("--quant-method", o->quant_method, "int4 or int8 (awq, moe_int4, moe_int8 are not supported yet)")
+    cmd->add_option("--quant-method", o->quant_method, "int4, int8 or awq (moe_int4, moe_int8 are not supported yet)")
         ->check(CLI::IsMember({"int4", "int8", "awq", "moe_int4", "moe_int8"}))
         ->capture_default_str();
     cmd->add_option("--cpuinfer-threads", o->threads, "Worker threads (default: one per core)")
@@ -502,13 +522,9 @@ Command add_convert_cpu_weights_command(CLI::App &app) {
     // The ignored options' storage lives as long as the command (CLI11 writes
     // into it while parsing).
     return {cmd, [o, ignored_int, ignored_flag] {
-                if (o->quant_method != "int4" && o->quant_method != "int8") {
-                    std::fprintf(stderr, "ktq: error: --quant-method %s is not supported yet (int4, int8 are)\n",
+                if (o->quant_method != "int4" && o->quant_method != "int8" && o->quant_method != "awq") {
+                    std::fprintf(stderr, "ktq: error: --quant-method %s is not supported yet (int4, int8, awq are)\n",
                                  o->quant_method.c_str());
-                    return 2;
-                }
-                if (o->input_type == "awq") {
-                    std::fprintf(stderr, "ktq: error: --input-type awq is not supported yet\n");
                     return 2;
                 }
                 return run(*o);

@@ -5,6 +5,7 @@
 #include "engines/cast_engine.h"
 #include "engines/engine.h"
 #include "engines/kt_amx_engine.h"
+#include "engines/kt_awq_engine.h"
 #include "engines/gguf_engine.h"
 #include "engines/gptq_engine.h"
 #include "engines/rtn_engine.h"
@@ -29,6 +30,10 @@ std::unique_ptr<Engine> make_engine(ktq_engine engine, ktq_format format, ktq_de
                                           " cannot write the kt-kernel AMX format (use the kt-amx engine)");
         return std::make_unique<KtAmxEngine>(format == KTQ_FORMAT_KT_AMXINT8 ? kt_amx::Method::Int8
                                                                                : kt_amx::Method::Int4);
+    case KTQ_FORMAT_KT_AWQ:
+        if (engine != KTQ_ENGINE_DEFAULT)
+            fail(KTQ_ERR_UNSUPPORTED, "the kt-kernel AWQ layout re-packs AWQ checkpoints as they are (default engine)");
+        return std::make_unique<KtAwqEngine>();
     case KTQ_FORMAT_COMPRESSED_TENSORS:
         if (engine == KTQ_ENGINE_GPTQ) {
             if (device == KTQ_DEVICE_CUDA && !cuda_built())

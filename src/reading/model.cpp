@@ -9,6 +9,7 @@
 #include <map>
 #include <tuple>
 
+#include "quant/kt_awq.h"
 #include "reading/dtype.h"
 #include "reading/gguf_names.h"
 #include "runtime/error.h"
@@ -339,10 +340,16 @@ void Model::open_awq_weights() {
     }
 }
 
+bool Model::awq_stored(const std::string &tensor, AwqStored *out) const {
+    auto it = packed_.find(tensor);
+    if (it == packed_.end() || !it->second.awq) return false;
+    const PackedWeight &w = it->second;
+    *out = {w.packed, w.zero_point, w.scale, w.rows, w.cols, static_cast<uint64_t>(w.scheme.group_size)};
+    return true;
+}
+
 void Model::read_awq_rows(const PackedWeight &w, uint64_t first, uint64_t count, ktq_dtype out, void *dst) const {
-    // Output channel c sits in word c / 8 of each input row, at nibble kNibble[c % 8]: AutoAWQ packs
-    // columns 0, 2, 4, 6, 1, 3, 5, 7 into nibbles 0..7.
-    static constexpr int kNibble[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+    // Output channel c sits in word c / 8 of each input row, at AutoAWQ's interleaved nibble.
     const uint64_t words_per_row = w.rows / 8, w0 = first / 8, w1 = (first + count + 7) / 8, nw = w1 - w0;
     const uint64_t group = static_cast<uint64_t>(w.scheme.group_size), groups = w.cols / group;
     auto read_words = [&](const TensorRef &ref, uint64_t rows, std::vector<uint32_t> &buf) {
@@ -364,7 +371,7 @@ void Model::read_awq_rows(const PackedWeight &w, uint64_t first, uint64_t count,
     convert_to_f32(scales.data(), sraw.data(), se.dtype, scales.size());
     auto nibble = [&](const std::vector<uint32_t> &buf, uint64_t row, uint64_t c) {
         const uint32_t word = buf[row * nw + (c / 8 - w0)];
-        return static_cast<int>((word >> (4 * kNibble[c % 8])) & 15u);
+        return static_cast<int>((word >> (4 * kt_awq::awq_nibble_of_column(c))) & 15u);
     };
     std::vector<float> values(count * w.cols);
     for (uint64_t r = 0; r < count; ++r) {

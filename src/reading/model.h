@@ -66,6 +66,13 @@ public:
     // (code - zero point) * scale in the scale's dtype, as compressed-tensors
     // decompresses it) or AutoAWQ GEMM-packed (likewise, as AutoAWQ does).
     bool is_packed(const std::string &tensor) const { return packed_.count(tensor) != 0; }
+    // The stored parts of an AutoAWQ weight ("X.weight" of an AWQ
+    // checkpoint), or false when `tensor` is not one.
+    struct AwqStored {
+        const TensorRef *qweight = nullptr, *qzeros = nullptr, *scales = nullptr;
+        uint64_t rows = 0, cols = 0, group = 0;
+    };
+    bool awq_stored(const std::string &tensor, AwqStored *out) const;
     // True when a kt-kernel output's dequantized expert replaces `view`
     // (ktq_open_options.kt_experts).
     bool is_kt_expert(const MatrixView &view) const { return kt_.count({view.tensor, view.row_begin}) != 0; }

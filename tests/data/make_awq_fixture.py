@@ -12,7 +12,7 @@ checked against (tests/python/test_awq_input.py):
     int32, nibble i (bits 4i..4i+3) holds column 8 * word + ORDER[i],
     ORDER = 0, 2, 4, 6, 1, 3, 5, 7;
   - every other tensor is stored as FP16; config.json gets AutoAWQ's
-    quantization_config.
+    quantization_config (and num_experts, as transformers 4 configs name it).
 Also writes dequant.safetensors next to nothing: the expected weights,
 (q - zero) * scale rounded to FP16, under the original names (for tests).
 
@@ -91,6 +91,9 @@ def main():
             shutil.copy(os.path.join(a.src, f), os.path.join(a.out, f))
     cfg = json.load(open(os.path.join(a.out, "config.json")))
     cfg["torch_dtype"] = "float16"
+    # Hub Qwen3-MoE configs (transformers 4, which AutoAWQ runs on) call it num_experts; kt-kernel's script reads that.
+    if "num_local_experts" in cfg and "num_experts" not in cfg:
+        cfg["num_experts"] = cfg["num_local_experts"]
     cfg["quantization_config"] = {"quant_method": "awq", "bits": 4, "group_size": a.group, "zero_point": True,
                                   "version": "gemm", "modules_to_not_convert": None}
     json.dump(cfg, open(os.path.join(a.out, "config.json"), "w"), indent=2)

@@ -1,7 +1,9 @@
 """AutoAWQ checkpoints (GEMM packing) as input: a fixture made with the
 reference packing (tests/data/make_awq_fixture.py, numpy) reads back to
-the exact dequantized weights through every writer; bad AWQ files are
-refused naming the file and tensor."""
+the exact dequantized weights through every writer; its experts re-packed
+into kt-kernel's AWQ layout are kt-kernel's converter's bytes (golden) and
+give back the same weights; bad AWQ files are refused naming the file and
+tensor."""
 import json
 import os
 import shutil
@@ -101,3 +103,64 @@ def test_bad_awq_files_are_refused_by_name(fixture, tmp_path, case, message):
     if case in ("no_qzeros", "scales_shape", "qweight_dtype"):
         assert name in r.stderr and "model.safetensors" in r.stderr
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+# ---- kt-kernel's AWQ layout (--to kt --quant-method awq) ----
+
+GOLDEN = os.path.join(HERE, "..", "golden", "kt_awq.json")
+
+
+def sha256(path):
+    import hashlib
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def test_kt_awq_layout_is_kt_kernels_bytes(fixture, tmp_path):
+    """Every shard byte-identical to kt-kernel's own converter on this fixture
+    (tests/golden/make_kt_awq_golden.sh), through both entry points and any
+    thread or NUMA count (the AWQ layout has no NUMA split)."""
+    golden = json.load(open(GOLDEN))["files"]
+    ktq("convert", fixture / "model", tmp_path / "a", "--to", "kt", "--quant-method", "awq", "-q")
+    ktq("convert-cpu-weights", "-i", fixture / "model", "--input-type", "awq", "-o", tmp_path / "b",
+        "--quant-method", "awq", "--cpuinfer-threads", "1", "--threadpool-count", "1", "-q")
+    for out in ("a", "b"):
+        got = {f: sha256(tmp_path / out / f) for f in os.listdir(tmp_path / out) if f.endswith(".safetensors")}
+        assert got == golden, out
+
+
+def nibbles(words):
+    w = np.asarray(words).view(np.uint32)
+    return np.stack([(w >> (4 * j)) & 15 for j in range(8)], axis=-1).reshape(*w.shape[:-1], -1)
+
+
+def test_kt_awq_values_are_the_checkpoints(fixture, tmp_path):
+    """Independently of the golden: the re-packed codes, zeros and scales give
+    back the fixture's dequantized weights."""
+    ktq("convert", fixture / "model", tmp_path / "kt", "--to", "kt", "--quant-method", "awq", "-q")
+    expected = safetensors_numpy.load_file(str(fixture / "expected.safetensors"))
+    shard = safetensors_numpy.load_file(str(tmp_path / "kt" / "model-00002-of-00004.safetensors"))
+    for e, proj in ((0, "gate"), (7, "up"), (15, "down")):
+        k = f"blk.1.ffn_{proj}_exps.{e}."
+        q = nibbles(shard[k + "weight"]).astype(np.float32)            # [out, in]
+        z = nibbles(shard[k + "qzeros"]).astype(np.float32)            # [groups, out]
+        s = shard[k + "scale"].astype(np.float32).reshape(z.shape)      # [groups, out]
+        g = q.shape[1] // z.shape[0]
+        w = ((q - np.repeat(z.T, g, axis=1)) * np.repeat(s.T, g, axis=1)).astype(np.float16)
+        want = expected[f"model.layers.1.mlp.experts.{e}.{proj}_proj.weight"]
+        assert np.array_equal(w, want), k
+    rest = safetensors_numpy.load_file(str(tmp_path / "kt" / "model-00004-of-00004.safetensors"))
+    assert "blk.0.self_attn.q_proj.qweight" in rest and "embed_tokens.weight" in rest
+
+
+def test_kt_awq_refusals(fixture, tmp_path):
+    r = ktq("convert", os.path.join(MODELS, "tiny-qwen3-moe"), tmp_path / "a", "--to", "kt", "--quant-method", "awq",
+            check=False)
+    assert r.returncode != 0 and "not AutoAWQ-packed" in r.stderr
+    r = ktq("convert", fixture / "model", tmp_path / "b", "--to", "kt", "--quant-method", "awq",
+            "--no-merge-safetensor", check=False)
+    assert r.returncode != 0 and "no loose files" in r.stderr
+    r = ktq("convert-cpu-weights", "-i", os.path.join(MODELS, "tiny-qwen3-moe"), "--input-type", "awq", "-o",
+            tmp_path / "c", "--quant-method", "awq", check=False)
+    assert r.returncode != 0 and "--input-type awq" in r.stderr
+    for d in ("a", "b", "c"):
+        assert not any(f.endswith(".safetensors") for f in os.listdir(tmp_path / d)) if (tmp_path / d).exists() else True

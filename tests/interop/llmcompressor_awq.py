@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Interop reference (run by hand where torch + llm-compressor are installed):
+AWQ with llm-compressor's AWQModifier on exactly the calibration samples ktq
+draws (llmcompressor_gptq.py's window cut and seeded pick), the same ignore
+list (read from a ktq output's config.json), scheme W4A16_ASYM (group 128),
+duo scaling, all experts calibrated on all tokens. Writes a
+compressed-tensors checkpoint for transformers_ppl.py.
+
+usage: llmcompressor_awq.py MODEL OUT --dataset calib.txt --ignore-from KTQ_OUT/config.json
+         [--samples 128] [--seq-len 512] [--scheme W4A16_ASYM] [--seed 42]
+"""
+import argparse
+import json
+import os
+import sys
+
+import torch
+from datasets import Dataset
+from llmcompressor import oneshot
+from llmcompressor.modifiers.awq import AWQModifier
+from tokenizers import Tokenizer
+from transformers import AutoModelForCausalLM
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from llmcompressor_gptq import sample_indices  # noqa: E402  (the same pick as ktq's)
+
+
+def main():
+    if not torch.cuda.is_available():  # llm-compressor pins its activation cache, which needs a CUDA driver
+        torch.Tensor.pin_memory = lambda self, *args, **kwargs: self
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("out")
+    ap.add_argument("--dataset", required=True)
+    ap.add_argument("--ignore-from", required=True)
+    ap.add_argument("--samples", type=int, default=128)
+    ap.add_argument("--seq-len", type=int, default=512)
+    ap.add_argument("--scheme", default="W4A16_ASYM")
+    ap.add_argument("--seed", type=int, default=42)
+    a = ap.parse_args()
+    ids = Tokenizer.from_file(f"{a.model}/tokenizer.json").encode(open(a.dataset, encoding="utf-8").read()).ids
+    windows = [ids[i:i + a.seq_len] for i in range(0, len(ids) - a.seq_len + 1, a.seq_len)]
+    picked = [windows[i] for i in sample_indices(len(windows), a.samples, a.seed)]
+    ds = Dataset.from_dict({"input_ids": picked, "attention_mask": [[1] * len(w) for w in picked]})
+    ignore = json.load(open(a.ignore_from))["quantization_config"]["ignore"]
+    model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.bfloat16)
+    recipe = AWQModifier(targets=["Linear"], scheme=a.scheme, ignore=ignore, duo_scaling=True)
+    oneshot(model=model, dataset=ds, recipe=recipe, max_seq_length=a.seq_len, num_calibration_samples=len(picked),
+            moe_calibrate_all_experts=True)
+    model.save_pretrained(a.out, save_compressed=True)
+    Tokenizer.from_file(f"{a.model}/tokenizer.json").save(f"{a.out}/tokenizer.json")
+
+
+if __name__ == "__main__":
+    main()
