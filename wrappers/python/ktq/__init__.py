@@ -363,7 +363,7 @@ class Gptq(_Handle):
 
 _FORMATS = {"bf16": _lib.FORMAT_HF_BF16, "kt-int4": _lib.FORMAT_KT_AMXINT4, "kt-int8": _lib.FORMAT_KT_AMXINT8,
             "W4A16": _lib.FORMAT_COMPRESSED_TENSORS, "W8A16": _lib.FORMAT_COMPRESSED_TENSORS,
-            "gguf": _lib.FORMAT_GGUF}
+            "gguf": _lib.FORMAT_GGUF, "kt-awq": _lib.FORMAT_KT_AWQ}
 
 
 def system_info():
@@ -386,7 +386,8 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
             calibration_tokens=None, awq_grid=20, awq_scaling="duo", awq_clip=True):
     """Converts `model` into `out_dir`: to="bf16" (dequantized checkpoint),
     "kt-int4" or "kt-int8" (kt-kernel's AMX expert layout, split into
-    `numa_parts`, merged safetensors or `loose_files`), "W4A16" or "W8A16"
+    `numa_parts`, merged safetensors or `loose_files`), "kt-awq" (an AutoAWQ
+    checkpoint's experts re-packed for kt-kernel's AWQ kernels), "W4A16" or "W8A16"
     (a compressed-tensors checkpoint as llm-compressor writes it, with
     `group_size` (-1 = per channel), `asymmetric`, `targets` and `ignore`:
     lists of compressed-tensors patterns, None = the defaults; computed on

@@ -158,6 +158,7 @@ pub const KTQ_FORMAT_KT_AMXINT4: ktq_format = 2;
 pub const KTQ_FORMAT_KT_AMXINT8: ktq_format = 3;
 pub const KTQ_FORMAT_COMPRESSED_TENSORS: ktq_format = 4;
 pub const KTQ_FORMAT_GGUF: ktq_format = 5;
+pub const KTQ_FORMAT_KT_AWQ: ktq_format = 6;
 
 pub type ktq_engine = c_int;
 pub const KTQ_ENGINE_DEFAULT: ktq_engine = 0;

@@ -379,6 +379,9 @@ pub enum Format {
     /// the file's path. Per-tensor types: [`WriterOptions::gguf_tensor_types`], mixtures such as
     /// Q4_K_M: [`WriterOptions::gguf_mix`].
     Gguf { ty: GgmlType, split_experts: bool },
+    /// kt-kernel's AWQ expert layout: an AutoAWQ checkpoint's experts re-packed
+    /// (`convert_cpu_weights.py --input-type awq --quant-method awq`).
+    KtAwq,
 }
 
 /// A compressed-tensors integer weight scheme.
@@ -617,6 +620,7 @@ impl<'m> Writer<'m> {
                 Format::HfBf16 => sys::KTQ_FORMAT_HF_BF16,
                 Format::KtAmxInt4 => sys::KTQ_FORMAT_KT_AMXINT4,
                 Format::KtAmxInt8 => sys::KTQ_FORMAT_KT_AMXINT8,
+                Format::KtAwq => sys::KTQ_FORMAT_KT_AWQ,
                 Format::CompressedTensors(scheme) => {
                     o.weight_bits = scheme.bits as c_int;
                     o.group_size = scheme.group_size;
