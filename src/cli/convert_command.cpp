@@ -356,7 +356,7 @@ void add_calibration_options(CLI::App *cmd, Options &o) {
         ->capture_default_str();
     cmd->add_flag("--awq-no-clip", o.awq_no_clip,
                   "awq: skip AutoAWQ's clipping search (per group, the weight range shrunk where it lowers the "
-                  "output error); llm-compressor's AWQ does not clip");
+                  "output error; q/k are never clipped), as llm-compressor's AWQ");
     cmd->add_option("--calibration-batch", o.calibration_batch, "gptq, awq: samples per forward call")
         ->check(CLI::Range(1, 1 << 16))
         ->capture_default_str();

@@ -146,10 +146,15 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
     ctx.pool = &pool;
     ctx.observer = &rec;
     ctx.expert_tokens = w.moe ? &counts : nullptr;
+    std::vector<std::pair<int64_t, int64_t>> batch_shapes;  // (sequences, length) of each forward call, in order
     cal_.for_each_batch(opts.calibration_batch, false, [&](float *x, int64_t seqs, int64_t len) {
         rec.forget();
         forward_layer(ctx, w, x, seqs, len);
+        batch_shapes.emplace_back(seqs, len);
     });
+    ForwardContext plain;  // the parents' forward in the search: nothing observed or counted
+    plain.cfg = &cfg;
+    plain.pool = &pool;
 
     // 2. The mappings, in order. `modified` collects every kept tensor whose
     //    values the folds change (written from these values below).
@@ -163,10 +168,13 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
         round(l.w);
         if (!targets.count(&l)) modified[l.name + ".weight"] = &l.w;
     };
+    // The module whose output error a mapping's search measures, as llm-compressor takes the lowest common
+    // parent of the balance layers: the Linears themselves (one), the attention block, or the MLP / MoE block.
+    enum class Parent { Linears, Attention, Mlp };
     auto smooth = [&](const std::string &name, std::vector<InputRecorder::Slot *> inputs, std::vector<Linear *> balance,
                       std::vector<float> *norm, const std::string &norm_tensor, Linear *prev,
-                      std::vector<Linear *> compensate, const float *x, int64_t rows,
-                      int64_t in) -> std::vector<float> {
+                      std::vector<Linear *> compensate, const float *x, int64_t rows, int64_t in,
+                      Parent parent) -> std::vector<float> {
         std::vector<awq::Balanced> layers;
         bool any_target = false;
         for (Linear *l : balance) {
@@ -177,16 +185,57 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
         }
         if (!any_target || rows == 0) return {};
         const std::vector<float> x_mean = awq::abs_mean(x, rows, in);
-        const awq::Search found = awq::search(layers, in, x, rows, x_mean, ao, pool);
+        auto run_parent = [&]() -> std::vector<float> {
+            if (parent == Parent::Mlp) return mlp_block(plain, w, x, rows);
+            std::vector<float> out;
+            int64_t offset = 0;
+            for (const auto &[seqs, len] : batch_shapes) {
+                const std::vector<float> o = attention_block(plain, w, x + offset * in, seqs, len);
+                out.insert(out.end(), o.begin(), o.end());
+                offset += seqs * len;
+            }
+            if (offset != rows) fail(KTQ_ERR_INTERNAL, "AWQ: attention inputs do not match the calibration batches");
+            return out;
+        };
+        std::vector<float> gram, reference;
+        awq::LossFn loss;
+        if (parent == Parent::Linears) {
+            if (rows > in) gram = awq::input_gram(x, rows, in, pool);
+            loss = [&](const std::vector<float> &s) { return awq::linear_loss(layers, in, x, rows, gram, s, pool); };
+        } else {
+            reference = run_parent();
+            loss = [&](const std::vector<float> &s) {
+                // The balance layers compute with Q(W s) / s while the parent runs; then their weights come back.
+                std::vector<std::pair<Linear *, std::vector<float>>> saved;
+                for (Linear *l : balance) {
+                    const ct::Scheme *sc = l->empty() ? nullptr : scheme_of(l);
+                    if (!sc) continue;
+                    std::vector<float> q(l->w.size());
+                    awq::fake_quantize_scaled(*sc, l->w.data(), l->out, l->in, s.data(), q.data(), pool);
+                    saved.emplace_back(l, std::move(l->w));
+                    l->w = std::move(q);
+                }
+                const std::vector<float> out = run_parent();
+                for (auto &[l, original] : saved) l->w = std::move(original);
+                double sum = 0;
+                for (size_t i = 0; i < out.size(); ++i) {
+                    const double d = static_cast<double>(out[i]) - reference[i];
+                    sum += d * d;
+                }
+                return out.empty() ? 0.0 : sum / static_cast<double>(out.size());
+            };
+        }
+        const awq::Search found = awq::search(layers, in, x_mean, ao, loss);
         const std::vector<float> ones(static_cast<size_t>(in), 1.0f);
         const size_t order = report_.size();
         auto [slot_it, fresh] = report_.try_emplace(name);
         MappingReport &rep = slot_it->second;
         if (fresh) rep.order = order;
         rep.ratio_index = found.best;
-        rep.grid = ao.grid;
+        rep.ratio = found.chosen.ratio;
+        rep.duo = found.chosen.duo;
         rep.loss = found.losses.at(static_cast<size_t>(found.best));
-        rep.loss_unscaled = awq::loss(layers, in, x, rows, ones.data(), pool);
+        rep.loss_unscaled = loss(ones);
         rep.rows = static_cast<uint64_t>(rows);
         const std::vector<float> &s = found.scales;
         // Fold: what precedes the group is divided by s, the group's weights multiplied.
@@ -216,40 +265,41 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
                 for (int64_t c = 0; c < in; ++c) slot->rows[static_cast<size_t>(r * in + c)] /= s[static_cast<size_t>(c)];
         return s;
     };
-    auto slot_map = [&](const std::string &name, InputRecorder::Slot *slot, std::vector<Linear *> balance,
+    auto slot_map = [&](const std::string &name, Parent parent, InputRecorder::Slot *slot, std::vector<Linear *> balance,
                         std::vector<float> *norm, const std::string &norm_tensor, Linear *prev,
                         std::vector<Linear *> compensate = {}) {
         if (slot->count() == 0) return;
         smooth(name, {slot}, std::move(balance), norm, norm_tensor, prev, std::move(compensate), slot->rows.data(),
-               slot->count(), slot->in);
+               slot->count(), slot->in, parent);
     };
     const std::string a = p + "self_attn.";
     if (mla) {
-        slot_map(p + "input_layernorm -> " + (w.q_a.empty() ? "q_proj" : "q_a_proj") + ", kv_a_proj_with_mqa", attn_in,
+        slot_map(p + "input_layernorm -> " + (w.q_a.empty() ? "q_proj" : "q_a_proj") + ", kv_a_proj_with_mqa",
+                 Parent::Attention, attn_in,
                  {&w.q_a, &w.q, &w.kv_a}, &w.input_norm, p + "input_layernorm.weight", nullptr);
         if (!w.q_a.empty())
-            slot_map(a + "q_a_layernorm -> q_b_proj", q_b_in, {&w.q_b}, &w.q_a_norm, a + "q_a_layernorm.weight",
+            slot_map(a + "q_a_layernorm -> q_b_proj", Parent::Linears, q_b_in, {&w.q_b}, &w.q_a_norm, a + "q_a_layernorm.weight",
                      nullptr);
-        slot_map(a + "kv_a_layernorm -> kv_b_proj", kv_b_in, {&w.kv_b}, &w.kv_a_norm, a + "kv_a_layernorm.weight",
+        slot_map(a + "kv_a_layernorm -> kv_b_proj", Parent::Linears, kv_b_in, {&w.kv_b}, &w.kv_a_norm, a + "kv_a_layernorm.weight",
                  nullptr);
     } else {
-        slot_map(p + "input_layernorm -> q_proj, k_proj, v_proj", attn_in, {&w.q, &w.k, &w.v}, &w.input_norm,
+        slot_map(p + "input_layernorm -> q_proj, k_proj, v_proj", Parent::Attention, attn_in, {&w.q, &w.k, &w.v}, &w.input_norm,
                  p + "input_layernorm.weight", nullptr);
-        if (w.v.out == w.o.in) slot_map(a + "v_proj -> o_proj", o_in, {&w.o}, nullptr, "", &w.v);
+        if (w.v.out == w.o.in) slot_map(a + "v_proj -> o_proj", Parent::Linears, o_in, {&w.o}, nullptr, "", &w.v);
     }
     std::string norm_name = p + "post_attention_layernorm.weight";
     if (!w.moe) {
-        slot_map(p + "post_attention_layernorm -> gate_proj, up_proj", mlp_in, {&w.gate, &w.up}, &w.post_norm,
+        slot_map(p + "post_attention_layernorm -> gate_proj, up_proj", Parent::Mlp, mlp_in, {&w.gate, &w.up}, &w.post_norm,
                  norm_name, nullptr);
-        slot_map(p + "mlp.up_proj -> down_proj", down_in, {&w.down}, nullptr, "", &w.up);
+        slot_map(p + "mlp.up_proj -> down_proj", Parent::Linears, down_in, {&w.down}, nullptr, "", &w.up);
     } else {
         std::vector<Linear *> balance;
         for (ExpertWeights &e : w.experts) balance.insert(balance.end(), {&e.gate, &e.up});
         if (w.has_shared) balance.insert(balance.end(), {&w.shared.gate, &w.shared.up});
-        slot_map(p + "post_attention_layernorm -> experts' gate_proj, up_proj", mlp_in, balance, &w.post_norm,
+        slot_map(p + "post_attention_layernorm -> experts' gate_proj, up_proj", Parent::Mlp, mlp_in, balance, &w.post_norm,
                  norm_name, nullptr, {&w.router, &w.shared_gate});
         if (w.has_shared)
-            slot_map(w.shared.up.name + " -> down_proj", shared_down_in, {&w.shared.down}, nullptr, "", &w.shared.up);
+            slot_map(w.shared.up.name + " -> down_proj", Parent::Linears, shared_down_in, {&w.shared.down}, nullptr, "", &w.shared.up);
         // Each routed expert's down reads silu(x gate^T) * (x up^T) for every token (all-experts calibration).
         const int64_t n = mlp_in->count();
         std::vector<float> g, u;
@@ -261,7 +311,8 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
             apply_linear(u.data(), e.up, mlp_in->rows.data(), n, pool);
             for (size_t i = 0; i < g.size(); ++i) g[i] = silu(g[i]) * u[i];
             const std::vector<float> s =
-                smooth(e.up.name + " -> down_proj", {}, {&e.down}, nullptr, "", &e.up, {}, g.data(), n, e.down.in);
+                smooth(e.up.name + " -> down_proj", {}, {&e.down}, nullptr, "", &e.up, {}, g.data(), n, e.down.in,
+                       Parent::Linears);
             if (!opts.awq_clip) continue;
             // The clipping search below needs down's inputs after the fold: the Gram matrices, kept per expert.
             if (!s.empty())
@@ -395,14 +446,16 @@ void AwqEngine::record(Writer &writer) const {
     for (const auto &[index, name_ptr] : order) {
         const std::string &name = *name_ptr;
         const MappingReport &m = report_.at(name);
-        maps[name] = {{"ratio", static_cast<double>(m.ratio_index) / m.grid},
+        maps[name] = {{"ratio", m.ratio},
+                      {"duo_scaling", m.duo},
                       {"grid_index", m.ratio_index},
                       {"loss", m.loss},
                       {"loss_unscaled", m.loss_unscaled},
                       {"rows", m.rows}};
     }
-    rep["description"] = "AWQ per mapping: the chosen scale exponent, the quantization loss of the mapping's "
-                         "Linears with the chosen scales and with none (plain round to nearest)";
+    rep["description"] = "AWQ per mapping: the chosen grid point (index, exponent, duo scaling), the mean squared "
+                         "error of the mapping's parent module (attention block, MLP block or the Linear) with the "
+                         "chosen scales and with none (plain round to nearest)";
     rep["mappings"] = maps;
     nlohmann::ordered_json clips = nlohmann::ordered_json::object();
     uint64_t total = 0;

@@ -8,7 +8,10 @@
 //      expert's gate/up (all tokens: all-experts calibration) and the shared
 //      expert's; each down's input);
 //   2. the mappings in llm-compressor's order, each a grid search over
-//      per-channel scales (quant/awq.h) folded into what precedes the group:
+//      per-channel scales (quant/awq.h) against the output error of the
+//      mapping's parent (as llm-compressor: the attention block for q/k/v,
+//      the MLP or whole MoE block, router included, for gate/up, the Linear
+//      itself for o and down), folded into what precedes the group:
 //        input_layernorm     -> q, k, v        (MLA: q_a or q, kv_a)
 //        q_a_layernorm       -> q_b            kv_a_layernorm -> kv_b
 //        v                   -> o              (only when v's outputs are o's inputs: no GQA)
@@ -17,7 +20,7 @@
 //                                               too, so routing is unchanged)
 //        up                  -> down           (each expert with its own scales)
 //      A mapping none of whose Linears the plan quantizes is skipped;
-//   3. optionally AutoAWQ's clipping search per quantized Linear but q/k
+//   3. unless awq_clip is 0, AutoAWQ's clipping search per quantized Linear but q/k
 //      (quant/awq.h awq::clip), with the inputs the folded weights read;
 //   4. round-to-nearest of every quantized Linear (the RTN engine's
 //      quantizer) on the scaled weights; the scaled norms, routers and kept
@@ -50,7 +53,8 @@ private:
     SequentialCalibration cal_;
     struct MappingReport {
         int ratio_index = 0;
-        int grid = 0;
+        double ratio = 0;
+        bool duo = false;
         double loss = 0, loss_unscaled = 0;
         uint64_t rows = 0;
         size_t order = 0;  // the mappings' processing order, for the report

@@ -343,17 +343,25 @@ std::vector<float> moe(const ForwardContext &ctx, const LayerWeights &w, const f
 
 }  // namespace
 
+std::vector<float> attention_block(const ForwardContext &ctx, const LayerWeights &w, const float *x, int64_t seqs,
+                                   int64_t seq_len) {
+    std::vector<float> attn = ctx.cfg->mla ? mla_attention(ctx, w, x, seqs, seq_len) : gqa_attention(ctx, w, x, seqs, seq_len);
+    return run_linear(ctx, w.o, attn.data(), seqs * seq_len);
+}
+
+std::vector<float> mlp_block(const ForwardContext &ctx, const LayerWeights &w, const float *x, int64_t rows) {
+    return w.moe ? moe(ctx, w, x, rows) : swiglu(ctx, w.gate, w.up, w.down, x, rows);
+}
+
 void forward_layer(const ForwardContext &ctx, const LayerWeights &w, float *hidden, int64_t seqs, int64_t seq_len) {
     const ForwardConfig &c = *ctx.cfg;
     const int64_t n = seqs * seq_len, H = c.hidden;
     std::vector<float> x(static_cast<size_t>(n * H));
     rms_norm(x.data(), hidden, w.input_norm.data(), n, H, c.rms_eps);
-    std::vector<float> attn = c.mla ? mla_attention(ctx, w, x.data(), seqs, seq_len)
-                                    : gqa_attention(ctx, w, x.data(), seqs, seq_len);
-    std::vector<float> o = run_linear(ctx, w.o, attn.data(), n);
+    std::vector<float> o = attention_block(ctx, w, x.data(), seqs, seq_len);
     for (size_t i = 0; i < o.size(); ++i) hidden[i] += o[i];
     rms_norm(x.data(), hidden, w.post_norm.data(), n, H, c.rms_eps);
-    std::vector<float> m = w.moe ? moe(ctx, w, x.data(), n) : swiglu(ctx, w.gate, w.up, w.down, x.data(), n);
+    std::vector<float> m = mlp_block(ctx, w, x.data(), n);
     for (size_t i = 0; i < m.size(); ++i) hidden[i] += m[i];
 }
 

@@ -45,6 +45,14 @@ struct ForwardContext {
     MatmulBackend *matmul = nullptr;  // where the Linears' products run (nullptr: the CPU, on the pool)
 };
 
+// The two halves of a layer, on their normalized inputs x ([seqs * seq_len,
+// hidden]): attention (GQA or MLA) with o_proj, and the MLP (dense SwiGLU,
+// or the routed experts plus shared experts). Each returns [rows, hidden]:
+// what the layer adds to the residual stream. AWQ measures its loss on them.
+std::vector<float> attention_block(const ForwardContext &ctx, const LayerWeights &w, const float *x, int64_t seqs,
+                                   int64_t seq_len);
+std::vector<float> mlp_block(const ForwardContext &ctx, const LayerWeights &w, const float *x, int64_t rows);
+
 // hidden: [seqs * seq_len, cfg.hidden], updated in place.
 void forward_layer(const ForwardContext &ctx, const LayerWeights &w, float *hidden, int64_t seqs, int64_t seq_len);
 

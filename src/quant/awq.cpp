@@ -18,14 +18,26 @@ std::vector<float> abs_mean(const float *x, int64_t rows, int64_t in) {
     return out;
 }
 
-std::vector<float> candidate(const std::vector<float> &x_mean, const std::vector<float> &w_mean, int i,
-                             const Options &o) {
-    const float r = static_cast<float>(i) / static_cast<float>(o.grid);
+std::vector<Candidate> grid(const Options &o) {
+    std::vector<Candidate> g;
+    if (o.duo_scaling) {
+        if (o.grid < 3) fail(KTQ_ERR_INVALID_ARGUMENT, "AWQ grid must be at least 3 with duo scaling");
+        g.push_back({0.0, false});  // identity: plain round to nearest
+        for (int i = 0; i < o.grid - 1; ++i) g.push_back({static_cast<double>(i) / (o.grid - 2), true});
+    } else {
+        if (o.grid < 2) fail(KTQ_ERR_INVALID_ARGUMENT, "AWQ grid must be at least 2");
+        for (int i = 0; i < o.grid; ++i) g.push_back({static_cast<double>(i) / (o.grid - 1), false});
+    }
+    return g;
+}
+
+std::vector<float> scales_of(const Candidate &c, const std::vector<float> &x_mean, const std::vector<float> &w_mean) {
+    const float r = static_cast<float>(c.ratio), r1 = static_cast<float>(1.0 - c.ratio);
     std::vector<float> s(x_mean.size());
-    for (size_t c = 0; c < s.size(); ++c) {
-        float v = std::pow(x_mean[c], r);
-        if (o.duo_scaling) v = v / (std::pow(w_mean[c], 1.0f - r) + 1e-4f);
-        s[c] = std::max(v, 1e-4f);
+    for (size_t i = 0; i < s.size(); ++i) {
+        float v = std::pow(x_mean[i], r);
+        if (c.duo) v = v / (std::pow(w_mean[i], r1) + 1e-4f);
+        s[i] = std::max(v, 1e-4f);
     }
     const auto [mn, mx] = std::minmax_element(s.begin(), s.end());
     const float norm = std::sqrt(*mx * *mn);
@@ -36,11 +48,18 @@ std::vector<float> candidate(const std::vector<float> &x_mean, const std::vector
     return s;
 }
 
-std::vector<float> weight_mean(const std::vector<Balanced> &layers, int64_t in, int group_size) {
-    const int64_t g = group_size > 0 ? group_size : in;
+std::vector<float> weight_mean(const std::vector<Balanced> &layers, int64_t in) {
+    int group = -1;
+    for (const Balanced &l : layers)
+        if (l.scheme) {
+            group = l.scheme->group_size;
+            break;
+        }
+    const int64_t g = group > 0 ? group : in;
     std::vector<double> sum(static_cast<size_t>(in), 0.0);
     int64_t rows = 0;
     for (const Balanced &l : layers) {
+        if (!l.scheme) continue;  // llm-compressor skips layers it does not quantize
         for (int64_t r = 0; r < l.out; ++r) {
             const float *w = l.w + r * in;
             for (int64_t c0 = 0; c0 < in; c0 += g) {
@@ -83,8 +102,6 @@ void fake_quantize_scaled(const ct::Scheme &scheme, const float *w, int64_t rows
     });
 }
 
-namespace {
-
 // X^T X [in, in] of x [rows, in]: the loss of a weight change D is then
 // sum(D G .* D), in*in*out work per layer instead of rows*in*out.
 std::vector<float> input_gram(const float *x, int64_t rows, int64_t in, ThreadPool &pool) {
@@ -95,9 +112,8 @@ std::vector<float> input_gram(const float *x, int64_t rows, int64_t in, ThreadPo
     return g;
 }
 
-// The loss with inputs given as rows of x, or (gram non-empty) as X^T X.
-double loss_of(const std::vector<Balanced> &layers, int64_t in, const float *x, int64_t rows,
-               const std::vector<float> &gram, const float *s, ThreadPool &pool) {
+double linear_loss(const std::vector<Balanced> &layers, int64_t in, const float *x, int64_t rows,
+                   const std::vector<float> &gram, const std::vector<float> &s, ThreadPool &pool) {
     constexpr int64_t kRowChunk = 2048;  // rows per product: bounds the output buffer
     std::vector<float> diff, y;
     double total = 0;
@@ -106,7 +122,7 @@ double loss_of(const std::vector<Balanced> &layers, int64_t in, const float *x, 
         outputs += l.out;
         if (!l.scheme) continue;  // unquantized: W s / s == W up to the dtype rounding, no error counted
         diff.resize(static_cast<size_t>(l.out * in));
-        fake_quantize_scaled(*l.scheme, l.w, l.out, in, s, diff.data(), pool);
+        fake_quantize_scaled(*l.scheme, l.w, l.out, in, s.data(), diff.data(), pool);
         for (size_t k = 0; k < diff.size(); ++k) diff[k] = l.w[k] - diff[k];
         if (!gram.empty()) {  // sum over rows d of d^T G d
             for (int64_t r0 = 0; r0 < l.out; r0 += kRowChunk) {
@@ -131,43 +147,27 @@ double loss_of(const std::vector<Balanced> &layers, int64_t in, const float *x, 
     return total / std::max<double>(1.0, static_cast<double>(rows) * static_cast<double>(outputs));
 }
 
-std::vector<float> gram_if_cheaper(const float *x, int64_t rows, int64_t in, ThreadPool &pool) {
-    return rows > in ? input_gram(x, rows, in, pool) : std::vector<float>();
-}
-
-}  // namespace
-
-double loss(const std::vector<Balanced> &layers, int64_t in, const float *x, int64_t rows, const float *s,
-            ThreadPool &pool) {
-    return loss_of(layers, in, x, rows, gram_if_cheaper(x, rows, in, pool), s, pool);
-}
-
-Search search(const std::vector<Balanced> &layers, int64_t in, const float *x, int64_t rows,
-              const std::vector<float> &x_mean, const Options &o, ThreadPool &pool) {
-    if (o.grid < 1) fail(KTQ_ERR_INVALID_ARGUMENT, "AWQ grid must be at least 1");
+Search search(const std::vector<Balanced> &layers, int64_t in, const std::vector<float> &x_mean, const Options &o,
+              const LossFn &loss) {
     if (static_cast<int64_t>(x_mean.size()) != in) fail(KTQ_ERR_INTERNAL, "AWQ: x_mean size differs from the input");
-    int group = -1;
-    for (const Balanced &l : layers)
-        if (l.scheme) {
-            group = l.scheme->group_size;
-            break;
-        }
-    const std::vector<float> w_mean = o.duo_scaling ? weight_mean(layers, in, group) : std::vector<float>();
-    const std::vector<float> gram = gram_if_cheaper(x, rows, in, pool);
+    const std::vector<Candidate> candidates = grid(o);
+    const std::vector<float> w_mean = o.duo_scaling ? weight_mean(layers, in) : std::vector<float>();
     Search best;
     double best_loss = INFINITY;
-    for (int i = 0; i < o.grid; ++i) {
-        const std::vector<float> s = candidate(x_mean, w_mean, i, o);
-        const double l = loss_of(layers, in, x, rows, gram, s.data(), pool);
+    for (size_t i = 0; i < candidates.size(); ++i) {
+        std::vector<float> s = scales_of(candidates[i], x_mean, w_mean);
+        const double l = loss(s);
         best.losses.push_back(l);
         if (l < best_loss) {
             best_loss = l;
-            best.best = i;
-            best.scales = s;
+            best.best = static_cast<int>(i);
+            best.chosen = candidates[i];
+            best.scales = std::move(s);
         }
     }
     if (best.best < 0) {  // every loss NaN (non-finite inputs): no scaling
         best.best = 0;
+        best.chosen = candidates[0];
         best.scales.assign(static_cast<size_t>(in), 1.0f);
     }
     return best;

@@ -1,29 +1,30 @@
 // AWQ (Lin et al., 2023): activation-aware per-input-channel scales, as
-// llm-compressor's AWQModifier searches them. For a group of Linears that
-// read the same input x (the "balance" layers of one mapping: q/k/v after
-// the input norm, gate/up after the post-attention norm, down after up, o
-// after v), a scale s per input channel is chosen from a grid of `grid`
-// exponents r = 0, 1/grid, ..., (grid-1)/grid:
-//   duo scaling:  s = max(x_mean^r / (w_mean^(1-r) + 1e-4), 1e-4)
-//   plain:        s = max(x_mean^r, 1e-4)
-//   s /= sqrt(max(s) * min(s)); non-finite entries -> 1
+// llm-compressor 0.14's AWQModifier searches them. For a group of Linears
+// that read the same input x (the "balance" layers of one mapping: q/k/v
+// after the input norm, gate/up after the post-attention norm, down after
+// up, o after v), scales s per input channel are tried from a grid:
+//   duo scaling (default): first s = 1 (plain round to nearest), then
+//     r = i / (grid - 2), i = 0 .. grid - 2:
+//     s = max(x_mean^r / (w_mean^(1-r) + 1e-4), 1e-4)
+//   activations only: r = i / (grid - 1), i = 0 .. grid - 1: s = max(x_mean^r, 1e-4)
+//   then s /= sqrt(max(s) * min(s)); non-finite entries -> 1
 // where x_mean is the mean |x| of each channel over the calibration tokens
 // and w_mean the mean of |w| / (max |w| of its quantization group + 1e-6)
-// over every row of the balance layers. The chosen s minimises
-//   sum over layers of || x W^T - x (Q(W s) / s)^T ||^2
-// with Q the scheme's round-to-nearest quantizer (ct_rtn.h, the one the
-// compressed-tensors writer uses), W s and Q(W s) / s rounded to the model
-// dtype as torch computes them in a BF16/F16 model. The caller then folds
-// s into the preceding norm or Linear (divides its weight by s) and keeps
-// W s in the balance layers. The bias of a Linear cancels in the loss.
+// over every row of the quantized balance layers. The chosen s minimises the
+// caller's loss: the mean squared error of the mapping's parent module
+// (the attention block, the MLP / MoE block, or the single Linear) when the
+// balance layers compute with Q(W s) / s instead of W, Q the scheme's round
+// to nearest (ct_rtn.h, the one the compressed-tensors writer uses), W s
+// and Q(W s) / s rounded to the model dtype as torch computes them in a
+// BF16/F16 model. The caller then folds s into the preceding norm or Linear
+// (divides its weight by s) and keeps W s in the balance layers.
 //
-// The loss is one matmul per layer and candidate: x times the weight
-// difference D, or, with more rows than input channels, D times X^T X
-// (computed once per search); sums run in a fixed order, so the choice
-// never depends on the thread count.
+// Every loss sums in a fixed order, so the choice never depends on the
+// thread count.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "quant/ct_rtn.h"
@@ -40,44 +41,61 @@ struct Options {
 };
 
 // One balance layer: its current weight [out, in] and how it will be
-// quantized (null: it stays unquantized, e.g. ignored by the plan; it still
-// contributes to w_mean and takes the scales, but has no quantization error).
+// quantized (null: it stays unquantized, e.g. a router or an ignored
+// Linear; it takes the scales but adds nothing to w_mean or the error).
 struct Balanced {
     const float *w = nullptr;
     int64_t out = 0;
     const ct::Scheme *scheme = nullptr;
 };
 
+// One point of the grid.
+struct Candidate {
+    double ratio = 0;
+    bool duo = false;
+};
+// llm-compressor 0.14's grid for these options (see above). Throws
+// KTQ_ERR_INVALID_ARGUMENT when grid is too small (duo: 3, else 2).
+std::vector<Candidate> grid(const Options &o);
+
 struct Search {
     std::vector<float> scales;   // [in], the chosen candidate
-    int best = -1;               // its grid index (ratio best / grid)
-    std::vector<double> losses;  // per grid index: the summed squared error / (rows * total outputs)
+    int best = -1;               // its index in grid(o)
+    Candidate chosen;
+    std::vector<double> losses;  // per grid index
 };
+
+// The loss of candidate scales: the parent module's mean squared error.
+using LossFn = std::function<double(const std::vector<float> &s)>;
 
 // Mean |x| per channel of x [rows, in], accumulated in double in row order.
 std::vector<float> abs_mean(const float *x, int64_t rows, int64_t in);
 
-// The candidate scales of grid index i (see above); w_mean is ignored unless duo.
-std::vector<float> candidate(const std::vector<float> &x_mean, const std::vector<float> &w_mean, int i,
-                             const Options &o);
+// The scales of one candidate (see above); w_mean is ignored unless duo.
+std::vector<float> scales_of(const Candidate &c, const std::vector<float> &x_mean, const std::vector<float> &w_mean);
 
-// Mean of |w| / (group max + 1e-6) per input channel over every row of the layers.
-std::vector<float> weight_mean(const std::vector<Balanced> &layers, int64_t in, int group_size);
+// Mean of |w| / (group max + 1e-6) per input channel over every row of the
+// layers that have a scheme (group size: the first such layer's).
+std::vector<float> weight_mean(const std::vector<Balanced> &layers, int64_t in);
 
 // Q(W s) / s in the scheme's dtype: what the model computes with after the
 // fold. w: [rows, in]; out may alias w.
 void fake_quantize_scaled(const ct::Scheme &scheme, const float *w, int64_t rows, int64_t in, const float *s,
                           float *out, ThreadPool &pool);
 
-// The loss the search minimises, for scales s (all ones: plain round to
-// nearest), divided by rows * the layers' total outputs.
-double loss(const std::vector<Balanced> &layers, int64_t in, const float *x, int64_t rows, const float *s,
-            ThreadPool &pool);
+// The loss of a parent that is the balance Linears themselves (one Linear,
+// or several read side by side): || x W^T - x (Q(W s) / s)^T ||^2 / (rows *
+// total outputs), through X^T X when there are more rows than channels
+// (gram: input_gram(x), or empty to use x directly).
+double linear_loss(const std::vector<Balanced> &layers, int64_t in, const float *x, int64_t rows,
+                   const std::vector<float> &gram, const std::vector<float> &s, ThreadPool &pool);
+std::vector<float> input_gram(const float *x, int64_t rows, int64_t in, ThreadPool &pool);
 
-// The grid search. x: [rows, in] (the calibration inputs the loss is measured
-// on), x_mean: abs_mean over all calibration inputs.
-Search search(const std::vector<Balanced> &layers, int64_t in, const float *x, int64_t rows,
-              const std::vector<float> &x_mean, const Options &o, ThreadPool &pool);
+// The grid search: x_mean is abs_mean over all calibration inputs; `loss`
+// measures each candidate (the caller swaps the balance layers' weights
+// for fake_quantize_scaled ones and runs the parent).
+Search search(const std::vector<Balanced> &layers, int64_t in, const std::vector<float> &x_mean, const Options &o,
+              const LossFn &loss);
 
 // AutoAWQ's clipping search, run on a Linear's final (scaled) weight w
 // [out, in]: for every row and quantization group, the values are clamped

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Interop check (run by hand where torch, transformers, compressed-tensors and
 # llm-compressor are installed): W4A16 asymmetric g128 perplexity of RTN,
-# ktq AWQ (with and without AutoAWQ's clipping search), ktq GPTQ and
+# ktq AWQ (with AutoAWQ's clipping search, the default, and without: --awq-no-clip), ktq GPTQ and
 # llm-compressor 0.14's AWQ (same calibration samples and ignore list;
 # tests/interop/llmcompressor_awq.py) for the shared models, every output
 # loaded by transformers (transformers_ppl.py, the README's protocol).
