@@ -7,6 +7,7 @@
 #include <set>
 
 #include "engines/cast_engine.h"
+#include "engines/ct_layer_outputs.h"
 #include "forward/decoder_layer.h"
 #include "forward/layer_weights.h"
 #include "quant/ct_rtn.h"
@@ -90,32 +91,9 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
     LayerWeights w = load_layer(model, cfg, layer);
 
     // Which Linears the plan quantizes, and the outputs made from each.
-    std::map<std::string, Linear *> by_tensor;
-    for (Linear *l : w.quantizable()) by_tensor[l->name + ".weight"] = l;
-    struct Outputs {
-        const OutputTensor *packed = nullptr, *scale = nullptr, *zero_point = nullptr, *shape = nullptr;
-    };
-    std::map<const Linear *, Outputs> targets;
-    std::vector<const OutputTensor *> copies;
-    for (const OutputTensor *t : writer.tensors_of_layer(layer)) {
-        if (t->ct_part == OutputTensor::CtPart::None) {
-            copies.push_back(t);
-            continue;
-        }
-        auto it = by_tensor.find(t->source);
-        if (it == by_tensor.end())
-            fail(KTQ_ERR_UNSUPPORTED, "AWQ cannot calibrate '" + t->source +
-                                          "': it is not a Linear of ktq's forward pass for " + cfg.family +
-                                          " (ignore it, or quantize it with the rtn engine)");
-        Outputs &o = targets[it->second];
-        switch (t->ct_part) {
-        case OutputTensor::CtPart::Packed: o.packed = t; break;
-        case OutputTensor::CtPart::Scale: o.scale = t; break;
-        case OutputTensor::CtPart::ZeroPoint: o.zero_point = t; break;
-        case OutputTensor::CtPart::Shape: o.shape = t; break;
-        default: break;
-        }
-    }
+    CtLayerOutputs outputs = ct_layer_outputs(writer, layer, w, cfg.family, "AWQ");
+    auto &targets = outputs.targets;
+    const std::vector<const OutputTensor *> &copies = outputs.copies;
     // The model's dtype: the weights' arithmetic after scaling (as torch does it in that dtype).
     ktq_dtype dtype = KTQ_DTYPE_BF16;
     for (const auto &[l, o] : targets)
@@ -123,10 +101,7 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
             dtype = o.packed->ct_scheme.dtype;
             break;
         }
-    auto scheme_of = [&](const Linear *l) -> const ct::Scheme * {
-        auto it = targets.find(l);
-        return it == targets.end() || !it->second.packed ? nullptr : &it->second.packed->ct_scheme;
-    };
+    auto scheme_of = [&](const Linear *l) { return outputs.scheme_of(l); };
 
     // 1. Calibration forward: the inputs of each mapping's Linears.
     InputRecorder rec;
@@ -354,10 +329,7 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
     }
 
     // 4. Round to nearest on the scaled weights; the model computes with what the codes stand for.
-    for (auto &[cl, o] : targets) {
-        Linear *l = const_cast<Linear *>(cl);
-        if (!o.packed || !o.scale || !o.shape)
-            fail(KTQ_ERR_INTERNAL, "compressed-tensors plan is incomplete for '" + l->name + "'");
+    for (auto &[l, o] : targets) {
         const ct::Scheme &s = o.packed->ct_scheme;
         ct::round_to_dtype(s.dtype, l->w.data(), l->w.size());
         for (float v : l->w)
@@ -370,15 +342,7 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
         std::vector<int8_t> zp(rows * groups);
         ct::quantize_rows(s, l->w.data(), rows, cols, packed.data(), scales.data(), s.symmetric ? nullptr : zp.data());
         if (write) {
-            writer.write(*o.packed, 0, packed.data(), packed.size() * 4);
-            writer.write(*o.scale, 0, scales.data(), scales.size());
-            if (!s.symmetric) {
-                std::vector<uint32_t> zpw(ct::zero_point_words(s, rows) * groups);
-                ct::pack_zero_points(s, zp.data(), rows, groups, zpw.data());
-                writer.write(*o.zero_point, 0, zpw.data(), zpw.size() * 4);
-            }
-            const int64_t shape[2] = {l->out, l->in};
-            writer.write(*o.shape, 0, shape, sizeof shape);
+            write_ct_linear(writer, o, s, rows, cols, packed, scales, zp);
             model.release(o.packed->source);
             if (!on_tensor(o.packed->name, model.stored_bytes(o.packed->source)))
                 fail(KTQ_ERR_CANCELLED, "cancelled by the progress callback");

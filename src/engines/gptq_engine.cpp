@@ -8,6 +8,7 @@
 #include "cuda/cuda_devices.h"
 #include "cuda/gptq_cuda.h"
 #include "engines/cast_engine.h"
+#include "engines/ct_layer_outputs.h"
 #include "forward/causal_lm.h"
 #include "forward/decoder_layer.h"
 #include "forward/layer_weights.h"
@@ -147,32 +148,9 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
     const ForwardConfig &cfg = cal_.cfg();
     LayerWeights w = load_layer(model, cfg, layer);
     // Which Linears the plan quantizes, and the outputs made from each.
-    std::map<std::string, Linear *> by_tensor;
-    for (Linear *l : w.quantizable()) by_tensor[l->name + ".weight"] = l;
-    struct Outputs {
-        const OutputTensor *packed = nullptr, *scale = nullptr, *zero_point = nullptr, *shape = nullptr;
-    };
-    std::map<Linear *, Outputs> targets;
-    std::vector<const OutputTensor *> copies;
-    for (const OutputTensor *t : writer.tensors_of_layer(layer)) {
-        if (t->ct_part == OutputTensor::CtPart::None) {
-            copies.push_back(t);
-            continue;
-        }
-        auto it = by_tensor.find(t->source);
-        if (it == by_tensor.end())
-            fail(KTQ_ERR_UNSUPPORTED, "GPTQ cannot calibrate '" + t->source +
-                                          "': it is not a Linear of ktq's forward pass for " + cfg.family +
-                                          " (ignore it, or quantize it with the rtn engine)");
-        Outputs &o = targets[it->second];
-        switch (t->ct_part) {
-        case OutputTensor::CtPart::Packed: o.packed = t; break;
-        case OutputTensor::CtPart::Scale: o.scale = t; break;
-        case OutputTensor::CtPart::ZeroPoint: o.zero_point = t; break;
-        case OutputTensor::CtPart::Shape: o.shape = t; break;
-        default: break;
-        }
-    }
+    CtLayerOutputs outputs = ct_layer_outputs(writer, layer, w, cfg.family, "GPTQ");
+    auto &targets = outputs.targets;
+    const std::vector<const OutputTensor *> &copies = outputs.copies;
     // 1. Calibration forward: Hessians (shared within input groups) and routing counts.
     if (opts.moe_hessian != KTQ_MOE_HESSIAN_BLEND && opts.moe_hessian != KTQ_MOE_HESSIAN_ALL)
         fail(KTQ_ERR_INVALID_ARGUMENT, "unknown moe_hessian " + std::to_string(static_cast<int>(opts.moe_hessian)));
@@ -265,7 +243,7 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
     // 2. GPTQ per Linear, outputs written, weights replaced by what the codes stand for.
     struct Job {
         Linear *l;
-        const Outputs *o;
+        const CtParts *o;
         gptq::Options go;
         std::vector<float> wq;  // the weights as the scheme's dtype holds them
         const HessianSum *h, *hr;
@@ -273,8 +251,6 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
     };
     std::vector<Job> jobs;
     for (auto &[l, o] : targets) {
-        if (!o.packed || !o.scale || !o.shape)
-            fail(KTQ_ERR_INTERNAL, "compressed-tensors plan is incomplete for '" + l->name + "'");
         Job j{l, &o, {}, l->w, hessians.at(l).get(), routed_h.count(l) ? routed_h.at(l).get() : nullptr, 0};
         j.go.scheme = o.packed->ct_scheme;
         j.go.block_size = opts.gptq_block_size;
@@ -299,7 +275,7 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
     };
     auto emit = [&](Job &j, const gptq::Result &r) {
         Linear *l = j.l;
-        const Outputs &o = *j.o;
+        const CtParts &o = *j.o;
         ModuleReport &rep = report_[l->name];
         rep.loss = r.loss;
         rep.rtn_fallback = r.rtn_fallback;
@@ -308,20 +284,11 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
         if (write) {
             const ct::Scheme &s = j.go.scheme;
             const uint64_t rows = static_cast<uint64_t>(l->out), cols = static_cast<uint64_t>(l->in);
-            const uint64_t groups = ct::groups_per_row(s, cols);
             std::vector<uint32_t> packed(rows * ct::packed_words_per_row(s, cols));
             ct::pack_codes(s, r.codes.data(), rows, cols, packed.data());
-            writer.write(*o.packed, 0, packed.data(), packed.size() * 4);
             std::vector<uint8_t> scales(ct::scale_bytes(s, rows, cols));
             ct::store_scales(s, r.scales.data(), r.scales.size(), scales.data());
-            writer.write(*o.scale, 0, scales.data(), scales.size());
-            if (!s.symmetric) {
-                std::vector<uint32_t> zp(ct::zero_point_words(s, rows) * groups);
-                ct::pack_zero_points(s, r.zero_points.data(), rows, groups, zp.data());
-                writer.write(*o.zero_point, 0, zp.data(), zp.size() * 4);
-            }
-            const int64_t shape[2] = {l->out, l->in};
-            writer.write(*o.shape, 0, shape, sizeof shape);
+            write_ct_linear(writer, o, s, rows, cols, packed, scales, r.zero_points);
             model.release(o.packed->source);
             if (!on_tensor(o.packed->name, model.stored_bytes(o.packed->source)))
                 fail(KTQ_ERR_CANCELLED, "cancelled by the progress callback");

@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "forward/matmul.h"
+#include "runtime/dot.h"
 #include "runtime/error.h"
 
 namespace ktq {
@@ -84,17 +85,6 @@ struct Rope {
     }
 };
 
-// Dot product with eight independent partial sums (a fixed order the
-// compiler vectorizes; a single running sum cannot be reordered).
-float dot(const float *a, const float *b, int64_t n) {
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int q = 0; q < 8; ++q) acc[q] += a[i + q] * b[i + q];
-    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (; i < n; ++i) s += a[i] * b[i];
-    return s;
-}
 
 // Causal softmax attention for one (sequence, head): q rows of length dq at
 // stride q_stride, k likewise, v rows of length dv; out rows of length dv.
@@ -106,7 +96,7 @@ void attend(float *out, int64_t out_stride, const float *q, int64_t q_stride, co
         const float *qt = q + t * q_stride;
         float mx = -INFINITY;
         for (int64_t s = 0; s <= t; ++s) {
-            const float acc = dot(qt, k + s * k_stride, dq);
+            const float acc = dot8(qt, k + s * k_stride, dq);
             scores[static_cast<size_t>(s)] = acc * scale;
             mx = std::max(mx, acc * scale);
         }

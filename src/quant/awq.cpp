@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "forward/matmul.h"
+#include "runtime/dot.h"
 #include "runtime/error.h"
 #include "runtime/thread_pool.h"
 
@@ -198,21 +199,6 @@ std::vector<float> group_grams(const float *x, int64_t rows, int64_t in, int gro
     return grams;
 }
 
-namespace {
-
-// Dot product with eight independent partial sums: a fixed order the
-// compiler vectorizes (one running sum cannot be reordered).
-float dot8(const float *a, const float *b, int64_t n) {
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int q = 0; q < 8; ++q) acc[q] += a[i + q] * b[i + q];
-    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (; i < n; ++i) s += a[i] * b[i];
-    return s;
-}
-
-}  // namespace
 
 uint64_t clip(const ct::Scheme &scheme, float *w, int64_t out, int64_t in, const std::vector<float> &grams, int grid,
               double max_shrink, ThreadPool &pool) {

@@ -72,6 +72,45 @@ std::string kt_merged_name(const std::string &hf_name) {
     return replace_all(replace_all(name, "model.layers.", "blk."), "model.", "");
 }
 
+void add_kt_other_tensors(OutputPlan &plan, const Model &model, const std::set<std::string> &expert_tensors) {
+    // Every other tensor as stored, renamed; FP8 scales of experts go with
+    // their experts, and experts of MTP layers (beyond num_layers) are not
+    // converted and not copied, as kt-kernel does. A quantized AutoAWQ weight
+    // travels as its stored parts (qweight, qzeros, scales), as kt-kernel
+    // copies the keys it finds.
+    const int layers = static_cast<int>(model.arch().layers.size());
+    std::vector<size_t> rest;
+    std::set<std::string> names;
+    for (const OutputTensor &t : plan.tensors) names.insert(t.name);
+    for (const auto &name : model.checkpoint().names()) {
+        if (expert_tensors.count(name)) continue;
+        if (model.is_fp8_scale(name) && ends_with(name, "_scale_inv") &&
+            expert_tensors.count(name.substr(0, name.size() - std::string("_scale_inv").size())))
+            continue;
+        if (name.find(".mlp.experts.") != std::string::npos) continue;  // MTP experts
+        std::vector<std::string> stored = {name};
+        Model::AwqStored awq;
+        if (model.awq_stored(name, &awq))
+            stored = {awq.qweight->entry->name, awq.qzeros->entry->name, awq.scales->entry->name};
+        for (const std::string &raw : stored) {
+            const TensorEntry &e = *model.checkpoint().at(raw).entry;
+            OutputTensor t;
+            t.name = kt_merged_name(raw);
+            if (!names.insert(t.name).second)
+                fail(KTQ_ERR_FORMAT, raw + ": its kt-kernel name '" + t.name + "' is taken by another tensor");
+            t.source = raw;
+            t.dtype = e.dtype;
+            t.shape = e.shape;
+            const int layer = layer_of_tensor(raw);
+            t.layer = (layer >= 0 && layer < layers) ? layer : -1;
+            rest.push_back(plan.tensors.size());
+            plan.tensors.push_back(std::move(t));
+        }
+    }
+    sort_like_safetensors(rest, plan.tensors);
+    plan.shards.push_back(std::move(rest));
+}
+
 OutputPlan plan_kt_amx(const Model &model, const KtAmxLayout &layout, const ktq_writer_options &opts) {
     const Architecture &arch = model.arch();
     const std::string model_name = model.checkpoint().dir();
@@ -132,34 +171,7 @@ OutputPlan plan_kt_amx(const Model &model, const KtAmxLayout &layout, const ktq_
         return plan;  // kt-kernel writes nothing but the expert files in this layout
     }
 
-    // Merged: every other tensor as stored, renamed; FP8 scales of experts go
-    // with their experts, and experts of MTP layers (beyond num_layers) are
-    // not converted and not copied, as kt-kernel does.
-    std::vector<size_t> rest;
-    std::set<std::string> names;
-    for (const OutputTensor &t : plan.tensors) names.insert(t.name);
-    for (const auto &name : model.checkpoint().names()) {
-        if (expert_tensors.count(name)) continue;
-        if (model.is_fp8_scale(name) && ends_with(name, "_scale_inv") &&
-            expert_tensors.count(name.substr(0, name.size() - std::string("_scale_inv").size())))
-            continue;
-        if (name.find(".mlp.experts.") != std::string::npos) continue;  // MTP experts
-        const TensorEntry &e = *model.checkpoint().at(name).entry;
-        OutputTensor t;
-        t.name = kt_merged_name(name);
-        if (!names.insert(t.name).second)
-            fail(KTQ_ERR_FORMAT, name + ": its kt-kernel name '" + t.name + "' is taken by another tensor");
-        t.source = name;
-        t.dtype = e.dtype;
-        t.shape = e.shape;
-        const int layer = layer_of_tensor(name);
-        t.layer = (layer >= 0 && layer < layers) ? layer : -1;
-        rest.push_back(plan.tensors.size());
-        plan.tensors.push_back(std::move(t));
-    }
-    sort_like_safetensors(rest, plan.tensors);
-    plan.shards.push_back(std::move(rest));
-
+    add_kt_other_tensors(plan, model, expert_tensors);
     plan.config_json = read_text_file(model.checkpoint().dir() + "/config.json");
     if (opts.copy_aux_files)
         for (const char *aux : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"})

@@ -13,6 +13,9 @@
 // and nothing else.
 #pragma once
 
+#include <set>
+#include <string>
+
 #include "quant/kt_amx.h"
 #include "writers/checkpoint_writer.h"
 
@@ -37,6 +40,10 @@ void sort_like_safetensors(std::vector<size_t> &shard, const std::vector<OutputT
 // sets `source`.
 OutputTensor kt_part_tensor(kt_amx::Method m, int layer, int expert, int proj, int part, uint64_t rows,
                             uint64_t packed_bytes, bool is_scale);
+
+// The merged layout's last shard: every tensor the experts did not consume
+// (`expert_tensors`), as stored and renamed, in safetensors' order.
+void add_kt_other_tensors(OutputPlan &plan, const Model &model, const std::set<std::string> &expert_tensors);
 
 // kt-kernel's name for a non-expert tensor in the merged layout.
 std::string kt_merged_name(const std::string &hf_name);

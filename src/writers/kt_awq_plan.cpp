@@ -61,33 +61,7 @@ OutputPlan plan_kt_awq(const Model &model, const ktq_writer_options &opts) {
         sort_like_safetensors(shard, plan.tensors);
         plan.shards.push_back(std::move(shard));
     }
-    // Every other tensor as stored (AWQ Linears as their qweight/qzeros/scales), renamed.
-    std::vector<size_t> rest;
-    std::set<std::string> names;
-    for (const OutputTensor &t : plan.tensors) names.insert(t.name);
-    for (const auto &name : model.checkpoint().names()) {
-        if (expert_tensors.count(name) || name.find(".mlp.experts.") != std::string::npos) continue;
-        std::vector<std::string> stored = {name};
-        Model::AwqStored st;
-        if (model.awq_stored(name, &st))
-            stored = {st.qweight->entry->name, st.qzeros->entry->name, st.scales->entry->name};
-        for (const std::string &raw : stored) {
-            const TensorEntry &e = *model.checkpoint().at(raw).entry;
-            OutputTensor t;
-            t.name = kt_merged_name(raw);
-            if (!names.insert(t.name).second)
-                fail(KTQ_ERR_FORMAT, raw + ": its kt-kernel name '" + t.name + "' is taken by another tensor");
-            t.source = raw;
-            t.dtype = e.dtype;
-            t.shape = e.shape;
-            const int layer = layer_of_tensor(raw);
-            t.layer = (layer >= 0 && layer < layers) ? layer : -1;
-            rest.push_back(plan.tensors.size());
-            plan.tensors.push_back(std::move(t));
-        }
-    }
-    sort_like_safetensors(rest, plan.tensors);
-    plan.shards.push_back(std::move(rest));
+    add_kt_other_tensors(plan, model, expert_tensors);
     plan.config_json = read_text_file(model_name + "/config.json");
     if (opts.copy_aux_files)
         for (const char *aux : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"})

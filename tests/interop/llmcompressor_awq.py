@@ -15,14 +15,13 @@ import os
 import sys
 
 import torch
-from datasets import Dataset
 from llmcompressor import oneshot
 from llmcompressor.modifiers.awq import AWQModifier
 from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from llmcompressor_gptq import sample_indices  # noqa: E402  (the same pick as ktq's)
+from llmcompressor_gptq import calibration_dataset  # noqa: E402  (the same samples as ktq's)
 
 
 def main():
@@ -38,14 +37,11 @@ def main():
     ap.add_argument("--scheme", default="W4A16_ASYM")
     ap.add_argument("--seed", type=int, default=42)
     a = ap.parse_args()
-    ids = Tokenizer.from_file(f"{a.model}/tokenizer.json").encode(open(a.dataset, encoding="utf-8").read()).ids
-    windows = [ids[i:i + a.seq_len] for i in range(0, len(ids) - a.seq_len + 1, a.seq_len)]
-    picked = [windows[i] for i in sample_indices(len(windows), a.samples, a.seed)]
-    ds = Dataset.from_dict({"input_ids": picked, "attention_mask": [[1] * len(w) for w in picked]})
+    ds, count = calibration_dataset(a.model, a.dataset, a.samples, a.seq_len, a.seed)
     ignore = json.load(open(a.ignore_from))["quantization_config"]["ignore"]
     model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.bfloat16)
     recipe = AWQModifier(targets=["Linear"], scheme=a.scheme, ignore=ignore, duo_scaling=True)
-    oneshot(model=model, dataset=ds, recipe=recipe, max_seq_length=a.seq_len, num_calibration_samples=len(picked),
+    oneshot(model=model, dataset=ds, recipe=recipe, max_seq_length=a.seq_len, num_calibration_samples=count,
             moe_calibrate_all_experts=True)
     model.save_pretrained(a.out, save_compressed=True)
     Tokenizer.from_file(f"{a.model}/tokenizer.json").save(f"{a.out}/tokenizer.json")

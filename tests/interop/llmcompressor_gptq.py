@@ -48,6 +48,15 @@ def sample_indices(n, k, seed):
     return sorted(idx[:k])
 
 
+def calibration_dataset(model, dataset, samples, seq_len, seed):
+    """The samples ktq draws from a plain-text dataset: the text tokenized whole, cut into
+    non-overlapping windows of seq_len tokens, `samples` of them picked by sample_indices."""
+    ids = Tokenizer.from_file(f"{model}/tokenizer.json").encode(open(dataset, encoding="utf-8").read()).ids
+    windows = [ids[i:i + seq_len] for i in range(0, len(ids) - seq_len + 1, seq_len)]
+    picked = [windows[i] for i in sample_indices(len(windows), samples, seed)]
+    return Dataset.from_dict({"input_ids": picked, "attention_mask": [[1] * len(w) for w in picked]}), len(picked)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
@@ -60,15 +69,12 @@ def main():
     ap.add_argument("--dampening", type=float, default=0.01)
     ap.add_argument("--seed", type=int, default=42)
     a = ap.parse_args()
-    ids = Tokenizer.from_file(f"{a.model}/tokenizer.json").encode(open(a.dataset, encoding="utf-8").read()).ids
-    windows = [ids[i:i + a.seq_len] for i in range(0, len(ids) - a.seq_len + 1, a.seq_len)]
-    picked = [windows[i] for i in sample_indices(len(windows), a.samples, a.seed)]
-    ds = Dataset.from_dict({"input_ids": picked, "attention_mask": [[1] * len(w) for w in picked]})
+    ds, count = calibration_dataset(a.model, a.dataset, a.samples, a.seq_len, a.seed)
     ignore = json.load(open(a.ignore_from))["quantization_config"]["ignore"]
     model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.bfloat16)
     recipe = GPTQModifier(targets="Linear", scheme=a.scheme, ignore=ignore, dampening_frac=a.dampening,
                           block_size=128, actorder="static")
-    oneshot(model=model, dataset=ds, recipe=recipe, max_seq_length=a.seq_len, num_calibration_samples=len(picked),
+    oneshot(model=model, dataset=ds, recipe=recipe, max_seq_length=a.seq_len, num_calibration_samples=count,
             moe_calibrate_all_experts=True)
     model.save_pretrained(a.out, save_compressed=True)
     Tokenizer.from_file(f"{a.model}/tokenizer.json").save(f"{a.out}/tokenizer.json")
