@@ -66,21 +66,6 @@ float silu(float x) { return x / (1.0f + std::exp(-x)); }
 
 }  // namespace
 
-void AwqEngine::run_layer(const Model &model, int layer, Writer &writer, ThreadPool &pool,
-                          const ktq_quantize_options &opts, const TensorDoneFn &on_tensor) {
-    if (layer < 0) {  // embeddings, final norm, LM head: kept as they are
-        CastEngine().run_tensors(model, writer.tensors_of_layer(layer), writer, pool, opts, on_tensor);
-        return;
-    }
-    if (cal_.needs_start(opts, layer)) {
-        cal_.start(model, opts, "AWQ");
-        report_.clear();
-        clipped_.clear();
-    }
-    while (cal_.next_layer() < layer) process(model, cal_.next_layer(), writer, pool, opts, on_tensor, false);
-    process(model, layer, writer, pool, opts, on_tensor, true);
-}
-
 void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPool &pool,
                         const ktq_quantize_options &opts, const TensorDoneFn &on_tensor, bool write) {
     const ForwardConfig &cfg = cal_.cfg();

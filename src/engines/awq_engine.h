@@ -39,18 +39,20 @@
 
 namespace ktq {
 
-class AwqEngine : public Engine {
+class AwqEngine : public SequentialEngine {
 public:
     const char *name() const override { return "awq"; }
-    void run_layer(const Model &model, int layer, Writer &writer, ThreadPool &pool, const ktq_quantize_options &opts,
-                   const TensorDoneFn &on_tensor) override;
 
 private:
+    const char *label() const override { return "AWQ"; }
+    void restart() override {
+        report_.clear();
+        clipped_.clear();
+    }
     void process(const Model &model, int layer, Writer &writer, ThreadPool &pool, const ktq_quantize_options &opts,
-                 const TensorDoneFn &on_tensor, bool write);
+                 const TensorDoneFn &on_tensor, bool write) override;
     void record(Writer &writer) const;
 
-    SequentialCalibration cal_;
     struct MappingReport {
         int ratio_index = 0;
         double ratio = 0;

@@ -129,20 +129,6 @@ const char *act_order_name(ktq_act_order a) { return a == KTQ_ACT_ORDER_STATIC ?
 
 }  // namespace
 
-void GptqEngine::run_layer(const Model &model, int layer, Writer &writer, ThreadPool &pool,
-                           const ktq_quantize_options &opts, const TensorDoneFn &on_tensor) {
-    if (layer < 0) {  // embeddings, final norm, LM head: kept as they are
-        CastEngine().run_tensors(model, writer.tensors_of_layer(layer), writer, pool, opts, on_tensor);
-        return;
-    }
-    if (cal_.needs_start(opts, layer)) {
-        cal_.start(model, opts, "GPTQ");
-        report_.clear();
-    }
-    while (cal_.next_layer() < layer) process(model, cal_.next_layer(), writer, pool, opts, on_tensor, false);
-    process(model, layer, writer, pool, opts, on_tensor, true);
-}
-
 void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPool &pool,
                          const ktq_quantize_options &opts, const TensorDoneFn &on_tensor, bool write) {
     const ForwardConfig &cfg = cal_.cfg();

@@ -23,7 +23,7 @@
 
 namespace ktq {
 
-class GptqEngine : public Engine {
+class GptqEngine : public SequentialEngine {
 public:
     // cuda: Hessian sums and the routed experts' all-token pass on the first
     // CUDA device of ktq_quantize_options.devices (within max_device_memory),
@@ -32,16 +32,15 @@ public:
     // forward stays on the CPU (see process()).
     explicit GptqEngine(bool cuda = false) : cuda_(cuda) {}
     const char *name() const override { return "gptq"; }
-    void run_layer(const Model &model, int layer, Writer &writer, ThreadPool &pool, const ktq_quantize_options &opts,
-                   const TensorDoneFn &on_tensor) override;
 
 private:
+    const char *label() const override { return "GPTQ"; }
+    void restart() override { report_.clear(); }
     void process(const Model &model, int layer, Writer &writer, ThreadPool &pool, const ktq_quantize_options &opts,
-                 const TensorDoneFn &on_tensor, bool write);
+                 const TensorDoneFn &on_tensor, bool write) override;
     void record(Writer &writer) const;
 
     bool cuda_ = false;
-    SequentialCalibration cal_;
     struct ModuleReport {
         double loss = 0;
         bool rtn_fallback = false;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "engines/cast_engine.h"
 #include "forward/causal_lm.h"
 #include "reading/model.h"
 #include "runtime/error.h"
@@ -71,6 +72,20 @@ nlohmann::ordered_json SequentialCalibration::routing_stats(const char *pass) co
         if (cfg_->moe_layer.at(static_cast<size_t>(layer))) layers[std::to_string(layer)] = counts;
     stats["layers"] = layers;
     return stats;
+}
+
+void SequentialEngine::run_layer(const Model &model, int layer, Writer &writer, ThreadPool &pool,
+                                 const ktq_quantize_options &opts, const TensorDoneFn &on_tensor) {
+    if (layer < 0) {  // embeddings, final norm, LM head: kept as they are
+        CastEngine().run_tensors(model, writer.tensors_of_layer(layer), writer, pool, opts, on_tensor);
+        return;
+    }
+    if (cal_.needs_start(opts, layer)) {
+        cal_.start(model, opts, label());
+        restart();
+    }
+    while (cal_.next_layer() < layer) process(model, cal_.next_layer(), writer, pool, opts, on_tensor, false);
+    process(model, layer, writer, pool, opts, on_tensor, true);
 }
 
 }  // namespace ktq

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "engines/engine.h"
 #include "forward/forward_config.h"
 #include "ktq/writer.h"
 
@@ -53,6 +54,28 @@ private:
     int next_layer_ = 0;                                  // the layer whose inputs hidden_ holds
     std::vector<std::vector<float>> hidden_;              // per sample: [tokens, hidden]
     std::map<int, std::vector<uint64_t>> expert_tokens_;  // layer -> routed tokens per expert
+};
+
+// An engine that calibrates layer by layer on SequentialCalibration: it
+// keeps the globals as they are, (re)starts the calibration when needed,
+// recomputes skipped layers without writing them (a resumed run), then
+// processes the layer asked for.
+class SequentialEngine : public Engine {
+public:
+    void run_layer(const Model &model, int layer, Writer &writer, ThreadPool &pool, const ktq_quantize_options &opts,
+                   const TensorDoneFn &on_tensor) final;
+
+protected:
+    // "GPTQ", "AWQ": names the engine in messages.
+    virtual const char *label() const = 0;
+    // The calibration restarts: forget what was reported so far.
+    virtual void restart() {}
+    // One decoder layer: calibrate, quantize, write (when `write`), and leave
+    // the next layer's inputs in cal_.
+    virtual void process(const Model &model, int layer, Writer &writer, ThreadPool &pool,
+                         const ktq_quantize_options &opts, const TensorDoneFn &on_tensor, bool write) = 0;
+
+    SequentialCalibration cal_;
 };
 
 }  // namespace ktq
