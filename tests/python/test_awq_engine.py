@@ -11,8 +11,10 @@ compensated); byte-identical output whatever the thread count; clear
 errors."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import ml_dtypes
 import numpy as np
@@ -234,6 +236,32 @@ def test_awq_layer_closer_than_rtn_on_held_out_text(calib_ids, tmp_path):
     base = mlp_out(model)
     err = {name: float(np.mean((mlp_out(tmp_path / (name + "-bf16")) - base) ** 2)) for name in ("awq", "rtn")}
     assert err["awq"] < 0.95 * err["rtn"], err  # measured: 0.0161 vs 0.0175 (the clipping search gives most of it)
+
+
+def test_resume_after_kill_is_byte_identical(qwen_awq, tmp_path):
+    """Killed after layer 1 was written, resumed: the layers before are
+    recomputed (not rewritten) and the files equal an uninterrupted run's."""
+    out = tmp_path / "killed"
+    args = [KTQ, "convert", os.path.join(MODELS, "tiny-qwen3-moe"), str(out), "--to", "compressed-tensors",
+            "--engine", "awq", "--dataset", CALIB, "-q", *SMALL]
+    p = subprocess.Popen(args)
+    journal = out / ".ktq-journal.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None:
+        try:
+            if 1 in json.loads(journal.read_text()).get("layers_done", []):
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+    if p.poll() is None:
+        p.send_signal(signal.SIGKILL)
+    p.wait()
+    if (out / "model.safetensors").exists() and not journal.exists():
+        pytest.skip("the run finished before it could be killed")
+    ktq(*args[1:], "--resume")
+    for f in ("model.safetensors", "config.json", "routing_stats.json", "awq_report.json"):
+        assert (out / f).read_bytes() == (qwen_awq / f).read_bytes(), f
 
 
 def test_clear_errors(tmp_path):
