@@ -286,10 +286,10 @@ typedef struct ktq_quantize_options {
     /* 1 (default): scales from activation and weight magnitudes
      * (llm-compressor's duo_scaling); 0: from activations only (AutoAWQ). */
     int awq_duo_scaling;
-    /* 1 (default, as AutoAWQ): after the scales, AutoAWQ's clipping search
-     * per quantized Linear (not q/k): each group's range shrunk by up to
-     * half where that lowers its output error on the calibration inputs.
-     * 0: none, as llm-compressor's AWQ. */
+    /* 1: after the scales, AutoAWQ's clipping search per quantized Linear
+     * (not q/k): each group's range shrunk by up to half where that lowers
+     * its output error on the calibration inputs. 0 (default): none, as
+     * llm-compressor's AWQ (lower perplexity on the shared models). */
     int awq_clip;
 } ktq_quantize_options;
 #define KTQ_QUANTIZE_OPTIONS_VERSION 5

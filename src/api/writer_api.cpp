@@ -221,7 +221,7 @@ ktq_status ktq_quantize_options_init(ktq_quantize_options *opts, unsigned versio
     if (version >= 5) {
         opts->awq_grid = 20;
         opts->awq_duo_scaling = 1;
-        opts->awq_clip = 1;
+        opts->awq_clip = 0;
     }
     return KTQ_OK;
 }

@@ -57,7 +57,7 @@ struct Options {
     double moe_all_tokens_weight = 0.2;
     int awq_grid = 20;
     std::string awq_scaling = "duo";
-    bool awq_no_clip = false;
+    bool awq_clip = false;
     // gguf
     std::string gguf_type = "Q8_0";
     std::string gguf_mix;  // llama-quantize's file type names (Q4_K_M ...) or ktq's MOE_*
@@ -267,7 +267,7 @@ int run(const Options &o) {
         qopts.calibration = calibration;
         qopts.awq_grid = o.awq_grid;
         qopts.awq_duo_scaling = o.awq_scaling == "duo";
-        qopts.awq_clip = !o.awq_no_clip;
+        qopts.awq_clip = o.awq_clip;
         qopts.dampening_frac = o.dampening_frac;
         qopts.gptq_block_size = o.block_size;
         qopts.act_order = o.actorder == "static" ? KTQ_ACT_ORDER_STATIC : KTQ_ACT_ORDER_NONE;
@@ -354,9 +354,9 @@ void add_calibration_options(CLI::App *cmd, Options &o) {
                     "only (AutoAWQ)")
         ->check(CLI::IsMember({"duo", "act"}))
         ->capture_default_str();
-    cmd->add_flag("--awq-no-clip", o.awq_no_clip,
-                  "awq: skip AutoAWQ's clipping search (per group, the weight range shrunk where it lowers the "
-                  "output error; q/k are never clipped), as llm-compressor's AWQ");
+    cmd->add_flag("--awq-clip", o.awq_clip,
+                  "awq: add AutoAWQ's clipping search (per group, the weight range shrunk where it lowers the "
+                  "layer's output error; q/k are never clipped); llm-compressor's AWQ has none");
     cmd->add_option("--calibration-batch", o.calibration_batch, "gptq, awq: samples per forward call")
         ->check(CLI::Range(1, 1 << 16))
         ->capture_default_str();

@@ -20,7 +20,7 @@
 //                                               too, so routing is unchanged)
 //        up                  -> down           (each expert with its own scales)
 //      A mapping none of whose Linears the plan quantizes is skipped;
-//   3. unless awq_clip is 0, AutoAWQ's clipping search per quantized Linear but q/k
+//   3. with awq_clip, AutoAWQ's clipping search per quantized Linear but q/k
 //      (quant/awq.h awq::clip), with the inputs the folded weights read;
 //   4. round-to-nearest of every quantized Linear (the RTN engine's
 //      quantizer) on the scaled weights; the scaled norms, routers and kept

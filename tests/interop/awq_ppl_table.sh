@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Interop check (run by hand where torch, transformers, compressed-tensors and
 # llm-compressor are installed): W4A16 asymmetric g128 perplexity of RTN,
-# ktq AWQ (with AutoAWQ's clipping search, the default, and without: --awq-no-clip), ktq GPTQ and
+# ktq AWQ (default, and with AutoAWQ's clipping search: --awq-clip), ktq GPTQ and
 # llm-compressor 0.14's AWQ (same calibration samples and ignore list;
 # tests/interop/llmcompressor_awq.py) for the shared models, every output
 # loaded by transformers (transformers_ppl.py, the README's protocol).
@@ -21,7 +21,7 @@ ppl() { "$python" "$here/transformers_ppl.py" "$1" "$shared/data/eval.txt" 2>/de
 delta() { "$python" -c "print(f'{($1 / $2 - 1) * 100:+.2f} %')"; }
 cal=(--dataset "$calib" --num-calibration-samples "$samples" --max-sequence-length "$seqlen" --quiet)
 echo "calibration: $samples x $seqlen tokens of calib.txt; W4A16 asymmetric, group 128, ktq's default ignore list (kt-kernel's)"
-printf '| model | bf16 ppl | RTN (delta) | ktq AWQ (delta) | ktq AWQ --awq-no-clip (delta) | llm-compressor AWQ (delta) | ktq GPTQ (delta) | ktq AWQ s | llm-compressor AWQ s |\n|---|---|---|---|---|---|---|---|---|\n'
+printf '| model | bf16 ppl | RTN (delta) | ktq AWQ (delta) | ktq AWQ --awq-clip (delta) | llm-compressor AWQ (delta) | ktq GPTQ (delta) | ktq AWQ s | llm-compressor AWQ s |\n|---|---|---|---|---|---|---|---|---|\n'
 for m in ${MODELS:-tiny-llama tiny-qwen3-moe tiny-mixtral}; do
   src=$shared/models/$m
   base=$(ppl "$src")
@@ -29,15 +29,15 @@ for m in ${MODELS:-tiny-llama tiny-qwen3-moe tiny-mixtral}; do
   t0=$(date +%s.%N)
   "$ktq" convert "$src" "$work/awq" --to compressed-tensors --engine awq "${cal[@]}"
   t1=$(date +%s.%N)
-  "$ktq" convert "$src" "$work/awq-noclip" --to compressed-tensors --engine awq --awq-no-clip "${cal[@]}"
+  "$ktq" convert "$src" "$work/awq-clip" --to compressed-tensors --engine awq --awq-clip "${cal[@]}"
   "$ktq" convert "$src" "$work/gptq" --to compressed-tensors --engine gptq --scheme W4A16_ASYM "${cal[@]}"
   t2=$(date +%s.%N)
   "$python" "$here/llmcompressor_awq.py" "$src" "$work/lc" --dataset "$calib" --ignore-from "$work/awq/config.json" \
     --samples "$samples" --seq-len "$seqlen" > "$work/lc.log" 2>&1 || { tail -20 "$work/lc.log"; exit 1; }
   t3=$(date +%s.%N)
-  r=$(ppl "$work/rtn"); a=$(ppl "$work/awq"); n=$(ppl "$work/awq-noclip"); l=$(ppl "$work/lc"); g=$(ppl "$work/gptq")
+  r=$(ppl "$work/rtn"); a=$(ppl "$work/awq"); n=$(ppl "$work/awq-clip"); l=$(ppl "$work/lc"); g=$(ppl "$work/gptq")
   printf '| %s | %s | %s (%s) | %s (%s) | %s (%s) | %s (%s) | %s (%s) | %.1f | %.1f |\n' "$m" "$base" \
     "$r" "$(delta "$r" "$base")" "$a" "$(delta "$a" "$base")" "$n" "$(delta "$n" "$base")" \
     "$l" "$(delta "$l" "$base")" "$g" "$(delta "$g" "$base")" "$(echo "$t1 - $t0" | bc)" "$(echo "$t3 - $t2" | bc)"
-  rm -rf "$work/rtn" "$work/awq" "$work/awq-noclip" "$work/gptq" "$work/lc"
+  rm -rf "$work/rtn" "$work/awq" "$work/awq-clip" "$work/gptq" "$work/lc"
 done

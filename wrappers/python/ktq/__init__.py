@@ -383,7 +383,7 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
             split_experts=False, gguf_mix=None, gguf_tokenizer_pre=None, gguf_imatrix=None, gguf_routing_stats=None, gguf_source_sha256=False,
             engine="rtn", dataset=None, num_calibration_samples=512, max_sequence_length=2048,
             seed=42, dampening_frac=0.01, actorder="static", max_gpu_memory=0, devices=None,
-            calibration_tokens=None, awq_grid=20, awq_scaling="duo", awq_clip=True):
+            calibration_tokens=None, awq_grid=20, awq_scaling="duo", awq_clip=False):
     """Converts `model` into `out_dir`: to="bf16" (dequantized checkpoint),
     "kt-int4" or "kt-int8" (kt-kernel's AMX expert layout, split into
     `numa_parts`, merged safetensors or `loose_files`), "kt-awq" (an AutoAWQ
