@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -145,17 +146,27 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
         }
         if (!any_target || rows == 0) return {};
         const std::vector<float> x_mean = awq::abs_mean(x, rows, in);
-        auto run_parent = [&]() -> std::vector<float> {
-            if (parent == Parent::Mlp) return mlp_block(plain, w, x, rows);
-            std::vector<float> out;
+        // The parent's output over all calibration rows, a piece at a time (attention: one forward batch;
+        // MLP: kMlpChunk rows, so the products stay in cache and no large buffer is made per candidate).
+        constexpr int64_t kMlpChunk = 2048;
+        auto for_each_piece = [&](const std::function<void(const std::vector<float> &, size_t)> &fn) {
+            size_t at = 0;
+            if (parent == Parent::Mlp) {
+                for (int64_t r0 = 0; r0 < rows; r0 += kMlpChunk) {
+                    const std::vector<float> o = mlp_block(plain, w, x + r0 * in, std::min(kMlpChunk, rows - r0));
+                    fn(o, at);
+                    at += o.size();
+                }
+                return;
+            }
             int64_t offset = 0;
             for (const auto &[seqs, len] : batch_shapes) {
                 const std::vector<float> o = attention_block(plain, w, x + offset * in, seqs, len);
-                out.insert(out.end(), o.begin(), o.end());
+                fn(o, at);
+                at += o.size();
                 offset += seqs * len;
             }
             if (offset != rows) fail(KTQ_ERR_INTERNAL, "AWQ: attention inputs do not match the calibration batches");
-            return out;
         };
         std::vector<float> gram, reference;
         awq::LossFn loss;
@@ -163,7 +174,7 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
             if (rows > in) gram = awq::input_gram(x, rows, in, pool);
             loss = [&](const std::vector<float> &s) { return awq::linear_loss(layers, in, x, rows, gram, s, pool); };
         } else {
-            reference = run_parent();
+            for_each_piece([&](const std::vector<float> &o, size_t) { reference.insert(reference.end(), o.begin(), o.end()); });
             loss = [&](const std::vector<float> &s) {
                 // The balance layers compute with Q(W s) / s while the parent runs; then their weights come back.
                 std::vector<std::pair<Linear *, std::vector<float>>> saved;
@@ -175,14 +186,15 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
                     saved.emplace_back(l, std::move(l->w));
                     l->w = std::move(q);
                 }
-                const std::vector<float> out = run_parent();
-                for (auto &[l, original] : saved) l->w = std::move(original);
                 double sum = 0;
-                for (size_t i = 0; i < out.size(); ++i) {
-                    const double d = static_cast<double>(out[i]) - reference[i];
-                    sum += d * d;
-                }
-                return out.empty() ? 0.0 : sum / static_cast<double>(out.size());
+                for_each_piece([&](const std::vector<float> &o, size_t at) {
+                    for (size_t i = 0; i < o.size(); ++i) {
+                        const double d = static_cast<double>(o[i]) - reference[at + i];
+                        sum += d * d;
+                    }
+                });
+                for (auto &[l, original] : saved) l->w = std::move(original);
+                return reference.empty() ? 0.0 : sum / static_cast<double>(reference.size());
             };
         }
         const awq::Search found = awq::search(layers, in, x_mean, ao, loss);
