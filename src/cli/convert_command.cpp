@@ -346,12 +346,14 @@ void add_calibration_options(CLI::App *cmd, Options &o) {
     cmd->add_option("--moe-all-tokens-weight", o.moe_all_tokens_weight, "gptq, blend: weight of the all-token Hessian")
         ->check(CLI::Range(0.0, 1000.0))
         ->capture_default_str();
-    cmd->add_option("--awq-grid", o.awq_grid, "awq: scale exponents tried per mapping (0, 1/N, ... (N-1)/N)")
-        ->check(CLI::Range(1, 1000))
+    cmd->add_option("--awq-grid", o.awq_grid,
+                    "awq: candidates per mapping, llm-compressor's grid (duo: s = 1, then N - 1 exponents from 0 to "
+                    "1; act: N exponents from 0 to 1)")
+        ->check(CLI::Range(3, 1000))
         ->capture_default_str();
     cmd->add_option("--awq-scaling", o.awq_scaling,
-                    "awq: duo = scales from activation and weight magnitudes (llm-compressor); act = activations "
-                    "only (AutoAWQ)")
+                    "awq: duo = scales from activation and weight magnitudes (llm-compressor's default); act = "
+                    "from activations only (the AWQ paper's)")
         ->check(CLI::IsMember({"duo", "act"}))
         ->capture_default_str();
     cmd->add_flag("--awq-clip", o.awq_clip,
