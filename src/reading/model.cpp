@@ -192,13 +192,17 @@ void Model::read_gguf_rows(const GgufWeight &w, uint64_t first, uint64_t count, 
                         rows.size());
 }
 
+const nlohmann::ordered_json &Model::quantization_config_json() const {
+    return config_.has_text_config && config_.raw.at("text_config").contains("quantization_config")
+               ? config_.raw.at("text_config").at("quantization_config")
+               : config_.raw.at("quantization_config");
+}
+
 void Model::open_packed_weights() {
     if (config_.quantization.quant_method != "compressed-tensors") return;
     // Integer weight-only schemes stored "pack-quantized" (what llm-compressor
     // and ktq write for W4A16 / W8A16): each X.weight becomes a virtual tensor.
-    const nlohmann::ordered_json &raw = config_.has_text_config && config_.raw.at("text_config").contains("quantization_config")
-                                            ? config_.raw.at("text_config").at("quantization_config")
-                                            : config_.raw.at("quantization_config");
+    const nlohmann::ordered_json &raw = quantization_config_json();
     const std::string where = checkpoint_->dir() + "/config.json: quantization_config";
     std::string format = raw.value("format", "");
     if (raw.contains("config_groups") && raw["config_groups"].is_object())
@@ -277,9 +281,7 @@ void Model::open_packed_weights() {
 
 void Model::open_awq_weights() {
     if (config_.quantization.quant_method != "awq") return;
-    const nlohmann::ordered_json &raw = config_.has_text_config && config_.raw.at("text_config").contains("quantization_config")
-                                            ? config_.raw.at("text_config").at("quantization_config")
-                                            : config_.raw.at("quantization_config");
+    const nlohmann::ordered_json &raw = quantization_config_json();
     const std::string where = checkpoint_->dir() + "/config.json: quantization_config";
     auto number = [&](const char *a, const char *b, int fallback) {
         for (const char *k : {a, b})

@@ -89,6 +89,8 @@ private:
         // scales [groups, rows], nibbles of a word in AWQ's interleaved order.
         bool awq = false;
     };
+    // config.json's quantization_config (or text_config's); only when quant_method is set.
+    const nlohmann::ordered_json &quantization_config_json() const;
     void open_packed_weights();
     // AutoAWQ checkpoints (quantization_config.quant_method "awq", version
     // "gemm"): each X.weight becomes a virtual tensor, read as

@@ -9,8 +9,6 @@ compressed-tensors checkpoint for transformers_ppl.py.
 usage: llmcompressor_awq.py MODEL OUT --dataset calib.txt --ignore-from KTQ_OUT/config.json
          [--samples 128] [--seq-len 512] [--scheme W4A16_ASYM] [--seed 42]
 """
-import argparse
-import json
 import os
 import sys
 
@@ -21,24 +19,14 @@ from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from llmcompressor_gptq import calibration_dataset  # noqa: E402  (the same samples as ktq's)
+from llmcompressor_gptq import calibration_arguments, calibration_inputs  # noqa: E402  (ktq's samples)
 
 
 def main():
     if not torch.cuda.is_available():  # llm-compressor pins its activation cache, which needs a CUDA driver
         torch.Tensor.pin_memory = lambda self, *args, **kwargs: self
-    ap = argparse.ArgumentParser()
-    ap.add_argument("model")
-    ap.add_argument("out")
-    ap.add_argument("--dataset", required=True)
-    ap.add_argument("--ignore-from", required=True)
-    ap.add_argument("--samples", type=int, default=128)
-    ap.add_argument("--seq-len", type=int, default=512)
-    ap.add_argument("--scheme", default="W4A16_ASYM")
-    ap.add_argument("--seed", type=int, default=42)
-    a = ap.parse_args()
-    ds, count = calibration_dataset(a.model, a.dataset, a.samples, a.seq_len, a.seed)
-    ignore = json.load(open(a.ignore_from))["quantization_config"]["ignore"]
+    a = calibration_arguments("W4A16_ASYM").parse_args()
+    ds, count, ignore = calibration_inputs(a)
     model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.bfloat16)
     recipe = AWQModifier(targets=["Linear"], scheme=a.scheme, ignore=ignore, duo_scaling=True)
     oneshot(model=model, dataset=ds, recipe=recipe, max_seq_length=a.seq_len, num_calibration_samples=count,

@@ -57,7 +57,8 @@ def calibration_dataset(model, dataset, samples, seq_len, seed):
     return Dataset.from_dict({"input_ids": picked, "attention_mask": [[1] * len(w) for w in picked]}), len(picked)
 
 
-def main():
+def calibration_arguments(scheme):
+    """The command line both llm-compressor scripts take; the caller may add its own."""
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
     ap.add_argument("out")
@@ -65,12 +66,22 @@ def main():
     ap.add_argument("--ignore-from", required=True)
     ap.add_argument("--samples", type=int, default=128)
     ap.add_argument("--seq-len", type=int, default=512)
-    ap.add_argument("--scheme", default="W4A16")
-    ap.add_argument("--dampening", type=float, default=0.01)
+    ap.add_argument("--scheme", default=scheme)
     ap.add_argument("--seed", type=int, default=42)
-    a = ap.parse_args()
+    return ap
+
+
+def calibration_inputs(a):
+    """The samples and the ignore list of parsed calibration_arguments()."""
     ds, count = calibration_dataset(a.model, a.dataset, a.samples, a.seq_len, a.seed)
-    ignore = json.load(open(a.ignore_from))["quantization_config"]["ignore"]
+    return ds, count, json.load(open(a.ignore_from))["quantization_config"]["ignore"]
+
+
+def main():
+    ap = calibration_arguments("W4A16")
+    ap.add_argument("--dampening", type=float, default=0.01)
+    a = ap.parse_args()
+    ds, count, ignore = calibration_inputs(a)
     model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.bfloat16)
     recipe = GPTQModifier(targets="Linear", scheme=a.scheme, ignore=ignore, dampening_frac=a.dampening,
                           block_size=128, actorder="static")

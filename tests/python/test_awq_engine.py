@@ -11,17 +11,17 @@ compensated); byte-identical output whatever the thread count; clear
 errors."""
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import ml_dtypes
 import numpy as np
 import pytest
 
+
 sys.path.insert(0, os.path.dirname(__file__))
 import awq_reference  # noqa: E402
+from interrupted_run import kill_after_layer  # noqa: E402
 from gptq_reference import to_dtype  # noqa: E402
 
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
@@ -245,20 +245,7 @@ def test_resume_after_kill_is_byte_identical(qwen_awq, tmp_path):
     out = tmp_path / "killed"
     args = [KTQ, "convert", os.path.join(MODELS, "tiny-qwen3-moe"), str(out), "--to", "compressed-tensors",
             "--engine", "awq", "--dataset", CALIB, "-q", *SMALL]
-    p = subprocess.Popen(args)
-    journal = out / ".ktq-journal.json"
-    deadline = time.time() + 300
-    while time.time() < deadline and p.poll() is None:
-        try:
-            if 1 in json.loads(journal.read_text()).get("layers_done", []):
-                break
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.02)
-    if p.poll() is None:
-        p.send_signal(signal.SIGKILL)
-    p.wait()
-    if (out / "model.safetensors").exists() and not journal.exists():
+    if not kill_after_layer(args, out, 1, 300):  # layers 0 and 1 written
         pytest.skip("the run finished before it could be killed")
     ktq(*args[1:], "--resume")
     for f in ("model.safetensors", "config.json", "routing_stats.json", "awq_report.json"):

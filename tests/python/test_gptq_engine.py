@@ -7,13 +7,15 @@ to the original than RTN's on real calibration activations, a resumed run
 equal to an uninterrupted one, and clear errors."""
 import json
 import os
-import signal
 import subprocess
-import time
+import sys
 
 import ml_dtypes  # noqa: F401  (registers bfloat16 for safetensors.numpy)
 import numpy as np
 import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from interrupted_run import kill_after_layer  # noqa: E402
 
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
@@ -141,20 +143,7 @@ def test_resume_after_kill_is_byte_identical(qwen_gptq, tmp_path):
     out = tmp_path / "killed"
     args = [KTQ, "convert", os.path.join(MODELS, "tiny-qwen3-moe"), str(out), "--to", "compressed-tensors",
             "--engine", "gptq", "--dataset", CALIB, "-q", *SMALL]
-    p = subprocess.Popen(args)
-    journal = out / ".ktq-journal.json"
-    deadline = time.time() + 120
-    while time.time() < deadline and p.poll() is None:
-        try:
-            if 1 in json.loads(journal.read_text()).get("layers_done", []):  # layers 0 and 1 written
-                break
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.02)
-    if p.poll() is None:
-        p.send_signal(signal.SIGKILL)
-    p.wait()
-    if (out / "model.safetensors").exists() and not journal.exists():
+    if not kill_after_layer(args, out, 1, 120):  # layers 0 and 1 written
         pytest.skip("the run finished before it could be killed")
     ktq(*args[1:], "--resume")
     for f in ("model.safetensors", "config.json", "routing_stats.json", "gptq_report.json"):
