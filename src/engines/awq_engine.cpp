@@ -70,10 +70,10 @@ float silu(float x) { return x / (1.0f + std::exp(-x)); }
 void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPool &pool,
                         const ktq_quantize_options &opts, const TensorDoneFn &on_tensor, bool write) {
     const ForwardConfig &cfg = cal_.cfg();
-    if (opts.awq_grid < 1) fail(KTQ_ERR_INVALID_ARGUMENT, "awq_grid must be at least 1");
     awq::Options ao;
     ao.grid = opts.awq_grid;
     ao.duo_scaling = opts.awq_duo_scaling != 0;
+    awq::grid(ao);  // checks the grid size up front, also for layers that quantize nothing
     LayerWeights w = load_layer(model, cfg, layer);
 
     // Which Linears the plan quantizes, and the outputs made from each.
