@@ -218,9 +218,19 @@ int run(const Options &o) {
     const bool calibrated = o.engine == "gptq" || o.engine == "awq";
     const char *engine_label = o.engine == "awq" ? "AWQ" : "GPTQ";
     if (calibrated) {
-        if (format != KTQ_FORMAT_COMPRESSED_TENSORS || o.dataset.empty()) {
-            std::fprintf(stderr, "ktq: error: --engine %s writes --to compressed-tensors and needs --dataset FILE\n",
-                         o.engine.c_str());
+        const bool writes = format == KTQ_FORMAT_COMPRESSED_TENSORS || (o.engine == "awq" && format == KTQ_FORMAT_GGUF);
+        if (!writes || o.dataset.empty()) {
+            std::fprintf(stderr, "ktq: error: --engine %s writes --to compressed-tensors%s and needs --dataset FILE\n",
+                         o.engine.c_str(), o.engine == "awq" ? " or gguf" : "");
+            ktq_model_free(model);
+            return 2;
+        }
+        if (format == KTQ_FORMAT_GGUF && (o.awq_clip || !o.imatrix.empty())) {
+            // The clipping search works on compressed-tensors groups; an imatrix holds the activations before
+            // AWQ's scales are folded in, so it no longer describes the inputs the weights read.
+            std::fprintf(stderr, "ktq: error: --engine awq --to gguf takes neither %s\n",
+                         o.awq_clip ? "--awq-clip (built for compressed-tensors groups)"
+                                    : "--imatrix (its statistics predate AWQ's scaling)");
             ktq_model_free(model);
             return 2;
         }

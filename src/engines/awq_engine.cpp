@@ -4,11 +4,13 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "engines/cast_engine.h"
 #include "engines/ct_layer_outputs.h"
+#include "engines/gguf_engine.h"
 #include "forward/decoder_layer.h"
 #include "forward/layer_weights.h"
 #include "quant/ct_rtn.h"
@@ -65,6 +67,40 @@ private:
 
 float silu(float x) { return x / (1.0f + std::exp(-x)); }
 
+bool is_float_type(int t) { return t == KTQ_GGML_F32 || t == KTQ_GGML_F16 || t == KTQ_GGML_BF16; }
+
+Linear &expert_linear(ExpertWeights &e, int proj) {
+    return proj == KTQ_PROJ_GATE ? e.gate : proj == KTQ_PROJ_UP ? e.up : e.down;
+}
+
+// A GGUF plan's quantized Linears and their block types. kv_b_proj is left
+// out: its GGUF parts (attn_k_b transposed, attn_v_b) are blocked along
+// other axes than the input channels the scales act on.
+std::map<const Linear *, awq::RoundTrip> gguf_round_trips(Writer &writer, int layer, LayerWeights &w) {
+    std::map<std::string, Linear *> by_tensor;
+    for (Linear *l : w.quantizable()) by_tensor[l->name + ".weight"] = l;
+    std::map<const Linear *, awq::RoundTrip> out;
+    for (const OutputTensor *t : writer.tensors_of_layer(layer)) {
+        if (t->gguf_mla_part || is_float_type(t->gguf_type)) continue;
+        const GgmlTypeTraits *tr = ggml_traits(static_cast<ktq_ggml_type>(t->gguf_type));
+        if (!tr) fail(KTQ_ERR_INTERNAL, "GGUF plan has no ggml type for '" + t->name + "'");
+        std::vector<Linear *> ls;
+        if (t->gguf_stacked_experts) {
+            for (ExpertWeights &e : w.experts) ls.push_back(&expert_linear(e, t->proj));
+        } else if (t->expert >= 0) {
+            if (t->expert >= static_cast<int>(w.experts.size()))
+                fail(KTQ_ERR_INTERNAL, "GGUF plan: '" + t->name + "' names a missing expert");
+            ls.push_back(&expert_linear(w.experts[static_cast<size_t>(t->expert)], t->proj));
+        } else {
+            auto it = by_tensor.find(t->source);
+            if (it == by_tensor.end()) continue;  // not a Linear the search balances (router, ...)
+            ls.push_back(it->second);
+        }
+        for (Linear *l : ls) out[l] = {nullptr, tr};
+    }
+    return out;
+}
+
 }  // namespace
 
 void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPool &pool,
@@ -76,18 +112,39 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
     awq::grid(ao);  // checks the grid size up front, also for layers that quantize nothing
     LayerWeights w = load_layer(model, cfg, layer);
 
-    // Which Linears the plan quantizes, and the outputs made from each.
-    CtLayerOutputs outputs = ct_layer_outputs(writer, layer, w, cfg.family, "AWQ");
+    // Which Linears the plan quantizes, and how. Compressed-tensors: the outputs made from each Linear; GGUF:
+    // every tensor of the layer goes through the GGUF engine, with the values computed here.
+    bool gguf = false;
+    for (const OutputTensor *t : writer.tensors_of_layer(layer)) gguf |= t->gguf_type >= 0;
+    if (gguf && opts.awq_clip)
+        fail(KTQ_ERR_UNSUPPORTED, "AWQ's clipping search is built for compressed-tensors groups; leave it off for "
+                                  "GGUF output");
+    CtLayerOutputs outputs;
+    std::map<const Linear *, awq::RoundTrip> quant;
+    if (gguf) {
+        quant = gguf_round_trips(writer, layer, w);
+    } else {
+        outputs = ct_layer_outputs(writer, layer, w, cfg.family, "AWQ");
+        for (const auto &[l, o] : outputs.targets) quant[l] = {&o.packed->ct_scheme, nullptr};
+    }
     auto &targets = outputs.targets;
     const std::vector<const OutputTensor *> &copies = outputs.copies;
-    // The model's dtype: the weights' arithmetic after scaling (as torch does it in that dtype).
-    ktq_dtype dtype = KTQ_DTYPE_BF16;
+    // The model's dtype: the weights' arithmetic after scaling (as torch does it in that dtype). GGUF keeps
+    // float32 (llama.cpp quantizes from it).
+    ktq_dtype dtype = gguf ? KTQ_DTYPE_F32 : KTQ_DTYPE_BF16;
     for (const auto &[l, o] : targets)
         if (o.packed) {
             dtype = o.packed->ct_scheme.dtype;
             break;
         }
-    auto scheme_of = [&](const Linear *l) { return outputs.scheme_of(l); };
+    auto quant_of = [&](const Linear *l) -> const awq::RoundTrip * {
+        auto it = quant.find(l);
+        return it == quant.end() ? nullptr : &it->second;
+    };
+    auto scheme_of = [&](const Linear *l) -> const ct::Scheme * {
+        const awq::RoundTrip *q = quant_of(l);
+        return q ? q->ct : nullptr;
+    };
 
     // 1. Calibration forward: the inputs of each mapping's Linears.
     InputRecorder rec;
@@ -123,10 +180,12 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
     std::map<const Linear *, std::vector<float>> expert_down_grams;  // for the clipping search
     const std::string p = cfg.layer_prefix(layer);
     auto round = [&](std::vector<float> &v) { ct::round_to_dtype(dtype, v.data(), v.size()); };
+    std::set<const float *> scaled;  // every Linear weight and bias the folds changed (GGUF: all must be written)
     auto scale_columns = [&](Linear &l, const std::vector<float> &s) {
         for (int64_t r = 0; r < l.out; ++r)
             for (int64_t c = 0; c < l.in; ++c) l.w[static_cast<size_t>(r * l.in + c)] *= s[static_cast<size_t>(c)];
         round(l.w);
+        scaled.insert(l.w.data());
         if (!targets.count(&l)) modified[l.name + ".weight"] = &l.w;
     };
     // The module whose output error a mapping's search measures, as llm-compressor takes the lowest common
@@ -141,8 +200,8 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
         for (Linear *l : balance) {
             if (l->empty()) continue;
             if (l->in != in) fail(KTQ_ERR_FORMAT, "AWQ mapping " + name + ": " + l->name + " has the wrong input size");
-            layers.push_back({l->w.data(), l->out, scheme_of(l)});
-            any_target |= scheme_of(l) != nullptr;
+            layers.push_back({l->w.data(), l->out, quant_of(l)});
+            any_target |= quant_of(l) != nullptr;
         }
         if (!any_target || rows == 0) return {};
         const std::vector<float> x_mean = awq::abs_mean(x, rows, in);
@@ -179,10 +238,10 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
                 // The balance layers compute with Q(W s) / s while the parent runs; then their weights come back.
                 std::vector<std::pair<Linear *, std::vector<float>>> saved;
                 for (Linear *l : balance) {
-                    const ct::Scheme *sc = l->empty() ? nullptr : scheme_of(l);
-                    if (!sc) continue;
+                    const awq::RoundTrip *qt = l->empty() ? nullptr : quant_of(l);
+                    if (!qt) continue;
                     std::vector<float> q(l->w.size());
-                    awq::fake_quantize_scaled(*sc, l->w.data(), l->out, l->in, s.data(), q.data(), pool);
+                    awq::fake_quantize_scaled(*qt, l->w.data(), l->out, l->in, s.data(), q.data(), pool);
                     saved.emplace_back(l, std::move(l->w));
                     l->w = std::move(q);
                 }
@@ -221,8 +280,10 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
                 if (!prev->b.empty()) prev->b[static_cast<size_t>(r)] /= s[static_cast<size_t>(r)];
             }
             round(prev->w);
+            scaled.insert(prev->w.data());
             if (!prev->b.empty()) {
                 round(prev->b);
+                scaled.insert(prev->b.data());
                 modified[prev->name + ".bias"] = &prev->b;
             }
             if (!targets.count(prev)) modified[prev->name + ".weight"] = &prev->w;
@@ -276,7 +337,7 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
         const int64_t n = mlp_in->count();
         std::vector<float> g, u;
         for (ExpertWeights &e : w.experts) {
-            if (n == 0 || !scheme_of(&e.down)) continue;
+            if (n == 0 || !quant_of(&e.down)) continue;
             g.resize(static_cast<size_t>(n * e.gate.out));
             u.resize(g.size());
             apply_linear(g.data(), e.gate, mlp_in->rows.data(), n, pool);
@@ -325,7 +386,61 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
         }
     }
 
-    // 4. Round to nearest on the scaled weights; the model computes with what the codes stand for.
+    // 4. GGUF: the GGUF engine quantizes and writes every tensor of the layer, taking the folded values from
+    //    here; then the quantized Linears compute with what their blocks stand for.
+    if (gguf) {
+        std::map<std::string, std::pair<const float *, size_t>> given;  // tensor -> values held here
+        std::vector<Linear *> held = w.quantizable();
+        held.insert(held.end(), {&w.router, &w.shared_gate});
+        for (Linear *l : held) {
+            if (l->empty()) continue;
+            given[l->name + ".weight"] = {l->w.data(), l->w.size()};
+            if (!l->b.empty()) given[l->name + ".bias"] = {l->b.data(), l->b.size()};
+        }
+        for (const auto &[name, v] : modified) given[name] = {v->data(), v->size()};
+        std::mutex served_mutex;
+        std::set<const float *> served;
+        auto values = [&](const OutputTensor &t, const MatrixView &view, int expert) -> const float * {
+            const float *data = nullptr;
+            size_t n = 0;
+            if (expert >= 0) {
+                const Linear &l = expert_linear(w.experts.at(static_cast<size_t>(expert)), t.proj);
+                data = l.w.data();
+                n = l.w.size();
+            } else {
+                auto it = given.find(view.tensor);
+                if (it == given.end()) return nullptr;
+                std::tie(data, n) = it->second;
+                if (view.row_begin != 0) data = nullptr;
+            }
+            if (!data || view.rows * view.cols != n)
+                fail(KTQ_ERR_INTERNAL, "AWQ: GGUF output '" + t.name + "' does not read " + view.tensor + " as ktq's forward holds it");
+            std::lock_guard<std::mutex> lock(served_mutex);
+            served.insert(data);
+            return data;
+        };
+        if (write) {
+            write_gguf_layer(model, layer, writer, pool, opts, on_tensor, values);
+            for (const auto &[name, v] : modified)
+                if (!served.count(v->data()))
+                    fail(KTQ_ERR_UNSUPPORTED, "AWQ folds scales into " + name + ", which this GGUF output does not "
+                                              "store; convert without --engine awq");
+            for (const float *weights : scaled)
+                if (!served.count(weights))
+                    fail(KTQ_ERR_UNSUPPORTED, "AWQ scaled a Linear of layer " + std::to_string(layer) +
+                                              " that this GGUF output does not store; convert without --engine awq");
+        }
+        for (auto &[lc, q] : quant) {
+            Linear *l = const_cast<Linear *>(lc);
+            constexpr int64_t kRows = 16;  // rows per task: fixed, whatever the thread count
+            pool.parallel_for(static_cast<size_t>((l->out + kRows - 1) / kRows), [&](size_t t) {
+                const int64_t r0 = static_cast<int64_t>(t) * kRows, n = std::min(kRows, l->out - r0);
+                ggml_round_trip(*q.ggml, l->w.data() + r0 * l->in, static_cast<size_t>(n * l->in));
+            });
+        }
+    }
+    // 4. Compressed-tensors: round to nearest on the scaled weights; the model computes with what the codes
+    //    stand for.
     for (auto &[l, o] : targets) {
         const ct::Scheme &s = o.packed->ct_scheme;
         ct::round_to_dtype(s.dtype, l->w.data(), l->w.size());
@@ -348,7 +463,7 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
                             l->w.data());
     }
     // Kept tensors: the folded ones from their new values, the rest as read.
-    if (write) {
+    if (write && !gguf) {
         std::vector<const OutputTensor *> unchanged;
         std::set<std::string> written;
         for (const OutputTensor *t : copies) {
@@ -395,7 +510,7 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
     cal_.for_each_batch(opts.calibration_batch, true,
                         [&](float *x, int64_t seqs, int64_t len) { forward_layer(ctx, w, x, seqs, len); });
     cal_.finished(layer);
-    record(writer);
+    if (!gguf) record(writer);  // a GGUF output is one file: no reports beside it
 }
 
 void AwqEngine::record(Writer &writer) const {

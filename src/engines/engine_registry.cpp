@@ -51,9 +51,14 @@ std::unique_ptr<Engine> make_engine(ktq_engine engine, ktq_format format, ktq_de
                                           "engine)");
         return std::make_unique<RtnEngine>(device == KTQ_DEVICE_CUDA);
     case KTQ_FORMAT_GGUF:
+        if (engine == KTQ_ENGINE_AWQ) {  // AWQ's folded scales, quantized with the plan's block types
+            if (device == KTQ_DEVICE_CUDA)
+                fail(KTQ_ERR_UNSUPPORTED, "AWQ runs on the CPU only for now (--device cpu)");
+            return std::make_unique<AwqEngine>();
+        }
         if (engine != KTQ_ENGINE_DEFAULT && engine != KTQ_ENGINE_GGML)
             fail(KTQ_ERR_UNSUPPORTED, "engine " + std::to_string(static_cast<int>(engine)) +
-                                          " cannot write the GGUF format (use the ggml engine)");
+                                          " cannot write the GGUF format (use the ggml or awq engine)");
         return std::make_unique<GgufEngine>();
     default:
         fail(KTQ_ERR_UNSUPPORTED, "output format " + std::to_string(static_cast<int>(format)) + " is not supported");

@@ -19,6 +19,7 @@ struct Task {
     uint64_t first, count;    // rows of the view
     uint64_t out_offset;      // bytes into the output tensor where row `first` goes
     uint64_t out_row;         // the output tensor's row (over all its slices) where row `first` goes
+    int expert;               // the view's expert, or -1
 };
 
 // Quantizes `rows` rows of `src` into `dst`. With importance (an imatrix), row
@@ -71,6 +72,11 @@ uint64_t mla_rows(const OutputTensor &t, const float *kv_b, uint64_t kv_lora, fl
 
 void GgufEngine::run_layer(const Model &model, int layer, Writer &writer, ThreadPool &pool,
                            const ktq_quantize_options &opts, const TensorDoneFn &on_tensor) {
+    write_gguf_layer(model, layer, writer, pool, opts, on_tensor, nullptr);
+}
+
+void write_gguf_layer(const Model &model, int layer, Writer &writer, ThreadPool &pool,
+                      const ktq_quantize_options &opts, const TensorDoneFn &on_tensor, const GgufSourceValues &source_values) {
     const auto &tensors = writer.tensors_of_layer(layer);
     std::vector<Task> tasks;
     std::vector<size_t> first_task(tensors.size() + 1, 0);
@@ -80,23 +86,30 @@ void GgufEngine::run_layer(const Model &model, int layer, Writer &writer, Thread
         if (!tr) fail(KTQ_ERR_INTERNAL, "GGUF plan has no ggml type for '" + t->name + "'");
         first_task[ti] = tasks.size();
         std::vector<MatrixView> views;
+        std::vector<int> experts;
         if (t->gguf_stacked_experts)
-            for (int e = 0; e < static_cast<int>(t->shape[0]); ++e)
+            for (int e = 0; e < static_cast<int>(t->shape[0]); ++e) {
                 views.push_back(model.expert(layer, e, static_cast<ktq_expert_proj>(t->proj)));
-        else if (t->expert >= 0)
+                experts.push_back(e);
+            }
+        else if (t->expert >= 0) {
             views.push_back(model.expert(layer, t->expert, static_cast<ktq_expert_proj>(t->proj)));
-        else
+            experts.push_back(t->expert);
+        } else {
             views.push_back(model.matrix(t->source));
+            experts.push_back(-1);
+        }
         if (t->gguf_mla_part) {  // one task: the whole kv_b_proj, rearranged (see mla_rows)
             const uint64_t row = static_cast<uint64_t>(t->shape.back());
             if (row % tr->block_size != 0)
                 fail(KTQ_ERR_FORMAT, "'" + t->name + "': rows of " + std::to_string(row) + " values do not fit " +
                                          tr->name + " blocks of " + std::to_string(tr->block_size));
-            tasks.push_back({t, views[0], 0, views[0].rows, 0, 0});
+            tasks.push_back({t, views[0], 0, views[0].rows, 0, 0, -1});
             continue;
         }
         uint64_t base = 0, base_row = 0;
-        for (const MatrixView &v : views) {
+        for (size_t vi = 0; vi < views.size(); ++vi) {
+            const MatrixView &v = views[vi];
             if (v.cols % tr->block_size != 0)
                 fail(KTQ_ERR_FORMAT, "'" + v.tensor + "': rows of " + std::to_string(v.cols) + " values do not fit " +
                                          tr->name + " blocks of " + std::to_string(tr->block_size));
@@ -105,7 +118,7 @@ void GgufEngine::run_layer(const Model &model, int layer, Writer &writer, Thread
             const uint64_t rows_per = t->gguf_permute_heads ? v.rows
                                                             : std::max<uint64_t>(1, kChunkElements / std::max<uint64_t>(1, v.cols));
             for (uint64_t r = 0; r < v.rows; r += rows_per)
-                tasks.push_back({t, v, r, std::min(rows_per, v.rows - r), base + r * row_bytes, base_row + r});
+                tasks.push_back({t, v, r, std::min(rows_per, v.rows - r), base + r * row_bytes, base_row + r, experts[vi]});
             base += v.rows * row_bytes;
             base_row += v.rows;
         }
@@ -118,7 +131,11 @@ void GgufEngine::run_layer(const Model &model, int layer, Writer &writer, Thread
         thread_local std::vector<float> rows, permuted;
         thread_local std::vector<uint8_t> blocks;
         rows.resize(k.count * k.view.cols);
-        model.read_rows(k.view, k.first, k.count, KTQ_DTYPE_F32, rows.data());
+        const float *given = source_values ? source_values(*k.out, k.view, k.expert) : nullptr;
+        if (given)
+            std::copy(given + k.first * k.view.cols, given + (k.first + k.count) * k.view.cols, rows.begin());
+        else
+            model.read_rows(k.view, k.first, k.count, KTQ_DTYPE_F32, rows.data());
         if (!opts.allow_non_finite) bad[i] = count_non_finite(rows.data(), KTQ_DTYPE_F32, rows.size(), nullptr);
         const float *src = rows.data();
         uint64_t values = rows.size();

@@ -6,9 +6,21 @@
 // experts), fixed independently of the thread count.
 #pragma once
 
+#include <functional>
+
 #include "engines/engine.h"
 
 namespace ktq {
+
+// Values a calibrating engine (AWQ) computed for the source of an output:
+// the whole matrix `view` ([rows, cols] floats; `expert` its expert, or -1),
+// or null to read it from the model.
+using GgufSourceValues = std::function<const float *(const OutputTensor &t, const MatrixView &view, int expert)>;
+
+// Writes every tensor of writer.tensors_of_layer(layer) as the plan says,
+// taking the source values from `values` where it gives them.
+void write_gguf_layer(const Model &model, int layer, Writer &writer, ThreadPool &pool,
+                      const ktq_quantize_options &opts, const TensorDoneFn &on_tensor, const GgufSourceValues &values);
 
 class GgufEngine : public Engine {
 public:

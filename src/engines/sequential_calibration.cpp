@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "engines/cast_engine.h"
+#include "engines/gguf_engine.h"
 #include "forward/causal_lm.h"
 #include "reading/model.h"
 #include "runtime/error.h"
@@ -76,8 +77,13 @@ nlohmann::ordered_json SequentialCalibration::routing_stats(const char *pass) co
 
 void SequentialEngine::run_layer(const Model &model, int layer, Writer &writer, ThreadPool &pool,
                                  const ktq_quantize_options &opts, const TensorDoneFn &on_tensor) {
-    if (layer < 0) {  // embeddings, final norm, LM head: kept as they are
-        CastEngine().run_tensors(model, writer.tensors_of_layer(layer), writer, pool, opts, on_tensor);
+    if (layer < 0) {  // embeddings, final norm, LM head: kept as they are (GGUF: in the plan's block types)
+        bool gguf = false;
+        for (const OutputTensor *t : writer.tensors_of_layer(layer)) gguf |= t->gguf_type >= 0;
+        if (gguf)
+            write_gguf_layer(model, layer, writer, pool, opts, on_tensor, nullptr);
+        else
+            CastEngine().run_tensors(model, writer.tensors_of_layer(layer), writer, pool, opts, on_tensor);
         return;
     }
     if (cal_.needs_start(opts, layer)) {

@@ -49,18 +49,22 @@ std::vector<float> scales_of(const Candidate &c, const std::vector<float> &x_mea
     return s;
 }
 
+int64_t RoundTrip::group(int64_t in) const {
+    if (ct) return ct->group_size > 0 ? ct->group_size : in;
+    return ggml ? static_cast<int64_t>(ggml->block_size) : in;
+}
+
 std::vector<float> weight_mean(const std::vector<Balanced> &layers, int64_t in) {
-    int group = -1;
+    int64_t g = in;
     for (const Balanced &l : layers)
-        if (l.scheme) {
-            group = l.scheme->group_size;
+        if (l.quant) {
+            g = l.quant->group(in);
             break;
         }
-    const int64_t g = group > 0 ? group : in;
     std::vector<double> sum(static_cast<size_t>(in), 0.0);
     int64_t rows = 0;
     for (const Balanced &l : layers) {
-        if (!l.scheme) continue;  // llm-compressor skips layers it does not quantize
+        if (!l.quant) continue;  // llm-compressor skips layers it does not quantize
         for (int64_t r = 0; r < l.out; ++r) {
             const float *w = l.w + r * in;
             for (int64_t c0 = 0; c0 < in; c0 += g) {
@@ -77,8 +81,11 @@ std::vector<float> weight_mean(const std::vector<Balanced> &layers, int64_t in) 
     return out;
 }
 
-void fake_quantize_scaled(const ct::Scheme &scheme, const float *w, int64_t rows, int64_t in, const float *s,
+void fake_quantize_scaled(const RoundTrip &q, const float *w, int64_t rows, int64_t in, const float *s,
                           float *out, ThreadPool &pool) {
+    if (!q.ct && !q.ggml) fail(KTQ_ERR_INTERNAL, "AWQ: a round trip without a quantizer");
+    if (q.ggml && in % static_cast<int64_t>(q.ggml->block_size) != 0)
+        fail(KTQ_ERR_INTERNAL, std::string("AWQ: rows of ") + std::to_string(in) + " values do not fit " + q.ggml->name);
     constexpr int64_t kChunk = 16;  // rows per task: fixed, so the bytes never depend on the thread count
     const size_t tasks = static_cast<size_t>((rows + kChunk - 1) / kChunk);
     const uint64_t cols = static_cast<uint64_t>(in);
@@ -87,18 +94,23 @@ void fake_quantize_scaled(const ct::Scheme &scheme, const float *w, int64_t rows
         std::vector<float> ws(static_cast<size_t>(n * in));
         for (int64_t r = 0; r < n; ++r)
             for (int64_t c = 0; c < in; ++c) ws[static_cast<size_t>(r * in + c)] = w[(r0 + r) * in + c] * s[c];
-        ct::round_to_dtype(scheme.dtype, ws.data(), ws.size());
         const uint64_t un = static_cast<uint64_t>(n);
-        std::vector<uint32_t> packed(un * ct::packed_words_per_row(scheme, cols));
-        std::vector<uint8_t> scales(ct::scale_bytes(scheme, un, cols));
-        std::vector<int8_t> zp(un * ct::groups_per_row(scheme, cols));
-        ct::quantize_rows(scheme, ws.data(), un, cols, packed.data(), scales.data(),
-                          scheme.symmetric ? nullptr : zp.data());
-        ct::dequantize_rows(scheme, packed.data(), scales.data(), scheme.symmetric ? nullptr : zp.data(), un, cols,
-                            ws.data());
+        if (q.ct) {
+            const ct::Scheme &scheme = *q.ct;
+            ct::round_to_dtype(scheme.dtype, ws.data(), ws.size());
+            std::vector<uint32_t> packed(un * ct::packed_words_per_row(scheme, cols));
+            std::vector<uint8_t> scales(ct::scale_bytes(scheme, un, cols));
+            std::vector<int8_t> zp(un * ct::groups_per_row(scheme, cols));
+            ct::quantize_rows(scheme, ws.data(), un, cols, packed.data(), scales.data(),
+                              scheme.symmetric ? nullptr : zp.data());
+            ct::dequantize_rows(scheme, packed.data(), scales.data(), scheme.symmetric ? nullptr : zp.data(), un,
+                                cols, ws.data());
+        } else {
+            ggml_round_trip(*q.ggml, ws.data(), ws.size());
+        }
         for (int64_t r = 0; r < n; ++r)
             for (int64_t c = 0; c < in; ++c) ws[static_cast<size_t>(r * in + c)] /= s[c];
-        ct::round_to_dtype(scheme.dtype, ws.data(), ws.size());
+        if (q.ct) ct::round_to_dtype(q.ct->dtype, ws.data(), ws.size());
         std::copy(ws.begin(), ws.end(), out + r0 * in);
     });
 }
@@ -121,9 +133,9 @@ double linear_loss(const std::vector<Balanced> &layers, int64_t in, const float 
     int64_t outputs = 0;
     for (const Balanced &l : layers) {
         outputs += l.out;
-        if (!l.scheme) continue;  // unquantized: W s / s == W up to the dtype rounding, no error counted
+        if (!l.quant) continue;  // unquantized: W s / s == W up to the dtype rounding, no error counted
         diff.resize(static_cast<size_t>(l.out * in));
-        fake_quantize_scaled(*l.scheme, l.w, l.out, in, s.data(), diff.data(), pool);
+        fake_quantize_scaled(*l.quant, l.w, l.out, in, s.data(), diff.data(), pool);
         for (size_t k = 0; k < diff.size(); ++k) diff[k] = l.w[k] - diff[k];
         if (!gram.empty()) {  // sum over rows d of d^T G d
             for (int64_t r0 = 0; r0 < l.out; r0 += kRowChunk) {

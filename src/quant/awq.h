@@ -13,10 +13,11 @@
 // over every row of the quantized balance layers. The chosen s minimises the
 // caller's loss: the mean squared error of the mapping's parent module
 // (the attention block, the MLP / MoE block, or the single Linear) when the
-// balance layers compute with Q(W s) / s instead of W, Q the scheme's round
-// to nearest (ct_rtn.h, the one the compressed-tensors writer uses), W s
-// and Q(W s) / s rounded to the model dtype as torch computes them in a
-// BF16/F16 model. The caller then folds s into the preceding norm or Linear
+// balance layers compute with Q(W s) / s instead of W, Q the output's
+// quantizer (RoundTrip: the compressed-tensors round to nearest of ct_rtn.h,
+// W s and Q(W s) / s rounded to the model dtype as torch computes them in a
+// BF16/F16 model; or a ggml block type of quant/ggml_blocks.h, in float32
+// as llama.cpp quantizes). The caller then folds s into the preceding norm or Linear
 // (divides its weight by s) and keeps W s in the balance layers.
 //
 // Every loss sums in a fixed order, so the choice never depends on the
@@ -28,6 +29,7 @@
 #include <vector>
 
 #include "quant/ct_rtn.h"
+#include "quant/ggml_blocks.h"
 
 namespace ktq {
 
@@ -40,13 +42,23 @@ struct Options {
     bool duo_scaling = true;
 };
 
+// How a balance layer's weight will be quantized, as the search needs it:
+// exactly one of `ct` (a compressed-tensors scheme) or `ggml` (a ggml block
+// type, row by row).
+struct RoundTrip {
+    const ct::Scheme *ct = nullptr;
+    const GgmlTypeTraits *ggml = nullptr;
+    // Values per scale group: w_mean's groups (ggml: the block's).
+    int64_t group(int64_t in) const;
+};
+
 // One balance layer: its current weight [out, in] and how it will be
 // quantized (null: it stays unquantized, e.g. a router or an ignored
 // Linear; it takes the scales but adds nothing to w_mean or the error).
 struct Balanced {
     const float *w = nullptr;
     int64_t out = 0;
-    const ct::Scheme *scheme = nullptr;
+    const RoundTrip *quant = nullptr;
 };
 
 // One point of the grid.
@@ -75,12 +87,12 @@ std::vector<float> abs_mean(const float *x, int64_t rows, int64_t in);
 std::vector<float> scales_of(const Candidate &c, const std::vector<float> &x_mean, const std::vector<float> &w_mean);
 
 // Mean of |w| / (group max + 1e-6) per input channel over every row of the
-// layers that have a scheme (group size: the first such layer's).
+// layers that are quantized (group size: the first such layer's).
 std::vector<float> weight_mean(const std::vector<Balanced> &layers, int64_t in);
 
-// Q(W s) / s in the scheme's dtype: what the model computes with after the
-// fold. w: [rows, in]; out may alias w.
-void fake_quantize_scaled(const ct::Scheme &scheme, const float *w, int64_t rows, int64_t in, const float *s,
+// Q(W s) / s (ct: in the scheme's dtype): what the model computes with after
+// the fold. w: [rows, in]; out may alias w.
+void fake_quantize_scaled(const RoundTrip &q, const float *w, int64_t rows, int64_t in, const float *s,
                           float *out, ThreadPool &pool);
 
 // The loss of a parent that is the balance Linears themselves (one Linear,

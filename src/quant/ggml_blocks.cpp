@@ -6,6 +6,7 @@
 #include <immintrin.h>
 #endif
 #include <cstring>
+#include <vector>
 
 #include "quant/ggml_fit.h"
 #include "quant/ggml_kquants.h"
@@ -278,6 +279,13 @@ const GgmlTypeTraits *ggml_traits(ktq_ggml_type type) {
     for (const auto &t : kTraits)
         if (t.type == type) return &t;
     return ggml_kquant_traits(type);
+}
+
+void ggml_round_trip(const GgmlTypeTraits &type, float *v, size_t n) {
+    const size_t blocks = n / type.block_size;
+    std::vector<uint8_t> packed(blocks * type.type_size);
+    type.quantize(packed.data(), v, blocks);
+    type.dequantize(v, packed.data(), blocks);
 }
 
 }  // namespace ktq

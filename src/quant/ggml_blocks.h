@@ -28,6 +28,10 @@ struct GgmlTypeTraits {
 // nullptr for types not implemented.
 const GgmlTypeTraits *ggml_traits(ktq_ggml_type type);
 
+// v [n] (n a multiple of the block size) replaced by what its blocks of
+// `type` dequantize to: the values a reader of the GGUF computes with.
+void ggml_round_trip(const GgmlTypeTraits &type, float *v, size_t n);
+
 uint16_t f32_to_f16(float f);  // IEEE binary16, round to nearest even
 
 }  // namespace ktq

@@ -61,9 +61,11 @@ def candidate(x_mean, w_mean, ratio, duo):
     return np.where(np.isfinite(s), s, 1).astype(np.float32)
 
 
-def search(Ws, X, bits=4, group=128, symmetric=False, dtype="bf16", n_grid=20, duo=True, parent=None):
+def search(Ws, X, bits=4, group=128, symmetric=False, dtype="bf16", n_grid=20, duo=True, parent=None, fake=None):
     """Returns (best index, its scales, the loss of every candidate).
-    parent(list of weights) -> output, for a parent module other than the Linears."""
+    parent(list of weights) -> output, for a parent module other than the Linears.
+    fake(W) -> Q(W): another quantizer than compressed-tensors' (a ggml block
+    type: `group` is then its block size and `dtype` "f32")."""
     x_mean = np.abs(X).astype(np.float64).mean(0).astype(np.float32)
     w_mean = weight_mean(Ws, group)
     if parent is None:
@@ -73,8 +75,8 @@ def search(Ws, X, bits=4, group=128, symmetric=False, dtype="bf16", n_grid=20, d
     losses, best, best_s = [], None, None
     for ratio, use_duo in grid(n_grid, duo):
         s = candidate(x_mean, w_mean, ratio, use_duo)
-        quantized = [to_dtype(fake_quantize(to_dtype(W * s, dtype), bits, group, symmetric, dtype)[0] / s, dtype)
-                     for W in Ws]
+        q = fake or (lambda W: fake_quantize(W, bits, group, symmetric, dtype)[0])
+        quantized = [to_dtype(q(to_dtype(W * s, dtype)) / s, dtype) for W in Ws]
         loss = float(np.mean((parent(quantized) - reference) ** 2))
         losses.append(loss)
         if best is None or loss < losses[best]:

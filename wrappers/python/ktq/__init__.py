@@ -408,7 +408,8 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
     JSONL file; `num_calibration_samples` x `max_sequence_length` tokens,
     drawn with `seed`; `dampening_frac`; `actorder` "static" or "none"),
     or on `calibration_tokens` (a list of token-id sequences) instead of a
-    dataset. engine="awq" calibrates AWQ the same way (`awq_grid` exponents,
+    dataset. engine="awq" calibrates AWQ the same way, also into "gguf"
+    (the search then measures the plan's ggml block types) (`awq_grid` exponents,
     `awq_scaling` "duo" or "act", `awq_clip` AutoAWQ's clipping search); its default is asymmetric (zero points),
     the other engines' symmetric;
     on device="cuda" the engine holds at most `max_gpu_memory` bytes there
@@ -460,8 +461,12 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
     if engine not in ("rtn", "gptq", "awq"):
         raise ValueError(f"unknown engine {engine!r} (rtn, gptq or awq)")
     calibrated = engine in ("gptq", "awq")
-    if calibrated and (to not in ("W4A16", "W8A16") or (dataset is None) == (calibration_tokens is None)):
-        raise ValueError(f'engine="{engine}" writes W4A16/W8A16 and needs dataset= or calibration_tokens= (one)')
+    writes = ("W4A16", "W8A16", "gguf") if engine == "awq" else ("W4A16", "W8A16")
+    if calibrated and (to not in writes or (dataset is None) == (calibration_tokens is None)):
+        raise ValueError(f'engine="{engine}" writes {"/".join(writes)} and needs dataset= or calibration_tokens= (one)')
+    if engine == "awq" and to == "gguf" and (awq_clip or gguf_imatrix):
+        raise ValueError('engine="awq" to="gguf" takes neither awq_clip (built for compressed-tensors groups) nor '
+                         'gguf_imatrix (its statistics predate the AWQ scales)')
     if awq_scaling not in ("duo", "act"):
         raise ValueError(f"unknown awq_scaling {awq_scaling!r} (duo or act)")
     if actorder not in _lib.ACT_ORDER:
