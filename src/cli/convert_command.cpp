@@ -409,7 +409,8 @@ void add_compressed_tensors_options(CLI::App *cmd, Options &o) {
         ->capture_default_str();
     cmd->add_option("--engine", o.engine,
                     "compressed-tensors: rtn (round to nearest), gptq or awq (both calibrated with ktq's forward "
-                    "pass on --dataset; awq defaults to zero points, W4A16 asymmetric)")
+                    "pass on --dataset; awq defaults to zero points, W4A16 asymmetric); gguf: awq searches the "
+                    "scales with the output's block types (without it: plain quantization)")
         ->check(CLI::IsMember({"rtn", "gptq", "awq"}))
         ->capture_default_str();
     add_calibration_options(cmd, o);
