@@ -45,23 +45,21 @@ std::vector<float> run_linear(const ForwardContext &ctx, const Linear &l, const 
 }
 
 // cos/sin of position p, frequency i: [seq_len, dim/2], as transformers'
-// default rotary embedding computes them (float32 inverse frequencies).
+// rotary embedding computes them from the config's inverse frequencies
+// (forward/rope_scaling.h), times the rope's attention factor (yarn).
 struct Rope {
     int64_t half = 0;
     std::vector<float> cos, sin;
-    Rope(int64_t dim, int64_t seq_len, double theta) : half(dim / 2) {
+    Rope(const std::vector<float> &inv_freq, int64_t seq_len, float attention_factor)
+        : half(static_cast<int64_t>(inv_freq.size())) {
         cos.resize(static_cast<size_t>(seq_len * half));
         sin.resize(cos.size());
-        for (int64_t i = 0; i < half; ++i) {
-            const float inv_freq =
-                1.0f / static_cast<float>(std::pow(theta, static_cast<double>(static_cast<float>(2 * i) /
-                                                                              static_cast<float>(dim))));
+        for (int64_t i = 0; i < half; ++i)
             for (int64_t p = 0; p < seq_len; ++p) {
-                const float angle = static_cast<float>(p) * inv_freq;
-                cos[static_cast<size_t>(p * half + i)] = std::cos(angle);
-                sin[static_cast<size_t>(p * half + i)] = std::sin(angle);
+                const float angle = static_cast<float>(p) * inv_freq[static_cast<size_t>(i)];
+                cos[static_cast<size_t>(p * half + i)] = std::cos(angle) * attention_factor;
+                sin[static_cast<size_t>(p * half + i)] = std::sin(angle) * attention_factor;
             }
-        }
     }
     // rotate_half layout: pairs (i, i + half).
     void apply_half(float *x, int64_t pos) const {
@@ -128,7 +126,7 @@ std::vector<float> gqa_attention(const ForwardContext &ctx, const LayerWeights &
         fail(KTQ_ERR_FORMAT, w.q.name + ": q/k/v output sizes do not match the heads and head_dim of config.json");
     if (!w.q_norm.empty()) rms_norm(q.data(), q.data(), w.q_norm.data(), n * c.heads, hd, c.rms_eps);
     if (!w.k_norm.empty()) rms_norm(k.data(), k.data(), w.k_norm.data(), n * c.kv_heads, hd, c.rms_eps);
-    const Rope rope(hd, seq_len, c.rope_theta);
+    const Rope rope(c.rope_inv_freq, seq_len, c.rope_attention_factor);
     for (int64_t t = 0; t < n; ++t) {
         const int64_t pos = t % seq_len;
         for (int64_t h = 0; h < c.heads; ++h) rope.apply_half(&q[static_cast<size_t>(t * qs + h * hd)], pos);
@@ -172,7 +170,7 @@ std::vector<float> mla_attention(const ForwardContext &ctx, const LayerWeights &
     std::vector<float> kv = run_linear(ctx, w.kv_b, latent.data(), n);  // [n, H, dn + dv]
     // Keys [n, H, dqk]: the per-head no-RoPE part, then the shared rotated part.
     std::vector<float> key(static_cast<size_t>(n * H * dqk)), tmp(static_cast<size_t>(dr));
-    const Rope rope(dr, seq_len, c.rope_theta);
+    const Rope rope(c.rope_inv_freq, seq_len, c.rope_attention_factor);
     for (int64_t t = 0; t < n; ++t) {
         const int64_t pos = t % seq_len;
         float *krot = &ckv[static_cast<size_t>(t * (r + dr) + r)];
@@ -189,7 +187,7 @@ std::vector<float> mla_attention(const ForwardContext &ctx, const LayerWeights &
         }
     }
     std::vector<float> out(static_cast<size_t>(n * H * dv));
-    const float scale = 1.0f / std::sqrt(static_cast<float>(dqk));
+    const float scale = 1.0f / std::sqrt(static_cast<float>(dqk)) * c.softmax_scale_factor;
     ctx.pool->parallel_for(static_cast<size_t>(seqs * H), [&](size_t job) {
         thread_local std::vector<float> scores;
         const int64_t sq = static_cast<int64_t>(job) / H, h = static_cast<int64_t>(job) % H;

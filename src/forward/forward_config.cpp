@@ -1,6 +1,7 @@
 // Resolves ForwardConfig from config.json (either style) and tensor names.
 #include "forward/forward_config.h"
 
+#include "forward/rope_scaling.h"
 #include "runtime/error.h"
 
 namespace ktq {
@@ -42,17 +43,14 @@ ForwardConfig ForwardConfig::resolve(const Model &model) {
         c.head_dim = get_or<int>(j, "head_dim", c.heads ? c.hidden / c.heads : 0);
         c.rms_eps = static_cast<float>(get_or<double>(j, "rms_norm_eps", 1e-6));
         c.rope_theta = mc.rope_theta > 0 ? mc.rope_theta : 10000.0;
-        std::string rope_type = "default";
+        const ordered_json *rope_params = nullptr;
         for (const char *key : {"rope_parameters", "rope_scaling"}) {
             auto it = j.find(key);
             if (it != j.end() && it->is_object()) {
-                rope_type = get_or<std::string>(*it, "rope_type", get_or<std::string>(*it, "type", rope_type));
+                rope_params = &*it;
                 break;
             }
         }
-        if (rope_type != "default")
-            fail(KTQ_ERR_UNSUPPORTED, where + ": rope_type \"" + rope_type +
-                                          "\" is not implemented in the native forward pass (only \"default\")");
         c.rope_interleave = get_or<bool>(j, "rope_interleave", false);
         if (c.family == "deepseek_v3" || c.family == "deepseek_v2") {
             c.mla = true;
@@ -72,6 +70,18 @@ ForwardConfig ForwardConfig::resolve(const Model &model) {
             c.router = RouterKind::SigmoidGrouped;
             if (c.kv_lora_rank <= 0 || c.qk_rope_dim <= 0 || c.v_head_dim <= 0 || c.qk_nope_dim <= 0)
                 fail(KTQ_ERR_FORMAT, where + ": MLA sizes (kv_lora_rank, qk_nope/rope_head_dim, v_head_dim) missing");
+        }
+        const int rotary_dim = c.mla ? c.qk_rope_dim : c.head_dim;
+        if (rotary_dim > 0) {  // else the size check below names what is missing
+            const RopeFrequencies rope = rope_frequencies(rope_params, j, rotary_dim, c.rope_theta, where);
+            c.rope_inv_freq = rope.inv_freq;
+            c.rope_attention_factor = rope.attention_factor;
+            // transformers' DeepSeek attention multiplies its softmax scale by mscale(factor, mscale_all_dim)^2
+            // whenever the rope is scaled and mscale_all_dim is set.
+            if (c.mla && rope.type != "default" && rope.mscale_all_dim != 0) {
+                const double m = yarn_mscale(rope.factor, rope.mscale_all_dim);
+                c.softmax_scale_factor = static_cast<float>(m * m);
+            }
         }
         c.num_experts = mc.num_experts;
         c.top_k = mc.experts_per_token;

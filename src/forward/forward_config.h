@@ -23,10 +23,14 @@ struct ForwardConfig {
     float rms_eps = 1e-6f;
     int intermediate = 0;  // dense MLP width
 
-    // RoPE (default type only: the checkpoints ktq is tested on use it;
-    // other types fail by name rather than computing something else).
+    // RoPE, as transformers computes it for rope types default, linear,
+    // llama3 and yarn (forward/rope_scaling.h); other types fail by name
+    // rather than computing something else.
     double rope_theta = 10000.0;
     bool rope_interleave = false;  // DeepSeek: pairs (x0,x1),(x2,x3),...
+    std::vector<float> rope_inv_freq;  // [rotary dim / 2]: head_dim, or MLA's qk_rope_head_dim
+    float rope_attention_factor = 1.0f;  // cos and sin are multiplied by it (yarn)
+    float softmax_scale_factor = 1.0f;   // DeepSeek with a scaled rope: yarn's mscale(mscale_all_dim)^2
 
     // DeepSeek multi-head latent attention (mla == true).
     bool mla = false;
