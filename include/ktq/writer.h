@@ -291,8 +291,18 @@ typedef struct ktq_quantize_options {
      * its output error on the calibration inputs. 0 (default): none, as
      * llm-compressor's AWQ (lower perplexity on the shared models). */
     int awq_clip;
+    /* ---- version 6 ---- */
+    /* Calibration engines (GPTQ, AWQ): bytes of host memory the engine may
+     * hold for calibration (0 = no limit; kt-kernel's --max_cpu_memory).
+     * When the activations of all samples would take more than half of it,
+     * they are kept in a temporary file (TMPDIR) and read one batch at a
+     * time (same bytes out, more I/O); when what one layer needs on its own
+     * (its weights, Hessians or AWQ's recorded inputs, one batch) exceeds
+     * the limit, the call fails with KTQ_ERR_NO_MEMORY before anything
+     * of that layer is written, naming what to reduce. */
+    uint64_t max_host_memory;
 } ktq_quantize_options;
-#define KTQ_QUANTIZE_OPTIONS_VERSION 5
+#define KTQ_QUANTIZE_OPTIONS_VERSION 6
 KTQ_API ktq_status ktq_quantize_options_init(ktq_quantize_options *opts, unsigned version);
 
 /* Run the engine over decoder layer `layer` (or KTQ_LAYER_GLOBALS) and hand

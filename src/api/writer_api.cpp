@@ -51,6 +51,7 @@ size_t quantize_options_size(unsigned version) {
            : version == 2 ? offsetof(ktq_quantize_options, calibration)
            : version == 3 ? offsetof(ktq_quantize_options, max_device_memory)
            : version == 4 ? offsetof(ktq_quantize_options, awq_grid)
+           : version == 5 ? offsetof(ktq_quantize_options, max_host_memory)
                           : sizeof(ktq_quantize_options);
 }
 

@@ -28,6 +28,7 @@ struct Options {
     int threads = 0;
     uint64_t max_shard_bytes = 0;
     uint64_t max_gpu_memory = 0;
+    uint64_t max_cpu_memory = 0;
     std::vector<int> devices;
     bool overwrite = false;
     bool resume = false;
@@ -289,6 +290,7 @@ int run(const Options &o) {
     qopts.allow_non_finite = o.allow_non_finite;
     qopts.device = o.device == "cuda" ? KTQ_DEVICE_CUDA : KTQ_DEVICE_CPU;
     qopts.max_device_memory = o.max_gpu_memory;
+    qopts.max_host_memory = o.max_cpu_memory;
     qopts.devices = o.devices.empty() ? nullptr : o.devices.data();
     qopts.device_count = o.devices.size();
     qopts.progress = &ProgressBar::callback;
@@ -486,6 +488,11 @@ Command add_convert_command(CLI::App &app) {
     cmd->add_option("--max-gpu-memory", o->max_gpu_memory,
                     "--device cuda: GPU memory the engine may hold, e.g. 40GiB (default: 80 % of what is free)")
         ->transform(CLI::AsSizeValue(true));
+    cmd->add_option("--max-cpu-memory", o->max_cpu_memory,
+                    "gptq, awq: host memory the engine may hold for calibration, e.g. 64GiB (default: no limit); past "
+                    "half of it the activations go to a temporary file in TMPDIR, and a layer that needs more on its "
+                    "own stops the run before it is written")
+        ->transform(CLI::AsSizeValue(true));
     cmd->add_option("--max-shard-size", o->max_shard_bytes,
                     "Largest output shard, e.g. 5GB, 500MB, 4GiB (default 5GB)")
         ->transform(CLI::AsSizeValue(true));
@@ -583,8 +590,11 @@ Command add_convert_gpu_weights_command(CLI::App &app) {
     cmd->add_option("--random_seed", o->seed, "GPTQ: seed of the sample draw")->capture_default_str();
     cmd->add_option("--max_gpu_memory", o->max_gpu_memory, "GPTQ on the GPU: memory ktq may hold there, e.g. 40GiB")
         ->transform(CLI::AsSizeValue(true));
-    for (const char *name : {"--dataset_split", "--max_cpu_memory"})
-        cmd->add_option(name, *ignored, "Accepted for compatibility; not used");
+    cmd->add_option("--max_cpu_memory", o->max_cpu_memory,
+                    "GPTQ: host memory ktq may hold for calibration, e.g. 64GiB (activations go to a temporary file "
+                    "in TMPDIR past half of it)")
+        ->transform(CLI::AsSizeValue(true));
+    cmd->add_option("--dataset_split", *ignored, "Accepted for compatibility; not used");
     cmd->add_flag("--trust_remote_code", *ignored_flag, "Accepted for compatibility (ktq runs no model code)");
     cmd->add_option("--threads", o->threads, "Worker threads (default: one per core)")->check(CLI::NonNegativeNumber);
     cmd->add_flag("-q,--quiet", o->quiet, "No progress output");

@@ -111,6 +111,17 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
     ao.duo_scaling = opts.awq_duo_scaling != 0;
     awq::grid(ao);  // checks the grid size up front, also for layers that quantize nothing
     LayerWeights w = load_layer(model, cfg, layer);
+    {
+        // The recorded inputs: attention input, o's input, MLP input, down's input (dense, shared), the parent's
+        // reference output, and in the per-expert loop two [tokens, moe_intermediate] products.
+        const uint64_t t = cal_.tokens();
+        uint64_t per_token = static_cast<uint64_t>(3 * cfg.hidden + w.o.in + w.down.in + w.shared.down.in);
+        if (w.moe) per_token += 2 * static_cast<uint64_t>(cfg.moe_intermediate);
+        cal_.check_layer_memory(opts, "AWQ", layer,
+                                {{"layer weights", layer_float_bytes(w)},
+                                 {"recorded inputs (" + std::to_string(t) + " tokens)", t * per_token * sizeof(float)},
+                                 {"one batch", cal_.batch_bytes(opts.calibration_batch)}});
+    }
 
     // Which Linears the plan quantizes, and how. Compressed-tensors: the outputs made from each Linear; GGUF:
     // every tensor of the layer goes through the GGUF engine, with the values computed here.

@@ -133,6 +133,17 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
                          const ktq_quantize_options &opts, const TensorDoneFn &on_tensor, bool write) {
     const ForwardConfig &cfg = cal_.cfg();
     LayerWeights w = load_layer(model, cfg, layer);
+    {
+        uint64_t hessians = 0;  // an upper bound: Linears reading the same input share one
+        for (Linear *l : w.quantizable()) hessians += static_cast<uint64_t>(l->in * l->in) * sizeof(float);
+        if (opts.moe_hessian == KTQ_MOE_HESSIAN_BLEND)  // routed-token sums beside the all-token ones
+            for (ExpertWeights &e : w.experts)
+                for (Linear *l : {&e.gate, &e.down}) hessians += static_cast<uint64_t>(l->in * l->in) * sizeof(float);
+        cal_.check_layer_memory(opts, "GPTQ", layer,
+                                {{"layer weights", layer_float_bytes(w)},
+                                 {cuda_ ? "Hessians (host copies)" : "Hessians", hessians},
+                                 {"one batch", cal_.batch_bytes(opts.calibration_batch)}});
+    }
     // Which Linears the plan quantizes, and the outputs made from each.
     CtLayerOutputs outputs = ct_layer_outputs(writer, layer, w, cfg.family, "GPTQ");
     auto &targets = outputs.targets;

@@ -1,10 +1,17 @@
 #include "engines/sequential_calibration.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "engines/cast_engine.h"
 #include "engines/gguf_engine.h"
 #include "forward/causal_lm.h"
+#include "forward/layer_weights.h"
 #include "reading/model.h"
 #include "runtime/error.h"
 #include "text/calibration_data.h"
@@ -23,28 +30,160 @@ void SequentialCalibration::start(const Model &model, const ktq_quantize_options
     cfg_ = std::make_unique<ForwardConfig>(ForwardConfig::resolve(model));
     calibration_ = opts.calibration;
     hidden_.clear();
-    for (const auto &s : opts.calibration->data.samples)
-        hidden_.push_back(embed_tokens(model, *cfg_, s.data(), static_cast<int64_t>(s.size())));
+    lengths_.clear();
+    offsets_.clear();
+    close_spill();
+    uint64_t bytes = 0;
+    for (const auto &s : opts.calibration->data.samples) {
+        lengths_.push_back(static_cast<uint64_t>(s.size()) * static_cast<uint64_t>(cfg_->hidden));
+        bytes += lengths_.back() * sizeof(float);
+    }
+    // Activations past half the limit cannot share memory with much else: to the file from the start.
+    if (opts.max_host_memory > 0 && bytes > opts.max_host_memory / 2) open_spill(bytes);
+    uint64_t at = 0;
+    for (size_t i = 0; i < opts.calibration->data.samples.size(); ++i) {
+        const auto &s = opts.calibration->data.samples[i];
+        std::vector<float> h = embed_tokens(model, *cfg_, s.data(), static_cast<int64_t>(s.size()));
+        if (spill_fd_ < 0) {
+            hidden_.push_back(std::move(h));
+            continue;
+        }
+        offsets_.push_back(at);
+        write_at(at, h.data(), h.size());
+        at += h.size() * sizeof(float);
+    }
     next_layer_ = 0;
     expert_tokens_.clear();
+}
+
+SequentialCalibration::~SequentialCalibration() { close_spill(); }
+
+void SequentialCalibration::open_spill(uint64_t bytes) {
+    const char *dir = std::getenv("TMPDIR");
+    const std::string tmpl = std::string(dir && *dir ? dir : "/tmp") + "/ktq-activations-XXXXXX";
+    std::vector<char> name(tmpl.begin(), tmpl.end());
+    name.push_back('\0');
+    spill_fd_ = ::mkstemp(name.data());
+    if (spill_fd_ < 0)
+        fail(KTQ_ERR_IO, tmpl + ": cannot create the file for the calibration activations (" + std::strerror(errno) +
+                             "); set TMPDIR to a folder with " + std::to_string((bytes >> 20) + 1) +
+                             " MiB free, or raise the memory limit");
+    spill_name_ = name.data();
+    ::unlink(name.data());  // gone with the process, whatever happens
+}
+
+void SequentialCalibration::spill() {
+    uint64_t bytes = 0;
+    for (uint64_t n : lengths_) bytes += n * sizeof(float);
+    open_spill(bytes);
+    offsets_.clear();
+    uint64_t at = 0;
+    for (auto &h : hidden_) {
+        offsets_.push_back(at);
+        write_at(at, h.data(), h.size());
+        at += h.size() * sizeof(float);
+        std::vector<float>().swap(h);  // its memory goes back now
+    }
+    hidden_.clear();
+}
+
+void SequentialCalibration::close_spill() {
+    if (spill_fd_ >= 0) ::close(spill_fd_);
+    spill_fd_ = -1;
+}
+
+void SequentialCalibration::write_at(uint64_t offset, const float *v, size_t n) const {
+    const char *p = reinterpret_cast<const char *>(v);
+    size_t left = n * sizeof(float);
+    while (left > 0) {
+        const ssize_t w = ::pwrite(spill_fd_, p, left, static_cast<off_t>(offset));
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0)
+            fail(KTQ_ERR_IO, spill_name_ + " (deleted temporary file of the calibration activations): write failed (" +
+                                 std::string(w < 0 ? std::strerror(errno) : "no space") +
+                                 "); set TMPDIR to a folder with more free space");
+        p += w;
+        offset += static_cast<uint64_t>(w);
+        left -= static_cast<size_t>(w);
+    }
+}
+
+void SequentialCalibration::read_at(uint64_t offset, float *v, size_t n) const {
+    char *p = reinterpret_cast<char *>(v);
+    size_t left = n * sizeof(float);
+    while (left > 0) {
+        const ssize_t r = ::pread(spill_fd_, p, left, static_cast<off_t>(offset));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0)
+            fail(KTQ_ERR_IO, spill_name_ + " (deleted temporary file of the calibration activations): read failed (" +
+                                 std::string(r < 0 ? std::strerror(errno) : "short file") + ")");
+        p += r;
+        offset += static_cast<uint64_t>(r);
+        left -= static_cast<size_t>(r);
+    }
+}
+
+uint64_t layer_float_bytes(LayerWeights &w) {
+    uint64_t n = w.router.w.size() + w.shared_gate.w.size();
+    for (Linear *l : w.quantizable()) n += l->w.size() + l->b.size();
+    return n * sizeof(float);
+}
+
+uint64_t SequentialCalibration::batch_bytes(int batch) const {
+    uint64_t longest = 0;
+    for (uint64_t n : lengths_) longest = std::max(longest, n / static_cast<uint64_t>(cfg_->hidden));
+    const uint64_t seqs = std::min<uint64_t>(static_cast<uint64_t>(std::max(1, batch)), lengths_.size());
+    const uint64_t t = seqs * longest, H = static_cast<uint64_t>(cfg_->hidden);
+    const uint64_t width = std::max<uint64_t>(static_cast<uint64_t>(std::max(cfg_->intermediate, 0)),
+                                              static_cast<uint64_t>(std::max(cfg_->moe_intermediate, 0)));
+    const uint64_t heads = static_cast<uint64_t>(cfg_->heads), hd = static_cast<uint64_t>(cfg_->head_dim);
+    return sizeof(float) * (t * (6 * H + 3 * width + 3 * heads * hd) + seqs * heads * longest * longest);
+}
+
+void SequentialCalibration::check_layer_memory(const ktq_quantize_options &opts, const char *engine, int layer,
+                                               const std::vector<std::pair<std::string, uint64_t>> &parts) {
+    if (opts.max_host_memory == 0) return;
+    uint64_t total = 0;
+    std::string list;
+    auto add = [&](const std::string &name, uint64_t bytes) {
+        total += bytes;
+        list += (list.empty() ? "" : ", ") + name + " " + std::to_string((bytes + (1u << 20) - 1) >> 20) + " MiB";
+    };
+    for (const auto &[name, bytes] : parts) add(name, bytes);
+    const uint64_t activations = tokens() * static_cast<uint64_t>(cfg_->hidden) * sizeof(float);
+    if (!spilled() && total + activations > opts.max_host_memory && total <= opts.max_host_memory) spill();
+    if (total > opts.max_host_memory)
+        fail(KTQ_ERR_NO_MEMORY, std::string(engine) + " needs about " + std::to_string(total >> 20) +
+                                    " MiB of host memory for layer " + std::to_string(layer) + " (" + list +
+                                    ") but the limit is " + std::to_string(opts.max_host_memory >> 20) +
+                                    " MiB: use fewer calibration tokens (--num-calibration-samples, "
+                                    "--max-sequence-length), smaller batches (--calibration-batch) or a higher limit");
 }
 
 void SequentialCalibration::for_each_batch(int batch, bool keep,
                                            const std::function<void(float *, int64_t, int64_t)> &fn) {
     const int64_t H = cfg_->hidden;
     std::vector<float> buf;
-    for (size_t i = 0; i < hidden_.size();) {
+    for (size_t i = 0; i < lengths_.size();) {
         size_t j = i + 1;
-        while (j < hidden_.size() && j - i < static_cast<size_t>(std::max(1, batch)) &&
-               hidden_[j].size() == hidden_[i].size())
+        while (j < lengths_.size() && j - i < static_cast<size_t>(std::max(1, batch)) && lengths_[j] == lengths_[i])
             ++j;
-        const size_t n = hidden_[i].size();
+        const size_t n = lengths_[i];
         buf.resize(n * (j - i));
-        for (size_t k = i; k < j; ++k) std::copy(hidden_[k].begin(), hidden_[k].end(), buf.begin() + (k - i) * n);
+        for (size_t k = i; k < j; ++k) {
+            if (spilled())
+                read_at(offsets_[k], buf.data() + (k - i) * n, n);
+            else
+                std::copy(hidden_[k].begin(), hidden_[k].end(), buf.begin() + (k - i) * n);
+        }
         fn(buf.data(), static_cast<int64_t>(j - i), static_cast<int64_t>(n) / H);
         if (keep)
-            for (size_t k = i; k < j; ++k)
-                std::copy(buf.begin() + (k - i) * n, buf.begin() + (k - i + 1) * n, hidden_[k].begin());
+            for (size_t k = i; k < j; ++k) {
+                if (spilled())
+                    write_at(offsets_[k], buf.data() + (k - i) * n, n);
+                else
+                    std::copy(buf.begin() + (k - i) * n, buf.begin() + (k - i + 1) * n, hidden_[k].begin());
+            }
         i = j;
     }
 }
@@ -57,7 +196,7 @@ std::vector<uint64_t> &SequentialCalibration::expert_tokens(int layer) {
 
 uint64_t SequentialCalibration::tokens() const {
     uint64_t tokens = 0;
-    for (const auto &h : hidden_) tokens += h.size() / static_cast<size_t>(cfg_->hidden);
+    for (uint64_t n : lengths_) tokens += n / static_cast<uint64_t>(cfg_->hidden);
     return tokens;
 }
 
@@ -65,7 +204,7 @@ nlohmann::ordered_json SequentialCalibration::routing_stats(const char *pass) co
     nlohmann::ordered_json stats;
     stats["description"] = std::string("routed calibration tokens per expert, per MoE layer (ktq ") + pass +
                            " calibration pass)";
-    stats["samples"] = hidden_.size();
+    stats["samples"] = samples();
     stats["tokens"] = tokens();
     stats["experts_per_token"] = cfg_->top_k;
     nlohmann::ordered_json layers = nlohmann::ordered_json::object();

@@ -5,6 +5,11 @@
 // llm-compressor's sequential pipeline computes them. An engine asked for a
 // layer past the next one (a resumed run) recomputes the layers in between
 // without writing them: same inputs, same bytes.
+//
+// With a host memory limit (ktq_quantize_options.max_host_memory) the
+// activations move to an unlinked temporary file when they would take more
+// than half of it, and each batch is read and written back in turn; every
+// layer's own needs are checked against the limit before it runs.
 #pragma once
 
 #include <cstdint>
@@ -21,9 +26,16 @@
 namespace ktq {
 
 class Model;
+struct LayerWeights;
+
+// Bytes of a layer's Linears (and router) held as float32.
+uint64_t layer_float_bytes(LayerWeights &w);
 
 class SequentialCalibration {
 public:
+    SequentialCalibration() = default;
+    SequentialCalibration(const SequentialCalibration &) = delete;
+    SequentialCalibration &operator=(const SequentialCalibration &) = delete;
     // True when the state does not hold the inputs of `layer` or an earlier
     // one for these options (first call, other calibration data, a layer
     // already passed): start() again.
@@ -33,6 +45,20 @@ public:
     void start(const Model &model, const ktq_quantize_options &opts, const char *engine);
 
     const ForwardConfig &cfg() const { return *cfg_; }
+    ~SequentialCalibration();
+
+    // Before a layer runs: when `parts` (what the engine holds for it: name,
+    // bytes) plus the activations kept in memory exceed
+    // opts.max_host_memory, the activations move to the temporary file; if
+    // `parts` alone exceed it, fails with KTQ_ERR_NO_MEMORY naming them
+    // (no limit: nothing checked).
+    void check_layer_memory(const ktq_quantize_options &opts, const char *engine, int layer,
+                            const std::vector<std::pair<std::string, uint64_t>> &parts);
+    // What one forward batch of `batch` samples holds at its peak (inputs,
+    // attention scores, MLP intermediates; an estimate).
+    uint64_t batch_bytes(int batch) const;
+    // True when the activations live in the temporary file.
+    bool spilled() const { return spill_fd_ >= 0; }
     int next_layer() const { return next_layer_; }
     void finished(int layer) { next_layer_ = layer + 1; }
 
@@ -45,14 +71,23 @@ public:
     std::vector<uint64_t> &expert_tokens(int layer);
     // routing_stats.json: tokens per expert per MoE layer seen so far.
     nlohmann::ordered_json routing_stats(const char *pass) const;
-    size_t samples() const { return hidden_.size(); }
+    size_t samples() const { return lengths_.size(); }
     uint64_t tokens() const;
 
 private:
     std::unique_ptr<ForwardConfig> cfg_;
     const ktq_calibration *calibration_ = nullptr;
     int next_layer_ = 0;                                  // the layer whose inputs hidden_ holds
-    std::vector<std::vector<float>> hidden_;              // per sample: [tokens, hidden]
+    std::vector<std::vector<float>> hidden_;              // per sample: [tokens, hidden] (empty when spilled)
+    std::vector<uint64_t> lengths_;                       // per sample: tokens * hidden values
+    std::vector<uint64_t> offsets_;                       // spilled: per sample, byte offset in the file
+    int spill_fd_ = -1;                                   // the temporary file, or -1
+    std::string spill_name_;                              // for messages
+    void close_spill();
+    void open_spill(uint64_t bytes);
+    void spill();  // moves the in-memory activations to the file
+    void write_at(uint64_t offset, const float *v, size_t n) const;
+    void read_at(uint64_t offset, float *v, size_t n) const;
     std::map<int, std::vector<uint64_t>> expert_tokens_;  // layer -> routed tokens per expert
 };
 

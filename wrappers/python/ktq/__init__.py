@@ -383,7 +383,7 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
             split_experts=False, gguf_mix=None, gguf_tokenizer_pre=None, gguf_imatrix=None, gguf_routing_stats=None, gguf_source_sha256=False,
             engine="rtn", dataset=None, num_calibration_samples=512, max_sequence_length=2048,
             seed=42, dampening_frac=0.01, actorder="static", max_gpu_memory=0, devices=None,
-            calibration_tokens=None, awq_grid=20, awq_scaling="duo", awq_clip=False):
+            calibration_tokens=None, awq_grid=20, awq_scaling="duo", awq_clip=False, max_cpu_memory=0):
     """Converts `model` into `out_dir`: to="bf16" (dequantized checkpoint),
     "kt-int4" or "kt-int8" (kt-kernel's AMX expert layout, split into
     `numa_parts`, merged safetensors or `loose_files`), "kt-awq" (an AutoAWQ
@@ -409,7 +409,9 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
     drawn with `seed`; `dampening_frac`; `actorder` "static" or "none"),
     or on `calibration_tokens` (a list of token-id sequences) instead of a
     dataset. engine="awq" calibrates AWQ the same way, also into "gguf"
-    (the search then measures the plan's ggml block types) (`awq_grid` exponents,
+    (the search then measures the plan's ggml block types); `max_cpu_memory`
+    bytes of host memory both may hold for calibration (0 = no limit;
+    activations go to a temporary file past half of it) (`awq_grid` exponents,
     `awq_scaling` "duo" or "act", `awq_clip` AutoAWQ's clipping search); its default is asymmetric (zero points),
     the other engines' symmetric;
     on device="cuda" the engine holds at most `max_gpu_memory` bytes there
@@ -522,6 +524,7 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
         qopts.calibration = calibration
         qopts.dampening_frac, qopts.act_order = dampening_frac, _lib.ACT_ORDER[actorder]
         qopts.awq_grid, qopts.awq_duo_scaling, qopts.awq_clip = awq_grid, int(awq_scaling == "duo"), int(awq_clip)
+        qopts.max_host_memory = max_cpu_memory
     try:
         _call(lib.ktq_write, model._handle(), ctypes.byref(qopts), writer)
     except KtqError:

@@ -16,7 +16,7 @@ c_char_p, c_void_p = ctypes.c_char_p, ctypes.c_void_p
 OPEN_OPTIONS_VERSION = 3
 MODEL_INFO_VERSION = TENSOR_INFO_VERSION = 1
 PROGRESS_VERSION = 1
-QUANTIZE_OPTIONS_VERSION = 5
+QUANTIZE_OPTIONS_VERSION = 6
 SYSTEM_INFO_VERSION = 1
 EVAL_OPTIONS_VERSION = 2
 KT_PART_INFO_VERSION = CT_SCHEME_VERSION = 1
@@ -87,7 +87,8 @@ class QuantizeOptions(ctypes.Structure):
                 ("calibration_batch", c_int), ("moe_hessian", c_int), ("moe_all_tokens_weight", ctypes.c_double),
                 ("max_device_memory", ctypes.c_uint64), ("devices", ctypes.POINTER(c_int)),
                 ("device_count", c_size_t), ("awq_grid", c_int), ("awq_duo_scaling", c_int),
-                ("awq_clip", c_int)]
+                ("awq_clip", c_int),
+                ("max_host_memory", c_uint64)]
 
 
 class EvalOptions(ctypes.Structure):

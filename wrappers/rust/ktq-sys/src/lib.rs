@@ -235,7 +235,7 @@ pub struct ktq_kt_part_info {
     pub packed_bytes: u64,
 }
 
-pub const KTQ_QUANTIZE_OPTIONS_VERSION: c_uint = 5;
+pub const KTQ_QUANTIZE_OPTIONS_VERSION: c_uint = 6;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ktq_quantize_options {
@@ -262,6 +262,7 @@ pub struct ktq_quantize_options {
     pub awq_grid: c_int,
     pub awq_duo_scaling: c_int,
     pub awq_clip: c_int,
+    pub max_host_memory: u64,
 }
 
 // ---- system.h ----------------------------------------------------------
