@@ -148,6 +148,7 @@ uint64_t input_bytes_of_layer(const ktq::Model &model, const ktq::Writer &writer
     uint64_t total = 0;
     std::set<std::pair<int, int>> experts_seen;  // (expert, proj)
     for (const ktq::OutputTensor *t : writer.tensors_of_layer(layer)) {
+        if (t->source.empty()) continue;  // computed by the plan (GGUF's rope_freqs)
         if (t->expert < 0)
             total += model.stored_bytes(t->source);
         else if (experts_seen.insert({t->expert, t->proj}).second)
@@ -277,7 +278,7 @@ ktq_status ktq_estimate_output(uint64_t *output_bytes, size_t *output_files, uin
         for (const auto &t : plan.tensors) {
             ptrs.push_back(&t);
             bytes += t.nbytes();
-            const uint64_t in = m.checkpoint().at(t.source).entry->nbytes();
+            const uint64_t in = t.source.empty() ? 0 : m.checkpoint().at(t.source).entry->nbytes();
             largest_input = std::max(largest_input, in);
             if (t.expert >= 0) largest_expert = std::max(largest_expert, t.nbytes());
         }

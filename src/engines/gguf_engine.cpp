@@ -85,6 +85,15 @@ void write_gguf_layer(const Model &model, int layer, Writer &writer, ThreadPool 
         const GgmlTypeTraits *tr = ggml_traits(static_cast<ktq_ggml_type>(t->gguf_type));
         if (!tr) fail(KTQ_ERR_INTERNAL, "GGUF plan has no ggml type for '" + t->name + "'");
         first_task[ti] = tasks.size();
+        if (t->gguf_values) {  // computed by the plan: no source to read
+            const std::vector<float> &v = *t->gguf_values;
+            if (v.size() % tr->block_size != 0)
+                fail(KTQ_ERR_INTERNAL, "'" + t->name + "' does not fill whole " + tr->name + " blocks");
+            std::vector<uint8_t> blocks(v.size() / tr->block_size * tr->type_size);
+            tr->quantize(blocks.data(), v.data(), v.size() / tr->block_size);
+            writer.write(*t, 0, blocks.data(), blocks.size());
+            continue;
+        }
         std::vector<MatrixView> views;
         std::vector<int> experts;
         if (t->gguf_stacked_experts)

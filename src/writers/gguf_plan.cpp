@@ -267,6 +267,85 @@ void attach_importance(const Imatrix &m, OutputPlan &plan, Quantizable quantizab
     if (m.chunk_count > 0) kv.add_i32("quantize.imatrix.chunks_count", static_cast<int32_t>(m.chunk_count));
 }
 
+// The config's RoPE scaling (rope_parameters, or the older rope_scaling), or null.
+const nlohmann::ordered_json *rope_scaling_params(const Model &model) {
+    const auto &c = text_config(model);
+    for (const char *key : {"rope_parameters", "rope_scaling"})
+        if (c.contains(key) && c[key].is_object()) return &c[key];
+    return nullptr;
+}
+
+std::string rope_type_of(const nlohmann::ordered_json *p) {
+    if (!p) return "default";
+    return p->value("rope_type", p->value("type", std::string("default")));
+}
+
+// What llama.cpp's convert_hf_to_gguf writes for a scaled RoPE (all
+// architectures but deepseek2, which has its own keys): linear and yarn as
+// rope.scaling.* keys; llama3 (Llama 3.1+) as the rope_freqs tensor
+// (rope_freqs_tensor). Types llama.cpp cannot take from these keys fail by
+// name instead of writing a file that would compute another model.
+void add_rope_scaling_keys(const Model &model, const std::string &arch, gguf::Metadata &kv) {
+    const nlohmann::ordered_json *p = rope_scaling_params(model);
+    const std::string type = rope_type_of(p), a = arch + ".rope.scaling.";
+    const std::string where = model.checkpoint().dir() + "/config.json: ";
+    auto number = [&](const char *key) { return p->contains(key) && (*p)[key].is_number(); };
+    if (type == "default" || type == "llama3") return;
+    if (type == "linear" && number("factor")) {
+        kv.add_string(a + "type", "linear");
+        kv.add_f32(a + "factor", (*p)["factor"].get<float>());
+        return;
+    }
+    if (type == "yarn" && number("factor")) {
+        kv.add_string(a + "type", "yarn");
+        kv.add_f32(a + "factor", (*p)["factor"].get<float>());
+        const int original = number("original_max_position_embeddings")
+                                 ? (*p)["original_max_position_embeddings"].get<int>()
+                                 : cfg<int>(model, "max_position_embeddings", 4096);
+        kv.add_u32(a + "original_context_length", static_cast<uint32_t>(original));
+        if (number("extrapolation_factor")) kv.add_f32(a + "yarn_ext_factor", (*p)["extrapolation_factor"].get<float>());
+        for (const char *key : {"attention_factor", "attn_factor"})
+            if (number(key)) {
+                kv.add_f32(a + "yarn_attn_factor", (*p)[key].get<float>());
+                break;
+            }
+        if (number("beta_fast")) kv.add_f32(a + "yarn_beta_fast", (*p)["beta_fast"].get<float>());
+        if (number("beta_slow")) kv.add_f32(a + "yarn_beta_slow", (*p)["beta_slow"].get<float>());
+        return;
+    }
+    fail(KTQ_ERR_UNSUPPORTED, where + "rope_type \"" + type + "\"" + (number("factor") ? "" : " without a factor") +
+                                  " is not written to GGUF (default, linear, yarn and llama3 are)");
+}
+
+// llama.cpp's rope_freqs.weight for Llama 3.1's rope: per frequency the
+// divisor of theta's frequency (1 above the high-frequency wavelength,
+// factor below the low one, blended in between), as convert_hf_to_gguf
+// computes it from float32 frequencies.
+std::vector<float> llama3_rope_freqs(const Model &model, int head_dim) {
+    const nlohmann::ordered_json &p = *rope_scaling_params(model);
+    auto get = [&](const char *key, double fallback) {
+        return p.contains(key) && p[key].is_number() ? p[key].get<double>() : fallback;
+    };
+    const double theta = get("rope_theta", model.config().rope_theta > 0 ? model.config().rope_theta : 10000.0);
+    const double factor = get("factor", 8.0), low = get("low_freq_factor", 1.0), high = get("high_freq_factor", 4.0);
+    const double original = get("original_max_position_embeddings", 8192);
+    std::vector<float> out;
+    for (int i = 0; i < head_dim / 2; ++i) {
+        const float freq = 1.0f / static_cast<float>(std::pow(theta, static_cast<double>(static_cast<float>(2 * i) /
+                                                                                           static_cast<float>(head_dim))));
+        const double wavelen = 2 * M_PI / static_cast<double>(freq);
+        if (wavelen < original / high) {
+            out.push_back(1.0f);
+        } else if (wavelen > original / low) {
+            out.push_back(static_cast<float>(factor));
+        } else {
+            const double smooth = (original / wavelen - low) / (high - low);
+            out.push_back(static_cast<float>(1 / ((1 - smooth) / factor + smooth)));
+        }
+    }
+    return out;
+}
+
 // llama.cpp's deepseek2 hyperparameters (what its convert_hf_to_gguf writes for DeepseekV3).
 void add_deepseek2_keys(const Model &model, gguf::Metadata &kv) {
     const std::string a = "deepseek2.";
@@ -371,7 +450,10 @@ OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_wri
         if (arch == "qwen2moe" && c.shared_expert_intermediate_size > 0)
             kv->add_u32(arch + ".expert_shared_feed_forward_length", static_cast<uint32_t>(c.shared_expert_intermediate_size));
     }
-    if (arch == "deepseek2") add_deepseek2_keys(model, *kv);
+    if (arch == "deepseek2")
+        add_deepseek2_keys(model, *kv);
+    else
+        add_rope_scaling_keys(model, arch, *kv);
     kv->add_u32(arch + ".vocab_size", static_cast<uint32_t>(c.vocab_size));
     gguf_tokenizer::add_keys(model, *kv, layout.tokenizer_pre);
     kv->add_string("ktq.version", ktq_version());
@@ -458,6 +540,18 @@ OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_wri
                 plan.tensors.push_back(std::move(t));
             }
         }
+    }
+    if (rope_type_of(rope_scaling_params(model)) == "llama3") {
+        if (arch != "llama")
+            fail(KTQ_ERR_UNSUPPORTED, model.checkpoint().dir() + "/config.json: rope_type \"llama3\" is written to "
+                                                                 "GGUF for llama models only (as llama.cpp's rope_freqs)");
+        OutputTensor t;
+        t.name = "rope_freqs.weight";
+        t.layer = -1;
+        t.gguf_type = KTQ_GGML_F32;
+        t.gguf_values = std::make_shared<const std::vector<float>>(llama3_rope_freqs(model, head_dim));
+        t.shape = {static_cast<int64_t>(t.gguf_values->size())};
+        plan.tensors.push_back(std::move(t));
     }
     // llama.cpp's order: token_embd, the blocks in order, then the output tensors.
     auto rank = [](const OutputTensor &t) { return t.name.rfind("token_embd", 0) == 0 ? -2 : t.layer < 0 ? 1 << 30 : t.layer; };

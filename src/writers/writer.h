@@ -54,6 +54,9 @@ struct OutputTensor {
     // gguf_importance_offset of the shared entry; null = quantize without.
     std::shared_ptr<const std::vector<float>> gguf_importance;
     uint64_t gguf_importance_offset = 0;
+    // GGUF: a tensor computed by the plan rather than read (source empty):
+    // its float32 values, stored in gguf_type (llama's rope_freqs.weight).
+    std::shared_ptr<const std::vector<float>> gguf_values;
     // Loose-file layouts: the file's path relative to the output folder.
     std::string file;
     uint64_t nbytes() const;

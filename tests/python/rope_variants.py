@@ -26,7 +26,12 @@ CASES = {
 
 
 def make_variant(shared, name, out):
-    model, edit = CASES[name]
+    return make_model(shared, *CASES[name], out)
+
+
+def make_model(shared, model, edit, out):
+    """A folder at `out` with shared model `model`'s files linked and its
+    config updated with `edit`."""
     src = os.path.join(shared, "models", model)
     os.makedirs(out, exist_ok=True)
     for f in os.listdir(src):
