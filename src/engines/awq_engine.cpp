@@ -441,12 +441,13 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
                     fail(KTQ_ERR_UNSUPPORTED, "AWQ scaled a Linear of layer " + std::to_string(layer) +
                                               " that this GGUF output does not store; convert without --engine awq");
         }
-        for (auto &[lc, q] : quant) {
-            Linear *l = const_cast<Linear *>(lc);
+        for (auto &entry : quant) {
+            Linear *l = const_cast<Linear *>(entry.first);
+            const GgmlTypeTraits &type = *entry.second.ggml;  // (C++17 lambdas cannot capture structured bindings)
             constexpr int64_t kRows = 16;  // rows per task: fixed, whatever the thread count
             pool.parallel_for(static_cast<size_t>((l->out + kRows - 1) / kRows), [&](size_t t) {
                 const int64_t r0 = static_cast<int64_t>(t) * kRows, n = std::min(kRows, l->out - r0);
-                ggml_round_trip(*q.ggml, l->w.data() + r0 * l->in, static_cast<size_t>(n * l->in));
+                ggml_round_trip(type, l->w.data() + r0 * l->in, static_cast<size_t>(n * l->in));
             });
         }
     }
