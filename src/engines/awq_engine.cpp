@@ -125,8 +125,7 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
 
     // Which Linears the plan quantizes, and how. Compressed-tensors: the outputs made from each Linear; GGUF:
     // every tensor of the layer goes through the GGUF engine, with the values computed here.
-    bool gguf = false;
-    for (const OutputTensor *t : writer.tensors_of_layer(layer)) gguf |= t->gguf_type >= 0;
+    const bool gguf = writes_gguf(writer, layer);
     if (gguf && opts.awq_clip)
         fail(KTQ_ERR_UNSUPPORTED, "AWQ's clipping search is built for compressed-tensors groups; leave it off for "
                                   "GGUF output");

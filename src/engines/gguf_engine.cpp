@@ -70,6 +70,12 @@ uint64_t mla_rows(const OutputTensor &t, const float *kv_b, uint64_t kv_lora, fl
 
 }  // namespace
 
+bool writes_gguf(Writer &writer, int layer) {
+    for (const OutputTensor *t : writer.tensors_of_layer(layer))
+        if (t->gguf_type >= 0) return true;
+    return false;
+}
+
 void GgufEngine::run_layer(const Model &model, int layer, Writer &writer, ThreadPool &pool,
                            const ktq_quantize_options &opts, const TensorDoneFn &on_tensor) {
     write_gguf_layer(model, layer, writer, pool, opts, on_tensor, nullptr);

@@ -17,6 +17,9 @@ namespace ktq {
 // or null to read it from the model.
 using GgufSourceValues = std::function<const float *(const OutputTensor &t, const MatrixView &view, int expert)>;
 
+// True when the writer's plan for `layer` is GGUF (tensors in ggml types).
+bool writes_gguf(Writer &writer, int layer);
+
 // Writes every tensor of writer.tensors_of_layer(layer) as the plan says,
 // taking the source values from `values` where it gives them.
 void write_gguf_layer(const Model &model, int layer, Writer &writer, ThreadPool &pool,

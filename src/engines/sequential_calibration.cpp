@@ -33,24 +33,21 @@ void SequentialCalibration::start(const Model &model, const ktq_quantize_options
     lengths_.clear();
     offsets_.clear();
     close_spill();
-    uint64_t bytes = 0;
+    uint64_t at = 0;  // samples lie one after another in the file (when there is one)
     for (const auto &s : opts.calibration->data.samples) {
         lengths_.push_back(static_cast<uint64_t>(s.size()) * static_cast<uint64_t>(cfg_->hidden));
-        bytes += lengths_.back() * sizeof(float);
+        offsets_.push_back(at);
+        at += lengths_.back() * sizeof(float);
     }
     // Activations past half the limit cannot share memory with much else: to the file from the start.
-    if (opts.max_host_memory > 0 && bytes > opts.max_host_memory / 2) open_spill(bytes);
-    uint64_t at = 0;
+    if (opts.max_host_memory > 0 && activation_bytes() > opts.max_host_memory / 2) open_spill();
     for (size_t i = 0; i < opts.calibration->data.samples.size(); ++i) {
         const auto &s = opts.calibration->data.samples[i];
         std::vector<float> h = embed_tokens(model, *cfg_, s.data(), static_cast<int64_t>(s.size()));
-        if (spill_fd_ < 0) {
+        if (spilled())
+            write_at(offsets_[i], h.data(), h.size());
+        else
             hidden_.push_back(std::move(h));
-            continue;
-        }
-        offsets_.push_back(at);
-        write_at(at, h.data(), h.size());
-        at += h.size() * sizeof(float);
     }
     next_layer_ = 0;
     expert_tokens_.clear();
@@ -58,7 +55,13 @@ void SequentialCalibration::start(const Model &model, const ktq_quantize_options
 
 SequentialCalibration::~SequentialCalibration() { close_spill(); }
 
-void SequentialCalibration::open_spill(uint64_t bytes) {
+uint64_t SequentialCalibration::activation_bytes() const {
+    uint64_t n = 0;
+    for (uint64_t values : lengths_) n += values;
+    return n * sizeof(float);
+}
+
+void SequentialCalibration::open_spill() {
     const char *dir = std::getenv("TMPDIR");
     const std::string tmpl = std::string(dir && *dir ? dir : "/tmp") + "/ktq-activations-XXXXXX";
     std::vector<char> name(tmpl.begin(), tmpl.end());
@@ -66,23 +69,17 @@ void SequentialCalibration::open_spill(uint64_t bytes) {
     spill_fd_ = ::mkstemp(name.data());
     if (spill_fd_ < 0)
         fail(KTQ_ERR_IO, tmpl + ": cannot create the file for the calibration activations (" + std::strerror(errno) +
-                             "); set TMPDIR to a folder with " + std::to_string((bytes >> 20) + 1) +
+                             "); set TMPDIR to a folder with " + std::to_string((activation_bytes() >> 20) + 1) +
                              " MiB free, or raise the memory limit");
     spill_name_ = name.data();
     ::unlink(name.data());  // gone with the process, whatever happens
 }
 
 void SequentialCalibration::spill() {
-    uint64_t bytes = 0;
-    for (uint64_t n : lengths_) bytes += n * sizeof(float);
-    open_spill(bytes);
-    offsets_.clear();
-    uint64_t at = 0;
-    for (auto &h : hidden_) {
-        offsets_.push_back(at);
-        write_at(at, h.data(), h.size());
-        at += h.size() * sizeof(float);
-        std::vector<float>().swap(h);  // its memory goes back now
+    open_spill();
+    for (size_t i = 0; i < hidden_.size(); ++i) {
+        write_at(offsets_[i], hidden_[i].data(), hidden_[i].size());
+        std::vector<float>().swap(hidden_[i]);  // its memory goes back now
     }
     hidden_.clear();
 }
@@ -150,8 +147,7 @@ void SequentialCalibration::check_layer_memory(const ktq_quantize_options &opts,
         list += (list.empty() ? "" : ", ") + name + " " + std::to_string((bytes + (1u << 20) - 1) >> 20) + " MiB";
     };
     for (const auto &[name, bytes] : parts) add(name, bytes);
-    const uint64_t activations = tokens() * static_cast<uint64_t>(cfg_->hidden) * sizeof(float);
-    if (!spilled() && total + activations > opts.max_host_memory && total <= opts.max_host_memory) spill();
+    if (!spilled() && total + activation_bytes() > opts.max_host_memory && total <= opts.max_host_memory) spill();
     if (total > opts.max_host_memory)
         fail(KTQ_ERR_NO_MEMORY, std::string(engine) + " needs about " + std::to_string(total >> 20) +
                                     " MiB of host memory for layer " + std::to_string(layer) + " (" + list +
@@ -217,9 +213,7 @@ nlohmann::ordered_json SequentialCalibration::routing_stats(const char *pass) co
 void SequentialEngine::run_layer(const Model &model, int layer, Writer &writer, ThreadPool &pool,
                                  const ktq_quantize_options &opts, const TensorDoneFn &on_tensor) {
     if (layer < 0) {  // embeddings, final norm, LM head: kept as they are (GGUF: in the plan's block types)
-        bool gguf = false;
-        for (const OutputTensor *t : writer.tensors_of_layer(layer)) gguf |= t->gguf_type >= 0;
-        if (gguf)
+        if (writes_gguf(writer, layer))
             write_gguf_layer(model, layer, writer, pool, opts, on_tensor, nullptr);
         else
             CastEngine().run_tensors(model, writer.tensors_of_layer(layer), writer, pool, opts, on_tensor);

@@ -80,11 +80,12 @@ private:
     int next_layer_ = 0;                                  // the layer whose inputs hidden_ holds
     std::vector<std::vector<float>> hidden_;              // per sample: [tokens, hidden] (empty when spilled)
     std::vector<uint64_t> lengths_;                       // per sample: tokens * hidden values
-    std::vector<uint64_t> offsets_;                       // spilled: per sample, byte offset in the file
+    std::vector<uint64_t> offsets_;                       // per sample: byte offset in the file (when spilled)
     int spill_fd_ = -1;                                   // the temporary file, or -1
     std::string spill_name_;                              // for messages
     void close_spill();
-    void open_spill(uint64_t bytes);
+    void open_spill();
+    uint64_t activation_bytes() const;  // of every sample
     void spill();  // moves the in-memory activations to the file
     void write_at(uint64_t offset, const float *v, size_t n) const;
     void read_at(uint64_t offset, float *v, size_t n) const;

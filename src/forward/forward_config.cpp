@@ -43,14 +43,7 @@ ForwardConfig ForwardConfig::resolve(const Model &model) {
         c.head_dim = get_or<int>(j, "head_dim", c.heads ? c.hidden / c.heads : 0);
         c.rms_eps = static_cast<float>(get_or<double>(j, "rms_norm_eps", 1e-6));
         c.rope_theta = mc.rope_theta > 0 ? mc.rope_theta : 10000.0;
-        const ordered_json *rope_params = nullptr;
-        for (const char *key : {"rope_parameters", "rope_scaling"}) {
-            auto it = j.find(key);
-            if (it != j.end() && it->is_object()) {
-                rope_params = &*it;
-                break;
-            }
-        }
+        const ordered_json *rope_params = rope_parameters(j);
         c.rope_interleave = get_or<bool>(j, "rope_interleave", false);
         if (c.family == "deepseek_v3" || c.family == "deepseek_v2") {
             c.mla = true;

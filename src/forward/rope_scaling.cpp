@@ -28,16 +28,29 @@ float position_frequency(double theta, int i, int dim) {
 
 }  // namespace
 
+const nlohmann::ordered_json *rope_parameters(const nlohmann::ordered_json &config) {
+    for (const char *key : {"rope_parameters", "rope_scaling"}) {
+        auto it = config.find(key);
+        if (it != config.end() && it->is_object()) return &*it;
+    }
+    return nullptr;
+}
+
+std::string rope_type(const nlohmann::ordered_json *params) {
+    if (params)
+        for (const char *key : {"rope_type", "type"}) {
+            auto it = params->find(key);
+            if (it != params->end() && it->is_string()) return it->get<std::string>();
+        }
+    return "default";
+}
+
 double yarn_mscale(double scale, double mscale) { return scale <= 1 ? 1.0 : 0.1 * mscale * std::log(scale) + 1.0; }
 
 RopeFrequencies rope_frequencies(const nlohmann::ordered_json *params, const nlohmann::ordered_json &config, int dim, double theta,
                                  const std::string &where) {
     RopeFrequencies r;
-    if (params) {
-        auto t = params->find("rope_type");
-        if (t == params->end()) t = params->find("type");
-        if (t != params->end() && t->is_string()) r.type = t->get<std::string>();
-    }
+    r.type = rope_type(params);
     if (dim <= 0 || dim % 2 != 0) fail(KTQ_ERR_FORMAT, where + ": rotary dimension " + std::to_string(dim) + " is not even");
     if (params && number(*params, "partial_rotary_factor", 1.0) != 1.0)
         fail(KTQ_ERR_UNSUPPORTED, where + ": partial_rotary_factor is not implemented in the native forward pass");

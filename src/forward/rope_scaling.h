@@ -30,7 +30,13 @@ struct RopeFrequencies {
     double mscale_all_dim = 0.0;       // yarn's, 0 when absent (DeepSeek uses it for the softmax scale)
 };
 
-// `params`: the config's rope_parameters / rope_scaling object (null: default);
+// The config's rope parameters: "rope_parameters" (transformers 5) or the
+// older "rope_scaling", or null when it has neither.
+const nlohmann::ordered_json *rope_parameters(const nlohmann::ordered_json &config);
+// Their rope type ("rope_type", or the older "type"); "default" for null.
+std::string rope_type(const nlohmann::ordered_json *params);
+
+// `params`: rope_parameters(config) (null: default);
 // `config`: the whole config.json (max_position_embeddings,
 // original_max_position_embeddings); `where` names the file in errors.
 RopeFrequencies rope_frequencies(const nlohmann::ordered_json *params, const nlohmann::ordered_json &config, int dim, double theta,

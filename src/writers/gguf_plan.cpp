@@ -1,5 +1,7 @@
 #include "writers/gguf_plan.h"
 
+#include "forward/rope_scaling.h"
+
 #include "reading/gguf_names.h"
 #include "writers/gguf_mix.h"
 #include "writers/gguf_tokenizer.h"
@@ -267,27 +269,14 @@ void attach_importance(const Imatrix &m, OutputPlan &plan, Quantizable quantizab
     if (m.chunk_count > 0) kv.add_i32("quantize.imatrix.chunks_count", static_cast<int32_t>(m.chunk_count));
 }
 
-// The config's RoPE scaling (rope_parameters, or the older rope_scaling), or null.
-const nlohmann::ordered_json *rope_scaling_params(const Model &model) {
-    const auto &c = text_config(model);
-    for (const char *key : {"rope_parameters", "rope_scaling"})
-        if (c.contains(key) && c[key].is_object()) return &c[key];
-    return nullptr;
-}
-
-std::string rope_type_of(const nlohmann::ordered_json *p) {
-    if (!p) return "default";
-    return p->value("rope_type", p->value("type", std::string("default")));
-}
-
 // What llama.cpp's convert_hf_to_gguf writes for a scaled RoPE (all
 // architectures but deepseek2, which has its own keys): linear and yarn as
 // rope.scaling.* keys; llama3 (Llama 3.1+) as the rope_freqs tensor
 // (rope_freqs_tensor). Types llama.cpp cannot take from these keys fail by
 // name instead of writing a file that would compute another model.
 void add_rope_scaling_keys(const Model &model, const std::string &arch, gguf::Metadata &kv) {
-    const nlohmann::ordered_json *p = rope_scaling_params(model);
-    const std::string type = rope_type_of(p), a = arch + ".rope.scaling.";
+    const nlohmann::ordered_json *p = rope_parameters(text_config(model));
+    const std::string type = rope_type(p), a = arch + ".rope.scaling.";
     const std::string where = model.checkpoint().dir() + "/config.json: ";
     auto number = [&](const char *key) { return p->contains(key) && (*p)[key].is_number(); };
     if (type == "default" || type == "llama3") return;
@@ -322,7 +311,7 @@ void add_rope_scaling_keys(const Model &model, const std::string &arch, gguf::Me
 // factor below the low one, blended in between), as convert_hf_to_gguf
 // computes it from float32 frequencies.
 std::vector<float> llama3_rope_freqs(const Model &model, int head_dim) {
-    const nlohmann::ordered_json &p = *rope_scaling_params(model);
+    const nlohmann::ordered_json &p = *rope_parameters(text_config(model));
     auto get = [&](const char *key, double fallback) {
         return p.contains(key) && p[key].is_number() ? p[key].get<double>() : fallback;
     };
@@ -378,12 +367,8 @@ void add_deepseek2_keys(const Model &model, gguf::Metadata &kv) {
         kv.add_u32(a + "expert_group_used_count", static_cast<uint32_t>(cfg<int>(model, "topk_group", 1)));
     kv.add_u32(a + "expert_gating_func", scoring == "sigmoid" ? 2 : 1);  // gguf's ExpertGatingFuncType
     kv.add_u32(a + "rope.dimension_count", static_cast<uint32_t>(rope));
-    const auto &cfgj = text_config(model);
-    const auto *scaling = cfgj.contains("rope_scaling") && cfgj["rope_scaling"].is_object() ? &cfgj["rope_scaling"]
-                          : cfgj.contains("rope_parameters") && cfgj["rope_parameters"].is_object()
-                              ? &cfgj["rope_parameters"]
-                              : nullptr;
-    if (scaling && scaling->value("rope_type", scaling->value("type", "")) == "yarn") {
+    const auto *scaling = rope_parameters(text_config(model));
+    if (rope_type(scaling) == "yarn") {
         kv.add_string(a + "rope.scaling.type", "yarn");
         kv.add_f32(a + "rope.scaling.factor", scaling->value("factor", 1.0f));
         kv.add_u32(a + "rope.scaling.original_context_length",
@@ -541,7 +526,7 @@ OutputPlan plan_gguf(const Model &model, const GgufLayout &layout, const ktq_wri
             }
         }
     }
-    if (rope_type_of(rope_scaling_params(model)) == "llama3") {
+    if (rope_type(rope_parameters(text_config(model))) == "llama3") {
         if (arch != "llama")
             fail(KTQ_ERR_UNSUPPORTED, model.checkpoint().dir() + "/config.json: rope_type \"llama3\" is written to "
                                                                  "GGUF for llama models only (as llama.cpp's rope_freqs)");
