@@ -26,7 +26,6 @@ usage: kt_kernel_awq_load.py --kt-kernel DIR --ktq BIN --model tiny-qwen3-moe [-
 """
 import argparse
 import glob
-import importlib.util
 import json
 import os
 import subprocess
@@ -38,14 +37,8 @@ import numpy as np
 from safetensors.numpy import load_file
 
 here = os.path.dirname(os.path.abspath(__file__))
-
-
-def load_module(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+sys.path.insert(0, here)
+from kt_kernel_load import f32 as f32_of_bf16, load_module  # noqa: E402  (the INT4/INT8 check's helpers)
 
 
 def read_dir(folder):
@@ -57,10 +50,6 @@ def read_dir(folder):
 
 def bf16_bits(x):
     return np.ascontiguousarray(x.astype(np.float32).astype(ml_dtypes.bfloat16)).view(np.uint16)
-
-
-def f32_of_bf16(bits):
-    return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
 def awq_order(words):
