@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "cuda/cuda_devices.h"
+#include "cuda/cuda_matmul.h"
 #include "engines/cast_engine.h"
 #include "engines/ct_layer_outputs.h"
 #include "engines/gguf_engine.h"
@@ -103,9 +105,26 @@ std::map<const Linear *, awq::RoundTrip> gguf_round_trips(Writer &writer, int la
 
 }  // namespace
 
+MatmulBackend *AwqEngine::gpu(const ktq_quantize_options &opts) {
+    if (!cuda_) return nullptr;
+    if (!gpu_) {
+        const int device = opts.devices && opts.device_count > 0 ? opts.devices[0] : 0;
+        size_t free_b = 0, total_b = 0;
+        if (device < 0 || !cuda_memory_info(device, &free_b, &total_b))
+            fail(KTQ_ERR_UNSUPPORTED, "AWQ on the GPU: CUDA device " + std::to_string(device) +
+                                          " is not usable (check --devices, CUDA_VISIBLE_DEVICES; or --device cpu)");
+        // Weights kept on the device: half of the budget (the rest: activations and results of one product).
+        const size_t cache = opts.max_device_memory > 0 ? static_cast<size_t>(opts.max_device_memory) / 2 : 0;
+        gpu_ = make_cuda_matmul(device, cache);
+    }
+    gpu_->forget();  // the last layer's weights: their addresses may come back with this layer's values
+    return gpu_.get();
+}
+
 void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPool &pool,
                         const ktq_quantize_options &opts, const TensorDoneFn &on_tensor, bool write) {
     const ForwardConfig &cfg = cal_.cfg();
+    MatmulBackend *const gpu = this->gpu(opts);
     awq::Options ao;
     ao.grid = opts.awq_grid;
     ao.duo_scaling = opts.awq_duo_scaling != 0;
@@ -174,6 +193,7 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
     ctx.pool = &pool;
     ctx.observer = &rec;
     ctx.expert_tokens = w.moe ? &counts : nullptr;
+    ctx.matmul = gpu;
     std::vector<std::pair<int64_t, int64_t>> batch_shapes;  // (sequences, length) of each forward call, in order
     cal_.for_each_batch(opts.calibration_batch, false, [&](float *x, int64_t seqs, int64_t len) {
         rec.forget();
@@ -183,6 +203,12 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
     ForwardContext plain;  // the parents' forward in the search: nothing observed or counted
     plain.cfg = &cfg;
     plain.pool = &pool;
+    plain.matmul = gpu;
+    // A weight the folds change in place, or a buffer freed and maybe reallocated at its address: the GPU's
+    // copy must go.
+    auto changed = [&](const float *weight) {
+        if (gpu) gpu->forget(weight);
+    };
 
     // 2. The mappings, in order. `modified` collects every kept tensor whose
     //    values the folds change (written from these values below).
@@ -195,6 +221,7 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
         for (int64_t r = 0; r < l.out; ++r)
             for (int64_t c = 0; c < l.in; ++c) l.w[static_cast<size_t>(r * l.in + c)] *= s[static_cast<size_t>(c)];
         round(l.w);
+        changed(l.w.data());
         scaled.insert(l.w.data());
         if (!targets.count(&l)) modified[l.name + ".weight"] = &l.w;
     };
@@ -217,7 +244,7 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
         const std::vector<float> x_mean = awq::abs_mean(x, rows, in);
         // The parent's output over all calibration rows, a piece at a time (attention: one forward batch;
         // MLP: kMlpChunk rows, so the products stay in cache and no large buffer is made per candidate).
-        constexpr int64_t kMlpChunk = 2048;
+        const int64_t kMlpChunk = gpu ? 16384 : 2048;  // the GPU: fewer, larger products
         auto for_each_piece = [&](const std::function<void(const std::vector<float> &, size_t)> &fn) {
             size_t at = 0;
             if (parent == Parent::Mlp) {
@@ -240,8 +267,8 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
         std::vector<float> gram, reference;
         awq::LossFn loss;
         if (parent == Parent::Linears) {
-            if (rows > in) gram = awq::input_gram(x, rows, in, pool);
-            loss = [&](const std::vector<float> &s) { return awq::linear_loss(layers, in, x, rows, gram, s, pool); };
+            if (rows > in) gram = awq::input_gram(x, rows, in, pool, gpu);
+            loss = [&](const std::vector<float> &s) { return awq::linear_loss(layers, in, x, rows, gram, s, pool, gpu); };
         } else {
             for_each_piece([&](const std::vector<float> &o, size_t) { reference.insert(reference.end(), o.begin(), o.end()); });
             loss = [&](const std::vector<float> &s) {
@@ -262,7 +289,10 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
                         sum += d * d;
                     }
                 });
-                for (auto &[l, original] : saved) l->w = std::move(original);
+                for (auto &[l, original] : saved) {
+                    changed(l->w.data());  // Q(W s) / s, freed now
+                    l->w = std::move(original);
+                }
                 return reference.empty() ? 0.0 : sum / static_cast<double>(reference.size());
             };
         }
@@ -290,6 +320,7 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
                 if (!prev->b.empty()) prev->b[static_cast<size_t>(r)] /= s[static_cast<size_t>(r)];
             }
             round(prev->w);
+            changed(prev->w.data());
             scaled.insert(prev->w.data());
             if (!prev->b.empty()) {
                 round(prev->b);
@@ -350,8 +381,8 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
             if (n == 0 || !quant_of(&e.down)) continue;
             g.resize(static_cast<size_t>(n * e.gate.out));
             u.resize(g.size());
-            apply_linear(g.data(), e.gate, mlp_in->rows.data(), n, pool);
-            apply_linear(u.data(), e.up, mlp_in->rows.data(), n, pool);
+            apply_linear(g.data(), e.gate, mlp_in->rows.data(), n, pool, gpu);
+            apply_linear(u.data(), e.up, mlp_in->rows.data(), n, pool, gpu);
             for (size_t i = 0; i < g.size(); ++i) g[i] = silu(g[i]) * u[i];
             const std::vector<float> s =
                 smooth(e.up.name + " -> down_proj", {}, {&e.down}, nullptr, "", &e.up, {}, g.data(), n, e.down.in,
@@ -516,6 +547,7 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
         if (!unchanged.empty()) CastEngine().run_tensors(model, unchanged, writer, pool, opts, on_tensor);
     }
     // 5. The next layer's inputs, through the layer as written.
+    if (gpu) gpu->forget();  // the weights now hold what was written
     ctx.observer = nullptr;
     ctx.expert_tokens = nullptr;
     cal_.for_each_batch(opts.calibration_batch, true,

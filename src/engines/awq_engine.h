@@ -28,19 +28,29 @@
 //   5. forward again with what was written: the next layer's inputs.
 // Writes awq_report.json (the chosen ratio and losses per mapping) and
 // routing_stats.json next to the weights.
+//
+// With cuda, every Linear product of steps 1, 2 and 5 (the calibration
+// forward, each candidate's parent forward, the Linear losses) runs with
+// cuBLAS in float32 on the first device of ktq_quantize_options.devices
+// (cuda/cuda_matmul.h); searches, folds and quantization stay on the CPU.
+// Rounding differs from the CPU's products, so a near-tie between two grid
+// points may go the other way (docs/awq.md gives the measured agreement).
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 
 #include "engines/engine.h"
 #include "engines/sequential_calibration.h"
+#include "forward/matmul.h"
 #include "quant/awq.h"
 
 namespace ktq {
 
 class AwqEngine : public SequentialEngine {
 public:
+    explicit AwqEngine(bool cuda = false) : cuda_(cuda) {}
     const char *name() const override { return "awq"; }
 
 private:
@@ -61,6 +71,10 @@ private:
         uint64_t rows = 0;
         size_t order = 0;  // the mappings' processing order, for the report
     };
+    // The CUDA products (cuda_): made at the first layer, kept for the run.
+    MatmulBackend *gpu(const ktq_quantize_options &opts);
+    bool cuda_ = false;
+    std::unique_ptr<MatmulBackend> gpu_;
     std::map<std::string, MappingReport> report_;
     std::map<std::string, uint64_t> clipped_;  // by Linear: (row, group) pairs the clipping search clipped  // by mapping name ("model.layers.0.input_layernorm -> ...")
 };

@@ -14,7 +14,10 @@
 namespace ktq {
 
 std::unique_ptr<Engine> make_engine(ktq_engine engine, ktq_format format, ktq_device device) {
-    if (device == KTQ_DEVICE_CUDA && format != KTQ_FORMAT_COMPRESSED_TENSORS)
+    if (device == KTQ_DEVICE_CUDA && engine == KTQ_ENGINE_AWQ && !cuda_built())
+        fail(KTQ_ERR_UNSUPPORTED, "this libktq was built without CUDA (-DKTQ_CUDA=ON): run AWQ with --device cpu");
+    if (device == KTQ_DEVICE_CUDA && format != KTQ_FORMAT_COMPRESSED_TENSORS &&
+        !(format == KTQ_FORMAT_GGUF && engine == KTQ_ENGINE_AWQ))
         fail(KTQ_ERR_UNSUPPORTED, std::string("the ") + ktq_format_name(format) +
                                       " format has no CUDA engine; compute it on the CPU");
     switch (format) {
@@ -40,22 +43,15 @@ std::unique_ptr<Engine> make_engine(ktq_engine engine, ktq_format format, ktq_de
                 fail(KTQ_ERR_UNSUPPORTED, "this libktq was built without CUDA (-DKTQ_CUDA=ON): run GPTQ with --device cpu");
             return std::make_unique<GptqEngine>(device == KTQ_DEVICE_CUDA);
         }
-        if (engine == KTQ_ENGINE_AWQ) {
-            if (device == KTQ_DEVICE_CUDA)
-                fail(KTQ_ERR_UNSUPPORTED, "AWQ runs on the CPU only for now (--device cpu)");
-            return std::make_unique<AwqEngine>();
-        }
+        if (engine == KTQ_ENGINE_AWQ) return std::make_unique<AwqEngine>(device == KTQ_DEVICE_CUDA);
         if (engine != KTQ_ENGINE_DEFAULT && engine != KTQ_ENGINE_RTN)
             fail(KTQ_ERR_UNSUPPORTED, "engine " + std::to_string(static_cast<int>(engine)) +
                                           " cannot write the compressed-tensors format (use the rtn, gptq or awq "
                                           "engine)");
         return std::make_unique<RtnEngine>(device == KTQ_DEVICE_CUDA);
     case KTQ_FORMAT_GGUF:
-        if (engine == KTQ_ENGINE_AWQ) {  // AWQ's folded scales, quantized with the plan's block types
-            if (device == KTQ_DEVICE_CUDA)
-                fail(KTQ_ERR_UNSUPPORTED, "AWQ runs on the CPU only for now (--device cpu)");
-            return std::make_unique<AwqEngine>();
-        }
+        if (engine == KTQ_ENGINE_AWQ)  // AWQ's folded scales, quantized with the plan's block types
+            return std::make_unique<AwqEngine>(device == KTQ_DEVICE_CUDA);
         if (engine != KTQ_ENGINE_DEFAULT && engine != KTQ_ENGINE_GGML)
             fail(KTQ_ERR_UNSUPPORTED, "engine " + std::to_string(static_cast<int>(engine)) +
                                           " cannot write the GGUF format (use the ggml or awq engine)");

@@ -4,8 +4,8 @@
 #include <cmath>
 #include <numeric>
 
+#include "forward/attention.h"
 #include "forward/matmul.h"
-#include "runtime/dot.h"
 #include "runtime/error.h"
 
 namespace ktq {
@@ -84,34 +84,11 @@ struct Rope {
 };
 
 
-// Causal softmax attention for one (sequence, head): q rows of length dq at
-// stride q_stride, k likewise, v rows of length dv; out rows of length dv.
-void attend(float *out, int64_t out_stride, const float *q, int64_t q_stride, const float *k, int64_t k_stride,
-            const float *v, int64_t v_stride, int64_t seq_len, int64_t dq, int64_t dv, float scale,
-            std::vector<float> &scores) {
-    scores.resize(static_cast<size_t>(seq_len));
-    for (int64_t t = 0; t < seq_len; ++t) {
-        const float *qt = q + t * q_stride;
-        float mx = -INFINITY;
-        for (int64_t s = 0; s <= t; ++s) {
-            const float acc = dot8(qt, k + s * k_stride, dq);
-            scores[static_cast<size_t>(s)] = acc * scale;
-            mx = std::max(mx, acc * scale);
-        }
-        float sum = 0;
-        for (int64_t s = 0; s <= t; ++s) {
-            const float e = std::exp(scores[static_cast<size_t>(s)] - mx);
-            scores[static_cast<size_t>(s)] = e;
-            sum += e;
-        }
-        float *ot = out + t * out_stride;
-        std::fill(ot, ot + dv, 0.0f);
-        for (int64_t s = 0; s <= t; ++s) {
-            const float p = scores[static_cast<size_t>(s)] / sum;
-            const float *vs = v + s * v_stride;
-            for (int64_t i = 0; i < dv; ++i) ot[i] += p * vs[i];
-        }
-    }
+// On the backend's device where it offers attention, else on the CPU.
+void attention(const ForwardContext &ctx, float *out, const float *q, const float *k, const float *v,
+               const AttentionShape &a) {
+    if (ctx.matmul && ctx.matmul->causal_attention(out, q, k, v, a)) return;
+    causal_attention(out, q, k, v, a, *ctx.pool);
 }
 
 // Standard multi-head attention with grouped KV heads. Returns [tokens, heads * head_dim].
@@ -133,16 +110,17 @@ std::vector<float> gqa_attention(const ForwardContext &ctx, const LayerWeights &
         for (int64_t h = 0; h < c.kv_heads; ++h) rope.apply_half(&k[static_cast<size_t>(t * ks + h * hd)], pos);
     }
     std::vector<float> out(static_cast<size_t>(n * qs));
-    const int64_t group = c.heads / c.kv_heads;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    ctx.pool->parallel_for(static_cast<size_t>(seqs * c.heads), [&](size_t job) {
-        thread_local std::vector<float> scores;
-        const int64_t sq = static_cast<int64_t>(job) / c.heads, h = static_cast<int64_t>(job) % c.heads;
-        const int64_t base = sq * seq_len, kvh = h / group;
-        attend(&out[static_cast<size_t>(base * qs + h * hd)], qs, &q[static_cast<size_t>(base * qs + h * hd)], qs,
-               &k[static_cast<size_t>(base * ks + kvh * hd)], ks, &v[static_cast<size_t>(base * ks + kvh * hd)], ks,
-               seq_len, hd, hd, scale, scores);
-    });
+    AttentionShape a;
+    a.seqs = seqs;
+    a.seq_len = seq_len;
+    a.heads = c.heads;
+    a.group = c.heads / c.kv_heads;
+    a.dq = a.dv = hd;
+    a.q_row = a.out_row = qs;
+    a.k_row = a.v_row = ks;
+    a.q_head = a.k_head = a.v_head = a.out_head = hd;
+    a.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    attention(ctx, out.data(), q.data(), k.data(), v.data(), a);
     return out;
 }
 
@@ -187,16 +165,20 @@ std::vector<float> mla_attention(const ForwardContext &ctx, const LayerWeights &
         }
     }
     std::vector<float> out(static_cast<size_t>(n * H * dv));
-    const float scale = 1.0f / std::sqrt(static_cast<float>(dqk)) * c.softmax_scale_factor;
-    ctx.pool->parallel_for(static_cast<size_t>(seqs * H), [&](size_t job) {
-        thread_local std::vector<float> scores;
-        const int64_t sq = static_cast<int64_t>(job) / H, h = static_cast<int64_t>(job) % H;
-        const int64_t base = sq * seq_len;
-        attend(&out[static_cast<size_t>((base * H + h) * dv)], H * dv, &q[static_cast<size_t>((base * H + h) * dqk)],
-               H * dqk, &key[static_cast<size_t>((base * H + h) * dqk)], H * dqk,
-               &kv[static_cast<size_t>((base * H + h) * (dn + dv) + dn)], H * (dn + dv), seq_len, dqk, dv, scale,
-               scores);
-    });
+    AttentionShape a;
+    a.seqs = seqs;
+    a.seq_len = seq_len;
+    a.heads = H;
+    a.dq = dqk;
+    a.dv = dv;
+    a.q_row = a.k_row = H * dqk;
+    a.q_head = a.k_head = dqk;
+    a.v_row = H * (dn + dv);
+    a.v_head = dn + dv;
+    a.out_row = H * dv;
+    a.out_head = dv;
+    a.scale = 1.0f / std::sqrt(static_cast<float>(dqk)) * c.softmax_scale_factor;
+    attention(ctx, out.data(), q.data(), key.data(), kv.data() + dn, a);
     return out;
 }
 
@@ -306,7 +288,7 @@ std::vector<float> moe(const ForwardContext &ctx, const LayerWeights &w, const f
             std::copy(x + tokens[static_cast<size_t>(i)] * H, x + (tokens[static_cast<size_t>(i)] + 1) * H,
                       &gathered[static_cast<size_t>(i * H)]);
         RoutedOnly routed_observer(ctx.observer);
-        const ForwardContext routed{ctx.cfg, ctx.pool, ctx.observer ? &routed_observer : nullptr, nullptr};
+        const ForwardContext routed{ctx.cfg, ctx.pool, ctx.observer ? &routed_observer : nullptr, nullptr, ctx.matmul};
         std::vector<float> y = swiglu(routed, ew.gate, ew.up, ew.down, gathered.data(), m);
         for (int64_t i = 0; i < m; ++i) {
             float *o = &out[static_cast<size_t>(tokens[static_cast<size_t>(i)] * H)];

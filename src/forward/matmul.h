@@ -9,13 +9,15 @@
 namespace ktq {
 
 class ThreadPool;
+struct AttentionShape;
 
 void matmul_abt(float *c, const float *a, const float *w, int64_t m, int64_t k, int64_t n, ThreadPool &pool);
 
 // Somewhere else to run the forward's products: cuda/cuda_matmul.h runs them
 // with cuBLAS (float32, no TF32), keeping weights on the GPU between calls.
 // Weights are recognised by address: forget() before a weight buffer's
-// contents change (the next layer, GPTQ's quantized weights).
+// contents change (the next layer, GPTQ's quantized weights), or before a
+// freed buffer's address may come back with other values.
 class MatmulBackend {
 public:
     virtual ~MatmulBackend() = default;
@@ -23,6 +25,15 @@ public:
     // (else a buffer about to be refilled, such as the LM head's chunks).
     virtual void abt(float *c, const float *a, const float *w, int64_t m, int64_t k, int64_t n, bool keep_weight) = 0;
     virtual void forget() = 0;
+    // Only the copy kept for the weight at `w` (AWQ swaps a few Linears'
+    // weights per candidate while the rest of the block stays cached).
+    virtual void forget(const float *w) = 0;
+    // forward/attention.h's causal_attention on the device; false: not
+    // offered here (the caller runs it on the CPU).
+    virtual bool causal_attention(float *out, const float *q, const float *k, const float *v,
+                                  const AttentionShape &shape) {
+        return false;
+    }
 };
 
 // matmul_abt on `backend` when there is one, else on the pool.

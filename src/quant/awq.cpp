@@ -117,16 +117,17 @@ void fake_quantize_scaled(const RoundTrip &q, const float *w, int64_t rows, int6
 
 // X^T X [in, in] of x [rows, in]: the loss of a weight change D is then
 // sum(D G .* D), in*in*out work per layer instead of rows*in*out.
-std::vector<float> input_gram(const float *x, int64_t rows, int64_t in, ThreadPool &pool) {
+std::vector<float> input_gram(const float *x, int64_t rows, int64_t in, ThreadPool &pool, MatmulBackend *backend) {
     std::vector<float> xt(static_cast<size_t>(in * rows)), g(static_cast<size_t>(in * in));
     for (int64_t r = 0; r < rows; ++r)
         for (int64_t c = 0; c < in; ++c) xt[static_cast<size_t>(c * rows + r)] = x[r * in + c];
-    matmul_abt(g.data(), xt.data(), xt.data(), in, rows, in, pool);
+    matmul_abt(g.data(), xt.data(), xt.data(), in, rows, in, pool, backend, false);
     return g;
 }
 
 double linear_loss(const std::vector<Balanced> &layers, int64_t in, const float *x, int64_t rows,
-                   const std::vector<float> &gram, const std::vector<float> &s, ThreadPool &pool) {
+                   const std::vector<float> &gram, const std::vector<float> &s, ThreadPool &pool,
+                   MatmulBackend *backend) {
     constexpr int64_t kRowChunk = 2048;  // rows per product: bounds the output buffer
     std::vector<float> diff, y;
     double total = 0;
@@ -141,7 +142,7 @@ double linear_loss(const std::vector<Balanced> &layers, int64_t in, const float 
             for (int64_t r0 = 0; r0 < l.out; r0 += kRowChunk) {
                 const int64_t n = std::min(kRowChunk, l.out - r0);
                 y.resize(static_cast<size_t>(n * in));
-                matmul_abt(y.data(), diff.data() + r0 * in, gram.data(), n, in, in, pool);
+                matmul_abt(y.data(), diff.data() + r0 * in, gram.data(), n, in, in, pool, backend, false);
                 double part = 0;
                 for (size_t k = 0; k < y.size(); ++k) part += static_cast<double>(y[k]) * diff[static_cast<size_t>(r0 * in) + k];
                 total += part;
@@ -151,7 +152,7 @@ double linear_loss(const std::vector<Balanced> &layers, int64_t in, const float 
         for (int64_t r0 = 0; r0 < rows; r0 += kRowChunk) {
             const int64_t n = std::min(kRowChunk, rows - r0);
             y.resize(static_cast<size_t>(n * l.out));
-            matmul_abt(y.data(), x + r0 * in, diff.data(), n, in, l.out, pool);
+            matmul_abt(y.data(), x + r0 * in, diff.data(), n, in, l.out, pool, backend, false);
             double part = 0;
             for (float v : y) part += static_cast<double>(v) * v;
             total += part;

@@ -33,6 +33,8 @@
 
 namespace ktq {
 
+class MatmulBackend;
+
 class ThreadPool;
 
 namespace awq {
@@ -98,10 +100,13 @@ void fake_quantize_scaled(const RoundTrip &q, const float *w, int64_t rows, int6
 // The loss of a parent that is the balance Linears themselves (one Linear,
 // or several read side by side): || x W^T - x (Q(W s) / s)^T ||^2 / (rows *
 // total outputs), through X^T X when there are more rows than channels
-// (gram: input_gram(x), or empty to use x directly).
+// (gram: input_gram(x), or empty to use x directly). backend: where the
+// products run (nullptr: the CPU, on the pool).
 double linear_loss(const std::vector<Balanced> &layers, int64_t in, const float *x, int64_t rows,
-                   const std::vector<float> &gram, const std::vector<float> &s, ThreadPool &pool);
-std::vector<float> input_gram(const float *x, int64_t rows, int64_t in, ThreadPool &pool);
+                   const std::vector<float> &gram, const std::vector<float> &s, ThreadPool &pool,
+                   MatmulBackend *backend = nullptr);
+std::vector<float> input_gram(const float *x, int64_t rows, int64_t in, ThreadPool &pool,
+                              MatmulBackend *backend = nullptr);
 
 // The grid search: x_mean is abs_mean over all calibration inputs; `loss`
 // measures each candidate (the caller swaps the balance layers' weights

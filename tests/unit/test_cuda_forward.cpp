@@ -1,0 +1,94 @@
+// The forward pass's CUDA backend (cuda/cuda_matmul.h) against the CPU:
+// causal attention for GQA and MLA-shaped operands, and the weight cache's
+// invalidation by address that AWQ's candidate weights rely on. Runs on a
+// machine with a CUDA device (the GPU host); skips with the reason elsewhere.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "cuda/cuda_devices.h"
+#include "cuda/cuda_matmul.h"
+#include "forward/attention.h"
+#include "runtime/thread_pool.h"
+
+namespace {
+
+std::vector<float> random_values(size_t n, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> d(0.0f, 1.0f);
+    std::vector<float> v(n);
+    for (float &x : v) x = d(rng);
+    return v;
+}
+
+// Largest |gpu - cpu| over the largest |cpu|.
+double relative_gap(const std::vector<float> &cpu, const std::vector<float> &gpu) {
+    double gap = 0, scale = 0;
+    for (size_t i = 0; i < cpu.size(); ++i) {
+        gap = std::max(gap, static_cast<double>(std::fabs(cpu[i] - gpu[i])));
+        scale = std::max(scale, static_cast<double>(std::fabs(cpu[i])));
+    }
+    return gap / scale;
+}
+
+void expect_same_attention(const ktq::AttentionShape &a, size_t q_size, size_t k_size, size_t v_size, size_t v_offset,
+                           size_t out_size) {
+    ktq::ThreadPool pool(2);
+    const std::vector<float> q = random_values(q_size, 1), k = random_values(k_size, 2), v = random_values(v_size, 3);
+    std::vector<float> cpu(out_size, 7.0f), gpu(out_size, 7.0f);  // 7: values between heads stay
+    ktq::causal_attention(cpu.data(), q.data(), k.data(), v.data() + v_offset, a, pool);
+    auto backend = ktq::make_cuda_matmul(0);
+    ASSERT_TRUE(backend->causal_attention(gpu.data(), q.data(), k.data(), v.data() + v_offset, a));
+    EXPECT_LT(relative_gap(cpu, gpu), 1e-5);
+    size_t untouched = 0;
+    for (size_t i = 0; i < cpu.size(); ++i) untouched += cpu[i] == 7.0f && gpu[i] == 7.0f;
+    const size_t written = static_cast<size_t>(a.tokens() * a.heads * a.dv);
+    EXPECT_EQ(untouched, out_size - written);
+}
+
+}  // namespace
+
+TEST(CudaForward, GqaAttentionMatchesCpu) {
+    if (ktq::cuda_device_count(nullptr) == 0) GTEST_SKIP() << "no CUDA device on this machine (GPU tests run on the GPU host)";
+    ktq::AttentionShape a;  // 3 windows of 37 tokens, 8 query heads over 2 key/value heads of 64
+    a.seqs = 3, a.seq_len = 37, a.heads = 8, a.group = 4, a.dq = a.dv = 64;
+    a.q_row = a.out_row = 8 * 64, a.k_row = a.v_row = 2 * 64;
+    a.q_head = a.k_head = a.v_head = a.out_head = 64;
+    a.scale = 0.125f;
+    const size_t n = static_cast<size_t>(a.tokens());
+    expect_same_attention(a, n * 512, n * 128, n * 128, 0, n * 512);
+}
+
+TEST(CudaForward, MlaShapedAttentionMatchesCpu) {
+    if (ktq::cuda_device_count(nullptr) == 0) GTEST_SKIP() << "no CUDA device on this machine (GPU tests run on the GPU host)";
+    // DeepSeek's layout: keys of 48 (32 + 16 rotary), values inside [nope 32 | v 24] rows, output rows wider
+    // than the heads (a gap of 5 after each head's 24 values, which must stay as they were).
+    ktq::AttentionShape a;
+    a.seqs = 2, a.seq_len = 300, a.heads = 4, a.group = 1, a.dq = 48, a.dv = 24;
+    a.q_row = a.k_row = 4 * 48, a.q_head = a.k_head = 48;
+    a.v_row = 4 * 56, a.v_head = 56;
+    a.out_row = 4 * 29, a.out_head = 29;
+    a.scale = 0.3f;
+    const size_t n = static_cast<size_t>(a.tokens());
+    expect_same_attention(a, n * 192, n * 192, n * 224, 32, n * 116);
+}
+
+TEST(CudaForward, ForgettingOneWeightReloadsIt) {
+    if (ktq::cuda_device_count(nullptr) == 0) GTEST_SKIP() << "no CUDA device on this machine (GPU tests run on the GPU host)";
+    auto backend = ktq::make_cuda_matmul(0);
+    std::vector<float> a = random_values(4 * 8, 4), w = random_values(3 * 8, 5), w2 = random_values(3 * 8, 6);
+    std::vector<float> c1(12), c2(12), c3(12);
+    backend->abt(c1.data(), a.data(), w.data(), 4, 8, 3, true);
+    backend->abt(c2.data(), a.data(), w2.data(), 4, 8, 3, true);  // a second weight, kept too
+    for (float &x : w) x *= 2.0f;
+    backend->abt(c3.data(), a.data(), w.data(), 4, 8, 3, true);
+    EXPECT_EQ(c1, c3) << "the kept copy is used while the address is remembered";
+    backend->forget(w.data());
+    backend->abt(c3.data(), a.data(), w.data(), 4, 8, 3, true);
+    for (size_t i = 0; i < c1.size(); ++i) EXPECT_NEAR(c3[i], 2.0f * c1[i], 1e-5f * (1 + std::fabs(c1[i])));
+    for (float &x : w2) x *= 3.0f;  // not forgotten: still the old copy
+    std::vector<float> c4(12);
+    backend->abt(c4.data(), a.data(), w2.data(), 4, 8, 3, true);
+    EXPECT_EQ(c2, c4);
+}
