@@ -6,7 +6,9 @@
 # (tests/interop/llmcompressor_awq.py) on the same calibration samples and
 # ignore list, same machine, same run, torch on the same thread count; both
 # calibrate every expert on all tokens. Prints both wall times and the ratio.
-# usage: KTQ_BIN=build/ktq PYTHON=/venv/with/llmcompressor/python bench/awq_moe_layer.sh WORK [SHARED] [EXPERTS] [SAMPLES] [SEQ_LEN]
+# DEVICE=cuda runs ktq's AWQ on the GPU (llm-compressor uses the GPU by
+# itself when torch sees one; its log says which device it used).
+# usage: KTQ_BIN=build/ktq PYTHON=/venv/with/llmcompressor/python [DEVICE=cpu|cuda] bench/awq_moe_layer.sh WORK [SHARED] [EXPERTS] [SAMPLES] [SEQ_LEN]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 ktq=${KTQ_BIN:-ktq}
@@ -17,6 +19,7 @@ experts=${3:-128}
 samples=${4:-16}
 seqlen=${5:-512}
 threads=${THREADS:-$(nproc)}
+device=${DEVICE:-cpu}
 model=$work/qwen3-30b-a3b-layer-e$experts
 if [ ! -f "$model/config.json" ]; then
   python3 "$here/make_synthetic_bf16_moe.py" "$model" --hidden 2048 --moe-intermediate 768 --experts "$experts" --layers 1
@@ -25,13 +28,14 @@ fi
 rm -rf "$work/ktq-awq" "$work/lc-awq"
 export OMP_NUM_THREADS=$threads
 now() { date +%s.%N; }
-echo "one MoE layer, $experts experts of 2048 x 768, $samples x $seqlen calibration tokens, $threads threads"
+echo "one MoE layer, $experts experts of 2048 x 768, $samples x $seqlen calibration tokens, $threads threads, ktq on $device"
 t0=$(now)
-"$ktq" convert "$model" "$work/ktq-awq" --to compressed-tensors --engine awq --dataset "$shared/data/calib.txt" \
+"$ktq" convert "$model" "$work/ktq-awq" --to compressed-tensors --engine awq --device "$device" --dataset "$shared/data/calib.txt" \
   --num-calibration-samples "$samples" --max-sequence-length "$seqlen" --threads "$threads" --quiet
 t1=$(now)
 "$python" -c "import torch; torch.set_num_threads($threads); import runpy, sys; sys.argv = ['llmcompressor_awq.py', '$model', '$work/lc-awq', '--dataset', '$shared/data/calib.txt', '--ignore-from', '$work/ktq-awq/config.json', '--samples', '$samples', '--seq-len', '$seqlen']; runpy.run_path('$here/../tests/interop/llmcompressor_awq.py', run_name='__main__')" > "$work/lc-awq.log" 2>&1 \
   || { tail -20 "$work/lc-awq.log"; exit 1; }
+grep "llm-compressor ran on" "$work/lc-awq.log" || true
 t2=$(now)
 "$python" - "$t0" "$t1" "$t2" <<'PY'
 import sys

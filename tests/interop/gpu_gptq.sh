@@ -6,26 +6,12 @@
 # llm-compressor on a Qwen3-30B-A3B-shaped MoE layer.
 # Offline host: DEPS is a prefix from tests/gpu_host_deps.sh, WHEELS a folder
 # of llm-compressor's wheels (see tests/interop/README.md), CALIB a text file.
-# pkg-config is switched off so that every library comes from DEPS (the
-# host's own LAPACKE needs a newer LAPACK than the one in DEPS).
 # Logs and results go to OUT (default /tmp/ktq-gpu-gptq).
 # usage: DEPS=.devdeps WHEELS=.whl CALIB=file.txt tests/interop/gpu_gptq.sh [--bench [TOKENS]]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 out=${OUT:-/tmp/ktq-gpu-gptq}
-build=${BUILD_DIR:-/tmp/ktq-build-cuda}
-deps=$(cd "${DEPS:-$root/.devdeps}" && pwd)
-mkdir -p "$out"
-export LD_LIBRARY_PATH=$deps/lib:${LD_LIBRARY_PATH:-}
-step() { echo "== $* ($(date +%T))"; }
-
-step build
-rm -f "$build/CMakeCache.txt"
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKTQ_CUDA=ON -DKTQ_ONEDNN=OFF \
-      -DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHS:-90} -DCMAKE_PREFIX_PATH="$deps" \
-      -DCMAKE_DISABLE_FIND_PACKAGE_PkgConfig=ON > "$out/cmake.log"
-cmake --build "$build" -j "$(nproc)" > "$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; }
-"$build/ktq" doctor | grep -i cuda || true
+source "$root/tests/interop/gpu_build.sh"
 
 step "CudaGptq unit tests"
 "$build/tests/ktq_unit_tests" --gtest_filter='CudaGptq.*' 2>&1 | tee "$out/unit.log" | grep -E "codes differ|OK|FAIL|PASSED|SKIPPED"

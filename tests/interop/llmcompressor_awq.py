@@ -31,6 +31,11 @@ def main():
     recipe = AWQModifier(targets=["Linear"], scheme=a.scheme, ignore=ignore, duo_scaling=True)
     oneshot(model=model, dataset=ds, recipe=recipe, max_seq_length=a.seq_len, num_calibration_samples=count,
             moe_calibrate_all_experts=True)
+    if torch.cuda.is_available():
+        print(f"llm-compressor ran on {torch.cuda.get_device_name(0)}: peak "
+              f"{torch.cuda.max_memory_allocated() / 2**20:.0f} MiB of GPU memory")
+    else:
+        print("llm-compressor ran on the CPU")
     model.save_pretrained(a.out, save_compressed=True)
     Tokenizer.from_file(f"{a.model}/tokenizer.json").save(f"{a.out}/tokenizer.json")
 
