@@ -18,7 +18,10 @@ cp -a /usr/include/hwloc.h /usr/include/hwloc /usr/include/nlohmann /usr/include
 cp -a /usr/include/openssl "$prefix/include/"
 cp -a /usr/include/x86_64-linux-gnu/openssl/. "$prefix/include/openssl/"  # configuration.h, opensslconf.h
 cp -a /usr/share/cmake/nlohmann_json /usr/share/cmake/CLI11 "$prefix/share/cmake/"
-cp -a $lib/cmake/GTest $lib/libgtest.a $lib/libgtest_main.a "$prefix/lib/x86_64-linux-gnu/"
+mkdir -p "$prefix/lib/x86_64-linux-gnu/cmake"
+cp -a $lib/libgtest.a $lib/libgtest_main.a "$prefix/lib/x86_64-linux-gnu/"
+# Where GTestTargets.cmake expects itself: four folders below the prefix, as in /usr.
+cp -a $lib/cmake/GTest "$prefix/lib/x86_64-linux-gnu/cmake/"
 cp -a $lib/libhwloc.so* $lib/libudev.so.1* $lib/libpcre2-8.so* $lib/liblapacke.so* $lib/libtmglib.so* \
       $lib/libgfortran.so.5* $lib/libquadmath.so.0* $lib/libcrypto.so* "$prefix/lib/"
 # The reference LAPACK and BLAS under the sonames liblapacke links.

@@ -1,6 +1,9 @@
 #include "engines/awq_engine.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -103,6 +106,37 @@ std::map<const Linear *, awq::RoundTrip> gguf_round_trips(Writer &writer, int la
     return out;
 }
 
+// KTQ_AWQ_TIMING=1 prints where each layer's time goes (stderr): seconds per phase.
+class PhaseTimes {
+public:
+    PhaseTimes() : on_(std::getenv("KTQ_AWQ_TIMING") != nullptr) {}
+    // Runs fn, adding its time to `phase`.
+    template <class Fn>
+    auto time(const char *phase, Fn &&fn) {
+        const auto t0 = std::chrono::steady_clock::now();
+        struct Add {
+            PhaseTimes *self;
+            const char *phase;
+            std::chrono::steady_clock::time_point t0;
+            ~Add() { self->add(phase, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()); }
+        } add{this, phase, t0};
+        return fn();
+    }
+    void print(int layer) const {
+        if (!on_) return;
+        std::fprintf(stderr, "AWQ layer %d:", layer);
+        for (const auto &[phase, seconds] : seconds_) std::fprintf(stderr, " %s %.2f s;", phase.c_str(), seconds);
+        std::fprintf(stderr, "\n");
+    }
+
+private:
+    void add(const char *phase, double seconds) {
+        if (on_) seconds_[phase] += seconds;
+    }
+    bool on_;
+    std::map<std::string, double> seconds_;
+};
+
 }  // namespace
 
 MatmulBackend *AwqEngine::gpu(const ktq_quantize_options &opts) {
@@ -125,6 +159,8 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
                         const ktq_quantize_options &opts, const TensorDoneFn &on_tensor, bool write) {
     const ForwardConfig &cfg = cal_.cfg();
     MatmulBackend *const gpu = this->gpu(opts);
+    PhaseTimes times;
+    const auto layer_start = std::chrono::steady_clock::now();
     awq::Options ao;
     ao.grid = opts.awq_grid;
     ao.duo_scaling = opts.awq_duo_scaling != 0;
@@ -195,10 +231,12 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
     ctx.expert_tokens = w.moe ? &counts : nullptr;
     ctx.matmul = gpu;
     std::vector<std::pair<int64_t, int64_t>> batch_shapes;  // (sequences, length) of each forward call, in order
-    cal_.for_each_batch(opts.calibration_batch, false, [&](float *x, int64_t seqs, int64_t len) {
-        rec.forget();
-        forward_layer(ctx, w, x, seqs, len);
-        batch_shapes.emplace_back(seqs, len);
+    times.time("1 calibration forward", [&] {
+        cal_.for_each_batch(opts.calibration_batch, false, [&](float *x, int64_t seqs, int64_t len) {
+            rec.forget();
+            forward_layer(ctx, w, x, seqs, len);
+            batch_shapes.emplace_back(seqs, len);
+        });
     });
     ForwardContext plain;  // the parents' forward in the search: nothing observed or counted
     plain.cfg = &cfg;
@@ -265,33 +303,41 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
             if (offset != rows) fail(KTQ_ERR_INTERNAL, "AWQ: attention inputs do not match the calibration batches");
         };
         std::vector<float> gram, reference;
+        // Parent losses: Q(W s) / s of each balance Linear, swapped in while the parent runs; the buffers serve
+        // every candidate (a fresh gigabyte per candidate on a large MoE layer costs page faults).
+        std::vector<std::pair<Linear *, std::vector<float>>> spare;
+        for (Linear *l : balance)
+            if (!l->empty() && quant_of(l)) spare.emplace_back(l, std::vector<float>());
         awq::LossFn loss;
         if (parent == Parent::Linears) {
-            if (rows > in) gram = awq::input_gram(x, rows, in, pool, gpu);
-            loss = [&](const std::vector<float> &s) { return awq::linear_loss(layers, in, x, rows, gram, s, pool, gpu); };
-        } else {
-            for_each_piece([&](const std::vector<float> &o, size_t) { reference.insert(reference.end(), o.begin(), o.end()); });
+            if (rows > in) times.time("2 input Gram", [&] { gram = awq::input_gram(x, rows, in, pool, gpu); });
             loss = [&](const std::vector<float> &s) {
-                // The balance layers compute with Q(W s) / s while the parent runs; then their weights come back.
-                std::vector<std::pair<Linear *, std::vector<float>>> saved;
-                for (Linear *l : balance) {
-                    const awq::RoundTrip *qt = l->empty() ? nullptr : quant_of(l);
-                    if (!qt) continue;
-                    std::vector<float> q(l->w.size());
-                    awq::fake_quantize_scaled(*qt, l->w.data(), l->out, l->in, s.data(), q.data(), pool);
-                    saved.emplace_back(l, std::move(l->w));
-                    l->w = std::move(q);
+                return times.time("2 Linear loss", [&] { return awq::linear_loss(layers, in, x, rows, gram, s, pool, gpu); });
+            };
+        } else {
+            times.time("2 parent forward", [&] {
+                for_each_piece([&](const std::vector<float> &o, size_t) { reference.insert(reference.end(), o.begin(), o.end()); });
+            });
+            loss = [&](const std::vector<float> &s) {
+                for (auto &[l, q] : spare) {
+                    q.resize(l->w.size());
+                    times.time("2 fake quantization", [&, l = l, &q = q] {
+                        awq::fake_quantize_scaled(*quant_of(l), l->w.data(), l->out, l->in, s.data(), q.data(), pool);
+                    });
+                    std::swap(l->w, q);
                 }
                 double sum = 0;
-                for_each_piece([&](const std::vector<float> &o, size_t at) {
-                    for (size_t i = 0; i < o.size(); ++i) {
-                        const double d = static_cast<double>(o[i]) - reference[at + i];
-                        sum += d * d;
-                    }
+                times.time("2 parent forward", [&] {
+                    for_each_piece([&](const std::vector<float> &o, size_t at) {
+                        for (size_t i = 0; i < o.size(); ++i) {
+                            const double d = static_cast<double>(o[i]) - reference[at + i];
+                            sum += d * d;
+                        }
+                    });
                 });
-                for (auto &[l, original] : saved) {
-                    changed(l->w.data());  // Q(W s) / s, freed now
-                    l->w = std::move(original);
+                for (auto &[l, q] : spare) {
+                    changed(l->w.data());  // Q(W s) / s: the next candidate's values go there
+                    std::swap(l->w, q);
                 }
                 return reference.empty() ? 0.0 : sum / static_cast<double>(reference.size());
             };
@@ -550,8 +596,14 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
     if (gpu) gpu->forget();  // the weights now hold what was written
     ctx.observer = nullptr;
     ctx.expert_tokens = nullptr;
-    cal_.for_each_batch(opts.calibration_batch, true,
-                        [&](float *x, int64_t seqs, int64_t len) { forward_layer(ctx, w, x, seqs, len); });
+    times.time("5 forward as written", [&] {
+        cal_.for_each_batch(opts.calibration_batch, true,
+                            [&](float *x, int64_t seqs, int64_t len) { forward_layer(ctx, w, x, seqs, len); });
+    });
+    times.print(layer);
+    if (std::getenv("KTQ_AWQ_TIMING"))
+        std::fprintf(stderr, "AWQ layer %d: %.2f s in all\n", layer,
+                     std::chrono::duration<double>(std::chrono::steady_clock::now() - layer_start).count());
     cal_.finished(layer);
     if (!gguf) record(writer);  // a GGUF output is one file: no reports beside it
 }

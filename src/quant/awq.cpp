@@ -91,16 +91,20 @@ void fake_quantize_scaled(const RoundTrip &q, const float *w, int64_t rows, int6
     const uint64_t cols = static_cast<uint64_t>(in);
     pool.parallel_for(tasks, [&](size_t t) {
         const int64_t r0 = static_cast<int64_t>(t) * kChunk, n = std::min(kChunk, rows - r0);
-        std::vector<float> ws(static_cast<size_t>(n * in));
+        thread_local std::vector<float> ws;  // kept between calls: the search calls this 20 times per Linear
+        ws.resize(static_cast<size_t>(n * in));
         for (int64_t r = 0; r < n; ++r)
             for (int64_t c = 0; c < in; ++c) ws[static_cast<size_t>(r * in + c)] = w[(r0 + r) * in + c] * s[c];
         const uint64_t un = static_cast<uint64_t>(n);
         if (q.ct) {
             const ct::Scheme &scheme = *q.ct;
             ct::round_to_dtype(scheme.dtype, ws.data(), ws.size());
-            std::vector<uint32_t> packed(un * ct::packed_words_per_row(scheme, cols));
-            std::vector<uint8_t> scales(ct::scale_bytes(scheme, un, cols));
-            std::vector<int8_t> zp(un * ct::groups_per_row(scheme, cols));
+            thread_local std::vector<uint32_t> packed;
+            thread_local std::vector<uint8_t> scales;
+            thread_local std::vector<int8_t> zp;
+            packed.resize(un * ct::packed_words_per_row(scheme, cols));
+            scales.resize(ct::scale_bytes(scheme, un, cols));
+            zp.resize(un * ct::groups_per_row(scheme, cols));
             ct::quantize_rows(scheme, ws.data(), un, cols, packed.data(), scales.data(),
                               scheme.symmetric ? nullptr : zp.data());
             ct::dequantize_rows(scheme, packed.data(), scales.data(), scheme.symmetric ? nullptr : zp.data(), un,
