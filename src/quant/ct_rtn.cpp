@@ -270,6 +270,24 @@ void dequantize_rows(const Scheme &s, const uint32_t *packed, const void *scales
     const int dt = dtype_code(s.dtype);
     const uint64_t glen = group_len(s, cols), groups = cols / glen, words = packed_words_per_row(s, cols);
     const int offset = 1 << (s.bits - 1);
+    if (s.bits == 4 && glen % 8 == 0) {
+        // Eight codes per word, groups on word boundaries: each group's 16 possible values computed once
+        // (value_of, so the same bits as below), then looked up. AWQ's search calls this ~20 times per weight.
+        for (uint64_t r = 0; r < rows; ++r) {
+            const uint32_t *row = packed + r * words;
+            for (uint64_t g = 0; g < groups; ++g) {
+                const math::GroupParams p{load_scale(s.dtype, scales, r * groups + g),
+                                          zp ? static_cast<float>(zp[r * groups + g]) : 0.0f};
+                float table[16];
+                for (int u = 0; u < 16; ++u) table[u] = math::value_of(dt, u - offset, p);
+                float *o = out + r * cols + g * glen;
+                const uint32_t *wd = row + g * glen / 8;
+                for (uint64_t k = 0; k < glen / 8; ++k)
+                    for (int j = 0; j < 8; ++j) o[k * 8 + static_cast<uint64_t>(j)] = table[(wd[k] >> (4 * j)) & 15u];
+            }
+        }
+        return;
+    }
     for (uint64_t r = 0; r < rows; ++r)
         for (uint64_t g = 0; g < groups; ++g) {
             const math::GroupParams p{load_scale(s.dtype, scales, r * groups + g),
@@ -284,6 +302,19 @@ void dequantize_rows(const Scheme &s, const uint32_t *packed, const void *scales
 void round_to_dtype(ktq_dtype dtype, float *v, uint64_t n) {
     const int dt = dtype_code(dtype);
     if (dt == math::kF32) return;
+    if (dt == math::kBF16) {
+        // half::bf16_bits without branches, so the compiler vectorizes it (same bits: NaN stays a quiet NaN
+        // with its upper payload, everything else rounds to nearest even).
+        for (uint64_t i = 0; i < n; ++i) {
+            uint32_t u;
+            std::memcpy(&u, &v[i], 4);
+            const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+            const uint32_t quiet = (u | 0x00400000u) & 0xffff0000u;
+            const uint32_t r = (u & 0x7fffffffu) > 0x7f800000u ? quiet : rounded;
+            std::memcpy(&v[i], &r, 4);
+        }
+        return;
+    }
     for (uint64_t i = 0; i < n; ++i) v[i] = math::round_to(dt, v[i]);
 }
 
