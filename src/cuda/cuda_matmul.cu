@@ -50,6 +50,15 @@ __global__ void causal_softmax_rows(float *scores, int64_t seq_len, float scale)
     for (int64_t s = threadIdx.x; s < seq_len; s += blockDim.x) r[s] = s <= t ? r[s] / sum : 0.0f;
 }
 
+// g = silu(g) * u, as the CPU's forward computes it.
+__global__ void silu_mul(float *g, const float *u, size_t n) {
+    const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+    if (i < n) {
+        const float x = g[i];
+        g[i] = __fmul_rn(__fdiv_rn(x, __fadd_rn(1.0f, expf(-x))), u[i]);
+    }
+}
+
 // Floats from the first to one past the last value a token-major operand holds.
 size_t extent(int64_t tokens, int64_t row, int64_t heads, int64_t head, int64_t len) {
     return static_cast<size_t>((tokens - 1) * row + (heads - 1) * head + len);
@@ -85,31 +94,36 @@ public:
     void abt(float *c, const float *a, const float *w, int64_t m, int64_t k, int64_t n, bool keep_weight) override {
         if (m == 0 || n == 0) return;
         check(cudaSetDevice(device_), "cudaSetDevice");
-        const size_t wcount = static_cast<size_t>(n * k);
-        const float *wd = nullptr;
-        auto it = keep_weight ? weights_.find(w) : weights_.end();
-        if (it != weights_.end() && it->second.size() == wcount) {
-            wd = it->second.get();
-        } else {
-            Buffer<float> *slot = &scratch_w_;
-            if (keep_weight && cached_ + wcount * 4 <= max_cached_) {
-                slot = &weights_[w];
-                cached_ += wcount * 4;
-            }
-            if (slot->size() < wcount) slot->resize(wcount, "weights");
-            check(cudaMemcpy(slot->get(), w, wcount * 4, cudaMemcpyHostToDevice), "copy of weights");
-            wd = slot->get();
-        }
-        if (a_.size() < static_cast<size_t>(m * k)) a_.resize(static_cast<size_t>(m * k), "activations");
-        if (c_.size() < static_cast<size_t>(m * n)) c_.resize(static_cast<size_t>(m * n), "results");
-        check(cudaMemcpy(a_.get(), a, static_cast<size_t>(m * k) * 4, cudaMemcpyHostToDevice), "copy of activations");
-        const float one = 1.0f, zero = 0.0f;
-        // Row-major C [m, n] = A [m, k] W^T, W [n, k]; column-major: C^T = W A^T.
-        check(cublasSgemm(blas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m),
-                          static_cast<int>(k), &one, wd, static_cast<int>(k), a_.get(), static_cast<int>(k), &zero,
-                          c_.get(), static_cast<int>(n)),
-              "product");
+        const float *wd = device_weight(w, static_cast<size_t>(n * k), keep_weight, 0);
+        upload(a_, a, static_cast<size_t>(m * k), "activations");
+        grow(c_, static_cast<size_t>(m * n), "results");
+        product(c_.get(), a_.get(), wd, m, k, n);
         check(cudaMemcpy(c, c_.get(), static_cast<size_t>(m * n) * 4, cudaMemcpyDeviceToHost), "copy of results");
+    }
+
+    bool swiglu(float *y, const float *x, const float *gate, const float *up, const float *down, int64_t rows,
+                int64_t in, int64_t inter, int64_t out) override {
+        if (rows == 0) return true;
+        check(cudaSetDevice(device_), "cudaSetDevice");
+        const size_t hidden = static_cast<size_t>(rows * inter);
+        const float *gd = device_weight(gate, static_cast<size_t>(inter * in), true, 0);
+        const float *ud = device_weight(up, static_cast<size_t>(inter * in), true, 1);
+        upload(a_, x, static_cast<size_t>(rows * in), "activations");
+        grow(g_, hidden, "MLP gate");
+        grow(u_, hidden, "MLP up");
+        product(g_.get(), a_.get(), gd, rows, in, inter);
+        product(u_.get(), a_.get(), ud, rows, in, inter);
+        silu_mul<<<static_cast<unsigned>((hidden + 255) / 256), 256>>>(g_.get(), u_.get(), hidden);
+        check(cudaGetLastError(), "MLP silu");
+        if (!down) {
+            check(cudaMemcpy(y, g_.get(), hidden * 4, cudaMemcpyDeviceToHost), "copy of the MLP's hidden values");
+            return true;
+        }
+        const float *dd = device_weight(down, static_cast<size_t>(out * inter), true, 2);
+        grow(c_, static_cast<size_t>(rows * out), "results");
+        product(c_.get(), g_.get(), dd, rows, inter, out);
+        check(cudaMemcpy(y, c_.get(), static_cast<size_t>(rows * out) * 4, cudaMemcpyDeviceToHost), "copy of results");
+        return true;
     }
 
     // Per window: S = Q K^T for a chunk of heads (one cuBLAS product per head), the causal softmax of every
@@ -164,11 +178,41 @@ public:
     }
 
 private:
+    // The device copy of weight w: kept (keep, while the cache has room) or in scratch slot `slot` (a product
+    // may need up to three weights at once).
+    const float *device_weight(const float *w, size_t count, bool keep, int slot) {
+        auto it = keep ? weights_.find(w) : weights_.end();
+        if (it != weights_.end() && it->second.size() == count) return it->second.get();
+        Buffer<float> *buf = &scratch_w_[slot];
+        if (keep && cached_ + count * 4 <= max_cached_) {
+            buf = &weights_[w];
+            cached_ += count * 4;
+        }
+        if (buf->size() < count) buf->resize(count, "weights");
+        check(cudaMemcpy(buf->get(), w, count * 4, cudaMemcpyHostToDevice), "copy of weights");
+        return buf->get();
+    }
+    static void grow(Buffer<float> &b, size_t count, const char *what) {
+        if (b.size() < count) b.resize(count, what);
+    }
+    static void upload(Buffer<float> &b, const float *host, size_t count, const char *what) {
+        grow(b, count, what);
+        check(cudaMemcpy(b.get(), host, count * 4, cudaMemcpyHostToDevice), what);
+    }
+    // Row-major C [m, n] = A [m, k] W^T, W [n, k]; column-major: C^T = W A^T.
+    void product(float *c, const float *a, const float *w, int64_t m, int64_t k, int64_t n) {
+        const float one = 1.0f, zero = 0.0f;
+        check(cublasSgemm(blas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m),
+                          static_cast<int>(k), &one, w, static_cast<int>(k), a, static_cast<int>(k), &zero, c,
+                          static_cast<int>(n)),
+              "product");
+    }
+
     int device_;
     cublasHandle_t blas_ = nullptr;
     std::map<const float *, Buffer<float>> weights_;
     size_t cached_ = 0, max_cached_ = 0;
-    Buffer<float> scratch_w_, a_, c_;
+    Buffer<float> scratch_w_[3], a_, c_, g_, u_;
 };
 
 }  // namespace

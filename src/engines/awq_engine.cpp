@@ -427,9 +427,13 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
             if (n == 0 || !quant_of(&e.down)) continue;
             g.resize(static_cast<size_t>(n * e.gate.out));
             u.resize(g.size());
-            apply_linear(g.data(), e.gate, mlp_in->rows.data(), n, pool, gpu);
-            apply_linear(u.data(), e.up, mlp_in->rows.data(), n, pool, gpu);
-            for (size_t i = 0; i < g.size(); ++i) g[i] = silu(g[i]) * u[i];
+            if (!gpu || !e.gate.b.empty() || !e.up.b.empty() ||
+                !gpu->swiglu(g.data(), mlp_in->rows.data(), e.gate.w.data(), e.up.w.data(), nullptr, n, e.gate.in,
+                             e.gate.out, 0)) {
+                apply_linear(g.data(), e.gate, mlp_in->rows.data(), n, pool, gpu);
+                apply_linear(u.data(), e.up, mlp_in->rows.data(), n, pool, gpu);
+                for (size_t i = 0; i < g.size(); ++i) g[i] = silu(g[i]) * u[i];
+            }
             const std::vector<float> s =
                 smooth(e.up.name + " -> down_proj", {}, {&e.down}, nullptr, "", &e.up, {}, g.data(), n, e.down.in,
                        Parent::Linears);

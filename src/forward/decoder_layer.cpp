@@ -185,6 +185,13 @@ std::vector<float> mla_attention(const ForwardContext &ctx, const LayerWeights &
 // SwiGLU MLP: down(silu(gate(x)) * up(x)).
 std::vector<float> swiglu(const ForwardContext &ctx, const Linear &gate, const Linear &up, const Linear &down,
                           const float *x, int64_t rows) {
+    if (ctx.matmul && !ctx.observer && gate.b.empty() && up.b.empty() && down.b.empty()) {
+        // Nothing to observe: the backend may keep the intermediates on its device.
+        std::vector<float> y(static_cast<size_t>(rows * down.out));
+        if (ctx.matmul->swiglu(y.data(), x, gate.w.data(), up.w.data(), down.w.data(), rows, gate.in, gate.out,
+                               down.out))
+            return y;
+    }
     std::vector<float> g = run_linear(ctx, gate, x, rows), u = run_linear(ctx, up, x, rows);
     for (size_t i = 0; i < g.size(); ++i) g[i] = silu(g[i]) * u[i];
     return run_linear(ctx, down, g.data(), rows);

@@ -34,6 +34,15 @@ public:
                                   const AttentionShape &shape) {
         return false;
     }
+    // A SwiGLU MLP without biases, its intermediates kept on the device:
+    // y [rows, out] = (silu(x gate^T) * (x up^T)) down^T, x [rows, in],
+    // gate/up [inter, in], down [out, inter]; with down == nullptr, y
+    // [rows, inter] is the product before down. Weights are kept as abt()'s
+    // are. false: not offered here.
+    virtual bool swiglu(float *y, const float *x, const float *gate, const float *up, const float *down,
+                        int64_t rows, int64_t in, int64_t inter, int64_t out) {
+        return false;
+    }
 };
 
 // matmul_abt on `backend` when there is one, else on the pool.

@@ -92,3 +92,34 @@ TEST(CudaForward, ForgettingOneWeightReloadsIt) {
     backend->abt(c4.data(), a.data(), w2.data(), 4, 8, 3, true);
     EXPECT_EQ(c2, c4);
 }
+
+TEST(CudaForward, SwigluMatchesCpu) {
+    if (ktq::cuda_device_count(nullptr) == 0) GTEST_SKIP() << "no CUDA device on this machine (GPU tests run on the GPU host)";
+    const int64_t rows = 37, in = 64, inter = 48, out = 40;
+    const std::vector<float> x = random_values(rows * in, 7), gate = random_values(inter * in, 8),
+                             up = random_values(inter * in, 9), down = random_values(out * inter, 10);
+    // The CPU forward's arithmetic: products, then silu(g) * u, then down.
+    std::vector<float> h(static_cast<size_t>(rows * inter)), y(static_cast<size_t>(rows * out));
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < inter; ++j) {
+            double g = 0, u = 0;
+            for (int64_t c = 0; c < in; ++c) {
+                g += static_cast<double>(x[r * in + c]) * gate[j * in + c];
+                u += static_cast<double>(x[r * in + c]) * up[j * in + c];
+            }
+            const float gf = static_cast<float>(g);
+            h[r * inter + j] = gf / (1.0f + std::exp(-gf)) * static_cast<float>(u);
+        }
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t o = 0; o < out; ++o) {
+            double acc = 0;
+            for (int64_t j = 0; j < inter; ++j) acc += static_cast<double>(h[r * inter + j]) * down[o * inter + j];
+            y[r * out + o] = static_cast<float>(acc);
+        }
+    auto backend = ktq::make_cuda_matmul(0);
+    std::vector<float> gh(h.size()), gy(y.size());
+    ASSERT_TRUE(backend->swiglu(gh.data(), x.data(), gate.data(), up.data(), nullptr, rows, in, inter, 0));
+    ASSERT_TRUE(backend->swiglu(gy.data(), x.data(), gate.data(), up.data(), down.data(), rows, in, inter, out));
+    EXPECT_LT(relative_gap(h, gh), 1e-5);
+    EXPECT_LT(relative_gap(y, gy), 1e-5);
+}
