@@ -123,11 +123,35 @@ void fake_quantize_scaled(const RoundTrip &q, const float *w, int64_t rows, int6
 // sum(D G .* D), in*in*out work per layer instead of rows*in*out.
 std::vector<float> input_gram(const float *x, int64_t rows, int64_t in, ThreadPool &pool, MatmulBackend *backend) {
     std::vector<float> xt(static_cast<size_t>(in * rows)), g(static_cast<size_t>(in * in));
-    for (int64_t r = 0; r < rows; ++r)
-        for (int64_t c = 0; c < in; ++c) xt[static_cast<size_t>(c * rows + r)] = x[r * in + c];
+    constexpr int64_t kCols = 16;  // columns of x per task: 16 rows of xt filled together
+    pool.parallel_for(static_cast<size_t>((in + kCols - 1) / kCols), [&](size_t t) {
+        const int64_t c0 = static_cast<int64_t>(t) * kCols, c1 = std::min(in, c0 + kCols);
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t c = c0; c < c1; ++c) xt[static_cast<size_t>(c * rows + r)] = x[r * in + c];
+    });
     matmul_abt(g.data(), xt.data(), xt.data(), in, rows, in, pool, backend, false);
     return g;
 }
+
+namespace {
+
+// sum a[i] * b[i] in double, over fixed pieces on the pool, the pieces' sums added in order: the same value
+// whatever the thread count.
+double dot_on_pool(const float *a, const float *b, size_t n, ThreadPool &pool) {
+    constexpr size_t kPiece = size_t(1) << 16;
+    const size_t pieces = (n + kPiece - 1) / kPiece;
+    std::vector<double> part(pieces, 0.0);
+    pool.parallel_for(pieces, [&](size_t p) {
+        double acc = 0;
+        for (size_t k = p * kPiece; k < std::min(n, (p + 1) * kPiece); ++k) acc += static_cast<double>(a[k]) * b[k];
+        part[p] = acc;
+    });
+    double total = 0;
+    for (double v : part) total += v;
+    return total;
+}
+
+}  // namespace
 
 double linear_loss(const std::vector<Balanced> &layers, int64_t in, const float *x, int64_t rows,
                    const std::vector<float> &gram, const std::vector<float> &s, ThreadPool &pool,
@@ -141,15 +165,16 @@ double linear_loss(const std::vector<Balanced> &layers, int64_t in, const float 
         if (!l.quant) continue;  // unquantized: W s / s == W up to the dtype rounding, no error counted
         diff.resize(static_cast<size_t>(l.out * in));
         fake_quantize_scaled(*l.quant, l.w, l.out, in, s.data(), diff.data(), pool);
-        for (size_t k = 0; k < diff.size(); ++k) diff[k] = l.w[k] - diff[k];
+        constexpr size_t kPiece = size_t(1) << 16;
+        pool.parallel_for((diff.size() + kPiece - 1) / kPiece, [&](size_t p) {
+            for (size_t k = p * kPiece; k < std::min(diff.size(), (p + 1) * kPiece); ++k) diff[k] = l.w[k] - diff[k];
+        });
         if (!gram.empty()) {  // sum over rows d of d^T G d
             for (int64_t r0 = 0; r0 < l.out; r0 += kRowChunk) {
                 const int64_t n = std::min(kRowChunk, l.out - r0);
                 y.resize(static_cast<size_t>(n * in));
                 matmul_abt(y.data(), diff.data() + r0 * in, gram.data(), n, in, in, pool, backend, false);
-                double part = 0;
-                for (size_t k = 0; k < y.size(); ++k) part += static_cast<double>(y[k]) * diff[static_cast<size_t>(r0 * in) + k];
-                total += part;
+                total += dot_on_pool(y.data(), diff.data() + r0 * in, y.size(), pool);
             }
             continue;
         }
@@ -157,9 +182,7 @@ double linear_loss(const std::vector<Balanced> &layers, int64_t in, const float 
             const int64_t n = std::min(kRowChunk, rows - r0);
             y.resize(static_cast<size_t>(n * l.out));
             matmul_abt(y.data(), x + r0 * in, diff.data(), n, in, l.out, pool, backend, false);
-            double part = 0;
-            for (float v : y) part += static_cast<double>(v) * v;
-            total += part;
+            total += dot_on_pool(y.data(), y.data(), y.size(), pool);
         }
     }
     return total / std::max<double>(1.0, static_cast<double>(rows) * static_cast<double>(outputs));
