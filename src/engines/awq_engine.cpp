@@ -70,8 +70,6 @@ private:
     Slot *experts_ = nullptr;
 };
 
-float silu(float x) { return x / (1.0f + std::exp(-x)); }
-
 bool is_float_type(int t) { return t == KTQ_GGML_F32 || t == KTQ_GGML_F16 || t == KTQ_GGML_BF16; }
 
 Linear &expert_linear(ExpertWeights &e, int proj) {
@@ -422,18 +420,9 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
             slot_map(w.shared.up.name + " -> down_proj", Parent::Linears, shared_down_in, {&w.shared.down}, nullptr, "", &w.shared.up);
         // Each routed expert's down reads silu(x gate^T) * (x up^T) for every token (all-experts calibration).
         const int64_t n = mlp_in->count();
-        std::vector<float> g, u;
         for (ExpertWeights &e : w.experts) {
             if (n == 0 || !quant_of(&e.down)) continue;
-            g.resize(static_cast<size_t>(n * e.gate.out));
-            u.resize(g.size());
-            if (!gpu || !e.gate.b.empty() || !e.up.b.empty() ||
-                !gpu->swiglu(g.data(), mlp_in->rows.data(), e.gate.w.data(), e.up.w.data(), nullptr, n, e.gate.in,
-                             e.gate.out, 0)) {
-                apply_linear(g.data(), e.gate, mlp_in->rows.data(), n, pool, gpu);
-                apply_linear(u.data(), e.up, mlp_in->rows.data(), n, pool, gpu);
-                for (size_t i = 0; i < g.size(); ++i) g[i] = silu(g[i]) * u[i];
-            }
+            std::vector<float> g = swiglu_hidden(plain, e.gate, e.up, mlp_in->rows.data(), n);
             const std::vector<float> s =
                 smooth(e.up.name + " -> down_proj", {}, {&e.down}, nullptr, "", &e.up, {}, g.data(), n, e.down.in,
                        Parent::Linears);

@@ -192,9 +192,8 @@ std::vector<float> swiglu(const ForwardContext &ctx, const Linear &gate, const L
                                down.out))
             return y;
     }
-    std::vector<float> g = run_linear(ctx, gate, x, rows), u = run_linear(ctx, up, x, rows);
-    for (size_t i = 0; i < g.size(); ++i) g[i] = silu(g[i]) * u[i];
-    return run_linear(ctx, down, g.data(), rows);
+    const std::vector<float> h = swiglu_hidden(ctx, gate, up, x, rows);
+    return run_linear(ctx, down, h.data(), rows);
 }
 
 // Router: for each token, its top_k experts and their weights.
@@ -319,6 +318,18 @@ std::vector<float> moe(const ForwardContext &ctx, const LayerWeights &w, const f
 }
 
 }  // namespace
+
+std::vector<float> swiglu_hidden(const ForwardContext &ctx, const Linear &gate, const Linear &up, const float *x,
+                                 int64_t rows) {
+    std::vector<float> g(static_cast<size_t>(rows * gate.out));
+    if (ctx.matmul && !ctx.observer && gate.b.empty() && up.b.empty() &&
+        ctx.matmul->swiglu(g.data(), x, gate.w.data(), up.w.data(), nullptr, rows, gate.in, gate.out, 0))
+        return g;
+    g = run_linear(ctx, gate, x, rows);
+    const std::vector<float> u = run_linear(ctx, up, x, rows);
+    for (size_t i = 0; i < g.size(); ++i) g[i] = silu(g[i]) * u[i];
+    return g;
+}
 
 std::vector<float> attention_block(const ForwardContext &ctx, const LayerWeights &w, const float *x, int64_t seqs,
                                    int64_t seq_len) {

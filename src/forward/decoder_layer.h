@@ -53,6 +53,12 @@ std::vector<float> attention_block(const ForwardContext &ctx, const LayerWeights
                                    int64_t seq_len);
 std::vector<float> mlp_block(const ForwardContext &ctx, const LayerWeights &w, const float *x, int64_t rows);
 
+// silu(x gate^T) * (x up^T), [rows, gate.out]: a SwiGLU MLP's input to its
+// down projection (the observer sees x for gate and up). With a backend and
+// no observer, on the backend's device when it offers it.
+std::vector<float> swiglu_hidden(const ForwardContext &ctx, const Linear &gate, const Linear &up, const float *x,
+                                 int64_t rows);
+
 // hidden: [seqs * seq_len, cfg.hidden], updated in place.
 void forward_layer(const ForwardContext &ctx, const LayerWeights &w, float *hidden, int64_t seqs, int64_t seq_len);
 
