@@ -55,6 +55,18 @@ public:
         if (experts_) take(experts_, x, rows, e.gate.in);
         return true;  // the recorder needs only the input: the all-token products are skipped
     }
+    // A routed expert's down inputs for the tokens the router sent it (blended expert calibration).
+    void record_routed(const Linear &down) { routed_[&down]; }
+    Slot *routed(const Linear &down) {
+        auto it = routed_.find(&down);
+        return it == routed_.end() ? nullptr : &it->second;
+    }
+    void observe_routed(const Linear &linear, const float *x, int64_t rows) override {
+        auto it = routed_.find(&linear);
+        if (it == routed_.end()) return;
+        it->second.in = linear.in;
+        it->second.rows.insert(it->second.rows.end(), x, x + rows * linear.in);
+    }
 
 private:
     void take(Slot *s, const float *x, int64_t rows, int64_t in) {
@@ -68,6 +80,7 @@ private:
     std::map<const Linear *, Slot *> slot_of_;
     std::map<const Slot *, std::pair<const float *, int64_t>> last_;
     Slot *experts_ = nullptr;
+    std::map<const Linear *, Slot> routed_;
 };
 
 bool is_float_type(int t) { return t == KTQ_GGML_F32 || t == KTQ_GGML_F16 || t == KTQ_GGML_BF16; }
@@ -103,6 +116,13 @@ std::map<const Linear *, awq::RoundTrip> gguf_round_trips(Writer &writer, int la
     }
     return out;
 }
+
+// A mapping's input statistics when they are not those of one set of rows: the blended routed / all-token
+// calibration of a routed expert's down (per-token mean |x| and Gram matrix).
+struct InputStats {
+    std::vector<float> x_mean, gram;
+    int64_t routed_rows = -1;
+};
 
 // KTQ_AWQ_TIMING=1 prints where each layer's time goes (stderr): seconds per phase.
 class PhaseTimes {
@@ -170,6 +190,8 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
         const uint64_t t = cal_.tokens();
         uint64_t per_token = static_cast<uint64_t>(3 * cfg.hidden + w.o.in + w.down.in + w.shared.down.in);
         if (w.moe) per_token += 2 * static_cast<uint64_t>(cfg.moe_intermediate);
+        if (w.moe && opts.moe_hessian == KTQ_MOE_HESSIAN_BLEND)  // each expert's routed down inputs
+            per_token += static_cast<uint64_t>(cfg.top_k) * static_cast<uint64_t>(cfg.moe_intermediate);
         cal_.check_layer_memory(opts, "AWQ", layer,
                                 {{"layer weights", layer_float_bytes(w)},
                                  {"recorded inputs (" + std::to_string(t) + " tokens)", t * per_token * sizeof(float)},
@@ -221,6 +243,9 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
     rec.set_expert_slot(mlp_in);
     InputRecorder::Slot *down_in = rec.add_slot({&w.down});
     InputRecorder::Slot *shared_down_in = rec.add_slot({&w.shared.down});
+    const bool blend = w.moe && opts.moe_hessian == KTQ_MOE_HESSIAN_BLEND;
+    if (blend)
+        for (const ExpertWeights &e : w.experts) rec.record_routed(e.down);
     std::vector<uint64_t> &counts = cal_.expert_tokens(layer);
     ForwardContext ctx;
     ctx.cfg = &cfg;
@@ -267,7 +292,7 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
     auto smooth = [&](const std::string &name, std::vector<InputRecorder::Slot *> inputs, std::vector<Linear *> balance,
                       std::vector<float> *norm, const std::string &norm_tensor, Linear *prev,
                       std::vector<Linear *> compensate, const float *x, int64_t rows, int64_t in,
-                      Parent parent) -> std::vector<float> {
+                      Parent parent, const InputStats *given = nullptr) -> std::vector<float> {
         std::vector<awq::Balanced> layers;
         bool any_target = false;
         for (Linear *l : balance) {
@@ -277,7 +302,7 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
             any_target |= quant_of(l) != nullptr;
         }
         if (!any_target || rows == 0) return {};
-        const std::vector<float> x_mean = awq::abs_mean(x, rows, in);
+        const std::vector<float> x_mean = given ? given->x_mean : awq::abs_mean(x, rows, in);
         // The parent's output over all calibration rows, a piece at a time (attention: one forward batch;
         // MLP: kMlpChunk rows, so the products stay in cache and no large buffer is made per candidate).
         const int64_t kMlpChunk = gpu ? 16384 : 2048;  // the GPU: fewer, larger products
@@ -308,9 +333,14 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
             if (!l->empty() && quant_of(l)) spare.emplace_back(l, std::vector<float>());
         awq::LossFn loss;
         if (parent == Parent::Linears) {
-            if (rows > in) times.time("2 input Gram", [&] { gram = awq::input_gram(x, rows, in, pool, gpu); });
-            loss = [&](const std::vector<float> &s) {
-                return times.time("2 Linear loss", [&] { return awq::linear_loss(layers, in, x, rows, gram, s, pool, gpu); });
+            if (given)
+                gram = given->gram;  // already per token: the loss needs no row count
+            else if (rows > in)
+                times.time("2 input Gram", [&] { gram = awq::input_gram(x, rows, in, pool, gpu); });
+            const int64_t loss_rows = given ? 1 : rows;
+            loss = [&, loss_rows](const std::vector<float> &s) {
+                return times.time("2 Linear loss",
+                                  [&] { return awq::linear_loss(layers, in, x, loss_rows, gram, s, pool, gpu); });
             };
         } else {
             times.time("2 parent forward", [&] {
@@ -352,6 +382,7 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
         rep.loss = found.losses.at(static_cast<size_t>(found.best));
         rep.loss_unscaled = loss(ones);
         rep.rows = static_cast<uint64_t>(rows);
+        rep.routed_rows = given ? given->routed_rows : -1;
         const std::vector<float> &s = found.scales;
         // Fold: what precedes the group is divided by s, the group's weights multiplied.
         if (norm) {
@@ -419,20 +450,58 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
         if (w.has_shared)
             slot_map(w.shared.up.name + " -> down_proj", Parent::Linears, shared_down_in, {&w.shared.down}, nullptr, "", &w.shared.up);
         // Each routed expert's down reads silu(x gate^T) * (x up^T) for every token (all-experts calibration).
+        // Blend (the default, as GPTQ's --moe-hessian): the search measures down's error on the tokens the
+        // router sends the expert, plus moe_all_tokens_weight times its error on all tokens, each per token;
+        // an expert that is never routed to (or, at weight 0, routed fewer tokens than its inputs) uses all
+        // tokens alone.
         const int64_t n = mlp_in->count();
+        const double lambda = opts.moe_all_tokens_weight;
         for (ExpertWeights &e : w.experts) {
             if (n == 0 || !quant_of(&e.down)) continue;
+            const int64_t in = e.down.in;
             std::vector<float> g = swiglu_hidden(plain, e.gate, e.up, mlp_in->rows.data(), n);
-            const std::vector<float> s =
-                smooth(e.up.name + " -> down_proj", {}, {&e.down}, nullptr, "", &e.up, {}, g.data(), n, e.down.in,
-                       Parent::Linears);
+            InputRecorder::Slot *routed = blend ? rec.routed(e.down) : nullptr;
+            const int64_t nr = routed ? routed->count() : 0;
+            const bool mixed = nr > 0 && (lambda > 0 || nr >= in);
+            // sum of the routed part (1 / nr per token) and the all-token part (lambda / n per token)
+            auto mix = [&](std::vector<float> from_routed, const std::function<std::vector<float>()> &from_all) {
+                for (float &v : from_routed) v = static_cast<float>(v / static_cast<double>(nr));
+                if (lambda > 0) {
+                    const std::vector<float> a = from_all();
+                    for (size_t i = 0; i < a.size(); ++i)
+                        from_routed[i] += static_cast<float>(lambda * a[i] / static_cast<double>(n));
+                }
+                return from_routed;
+            };
+            InputStats stats;
+            if (mixed) {
+                times.time("2 input Gram", [&] {
+                    std::vector<float> mr = awq::abs_mean(routed->rows.data(), nr, in), ma = awq::abs_mean(g.data(), n, in);
+                    for (int64_t c = 0; c < in; ++c)
+                        mr[static_cast<size_t>(c)] = static_cast<float>((mr[static_cast<size_t>(c)] + lambda * ma[static_cast<size_t>(c)]) / (1 + lambda));
+                    stats.x_mean = std::move(mr);
+                    stats.gram = mix(awq::input_gram(routed->rows.data(), nr, in, pool, gpu),
+                                     [&] { return awq::input_gram(g.data(), n, in, pool, gpu); });
+                });
+                stats.routed_rows = nr;
+            }
+            const std::vector<float> s = smooth(e.up.name + " -> down_proj", {}, {&e.down}, nullptr, "", &e.up, {},
+                                                g.data(), n, in, Parent::Linears, mixed ? &stats : nullptr);
             if (!opts.awq_clip) continue;
             // The clipping search below needs down's inputs after the fold: the Gram matrices, kept per expert.
-            if (!s.empty())
-                for (int64_t r = 0; r < n; ++r)
-                    for (int64_t c = 0; c < e.down.in; ++c) g[static_cast<size_t>(r * e.down.in + c)] /= s[static_cast<size_t>(c)];
-            expert_down_grams[&e.down] =
-                awq::group_grams(g.data(), n, e.down.in, scheme_of(&e.down)->group_size, pool);
+            auto unscale = [&](std::vector<float> &rows) {
+                if (s.empty()) return;
+                for (size_t i = 0; i < rows.size(); ++i) rows[i] /= s[i % static_cast<size_t>(in)];
+            };
+            const int group = scheme_of(&e.down)->group_size;
+            unscale(g);
+            if (!mixed) {
+                expert_down_grams[&e.down] = awq::group_grams(g.data(), n, in, group, pool);
+                continue;
+            }
+            unscale(routed->rows);
+            expert_down_grams[&e.down] = mix(awq::group_grams(routed->rows.data(), nr, in, group, pool),
+                                             [&] { return awq::group_grams(g.data(), n, in, group, pool); });
         }
     }
     // Clipping search (AutoAWQ's auto_clip) on the folded weights, with the inputs they now read; q and k
@@ -616,6 +685,7 @@ void AwqEngine::record(Writer &writer) const {
                       {"loss", m.loss},
                       {"loss_unscaled", m.loss_unscaled},
                       {"rows", m.rows}};
+        if (m.routed_rows >= 0) maps[name]["routed_rows"] = m.routed_rows;
     }
     rep["description"] = "AWQ per mapping: the chosen grid point (index, exponent, duo scaling), the mean squared "
                          "error of the mapping's parent module (attention block, MLP block or the Linear) with the "

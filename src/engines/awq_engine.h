@@ -69,6 +69,7 @@ private:
         bool duo = false;
         double loss = 0, loss_unscaled = 0;
         uint64_t rows = 0;
+        int64_t routed_rows = -1;  // a routed expert's down with blended calibration: its routed tokens
         size_t order = 0;  // the mappings' processing order, for the report
     };
     // The CUDA products (cuda_): made at the first layer, kept for the run.
