@@ -40,7 +40,9 @@ typedef enum ktq_moe_hessian {
     /* Default: the tokens routed to the expert, plus moe_all_tokens_weight
      * times the all-token Hessian (each normalized by its token count).
      * Measured lower perplexity than either alone (docs/gptq.md). With weight
-     * 0, experts with fewer routed tokens than inputs use all tokens. */
+     * 0, experts with fewer routed tokens than inputs use all tokens. AWQ
+     * weighs the error of each expert's down the same way when it searches
+     * the expert's up -> down scales (docs/awq.md). */
     KTQ_MOE_HESSIAN_BLEND = 0,
     /* Every token with equal weight: llm-compressor's moe_calibrate_all_experts. */
     KTQ_MOE_HESSIAN_ALL = 1

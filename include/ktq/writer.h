@@ -264,8 +264,9 @@ typedef struct ktq_quantize_options {
     /* Calibration samples per forward call (default 8; bounds activation
      * memory: about batch * sequence length * hidden * 4 bytes, several times). */
     int calibration_batch;
-    /* GPTQ on routed experts: which tokens make their Hessians (default
-     * KTQ_MOE_HESSIAN_BLEND with weight 0.2; see ktq/gptq.h). */
+    /* GPTQ and AWQ on routed experts: which tokens make their Hessians
+     * (GPTQ) and measure the error of their up -> down scales (AWQ)
+     * (default KTQ_MOE_HESSIAN_BLEND with weight 0.2; see ktq/gptq.h). */
     ktq_moe_hessian moe_hessian;
     double moe_all_tokens_weight;
     /* ---- version 4 ---- */

@@ -351,11 +351,12 @@ void add_calibration_options(CLI::App *cmd, Options &o) {
         ->check(CLI::IsMember({"static", "none"}))
         ->capture_default_str();
     cmd->add_option("--moe-hessian", o.moe_hessian,
-                    "gptq, routed experts: blend = the expert's routed tokens + --moe-all-tokens-weight x all tokens "
-                    "(default; lower perplexity); all = every token alike (llm-compressor's moe_calibrate_all_experts)")
+                    "gptq and awq, routed experts (GPTQ's Hessians, AWQ's up -> down search): blend = the expert's "
+                    "routed tokens + --moe-all-tokens-weight x all tokens (default; lower perplexity); all = every "
+                    "token alike (llm-compressor's moe_calibrate_all_experts)")
         ->check(CLI::IsMember({"blend", "all"}))
         ->capture_default_str();
-    cmd->add_option("--moe-all-tokens-weight", o.moe_all_tokens_weight, "gptq, blend: weight of the all-token Hessian")
+    cmd->add_option("--moe-all-tokens-weight", o.moe_all_tokens_weight, "gptq and awq, blend: weight of the all-token part")
         ->check(CLI::Range(0.0, 1000.0))
         ->capture_default_str();
     cmd->add_option("--awq-grid", o.awq_grid,

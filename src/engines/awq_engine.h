@@ -18,7 +18,10 @@
 //        post_attention_norm -> gate, up       (MoE: all experts + shared expert; the router and
 //                                               Qwen2-MoE's shared_expert_gate take the scales
 //                                               too, so routing is unchanged)
-//        up                  -> down           (each expert with its own scales)
+//        up                  -> down           (each expert with its own scales; routed experts: by
+//                                               default the error on the tokens routed to the expert
+//                                               plus moe_all_tokens_weight x the error on all tokens,
+//                                               see ktq_moe_hessian)
 //      A mapping none of whose Linears the plan quantizes is skipped;
 //   3. with awq_clip, AutoAWQ's clipping search per quantized Linear but q/k
 //      (quant/awq.h awq::clip), with the inputs the folded weights read;

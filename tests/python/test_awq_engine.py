@@ -10,6 +10,7 @@ function (W8A16 output within 1 % of the original perplexity, MoE routers
 compensated); byte-identical output whatever the thread count; clear
 errors."""
 import json
+import re
 import os
 import subprocess
 import sys
@@ -186,6 +187,34 @@ def test_moe_layout_report_and_router_fold(qwen_awq):
                           f32(src["model.layers.0.self_attn.q_proj.weight"]))
     stats = json.load(open(qwen_awq / "routing_stats.json"))
     assert stats["tokens"] == 8 * 256 and sorted(stats["layers"]) == ["0", "1", "2"]
+
+
+def test_routed_experts_blend_their_routed_tokens(qwen_awq, tmp_path):
+    """Default --moe-hessian blend: each expert's up -> down search weighs the
+    tokens the router sent it (as many as routing_stats.json counts) plus 0.2 x
+    all tokens; --moe-hessian all (llm-compressor's mode) every token alike;
+    weight 0: routed tokens alone, all tokens for an expert routed fewer
+    tokens than down's 256 inputs. In layer 0 (same inputs in both runs) only
+    the experts' up and down may differ: the gate/up search measures the whole
+    MoE block either way."""
+    maps = json.load(open(qwen_awq / "awq_report.json"))["mappings"]
+    counts = json.load(open(qwen_awq / "routing_stats.json"))["layers"]
+    key = "model.layers.{}.mlp.experts.{}.up_proj -> down_proj"
+    for layer in range(3):
+        for e in range(16):
+            # an expert the router never picked is searched on all tokens alone
+            assert maps[key.format(layer, e)].get("routed_rows", 0) == counts[str(layer)][e]
+    awq("tiny-qwen3-moe", tmp_path / "all", "--moe-hessian", "all")
+    assert not any("routed_rows" in m for m in json.load(open(tmp_path / "all" / "awq_report.json"))["mappings"].values())
+    blend, every = load(qwen_awq / "model.safetensors"), load(tmp_path / "all" / "model.safetensors")
+    differ = {k for k in blend if k.startswith("model.layers.0.") and not np.array_equal(blend[k], every[k])}
+    assert differ and all(re.match(r"model\.layers\.0\.mlp\.experts\.\d+\.(up|down)_proj\.", k) for k in differ), differ
+    awq("tiny-qwen3-moe", tmp_path / "w0", "--moe-all-tokens-weight", "0")
+    maps0 = json.load(open(tmp_path / "w0" / "awq_report.json"))["mappings"]
+    few = [e for e in range(16) if counts["0"][e] < 256]
+    assert few and len(few) < 16
+    for e in range(16):
+        assert ("routed_rows" in maps0[key.format(0, e)]) == (e not in few), e
 
 
 def test_same_bytes_whatever_the_thread_count(qwen_awq, tmp_path):
