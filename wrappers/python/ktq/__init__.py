@@ -383,7 +383,8 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
             split_experts=False, gguf_mix=None, gguf_tokenizer_pre=None, gguf_imatrix=None, gguf_routing_stats=None, gguf_source_sha256=False,
             engine="rtn", dataset=None, num_calibration_samples=512, max_sequence_length=2048,
             seed=42, dampening_frac=0.01, actorder="static", max_gpu_memory=0, devices=None,
-            calibration_tokens=None, awq_grid=20, awq_scaling="duo", awq_clip=False, max_cpu_memory=0):
+            calibration_tokens=None, awq_grid=20, awq_scaling="duo", awq_clip=False, max_cpu_memory=0,
+            moe_hessian="blend", moe_all_tokens_weight=0.2):
     """Converts `model` into `out_dir`: to="bf16" (dequantized checkpoint),
     "kt-int4" or "kt-int8" (kt-kernel's AMX expert layout, split into
     `numa_parts`, merged safetensors or `loose_files`), "kt-awq" (an AutoAWQ
@@ -413,7 +414,9 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
     bytes of host memory both may hold for calibration (0 = no limit;
     activations go to a temporary file past half of it) (`awq_grid` exponents,
     `awq_scaling` "duo" or "act", `awq_clip` AutoAWQ's clipping search); its default is asymmetric (zero points),
-    the other engines' symmetric;
+    the other engines' symmetric. Routed experts, both engines: `moe_hessian` "blend" weighs the tokens the
+    router sends an expert plus `moe_all_tokens_weight` x all tokens (GPTQ's Hessians, AWQ's up -> down
+    search), "all" every token alike (llm-compressor's moe_calibrate_all_experts);
     on device="cuda" the engine holds at most `max_gpu_memory` bytes there
     (0 = 80 % of what is free) and uses the CUDA `devices` (a list of
     indices; None = device 0).
@@ -473,6 +476,8 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
         raise ValueError(f"unknown awq_scaling {awq_scaling!r} (duo or act)")
     if actorder not in _lib.ACT_ORDER:
         raise ValueError(f"unknown actorder {actorder!r} (static or none)")
+    if moe_hessian not in _lib.MOE_HESSIAN:
+        raise ValueError(f"unknown moe_hessian {moe_hessian!r} (blend or all)")
     calibration = ctypes.c_void_p()
     if calibrated and calibration_tokens is not None:
         seqs = [list(map(int, seq)) for seq in calibration_tokens]
@@ -525,6 +530,7 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
         qopts.dampening_frac, qopts.act_order = dampening_frac, _lib.ACT_ORDER[actorder]
         qopts.awq_grid, qopts.awq_duo_scaling, qopts.awq_clip = awq_grid, int(awq_scaling == "duo"), int(awq_clip)
         qopts.max_host_memory = max_cpu_memory
+        qopts.moe_hessian, qopts.moe_all_tokens_weight = _lib.MOE_HESSIAN[moe_hessian], moe_all_tokens_weight
     try:
         _call(lib.ktq_write, model._handle(), ctypes.byref(qopts), writer)
     except KtqError:

@@ -25,6 +25,7 @@ CALIBRATION_OPTIONS_VERSION = 1
 ENGINE_GPTQ = 5
 ENGINE_AWQ = 6
 ACT_ORDER = {"none": 0, "static": 1}
+MOE_HESSIAN = {"blend": 0, "all": 1}  # ktq_moe_hessian
 WRITER_OPTIONS_VERSION = 5
 MAX_DIMS = 8
 DTYPE_F32, DTYPE_BF16 = 1, 3
