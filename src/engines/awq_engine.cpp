@@ -329,8 +329,9 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
         // Parent losses: Q(W s) / s of each balance Linear, swapped in while the parent runs; the buffers serve
         // every candidate (a fresh gigabyte per candidate on a large MoE layer costs page faults).
         std::vector<std::pair<Linear *, std::vector<float>>> spare;
-        for (Linear *l : balance)
-            if (!l->empty() && quant_of(l)) spare.emplace_back(l, std::vector<float>());
+        if (parent != Parent::Linears)  // a Linear parent's loss fake-quantizes inside awq::linear_loss
+            for (Linear *l : balance)
+                if (!l->empty() && quant_of(l)) spare.emplace_back(l, std::vector<float>());
         awq::LossFn loss;
         if (parent == Parent::Linears) {
             if (given)
