@@ -714,6 +714,40 @@ impl<'m> Writer<'m> {
         r
     }
 
+    /// [`Writer::write_all`] with the AWQ engine (compressed-tensors formats,
+    /// usually [`CtScheme`] with `symmetric: false`, and GGUF): the
+    /// calibration samples run through ktq's forward pass, per-channel scales
+    /// are searched and folded into the model, then every quantized Linear is
+    /// rounded to nearest.
+    pub fn write_all_awq(&mut self, opts: &ConvertOptions, calibration: &Calibration, awq: &AwqEngineOptions,
+                         mut progress: impl FnMut(&Progress) -> bool) -> Result<()> {
+        let mut cb = Callback { f: &mut progress, panicked: false };
+        let mut q = Self::quantize_options(opts, Some(&mut cb));
+        q.engine = sys::KTQ_ENGINE_AWQ;
+        q.calibration = calibration.raw;
+        if let Some(g) = awq.grid {
+            q.awq_grid = g as c_int;
+        }
+        q.awq_duo_scaling = (!awq.activations_only) as c_int;
+        q.awq_clip = awq.clip as c_int;
+        if awq.moe_hessian_all {
+            q.moe_hessian = sys::KTQ_MOE_HESSIAN_ALL;
+        }
+        if awq.calibration_batch > 0 {
+            q.calibration_batch = awq.calibration_batch as c_int;
+        }
+        q.max_device_memory = awq.max_device_memory;
+        if !awq.devices.is_empty() {
+            q.devices = awq.devices.as_ptr();
+            q.device_count = awq.devices.len();
+        }
+        let r = call(|err| unsafe { sys::ktq_write(self.model.raw, &q, self.raw, err) });
+        if cb.panicked {
+            panic!("the progress callback panicked; the conversion was cancelled");
+        }
+        r
+    }
+
     /// Writes index and config and gives the files their final names.
     pub fn finish(&mut self) -> Result<()> {
         call(|err| unsafe { sys::ktq_writer_finish(self.raw, err) })
@@ -1048,6 +1082,29 @@ pub struct GptqEngineOptions {
     /// With [`Device::Cuda`]: GPU memory the engine may hold (0 = 80 % of what is free).
     pub max_device_memory: u64,
     /// With [`Device::Cuda`]: CUDA devices to spread each layer's solve over (empty = device 0).
+    pub devices: Vec<i32>,
+}
+
+/// Options of the AWQ engine in [`Writer::write_all_awq`]; the defaults are
+/// llm-compressor's AWQModifier (grid 20, duo scaling), with ktq's blend of
+/// routed and all tokens for routed experts.
+#[derive(Debug, Clone, Default)]
+pub struct AwqEngineOptions {
+    /// Scale exponents tried per mapping (`None` = 20).
+    pub grid: Option<usize>,
+    /// Scales from activation magnitudes alone (AutoAWQ) instead of
+    /// activations and weights (llm-compressor's duo scaling).
+    pub activations_only: bool,
+    /// AutoAWQ's clipping search after the scales (compressed-tensors only).
+    pub clip: bool,
+    /// Routed experts' up -> down search on every token alike (llm-compressor's
+    /// `moe_calibrate_all_experts`) instead of ktq's blend.
+    pub moe_hessian_all: bool,
+    /// Calibration samples per forward call (0 = 8).
+    pub calibration_batch: usize,
+    /// With [`Device::Cuda`]: GPU memory the engine may hold (0 = 80 % of what is free).
+    pub max_device_memory: u64,
+    /// With [`Device::Cuda`]: the CUDA device to run on (first entry; empty = device 0).
     pub devices: Vec<i32>,
 }
 

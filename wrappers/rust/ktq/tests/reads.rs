@@ -191,6 +191,40 @@ fn gptq_engine_matches_the_cli() {
 }
 
 #[test]
+fn awq_engine_matches_the_cli() {
+    let Some(calib) = shared("data/calib.txt") else { return };
+    let model = ktq::Model::open(demo_model()).unwrap();
+    let tok = ktq::Tokenizer::open(demo_model()).unwrap();
+    let copts = ktq::CalibrationOptions { samples: 4, max_sequence_length: 64, seed: 7, text_field: None };
+    let calibration = ktq::Calibration::open(&calib, &tok, &copts).unwrap();
+    let scheme = ktq::CtScheme { symmetric: false, ..ktq::CtScheme::w4a16() };
+    let bin = std::env::var("KTQ_BIN").ok();
+    for all_tokens in [false, true] {
+        let out = temp_dir(if all_tokens { "awq-all" } else { "awq" });
+        let awq = ktq::AwqEngineOptions { moe_hessian_all: all_tokens, ..Default::default() };
+        ktq::Writer::open(&model, &out, ktq::Format::CompressedTensors(scheme), &ktq::WriterOptions::default())
+            .unwrap()
+            .write_all_awq(&ktq::ConvertOptions { threads: 2, ..Default::default() }, &calibration, &awq, |_| true)
+            .unwrap();
+        let report = std::fs::read_to_string(out.join("awq_report.json")).unwrap();
+        assert_eq!(report.contains("routed_rows"), !all_tokens, "{report}");
+        if let Some(bin) = &bin {
+            let cli = temp_dir("awq-cli");
+            let status = std::process::Command::new(bin).arg("convert").arg(demo_model()).arg(&cli)
+                .args(["--to", "compressed-tensors", "--engine", "awq", "--dataset"]).arg(&calib)
+                .args(["--num-calibration-samples", "4", "--max-sequence-length", "64", "--seed", "7", "--threads", "2"])
+                .args(["--moe-hessian", if all_tokens { "all" } else { "blend" }, "--quiet"]).status().unwrap();
+            assert!(status.success());
+            for name in ["model.safetensors", "config.json", "awq_report.json"] {
+                assert!(std::fs::read(cli.join(name)).unwrap() == std::fs::read(out.join(name)).unwrap(), "{name} differs");
+            }
+            std::fs::remove_dir_all(&cli).unwrap();
+        }
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+}
+
+#[test]
 fn system_info_describes_this_machine() {
     let s = ktq::system_info().unwrap();
     assert!(s.cores >= 1 && s.pus >= s.cores && s.numa_nodes >= 1, "{s:?}");
