@@ -256,6 +256,27 @@ type GPTQOptions struct {
 	MoEHessianAll bool
 }
 
+// AWQOptions select the AWQ engine for FormatCompressedTensors (usually
+// with an asymmetric Scheme) or FormatGGUF: calibrated like GPTQOptions,
+// per-channel scales searched and folded into the model, then rounded to
+// nearest.
+type AWQOptions struct {
+	Dataset        string
+	Samples        int    // 0 = 512
+	SequenceLength int    // 0 = 2048
+	Seed           uint64 // 0 = 42
+	// Grid is the number of scale exponents tried per mapping (0 = 20).
+	Grid int
+	// ActivationsOnly scales from activation magnitudes alone (AutoAWQ)
+	// instead of llm-compressor's duo scaling; Clip adds AutoAWQ's clipping
+	// search (compressed-tensors only); MoEHessianAll searches routed
+	// experts' up -> down on every token alike instead of the default blend
+	// of routed and all tokens.
+	ActivationsOnly bool
+	Clip            bool
+	MoEHessianAll   bool
+}
+
 // Perplexity of the model on the UTF-8 text file textPath with ktq's native
 // forward pass: the first maxTokens tokens (0 = all) as windows of window
 // tokens (the shared protocol is 256 and 131072).
@@ -309,7 +330,9 @@ type ConvertOptions struct {
 	GGUFMix string
 	// GPTQ, if set, calibrates FormatCompressedTensors with GPTQ instead of
 	// rounding to nearest.
-	GPTQ          *GPTQOptions
+	GPTQ *GPTQOptions
+	// AWQ, if set, calibrates with AWQ instead (not together with GPTQ).
+	AWQ           *AWQOptions
 	Threads       int
 	MaxShardBytes uint64
 	Overwrite     bool
@@ -332,15 +355,23 @@ func Convert(ctx context.Context, m *Model, outDir string, opts ConvertOptions) 
 	if err := ctx.Err(); err != nil {
 		return &Error{Status: StatusCancelled, Message: err.Error()}
 	}
+	if opts.GPTQ != nil && opts.AWQ != nil {
+		return &Error{Status: StatusInvalidArgument, Message: "ConvertOptions: set GPTQ or AWQ, not both"}
+	}
 	var calibration ktqswig.Struct_SS_ktq_calibration
+	calibrated, dataset, samples, seqLen, seed := false, "", 0, 0, uint64(0)
 	if g := opts.GPTQ; g != nil {
+		calibrated, dataset, samples, seqLen, seed = true, g.Dataset, g.Samples, g.SequenceLength, g.Seed
+	}
+	if a := opts.AWQ; a != nil {
+		calibrated, dataset, samples, seqLen, seed = true, a.Dataset, a.Samples, a.SequenceLength, a.Seed
+	}
+	if calibrated {
+		if seed == 0 {
+			seed = 42
+		}
 		if err := call(func(res ktqswig.Ktqs_result) {
-			seed := g.Seed
-			if seed == 0 {
-				seed = 42
-			}
-			calibration = ktqswig.Ktqs_calibration_open(m.tokenizerPath(), g.Dataset, g.Samples, g.SequenceLength,
-				seed, res)
+			calibration = ktqswig.Ktqs_calibration_open(m.tokenizerPath(), dataset, samples, seqLen, seed, res)
 		}); err != nil {
 			return err
 		}
@@ -394,6 +425,11 @@ func Convert(ctx context.Context, m *Model, outDir string, opts ConvertOptions) 
 			}
 			ktqswig.Ktqs_write_gptq(m.raw, writer, opts.Threads, calibration, damp, b2i(g.ActOrderNone),
 				b2i(g.MoEHessianAll), token, res)
+			return
+		}
+		if a := opts.AWQ; a != nil {
+			ktqswig.Ktqs_write_awq(m.raw, writer, opts.Threads, calibration, a.Grid, b2i(a.ActivationsOnly), b2i(a.Clip),
+				b2i(a.MoEHessianAll), token, res)
 			return
 		}
 		ktqswig.Ktqs_write(m.raw, writer, opts.Threads, int(opts.Device), token, res)

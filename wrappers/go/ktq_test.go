@@ -413,3 +413,52 @@ func TestGPTQMatchesTheCLI(t *testing.T) {
 		t.Fatalf("want an error naming the dataset, got %v", err)
 	}
 }
+
+func TestAWQMatchesTheCLI(t *testing.T) {
+	m, err := ktq.Open(demo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	text := calibText(t)
+	for _, all := range []bool{false, true} {
+		out := filepath.Join(t.TempDir(), "go-awq")
+		opts := ktq.ConvertOptions{Format: ktq.FormatCompressedTensors, Scheme: ktq.Scheme{Bits: 4, Asymmetric: true},
+			AWQ: &ktq.AWQOptions{Dataset: text, Samples: 4, SequenceLength: 128, MoEHessianAll: all}, Threads: 2}
+		if err := ktq.Convert(context.Background(), m, out, opts); err != nil {
+			t.Fatal(err)
+		}
+		got := files(t, out)
+		report, ok := got["awq_report.json"]
+		if !ok {
+			t.Fatal("no awq_report.json")
+		}
+		if bytes.Contains(report, []byte("routed_rows")) == all {
+			t.Fatalf("MoEHessianAll %v: routed_rows in the report is %v", all, !all)
+		}
+		if bin := os.Getenv("KTQ_BIN"); bin != "" {
+			mode := "blend"
+			if all {
+				mode = "all"
+			}
+			cli := filepath.Join(t.TempDir(), "cli-awq")
+			cmd := exec.Command(bin, "convert", demo, cli, "--to", "compressed-tensors", "--engine", "awq", "--dataset",
+				text, "--num-calibration-samples", "4", "--max-sequence-length", "128", "--moe-hessian", mode, "--quiet")
+			if b, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("%v: %s", err, b)
+			}
+			for n, w := range files(t, cli) {
+				if !bytes.Equal(w, got[n]) {
+					t.Fatalf("%s differs from the CLI's output", n)
+				}
+			}
+		}
+	}
+	both := ktq.ConvertOptions{Format: ktq.FormatCompressedTensors, GPTQ: &ktq.GPTQOptions{Dataset: text},
+		AWQ: &ktq.AWQOptions{Dataset: text}}
+	var kerr *ktq.Error
+	if err := ktq.Convert(context.Background(), m, filepath.Join(t.TempDir(), "both"), both); !errors.As(err, &kerr) ||
+		kerr.Status != ktq.StatusInvalidArgument {
+		t.Fatalf("want an invalid-argument error for GPTQ and AWQ together, got %v", err)
+	}
+}

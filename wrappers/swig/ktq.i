@@ -318,6 +318,28 @@ void ktqs_write_gptq(ktq_model *m, ktq_writer *w, int threads, ktq_calibration *
     ktqs_set(res, st, err);
 }
 
+/* ktqs_write with the AWQ engine (compressed-tensors and GGUF writers):
+ * grid <= 0 = the default 20; activations_only = AutoAWQ's scaling instead of
+ * duo scaling; clip = AutoAWQ's clipping search; moe_hessian_all = every
+ * token alike for routed experts instead of the blend. */
+void ktqs_write_awq(ktq_model *m, ktq_writer *w, int threads, ktq_calibration *c, int grid, int activations_only,
+                    int clip, int moe_hessian_all, ktqs_token *token, ktqs_result *res) {
+    ktq_quantize_options q;
+    ktq_quantize_options_init(&q, KTQ_QUANTIZE_OPTIONS_VERSION);
+    q.engine = KTQ_ENGINE_AWQ;
+    q.threads = threads;
+    q.calibration = c;
+    if (grid > 0) q.awq_grid = grid;
+    q.awq_duo_scaling = !activations_only;
+    q.awq_clip = clip != 0;
+    if (moe_hessian_all) q.moe_hessian = KTQ_MOE_HESSIAN_ALL;
+    q.progress = ktqs_progress;
+    q.payload = token;
+    ktq_error *err = NULL;
+    int st = ktq_write(m, &q, w, &err);  /* before reading err: argument order is unspecified */
+    ktqs_set(res, st, err);
+}
+
 void ktqs_token_cancel(ktqs_token *t) { __atomic_store_n(&t->cancel, 1, __ATOMIC_RELEASE); }
 unsigned long long ktqs_token_bytes_done(ktqs_token *t) { return __atomic_load_n(&t->bytes_done, __ATOMIC_ACQUIRE); }
 unsigned long long ktqs_token_bytes_total(ktqs_token *t) { return __atomic_load_n(&t->bytes_total, __ATOMIC_RELAXED); }
