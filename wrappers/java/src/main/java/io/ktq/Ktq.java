@@ -32,7 +32,7 @@ public final class Ktq {
      */
     public static void convert(Model model, Path outDir, ConvertOptions options, ProgressListener listener)
             throws KtqException {
-        run(model, outDir, options, null, listener);
+        run(model, outDir, options, null, null, listener);
     }
 
     /**
@@ -42,7 +42,18 @@ public final class Ktq {
     public static void convertGptq(Model model, Path outDir, ConvertOptions options, GptqOptions gptq,
             ProgressListener listener) throws KtqException {
         if (gptq == null) throw new IllegalArgumentException("gptq options are null");
-        run(model, outDir, options.withFormat(ConvertOptions.Format.COMPRESSED_TENSORS), gptq, listener);
+        run(model, outDir, options.withFormat(ConvertOptions.Format.COMPRESSED_TENSORS), gptq, null, listener);
+    }
+
+    /**
+     * Like {@link #convert} into {@code options.format()} (compressed-tensors, usually with an asymmetric scheme,
+     * or GGUF), with AWQ calibrated by ktq's own forward pass on {@code awq.dataset()}: per-channel scales searched
+     * and folded into the model, then rounded to nearest.
+     */
+    public static void convertAwq(Model model, Path outDir, ConvertOptions options, AwqOptions awq,
+            ProgressListener listener) throws KtqException {
+        if (awq == null) throw new IllegalArgumentException("awq options are null");
+        run(model, outDir, options, null, awq, listener);
     }
 
     /**
@@ -130,7 +141,7 @@ public final class Ktq {
         }
     }
 
-    private static void run(Model model, Path outDir, ConvertOptions options, GptqOptions gptq,
+    private static void run(Model model, Path outDir, ConvertOptions options, GptqOptions gptq, AwqOptions awq,
             ProgressListener listener) throws KtqException {
         model.readLock().lock();
         ktqs_result res = new ktqs_result();
@@ -140,6 +151,10 @@ public final class Ktq {
             if (gptq != null) {
                 calibration = ktqswig.ktqs_calibration_open(model.tokenizerPath(), gptq.dataset().toString(),
                         gptq.samples(), gptq.sequenceLength(), BigInteger.valueOf(gptq.seed()), res);
+                check(res);
+            } else if (awq != null) {
+                calibration = ktqswig.ktqs_calibration_open(model.tokenizerPath(), awq.dataset().toString(),
+                        awq.samples(), awq.sequenceLength(), BigInteger.valueOf(awq.seed()), res);
                 check(res);
             }
             SWIGTYPE_p_ktq_writer writer = ktqswig.ktqs_writer_open(model.handle(), outDir.toString(),
@@ -162,6 +177,10 @@ public final class Ktq {
                     if (gptq != null)
                         ktqswig.ktqs_write_gptq(model.handle(), writer, options.threads(), calibration,
                                 gptq.dampeningFrac(), gptq.actOrderNone() ? 1 : 0, gptq.moeHessianAll() ? 1 : 0, token,
+                                res);
+                    else if (awq != null)
+                        ktqswig.ktqs_write_awq(model.handle(), writer, options.threads(), calibration, awq.grid(),
+                                awq.activationsOnly() ? 1 : 0, awq.clip() ? 1 : 0, awq.moeHessianAll() ? 1 : 0, token,
                                 res);
                     else
                         ktqswig.ktqs_write(model.handle(), writer, options.threads(), options.device().code, token, res);

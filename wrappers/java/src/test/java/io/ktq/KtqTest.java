@@ -260,4 +260,31 @@ class KtqTest {
                 assertArrayEquals(Files.readAllBytes(cli.resolve(n)), Files.readAllBytes(out.resolve(n)), n);
         }
     }
+
+    @Test
+    void awqMatchesTheCli(@TempDir Path tmp) throws Exception {
+        Path text = calibText(tmp);
+        ConvertOptions ct = ConvertOptions.defaults().withScheme(new ConvertOptions.Scheme(4, 128, true))
+                .withFormat(ConvertOptions.Format.COMPRESSED_TENSORS).withThreads(2);
+        for (boolean all : new boolean[] {false, true}) {
+            Path out = tmp.resolve(all ? "java-awq-all" : "java-awq");
+            try (Model m = Model.open(DEMO)) {
+                Ktq.convertAwq(m, out, ct, AwqOptions.of(text).withSamples(4, 128).withMoeHessianAll(all), null);
+            }
+            String report = Files.readString(out.resolve("awq_report.json"));
+            assertEquals(!all, report.contains("routed_rows"), report);
+            String bin = System.getenv("KTQ_BIN");
+            if (bin != null && !bin.isEmpty()) {
+                Path cli = tmp.resolve(all ? "cli-awq-all" : "cli-awq");
+                Process p = new ProcessBuilder(bin, "convert", DEMO.toString(), cli.toString(), "--to",
+                        "compressed-tensors", "--engine", "awq", "--dataset", text.toString(),
+                        "--num-calibration-samples", "4", "--max-sequence-length", "128", "--moe-hessian",
+                        all ? "all" : "blend", "--quiet").inheritIO().start();
+                assertEquals(0, p.waitFor());
+                assertEquals(names(cli), names(out));
+                for (String n : names(cli))
+                    assertArrayEquals(Files.readAllBytes(cli.resolve(n)), Files.readAllBytes(out.resolve(n)), n);
+            }
+        }
+    }
 }

@@ -1,0 +1,26 @@
+package io.ktq;
+
+import java.nio.file.Path;
+
+/**
+ * AWQ calibration for {@link Ktq#convertAwq}: {@code samples} (0 = 512) of {@code sequenceLength} tokens
+ * (0 = 2048) drawn with {@code seed} from {@code dataset} (a local plain-text or JSONL file, tokenized with the
+ * model's tokenizer.json); {@code grid} scale exponents per mapping (0 = 20); {@code activationsOnly} scales from
+ * activation magnitudes alone (AutoAWQ) instead of llm-compressor's duo scaling; {@code clip} adds AutoAWQ's
+ * clipping search (compressed-tensors only); {@code moeHessianAll} searches routed experts' up -> down on every
+ * token alike instead of the default blend of routed and all tokens.
+ */
+public record AwqOptions(Path dataset, int samples, int sequenceLength, long seed, int grid, boolean activationsOnly,
+        boolean clip, boolean moeHessianAll) {
+    public static AwqOptions of(Path dataset) {
+        return new AwqOptions(dataset, 0, 0, 42, 0, false, false, false);
+    }
+
+    public AwqOptions withSamples(int n, int sequenceLength) {
+        return new AwqOptions(dataset, n, sequenceLength, seed, grid, activationsOnly, clip, moeHessianAll);
+    }
+
+    public AwqOptions withMoeHessianAll(boolean all) {
+        return new AwqOptions(dataset, samples, sequenceLength, seed, grid, activationsOnly, clip, all);
+    }
+}
