@@ -183,6 +183,7 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
     ao.grid = opts.awq_grid;
     ao.duo_scaling = opts.awq_duo_scaling != 0;
     awq::grid(ao);  // checks the grid size up front, also for layers that quantize nothing
+    check_moe_calibration_options(opts);
     LayerWeights w = load_layer(model, cfg, layer);
     {
         // The recorded inputs: attention input, o's input, MLP input, down's input (dense, shared), the parent's
@@ -464,13 +465,14 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
             InputRecorder::Slot *routed = blend ? rec.routed(e.down) : nullptr;
             const int64_t nr = routed ? routed->count() : 0;
             const bool mixed = nr > 0 && (lambda > 0 || nr >= in);
-            // sum of the routed part (1 / nr per token) and the all-token part (lambda / n per token)
+            // weighted mean over tokens: each routed one 1 / nr, each of all tokens lambda / n, over 1 + lambda
             auto mix = [&](std::vector<float> from_routed, const std::function<std::vector<float>()> &from_all) {
-                for (float &v : from_routed) v = static_cast<float>(v / static_cast<double>(nr));
+                const double wr = 1.0 / (static_cast<double>(nr) * (1 + lambda));
+                for (float &v : from_routed) v = static_cast<float>(v * wr);
                 if (lambda > 0) {
-                    const std::vector<float> a = from_all();
-                    for (size_t i = 0; i < a.size(); ++i)
-                        from_routed[i] += static_cast<float>(lambda * a[i] / static_cast<double>(n));
+                    const std::vector<float> every = from_all();
+                    const double wa = lambda / (static_cast<double>(n) * (1 + lambda));
+                    for (size_t i = 0; i < every.size(); ++i) from_routed[i] += static_cast<float>(wa * every[i]);
                 }
                 return from_routed;
             };

@@ -149,9 +149,7 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
     auto &targets = outputs.targets;
     const std::vector<const OutputTensor *> &copies = outputs.copies;
     // 1. Calibration forward: Hessians (shared within input groups) and routing counts.
-    if (opts.moe_hessian != KTQ_MOE_HESSIAN_BLEND && opts.moe_hessian != KTQ_MOE_HESSIAN_ALL)
-        fail(KTQ_ERR_INVALID_ARGUMENT, "unknown moe_hessian " + std::to_string(static_cast<int>(opts.moe_hessian)));
-    if (!(opts.moe_all_tokens_weight >= 0)) fail(KTQ_ERR_INVALID_ARGUMENT, "moe_all_tokens_weight must be >= 0");
+    check_moe_calibration_options(opts);
     const bool routed_mode = opts.moe_hessian == KTQ_MOE_HESSIAN_BLEND;
     std::set<const Linear *> routed_linears;
     for (ExpertWeights &e : w.experts)

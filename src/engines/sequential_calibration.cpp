@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -118,6 +119,15 @@ void SequentialCalibration::read_at(uint64_t offset, float *v, size_t n) const {
         offset += static_cast<uint64_t>(r);
         left -= static_cast<size_t>(r);
     }
+}
+
+void check_moe_calibration_options(const ktq_quantize_options &opts) {
+    if (opts.moe_hessian != KTQ_MOE_HESSIAN_BLEND && opts.moe_hessian != KTQ_MOE_HESSIAN_ALL)
+        fail(KTQ_ERR_INVALID_ARGUMENT, "unknown moe_hessian " + std::to_string(static_cast<int>(opts.moe_hessian)) +
+                                           " (KTQ_MOE_HESSIAN_BLEND or KTQ_MOE_HESSIAN_ALL)");
+    if (!(opts.moe_all_tokens_weight >= 0) || !std::isfinite(opts.moe_all_tokens_weight))
+        fail(KTQ_ERR_INVALID_ARGUMENT, "moe_all_tokens_weight must be a finite number >= 0, not " +
+                                           std::to_string(opts.moe_all_tokens_weight));
 }
 
 uint64_t layer_float_bytes(LayerWeights &w) {

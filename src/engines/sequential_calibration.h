@@ -31,6 +31,10 @@ struct LayerWeights;
 // Bytes of a layer's Linears (and router) held as float32.
 uint64_t layer_float_bytes(LayerWeights &w);
 
+// Throws KTQ_ERR_INVALID_ARGUMENT for an unknown moe_hessian or a
+// moe_all_tokens_weight that is not a finite number >= 0 (GPTQ and AWQ read both).
+void check_moe_calibration_options(const ktq_quantize_options &opts);
+
 class SequentialCalibration {
 public:
     SequentialCalibration() = default;

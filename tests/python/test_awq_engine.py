@@ -209,13 +209,17 @@ def test_routed_experts_blend_their_routed_tokens(qwen_awq, tmp_path):
     blend, every = load(qwen_awq / "model.safetensors"), load(tmp_path / "all" / "model.safetensors")
     differ = {k for k in blend if k.startswith("model.layers.0.") and not np.array_equal(blend[k], every[k])}
     assert differ and all(re.match(r"model\.layers\.0\.mlp\.experts\.\d+\.(up|down)_proj\.", k) for k in differ), differ
-    if LIB:  # the Python wrapper's moe_hessian reaches the engine: the CLI's bytes
+    if LIB:  # the Python wrapper's moe_hessian reaches the engine: the CLI's bytes, both modes
         ktq_py = wrapper()
         with ktq_py.Model(os.path.join(MODELS, "tiny-qwen3-moe")) as m:
-            ktq_py.convert(m, str(tmp_path / "py-all"), to="W4A16", engine="awq", dataset=CALIB,
-                           num_calibration_samples=8, max_sequence_length=256, moe_hessian="all")
-        assert (tmp_path / "py-all" / "model.safetensors").read_bytes() == \
-            (tmp_path / "all" / "model.safetensors").read_bytes()
+            for mode, cli in (("all", tmp_path / "all"), ("blend", qwen_awq)):
+                ktq_py.convert(m, str(tmp_path / f"py-{mode}"), to="W4A16", engine="awq", dataset=CALIB,
+                               num_calibration_samples=8, max_sequence_length=256, moe_hessian=mode)
+                assert (tmp_path / f"py-{mode}" / "model.safetensors").read_bytes() == \
+                    (cli / "model.safetensors").read_bytes(), mode
+            with pytest.raises(ktq_py.KtqError, match="moe_all_tokens_weight"):
+                ktq_py.convert(m, str(tmp_path / "py-bad"), to="W4A16", engine="awq", dataset=CALIB,
+                               num_calibration_samples=8, max_sequence_length=256, moe_all_tokens_weight=-1)
     awq("tiny-qwen3-moe", tmp_path / "w0", "--moe-all-tokens-weight", "0")
     maps0 = json.load(open(tmp_path / "w0" / "awq_report.json"))["mappings"]
     few = [e for e in range(16) if counts["0"][e] < 256]

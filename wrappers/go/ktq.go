@@ -256,10 +256,11 @@ type GPTQOptions struct {
 	MoEHessianAll bool
 }
 
-// AWQOptions select the AWQ engine for FormatCompressedTensors (usually
-// with an asymmetric Scheme) or FormatGGUF: calibrated like GPTQOptions,
-// per-channel scales searched and folded into the model, then rounded to
-// nearest.
+// AWQOptions select the AWQ engine for FormatCompressedTensors or
+// FormatGGUF: calibrated like GPTQOptions, per-channel scales searched and
+// folded into the model, then rounded to nearest, on ConvertOptions.Device.
+// The scheme is ConvertOptions.Scheme, symmetric unless Asymmetric is set;
+// AWQ's usual scheme (the CLI's default for --engine awq) is asymmetric.
 type AWQOptions struct {
 	Dataset        string
 	Samples        int    // 0 = 512
@@ -428,7 +429,7 @@ func Convert(ctx context.Context, m *Model, outDir string, opts ConvertOptions) 
 			return
 		}
 		if a := opts.AWQ; a != nil {
-			ktqswig.Ktqs_write_awq(m.raw, writer, opts.Threads, calibration, a.Grid, b2i(a.ActivationsOnly), b2i(a.Clip),
+			ktqswig.Ktqs_write_awq(m.raw, writer, opts.Threads, int(opts.Device), calibration, a.Grid, b2i(a.ActivationsOnly), b2i(a.Clip),
 				b2i(a.MoEHessianAll), token, res)
 			return
 		}

@@ -321,13 +321,14 @@ void ktqs_write_gptq(ktq_model *m, ktq_writer *w, int threads, ktq_calibration *
 /* ktqs_write with the AWQ engine (compressed-tensors and GGUF writers):
  * grid <= 0 = the default 20; activations_only = AutoAWQ's scaling instead of
  * duo scaling; clip = AutoAWQ's clipping search; moe_hessian_all = every
- * token alike for routed experts instead of the blend. */
-void ktqs_write_awq(ktq_model *m, ktq_writer *w, int threads, ktq_calibration *c, int grid, int activations_only,
-                    int clip, int moe_hessian_all, ktqs_token *token, ktqs_result *res) {
+ * token alike for routed experts instead of the blend; device as ktqs_write's. */
+void ktqs_write_awq(ktq_model *m, ktq_writer *w, int threads, int device, ktq_calibration *c, int grid,
+                    int activations_only, int clip, int moe_hessian_all, ktqs_token *token, ktqs_result *res) {
     ktq_quantize_options q;
     ktq_quantize_options_init(&q, KTQ_QUANTIZE_OPTIONS_VERSION);
     q.engine = KTQ_ENGINE_AWQ;
     q.threads = threads;
+    q.device = (ktq_device)device;
     q.calibration = c;
     if (grid > 0) q.awq_grid = grid;
     q.awq_duo_scaling = !activations_only;

@@ -8,7 +8,9 @@ import java.nio.file.Path;
  * model's tokenizer.json); {@code grid} scale exponents per mapping (0 = 20); {@code activationsOnly} scales from
  * activation magnitudes alone (AutoAWQ) instead of llm-compressor's duo scaling; {@code clip} adds AutoAWQ's
  * clipping search (compressed-tensors only); {@code moeHessianAll} searches routed experts' up -> down on every
- * token alike instead of the default blend of routed and all tokens.
+ * token alike instead of the default blend of routed and all tokens. The scheme and device are the
+ * {@link ConvertOptions}' ({@code Scheme.W4A16} is symmetric; AWQ's usual scheme, the CLI's default for
+ * {@code --engine awq}, is {@code new Scheme(4, 128, true)}).
  */
 public record AwqOptions(Path dataset, int samples, int sequenceLength, long seed, int grid, boolean activationsOnly,
         boolean clip, boolean moeHessianAll) {

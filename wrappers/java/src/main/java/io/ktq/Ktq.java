@@ -179,7 +179,8 @@ public final class Ktq {
                                 gptq.dampeningFrac(), gptq.actOrderNone() ? 1 : 0, gptq.moeHessianAll() ? 1 : 0, token,
                                 res);
                     else if (awq != null)
-                        ktqswig.ktqs_write_awq(model.handle(), writer, options.threads(), calibration, awq.grid(),
+                        ktqswig.ktqs_write_awq(model.handle(), writer, options.threads(), options.device().code,
+                                calibration, awq.grid(),
                                 awq.activationsOnly() ? 1 : 0, awq.clip() ? 1 : 0, awq.moeHessianAll() ? 1 : 0, token,
                                 res);
                     else
