@@ -185,13 +185,15 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
     awq::grid(ao);  // checks the grid size up front, also for layers that quantize nothing
     check_moe_calibration_options(opts);
     LayerWeights w = load_layer(model, cfg, layer);
+    // Routed experts' down searched on their routed tokens blended with all tokens (else all tokens alone).
+    const bool blend = w.moe && opts.moe_hessian == KTQ_MOE_HESSIAN_BLEND;
     {
         // The recorded inputs: attention input, o's input, MLP input, down's input (dense, shared), the parent's
         // reference output, and in the per-expert loop two [tokens, moe_intermediate] products.
         const uint64_t t = cal_.tokens();
         uint64_t per_token = static_cast<uint64_t>(3 * cfg.hidden + w.o.in + w.down.in + w.shared.down.in);
         if (w.moe) per_token += 2 * static_cast<uint64_t>(cfg.moe_intermediate);
-        if (w.moe && opts.moe_hessian == KTQ_MOE_HESSIAN_BLEND)  // each expert's routed down inputs
+        if (blend)  // each expert's routed down inputs
             per_token += static_cast<uint64_t>(cfg.top_k) * static_cast<uint64_t>(cfg.moe_intermediate);
         cal_.check_layer_memory(opts, "AWQ", layer,
                                 {{"layer weights", layer_float_bytes(w)},
@@ -244,7 +246,6 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
     rec.set_expert_slot(mlp_in);
     InputRecorder::Slot *down_in = rec.add_slot({&w.down});
     InputRecorder::Slot *shared_down_in = rec.add_slot({&w.shared.down});
-    const bool blend = w.moe && opts.moe_hessian == KTQ_MOE_HESSIAN_BLEND;
     if (blend)
         for (const ExpertWeights &e : w.experts) rec.record_routed(e.down);
     std::vector<uint64_t> &counts = cal_.expert_tokens(layer);

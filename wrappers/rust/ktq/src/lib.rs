@@ -683,35 +683,22 @@ impl<'m> Writer<'m> {
     /// quantized Linear is solved with GPTQ.
     pub fn write_all_gptq(&mut self, opts: &ConvertOptions, calibration: &Calibration, gptq: &GptqEngineOptions,
                           mut progress: impl FnMut(&Progress) -> bool) -> Result<()> {
-        let mut cb = Callback { f: &mut progress, panicked: false };
-        let mut q = Self::quantize_options(opts, Some(&mut cb));
-        q.engine = sys::KTQ_ENGINE_GPTQ;
-        q.calibration = calibration.raw;
-        if let Some(d) = gptq.dampening_frac {
-            q.dampening_frac = d;
-        }
-        if let Some(b) = gptq.block_size {
-            q.gptq_block_size = b as c_int;
-        }
-        if gptq.natural_order {
-            q.act_order = sys::KTQ_ACT_ORDER_NONE;
-        }
-        if gptq.moe_hessian_all {
-            q.moe_hessian = sys::KTQ_MOE_HESSIAN_ALL;
-        }
-        if gptq.calibration_batch > 0 {
-            q.calibration_batch = gptq.calibration_batch as c_int;
-        }
-        q.max_device_memory = gptq.max_device_memory;
-        if !gptq.devices.is_empty() {
-            q.devices = gptq.devices.as_ptr();
-            q.device_count = gptq.devices.len();
-        }
-        let r = call(|err| unsafe { sys::ktq_write(self.model.raw, &q, self.raw, err) });
-        if cb.panicked {
-            panic!("the progress callback panicked; the conversion was cancelled");
-        }
-        r
+        self.write_all_calibrated(opts, calibration, gptq.calibration_batch, gptq.max_device_memory, &gptq.devices,
+                                  &mut progress, |q| {
+            q.engine = sys::KTQ_ENGINE_GPTQ;
+            if let Some(d) = gptq.dampening_frac {
+                q.dampening_frac = d;
+            }
+            if let Some(b) = gptq.block_size {
+                q.gptq_block_size = b as c_int;
+            }
+            if gptq.natural_order {
+                q.act_order = sys::KTQ_ACT_ORDER_NONE;
+            }
+            if gptq.moe_hessian_all {
+                q.moe_hessian = sys::KTQ_MOE_HESSIAN_ALL;
+            }
+        })
     }
 
     /// [`Writer::write_all`] with the AWQ engine (compressed-tensors formats,
@@ -721,25 +708,37 @@ impl<'m> Writer<'m> {
     /// rounded to nearest.
     pub fn write_all_awq(&mut self, opts: &ConvertOptions, calibration: &Calibration, awq: &AwqEngineOptions,
                          mut progress: impl FnMut(&Progress) -> bool) -> Result<()> {
-        let mut cb = Callback { f: &mut progress, panicked: false };
+        self.write_all_calibrated(opts, calibration, awq.calibration_batch, awq.max_device_memory, &awq.devices,
+                                  &mut progress, |q| {
+            q.engine = sys::KTQ_ENGINE_AWQ;
+            if let Some(g) = awq.grid {
+                q.awq_grid = g as c_int;
+            }
+            q.awq_duo_scaling = (!awq.activations_only) as c_int;
+            q.awq_clip = awq.clip as c_int;
+            if awq.moe_hessian_all {
+                q.moe_hessian = sys::KTQ_MOE_HESSIAN_ALL;
+            }
+        })
+    }
+
+    // The calibrated engines' run: calibration, batch and CUDA placement here,
+    // the engine and its own options set by `engine`.
+    #[allow(clippy::too_many_arguments)]
+    fn write_all_calibrated(&mut self, opts: &ConvertOptions, calibration: &Calibration, calibration_batch: usize,
+                            max_device_memory: u64, devices: &[i32], progress: &mut dyn FnMut(&Progress) -> bool,
+                            engine: impl FnOnce(&mut sys::ktq_quantize_options)) -> Result<()> {
+        let mut cb = Callback { f: progress, panicked: false };
         let mut q = Self::quantize_options(opts, Some(&mut cb));
-        q.engine = sys::KTQ_ENGINE_AWQ;
         q.calibration = calibration.raw;
-        if let Some(g) = awq.grid {
-            q.awq_grid = g as c_int;
+        engine(&mut q);
+        if calibration_batch > 0 {
+            q.calibration_batch = calibration_batch as c_int;
         }
-        q.awq_duo_scaling = (!awq.activations_only) as c_int;
-        q.awq_clip = awq.clip as c_int;
-        if awq.moe_hessian_all {
-            q.moe_hessian = sys::KTQ_MOE_HESSIAN_ALL;
-        }
-        if awq.calibration_batch > 0 {
-            q.calibration_batch = awq.calibration_batch as c_int;
-        }
-        q.max_device_memory = awq.max_device_memory;
-        if !awq.devices.is_empty() {
-            q.devices = awq.devices.as_ptr();
-            q.device_count = awq.devices.len();
+        q.max_device_memory = max_device_memory;
+        if !devices.is_empty() {
+            q.devices = devices.as_ptr();
+            q.device_count = devices.len();
         }
         let r = call(|err| unsafe { sys::ktq_write(self.model.raw, &q, self.raw, err) });
         if cb.panicked {
