@@ -164,6 +164,10 @@ GgufFile::GgufFile(const std::string &path) : path_(path) {
             if (!tr) c.bad("tensor '" + t.name + "' has ggml type " + std::to_string(type) + ", which ktq does not read");
             if (t.ne[0] == 0 || t.ne[0] % tr->block_size)
                 c.bad("tensor '" + t.name + "': row length " + std::to_string(t.ne[0]) + " is not whole " + tr->name + " blocks");
+            // A row longer than the file is rejected before the multiplication, which could wrap
+            // to zero (a fuzzer found ne[0] = 2^62 of a 4-byte type) and divide by zero below.
+            if (t.ne[0] / tr->block_size > size_ / tr->type_size)
+                c.bad("tensor '" + t.name + "' is larger than the file");
             t.row_bytes = t.ne[0] / tr->block_size * tr->type_size;
             uint64_t rows = 1;
             for (size_t d = 1; d < t.ne.size(); ++d) {

@@ -112,6 +112,9 @@ TEST(GgufFile, HostileFilesAreFormatErrorsNamingWhat) {
     // Dimensions whose product overflows or exceeds the file.
     EXPECT_NE(open_error(gguf({{"big", {32, 1ull << 40, 1ull << 40}, 0, ""}})).find("'big' is larger than the file"),
               std::string::npos);
+    // A row so long its byte count wraps to zero (2^62 f32 values: the fuzzer's second find, a division by zero).
+    EXPECT_NE(open_error(gguf({{"long", {1ull << 62}, 0, ""}})).find("'long' is larger than the file"),
+              std::string::npos);
     // The same tensor twice, and a count of tensors no file could hold.
     EXPECT_NE(open_error(gguf({{"w", {8}, 0, f32_payload(std::vector<float>(8))}, {"w", {8}, 0, f32_payload(std::vector<float>(8))}}))
                   .find("'w' appears twice"),
