@@ -254,6 +254,12 @@ type GPTQOptions struct {
 	// default blend of routed and all tokens.
 	ActOrderNone  bool
 	MoEHessianAll bool
+	// MaxCPUMemory is the host memory calibration may hold, in bytes (0 = no
+	// limit; the CLI's --max-cpu-memory): over half of it the activations
+	// move to a temporary file, and a layer that needs more on its own fails
+	// with StatusNoMemory before anything of it is written. The engine runs
+	// on ConvertOptions.Device.
+	MaxCPUMemory uint64
 }
 
 // AWQOptions select the AWQ engine for FormatCompressedTensors or
@@ -276,6 +282,8 @@ type AWQOptions struct {
 	ActivationsOnly bool
 	Clip            bool
 	MoEHessianAll   bool
+	// MaxCPUMemory as GPTQOptions'.
+	MaxCPUMemory uint64
 }
 
 // Perplexity of the model on the UTF-8 text file textPath with ktq's native
@@ -424,13 +432,13 @@ func Convert(ctx context.Context, m *Model, outDir string, opts ConvertOptions) 
 			if damp == 0 {
 				damp = -1 // the library's default
 			}
-			ktqswig.Ktqs_write_gptq(m.raw, writer, opts.Threads, calibration, damp, b2i(g.ActOrderNone),
-				b2i(g.MoEHessianAll), token, res)
+			ktqswig.Ktqs_write_gptq(m.raw, writer, opts.Threads, int(opts.Device), calibration, damp, b2i(g.ActOrderNone),
+				b2i(g.MoEHessianAll), g.MaxCPUMemory, token, res)
 			return
 		}
 		if a := opts.AWQ; a != nil {
 			ktqswig.Ktqs_write_awq(m.raw, writer, opts.Threads, int(opts.Device), calibration, a.Grid, b2i(a.ActivationsOnly), b2i(a.Clip),
-				b2i(a.MoEHessianAll), token, res)
+				b2i(a.MoEHessianAll), a.MaxCPUMemory, token, res)
 			return
 		}
 		ktqswig.Ktqs_write(m.raw, writer, opts.Threads, int(opts.Device), token, res)

@@ -462,3 +462,43 @@ func TestAWQMatchesTheCLI(t *testing.T) {
 		t.Fatalf("want an invalid-argument error for GPTQ and AWQ together, got %v", err)
 	}
 }
+
+// The calibrated engines honour MaxCPUMemory (a layer that needs more stops before anything of it is written)
+// and GPTQ runs on ConvertOptions.Device (a CUDA request fails where there is no CUDA device).
+func TestCalibrationMemoryLimitAndDevice(t *testing.T) {
+	m, err := ktq.Open(demo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	text := calibText(t)
+	for _, engine := range []string{"GPTQ", "AWQ"} {
+		out := filepath.Join(t.TempDir(), "small")
+		opts := ktq.ConvertOptions{Format: ktq.FormatCompressedTensors, Scheme: ktq.Scheme{Bits: 4}, Threads: 2}
+		if engine == "GPTQ" {
+			opts.GPTQ = &ktq.GPTQOptions{Dataset: text, Samples: 4, SequenceLength: 128, MaxCPUMemory: 1 << 20}
+		} else {
+			opts.AWQ = &ktq.AWQOptions{Dataset: text, Samples: 4, SequenceLength: 128, MaxCPUMemory: 1 << 20}
+		}
+		var kerr *ktq.Error
+		err := ktq.Convert(context.Background(), m, out, opts)
+		if !errors.As(err, &kerr) || kerr.Status != ktq.StatusNoMemory ||
+			!strings.Contains(kerr.Message, engine+" needs about") || !strings.Contains(kerr.Message, "limit is 1 MiB") {
+			t.Fatalf("%s under 1 MiB: want a no-memory error naming the limit, got %v", engine, err)
+		}
+		if _, err := os.Stat(filepath.Join(out, "model.safetensors")); err == nil {
+			t.Fatalf("%s: model.safetensors written despite the error", engine)
+		}
+	}
+	sys, err := ktq.SystemInfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sys.CUDADevices == 0 {
+		opts := ktq.ConvertOptions{Format: ktq.FormatCompressedTensors, Scheme: ktq.Scheme{Bits: 4}, Device: ktq.DeviceCUDA,
+			GPTQ: &ktq.GPTQOptions{Dataset: text, Samples: 4, SequenceLength: 128}}
+		if err := ktq.Convert(context.Background(), m, filepath.Join(t.TempDir(), "cuda"), opts); err == nil {
+			t.Fatal("GPTQ on DeviceCUDA succeeded without a CUDA device: the device was not passed on")
+		}
+	}
+}

@@ -300,14 +300,19 @@ void ktqs_calibration_free(ktq_calibration *c) { ktq_calibration_free(c); }
 
 /* ktqs_write with the GPTQ engine (compressed-tensors writers):
  * dampening_frac < 0 = the default 0.01; act_order_none / moe_hessian_all
- * select llm-compressor's alternatives. */
-void ktqs_write_gptq(ktq_model *m, ktq_writer *w, int threads, ktq_calibration *c, double dampening_frac,
-                     int act_order_none, int moe_hessian_all, ktqs_token *token, ktqs_result *res) {
+ * select llm-compressor's alternatives; device as ktqs_write's;
+ * max_host_memory: bytes of host memory calibration may hold (0 = no limit,
+ * the CLI's --max-cpu-memory). */
+void ktqs_write_gptq(ktq_model *m, ktq_writer *w, int threads, int device, ktq_calibration *c, double dampening_frac,
+                     int act_order_none, int moe_hessian_all, unsigned long long max_host_memory, ktqs_token *token,
+                     ktqs_result *res) {
     ktq_quantize_options q;
     ktq_quantize_options_init(&q, KTQ_QUANTIZE_OPTIONS_VERSION);
     q.engine = KTQ_ENGINE_GPTQ;
     q.threads = threads;
+    q.device = (ktq_device)device;
     q.calibration = c;
+    q.max_host_memory = max_host_memory;
     if (dampening_frac >= 0) q.dampening_frac = dampening_frac;
     if (act_order_none) q.act_order = KTQ_ACT_ORDER_NONE;
     if (moe_hessian_all) q.moe_hessian = KTQ_MOE_HESSIAN_ALL;
@@ -321,15 +326,18 @@ void ktqs_write_gptq(ktq_model *m, ktq_writer *w, int threads, ktq_calibration *
 /* ktqs_write with the AWQ engine (compressed-tensors and GGUF writers):
  * grid <= 0 = the default 20; activations_only = AutoAWQ's scaling instead of
  * duo scaling; clip = AutoAWQ's clipping search; moe_hessian_all = every
- * token alike for routed experts instead of the blend; device as ktqs_write's. */
+ * token alike for routed experts instead of the blend; device and max_host_memory
+ * as ktqs_write_gptq's. */
 void ktqs_write_awq(ktq_model *m, ktq_writer *w, int threads, int device, ktq_calibration *c, int grid,
-                    int activations_only, int clip, int moe_hessian_all, ktqs_token *token, ktqs_result *res) {
+                    int activations_only, int clip, int moe_hessian_all, unsigned long long max_host_memory,
+                    ktqs_token *token, ktqs_result *res) {
     ktq_quantize_options q;
     ktq_quantize_options_init(&q, KTQ_QUANTIZE_OPTIONS_VERSION);
     q.engine = KTQ_ENGINE_AWQ;
     q.threads = threads;
     q.device = (ktq_device)device;
     q.calibration = c;
+    q.max_host_memory = max_host_memory;
     if (grid > 0) q.awq_grid = grid;
     q.awq_duo_scaling = !activations_only;
     q.awq_clip = clip != 0;

@@ -204,6 +204,19 @@ def test_perplexity_and_tokenizer():
         assert list(map(int, ids_cli)) == ids
 
 
+@pytest.mark.parametrize("engine", ["gptq", "awq"])
+def test_calibration_host_memory_limit(engine, tmp_path):
+    """max_cpu_memory reaches the engine: a layer that needs more stops before anything of it is written."""
+    calib = tmp_path / "calib.txt"
+    calib.write_text(open(os.path.join(REPO, "README.md"), encoding="utf-8").read() * 4, encoding="utf-8")
+    with ktq.Model(DEMO) as m, pytest.raises(ktq.KtqError) as e:
+        ktq.convert(m, tmp_path / "small", to="W4A16", engine=engine, dataset=calib, num_calibration_samples=4,
+                    max_sequence_length=128, threads=2, max_cpu_memory=1 << 20)
+    assert e.value.status == "no_memory", e.value
+    assert f"{engine.upper()} needs about" in str(e.value) and "limit is 1 MiB" in str(e.value), e.value
+    assert not (tmp_path / "small" / "model.safetensors").exists()
+
+
 def test_gptq_matches_the_cli(tmp_path):
     calib = tmp_path / "calib.txt"
     calib.write_text(open(os.path.join(REPO, "README.md"), encoding="utf-8").read() * 4, encoding="utf-8")

@@ -683,8 +683,8 @@ impl<'m> Writer<'m> {
     /// quantized Linear is solved with GPTQ.
     pub fn write_all_gptq(&mut self, opts: &ConvertOptions, calibration: &Calibration, gptq: &GptqEngineOptions,
                           mut progress: impl FnMut(&Progress) -> bool) -> Result<()> {
-        self.write_all_calibrated(opts, calibration, gptq.calibration_batch, gptq.max_device_memory, &gptq.devices,
-                                  &mut progress, |q| {
+        self.write_all_calibrated(opts, calibration, gptq.calibration_batch, gptq.max_cpu_memory, gptq.max_device_memory,
+                                  &gptq.devices, &mut progress, |q| {
             q.engine = sys::KTQ_ENGINE_GPTQ;
             if let Some(d) = gptq.dampening_frac {
                 q.dampening_frac = d;
@@ -708,8 +708,8 @@ impl<'m> Writer<'m> {
     /// rounded to nearest.
     pub fn write_all_awq(&mut self, opts: &ConvertOptions, calibration: &Calibration, awq: &AwqEngineOptions,
                          mut progress: impl FnMut(&Progress) -> bool) -> Result<()> {
-        self.write_all_calibrated(opts, calibration, awq.calibration_batch, awq.max_device_memory, &awq.devices,
-                                  &mut progress, |q| {
+        self.write_all_calibrated(opts, calibration, awq.calibration_batch, awq.max_cpu_memory, awq.max_device_memory,
+                                  &awq.devices, &mut progress, |q| {
             q.engine = sys::KTQ_ENGINE_AWQ;
             if let Some(g) = awq.grid {
                 q.awq_grid = g as c_int;
@@ -722,11 +722,12 @@ impl<'m> Writer<'m> {
         })
     }
 
-    // The calibrated engines' run: calibration, batch and CUDA placement here,
-    // the engine and its own options set by `engine`.
+    // The calibrated engines' run: calibration, batch, memory limits and CUDA
+    // placement here, the engine and its own options set by `engine`.
     #[allow(clippy::too_many_arguments)]
     fn write_all_calibrated(&mut self, opts: &ConvertOptions, calibration: &Calibration, calibration_batch: usize,
-                            max_device_memory: u64, devices: &[i32], progress: &mut dyn FnMut(&Progress) -> bool,
+                            max_cpu_memory: u64, max_device_memory: u64, devices: &[i32],
+                            progress: &mut dyn FnMut(&Progress) -> bool,
                             engine: impl FnOnce(&mut sys::ktq_quantize_options)) -> Result<()> {
         let mut cb = Callback { f: progress, panicked: false };
         let mut q = Self::quantize_options(opts, Some(&mut cb));
@@ -735,6 +736,7 @@ impl<'m> Writer<'m> {
         if calibration_batch > 0 {
             q.calibration_batch = calibration_batch as c_int;
         }
+        q.max_host_memory = max_cpu_memory;
         q.max_device_memory = max_device_memory;
         if !devices.is_empty() {
             q.devices = devices.as_ptr();
@@ -1078,6 +1080,11 @@ pub struct GptqEngineOptions {
     pub moe_hessian_all: bool,
     /// Calibration samples per forward call (0 = 8).
     pub calibration_batch: usize,
+    /// Host memory calibration may hold, in bytes (0 = no limit; the CLI's
+    /// `--max-cpu-memory`): over half of it the activations move to a
+    /// temporary file, and a layer that needs more on its own fails with
+    /// [`Status::NoMemory`] before anything of it is written.
+    pub max_cpu_memory: u64,
     /// With [`Device::Cuda`]: GPU memory the engine may hold (0 = 80 % of what is free).
     pub max_device_memory: u64,
     /// With [`Device::Cuda`]: CUDA devices to spread each layer's solve over (empty = device 0).
@@ -1101,6 +1108,8 @@ pub struct AwqEngineOptions {
     pub moe_hessian_all: bool,
     /// Calibration samples per forward call (0 = 8).
     pub calibration_batch: usize,
+    /// As [`GptqEngineOptions::max_cpu_memory`].
+    pub max_cpu_memory: u64,
     /// With [`Device::Cuda`]: GPU memory the engine may hold (0 = 80 % of what is free).
     pub max_device_memory: u64,
     /// With [`Device::Cuda`]: the CUDA device to run on (first entry; empty = device 0).

@@ -224,6 +224,37 @@ fn awq_engine_matches_the_cli() {
     }
 }
 
+// The calibrated engines honour max_cpu_memory: a layer that needs more stops
+// before anything of it is written, with an error naming the limit.
+#[test]
+fn calibrated_engines_honour_the_host_memory_limit() {
+    let Some(calib) = shared("data/calib.txt") else { return };
+    let model = ktq::Model::open(demo_model()).unwrap();
+    let tok = ktq::Tokenizer::open(demo_model()).unwrap();
+    let copts = ktq::CalibrationOptions { samples: 4, max_sequence_length: 64, seed: 7, text_field: None };
+    let calibration = ktq::Calibration::open(&calib, &tok, &copts).unwrap();
+    let opts = ktq::ConvertOptions { threads: 2, ..Default::default() };
+    for engine in ["GPTQ", "AWQ"] {
+        let out = temp_dir(&format!("{engine}-small"));
+        let mut writer =
+            ktq::Writer::open(&model, &out, ktq::Format::CompressedTensors(ktq::CtScheme::w4a16()), &ktq::WriterOptions::default())
+                .unwrap();
+        let r = if engine == "GPTQ" {
+            let gptq = ktq::GptqEngineOptions { max_cpu_memory: 1 << 20, ..Default::default() };
+            writer.write_all_gptq(&opts, &calibration, &gptq, |_| true)
+        } else {
+            let awq = ktq::AwqEngineOptions { max_cpu_memory: 1 << 20, ..Default::default() };
+            writer.write_all_awq(&opts, &calibration, &awq, |_| true)
+        };
+        let e = r.expect_err("1 MiB is below what a layer needs");
+        assert_eq!(e.status, ktq::Status::NoMemory, "{e:?}");
+        assert!(e.message.contains(&format!("{engine} needs about")) && e.message.contains("limit is 1 MiB"), "{e:?}");
+        assert!(!out.join("model.safetensors").exists());
+        drop(writer);
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}
+
 #[test]
 fn system_info_describes_this_machine() {
     let s = ktq::system_info().unwrap();

@@ -175,14 +175,15 @@ public final class Ktq {
                 watcher.start();
                 try {
                     if (gptq != null)
-                        ktqswig.ktqs_write_gptq(model.handle(), writer, options.threads(), calibration,
-                                gptq.dampeningFrac(), gptq.actOrderNone() ? 1 : 0, gptq.moeHessianAll() ? 1 : 0, token,
+                        ktqswig.ktqs_write_gptq(model.handle(), writer, options.threads(), options.device().code,
+                                calibration, gptq.dampeningFrac(), gptq.actOrderNone() ? 1 : 0,
+                                gptq.moeHessianAll() ? 1 : 0, BigInteger.valueOf(gptq.maxCpuMemory()), token,
                                 res);
                     else if (awq != null)
                         ktqswig.ktqs_write_awq(model.handle(), writer, options.threads(), options.device().code,
                                 calibration, awq.grid(),
-                                awq.activationsOnly() ? 1 : 0, awq.clip() ? 1 : 0, awq.moeHessianAll() ? 1 : 0, token,
-                                res);
+                                awq.activationsOnly() ? 1 : 0, awq.clip() ? 1 : 0, awq.moeHessianAll() ? 1 : 0,
+                                BigInteger.valueOf(awq.maxCpuMemory()), token, res);
                     else
                         ktqswig.ktqs_write(model.handle(), writer, options.threads(), options.device().code, token, res);
                 } finally {

@@ -287,4 +287,31 @@ class KtqTest {
             }
         }
     }
+
+    // The calibrated engines honour maxCpuMemory (a layer that needs more stops before anything of it is written),
+    // and GPTQ runs on the ConvertOptions' device (a CUDA request fails where there is no CUDA device).
+    @Test
+    void calibrationMemoryLimitAndDevice(@TempDir Path tmp) throws Exception {
+        Path text = calibText(tmp);
+        ConvertOptions ct = ConvertOptions.defaults().withScheme(ConvertOptions.Scheme.W4A16).withThreads(2);
+        try (Model m = Model.open(DEMO)) {
+            Path g = tmp.resolve("gptq-small"), a = tmp.resolve("awq-small");
+            KtqException ge = assertThrows(KtqException.class, () -> Ktq.convertGptq(m, g, ct,
+                    GptqOptions.of(text).withSamples(4, 128).withMaxCpuMemory(1 << 20), null));
+            KtqException ae = assertThrows(KtqException.class, () -> Ktq.convertAwq(m, a, ct,
+                    AwqOptions.of(text).withSamples(4, 128).withMaxCpuMemory(1 << 20), null));
+            for (KtqException e : new KtqException[] {ge, ae}) {
+                assertEquals(KtqException.NO_MEMORY, e.status(), e.getMessage());
+                assertTrue(e.getMessage().contains("limit is 1 MiB"), e.getMessage());
+            }
+            assertTrue(ge.getMessage().contains("GPTQ needs about"), ge.getMessage());
+            assertTrue(ae.getMessage().contains("AWQ needs about"), ae.getMessage());
+            assertFalse(Files.exists(g.resolve("model.safetensors")));
+            assertFalse(Files.exists(a.resolve("model.safetensors")));
+            assertThrows(IllegalArgumentException.class, () -> GptqOptions.of(text).withMaxCpuMemory(-1));
+            if (Ktq.systemInfo().cudaDevices() == 0)
+                assertThrows(KtqException.class, () -> Ktq.convertGptq(m, tmp.resolve("cuda"),
+                        ct.withDevice(ConvertOptions.Device.CUDA), GptqOptions.of(text).withSamples(4, 128), null));
+        }
+    }
 }
