@@ -337,6 +337,21 @@ type ConvertOptions struct {
 	// its per-tensor choices, or ktq's "MOE_Q4_K" (routed experts Q4_K,
 	// other weights Q8_0) and its siblings.
 	GGUFMix string
+	// GGUFTokenizerPre (FormatGGUF), if set, is llama.cpp's pre-tokenizer
+	// name to write (tokenizer.ggml.pre) instead of the one derived from
+	// tokenizer.json; it is written unchecked.
+	GGUFTokenizerPre string
+	// GGUFImatrix (FormatGGUF), if set, is an importance matrix
+	// (llama-imatrix's GGUF or legacy .dat) to quantize with, as
+	// llama-quantize --imatrix.
+	GGUFImatrix string
+	// GGUFRoutingStats (FormatGGUF), if set, is a routing_stats.json whose
+	// per-expert token counts are recorded in the file (ktq.routing.*);
+	// unset = from a GGUF imatrix's counts, if any.
+	GGUFRoutingStats string
+	// GGUFSourceSHA256 (FormatGGUF) records the SHA-256 of the source's
+	// config, tokenizer and weight files (reads the checkpoint once more).
+	GGUFSourceSHA256 bool
 	// GPTQ, if set, calibrates FormatCompressedTensors with GPTQ instead of
 	// rounding to nearest.
 	GPTQ *GPTQOptions
@@ -392,7 +407,7 @@ func Convert(ctx context.Context, m *Model, outDir string, opts ConvertOptions) 
 			b2i(opts.Resume), opts.NumaParts, b2i(opts.LooseFiles), opts.Scheme.Bits, opts.Scheme.GroupSize,
 			b2i(opts.Scheme.Asymmetric), strings.Join(opts.Targets, "\n"), strings.Join(opts.Ignore, "\n"),
 			b2i(opts.Ignore == nil), b2i(opts.Scheme.DtypeRounding), int(opts.GGMLType), b2i(opts.SplitExperts),
-			opts.GGUFMix, res)
+			opts.GGUFMix, opts.GGUFTokenizerPre, opts.GGUFImatrix, opts.GGUFRoutingStats, b2i(opts.GGUFSourceSHA256), res)
 	}); err != nil {
 		return err
 	}

@@ -333,6 +333,70 @@ func TestGGUFMatchesTheCLI(t *testing.T) {
 	}
 }
 
+// The GGUF writer options of ktq_writer_options v5 (importance matrix, routing statistics, pre-tokenizer
+// name, source digests) give the CLI's bytes for the same flags.
+func TestGGUFOptionsMatchTheCLI(t *testing.T) {
+	shared := filepath.Join("..", "..", "..", "shared", "models")
+	qwen := filepath.Join(shared, "tiny-qwen3-moe")
+	if _, err := os.Stat(qwen); err != nil {
+		t.Skip("shared tiny-qwen3-moe not found")
+	}
+	imatrix, err := filepath.Abs(filepath.Join("..", "..", "tests", "golden", "imatrix", "tiny-qwen3-moe.imatrix.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats := filepath.Join(t.TempDir(), "routing_stats.json")
+	if err := os.WriteFile(stats, []byte(`{"layers": {"0": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := ktq.Open(qwen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	cases := []struct {
+		name  string
+		opts  ktq.ConvertOptions
+		flags []string
+	}{
+		{"imatrix", ktq.ConvertOptions{GGUFImatrix: imatrix, GGUFSourceSHA256: true},
+			[]string{"--imatrix", imatrix, "--source-sha256"}},
+		{"pre", ktq.ConvertOptions{GGUFTokenizerPre: "qwen2", GGUFRoutingStats: stats},
+			[]string{"--tokenizer-pre", "qwen2", "--routing-stats", stats}},
+	}
+	for _, c := range cases {
+		out := filepath.Join(t.TempDir(), c.name+".gguf")
+		opts := c.opts
+		opts.Format, opts.GGMLType, opts.Threads = ktq.FormatGGUF, ktq.GGMLQ4K, 2
+		if err := ktq.Convert(context.Background(), m, out, opts); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		got, _ := os.ReadFile(out)
+		for _, key := range map[string][]string{"imatrix": {"quantize.imatrix.file", "ktq.source.sha256"},
+			"pre": {"qwen2", "ktq.routing.blk.0.expert_tokens"}}[c.name] {
+			if !bytes.Contains(got, []byte(key)) {
+				t.Fatalf("%s: %q not in the file", c.name, key)
+			}
+		}
+		if bin := os.Getenv("KTQ_BIN"); bin != "" {
+			cli := filepath.Join(t.TempDir(), c.name+"-cli.gguf")
+			args := append([]string{"convert", qwen, cli, "--to", "gguf", "--type", "Q4_K", "--threads", "2", "--quiet"}, c.flags...)
+			if b, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+				t.Fatalf("%v: %s", err, b)
+			}
+			want, _ := os.ReadFile(cli)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("%s: the GGUF file differs from the CLI's", c.name)
+			}
+		}
+	}
+	bad := ktq.ConvertOptions{Format: ktq.FormatGGUF, GGMLType: ktq.GGMLQ4K, GGUFImatrix: "/nonexistent.imatrix"}
+	if err := ktq.Convert(context.Background(), m, filepath.Join(t.TempDir(), "bad.gguf"), bad); err == nil ||
+		!strings.Contains(err.Error(), "/nonexistent.imatrix") {
+		t.Fatalf("a missing imatrix: %v", err)
+	}
+}
+
 // calibText writes a calibration text (the README, several times) and returns its path.
 func calibText(t *testing.T) string {
 	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))

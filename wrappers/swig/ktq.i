@@ -205,12 +205,15 @@ const char *ktqs_model_text(ktq_model *m, const char *field, ktqs_result *res) {
  * dtype_rounding = 1 matches llm-compressor run on a CPU, 0 on a GPU) to
  * compressed-tensors; gguf_type (a ktq_ggml_type, -1 = Q8_0) and
  * gguf_split_experts to GGUF, where out_dir is the file's path; gguf_mix
- * (a mixture name such as "Q4_K_M", "" = none) instead of one gguf_type. */
+ * (a mixture name such as "Q4_K_M", "" = none) instead of one gguf_type;
+ * gguf_tokenizer_pre, gguf_imatrix and gguf_routing_stats ("" = none) and
+ * gguf_source_sha256 as ktq_writer_options v5 has them. */
 ktq_writer *ktqs_writer_open(ktq_model *m, const char *out_dir, int format, unsigned long long max_shard_bytes,
                              int overwrite, int resume, int numa_parts, int loose_files, int weight_bits,
                              int group_size, int asymmetric, const char *targets, const char *ignore,
                              int default_ignore, int dtype_rounding, int gguf_type, int gguf_split_experts,
-                             const char *gguf_mix, ktqs_result *res) {
+                             const char *gguf_mix, const char *gguf_tokenizer_pre, const char *gguf_imatrix,
+                             const char *gguf_routing_stats, int gguf_source_sha256, ktqs_result *res) {
     ktq_writer_options o;
     ktq_writer_options_init(&o, KTQ_WRITER_OPTIONS_VERSION);
     o.max_shard_bytes = max_shard_bytes;
@@ -227,6 +230,10 @@ ktq_writer *ktqs_writer_open(ktq_model *m, const char *out_dir, int format, unsi
     if (gguf_type >= 0) o.gguf_type = gguf_type;
     o.gguf_split_experts = gguf_split_experts;
     o.gguf_mix = gguf_mix && *gguf_mix ? gguf_mix : NULL;
+    o.gguf_tokenizer_pre = gguf_tokenizer_pre && *gguf_tokenizer_pre ? gguf_tokenizer_pre : NULL;
+    o.gguf_imatrix = gguf_imatrix && *gguf_imatrix ? gguf_imatrix : NULL;
+    o.gguf_routing_stats = gguf_routing_stats && *gguf_routing_stats ? gguf_routing_stats : NULL;
+    o.gguf_source_sha256 = gguf_source_sha256 != 0;
     ktq_writer *w = NULL;
     ktq_error *err = NULL;
     int st = ktq_writer_open(&w, m, out_dir, format ? (ktq_format)format : KTQ_FORMAT_HF_BF16, &o, &err);  /* before reading err: argument order is unspecified */

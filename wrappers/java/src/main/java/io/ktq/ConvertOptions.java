@@ -11,7 +11,11 @@ import java.util.List;
 public record ConvertOptions(Format format, int threads, long maxShardBytes, boolean overwrite, boolean resume,
                              long progressIntervalMillis, int numaParts, boolean looseFiles, Scheme scheme,
                              List<String> targets, List<String> ignore, Device device, GgmlType ggmlType,
-                             boolean splitExperts, String ggufMix) {
+                             boolean splitExperts, String ggufMix, GgufExtras gguf) {
+    public ConvertOptions {
+        if (gguf == null) gguf = GgufExtras.NONE;
+    }
+
     /** Output formats (values of the C API's ktq_format). */
     public enum Format {
         /** Hugging Face checkpoint, every floating tensor BF16. */
@@ -96,67 +100,67 @@ public record ConvertOptions(Format format, int threads, long maxShardBytes, boo
 
     public static ConvertOptions defaults() {
         return new ConvertOptions(Format.BF16, 0, 0, false, false, 200, 0, false, Scheme.W4A16, List.of(), null,
-                Device.CPU, GgmlType.Q8_0, false, null);
+                Device.CPU, GgmlType.Q8_0, false, null, GgufExtras.NONE);
     }
 
     public ConvertOptions withFormat(Format f) {
         return new ConvertOptions(f, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
-                looseFiles, scheme, targets, ignore, device, ggmlType, splitExperts, ggufMix);
+                looseFiles, scheme, targets, ignore, device, ggmlType, splitExperts, ggufMix, gguf);
     }
 
     public ConvertOptions withThreads(int t) {
         return new ConvertOptions(format, t, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
-                looseFiles, scheme, targets, ignore, device, ggmlType, splitExperts, ggufMix);
+                looseFiles, scheme, targets, ignore, device, ggmlType, splitExperts, ggufMix, gguf);
     }
 
     public ConvertOptions withProgressIntervalMillis(long ms) {
         return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, ms, numaParts, looseFiles,
-                scheme, targets, ignore, device, ggmlType, splitExperts, ggufMix);
+                scheme, targets, ignore, device, ggmlType, splitExperts, ggufMix, gguf);
     }
 
     public ConvertOptions withNumaParts(int parts) {
         return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, parts,
-                looseFiles, scheme, targets, ignore, device, ggmlType, splitExperts, ggufMix);
+                looseFiles, scheme, targets, ignore, device, ggmlType, splitExperts, ggufMix, gguf);
     }
 
     public ConvertOptions withLooseFiles(boolean loose) {
         return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
-                loose, scheme, targets, ignore, device, ggmlType, splitExperts, ggufMix);
+                loose, scheme, targets, ignore, device, ggmlType, splitExperts, ggufMix, gguf);
     }
 
     /** compressed-tensors: the scheme (also selects {@link Format#COMPRESSED_TENSORS}). */
     public ConvertOptions withScheme(Scheme s) {
         return new ConvertOptions(Format.COMPRESSED_TENSORS, threads, maxShardBytes, overwrite, resume,
-                progressIntervalMillis, numaParts, looseFiles, s, targets, ignore, device, ggmlType, splitExperts, ggufMix);
+                progressIntervalMillis, numaParts, looseFiles, s, targets, ignore, device, ggmlType, splitExperts, ggufMix, gguf);
     }
 
     /** compressed-tensors: modules to quantize ("Linear", names, "re:REGEX"); empty = every Linear. */
     public ConvertOptions withTargets(List<String> t) {
         return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
-                looseFiles, scheme, List.copyOf(t), ignore, device, ggmlType, splitExperts, ggufMix);
+                looseFiles, scheme, List.copyOf(t), ignore, device, ggmlType, splitExperts, ggufMix, gguf);
     }
 
     /** compressed-tensors: modules kept in high precision; null = the library's defaults, empty = none. */
     public ConvertOptions withIgnore(List<String> i) {
         return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
-                looseFiles, scheme, targets, i == null ? null : List.copyOf(i), device, ggmlType, splitExperts, ggufMix);
+                looseFiles, scheme, targets, i == null ? null : List.copyOf(i), device, ggmlType, splitExperts, ggufMix, gguf);
     }
 
     public ConvertOptions withDevice(Device d) {
         return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
-                looseFiles, scheme, targets, ignore, d, ggmlType, splitExperts, ggufMix);
+                looseFiles, scheme, targets, ignore, d, ggmlType, splitExperts, ggufMix, gguf);
     }
 
     /** GGUF: the weights' ggml type (also selects {@link Format#GGUF}). */
     public ConvertOptions withGgmlType(GgmlType t) {
         return new ConvertOptions(Format.GGUF, threads, maxShardBytes, overwrite, resume, progressIntervalMillis,
-                numaParts, looseFiles, scheme, targets, ignore, device, t, splitExperts, ggufMix);
+                numaParts, looseFiles, scheme, targets, ignore, device, t, splitExperts, ggufMix, gguf);
     }
 
     /** GGUF: routed experts one tensor per expert (Candle's quantized_llama) instead of stacked. */
     public ConvertOptions withSplitExperts(boolean split) {
         return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
-                looseFiles, scheme, targets, ignore, device, ggmlType, split, ggufMix);
+                looseFiles, scheme, targets, ignore, device, ggmlType, split, ggufMix, gguf);
     }
 
     /**
@@ -166,6 +170,25 @@ public record ConvertOptions(Format format, int threads, long maxShardBytes, boo
      */
     public ConvertOptions withGgufMix(String mix) {
         return new ConvertOptions(Format.GGUF, threads, maxShardBytes, overwrite, resume, progressIntervalMillis,
-                numaParts, looseFiles, scheme, targets, ignore, device, ggmlType, splitExperts, mix);
+                numaParts, looseFiles, scheme, targets, ignore, device, ggmlType, splitExperts, mix, gguf);
+    }
+
+    /**
+     * GGUF writer options beyond the type: llama.cpp's pre-tokenizer name to write instead of the one derived
+     * from tokenizer.json (null = derive; written unchecked); an importance matrix (llama-imatrix's GGUF or
+     * legacy .dat) to quantize with, as llama-quantize --imatrix (null = none); a routing_stats.json whose
+     * per-expert token counts the file records (null = from a GGUF imatrix's counts, if any); and whether to
+     * record the SHA-256 of the source's config, tokenizer and weight files (reads the checkpoint once more).
+     */
+    public record GgufExtras(String tokenizerPre, java.nio.file.Path imatrix, java.nio.file.Path routingStats,
+                             boolean sourceSha256) {
+        public static final GgufExtras NONE = new GgufExtras(null, null, null, false);
+    }
+
+    /** GGUF: the options of {@link GgufExtras}. */
+    public ConvertOptions withGgufExtras(GgufExtras extras) {
+        return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
+                looseFiles, scheme, targets, ignore, device, ggmlType, splitExperts, ggufMix,
+                extras == null ? GgufExtras.NONE : extras);
     }
 }

@@ -164,7 +164,9 @@ public final class Ktq {
                     String.join("\n", options.targets()),
                     options.ignore() == null ? "" : String.join("\n", options.ignore()),
                     options.ignore() == null ? 1 : 0, options.scheme().dtypeRounding() ? 1 : 0, options.ggmlType().code,
-                    options.splitExperts() ? 1 : 0, options.ggufMix() == null ? "" : options.ggufMix(), res);
+                    options.splitExperts() ? 1 : 0, options.ggufMix() == null ? "" : options.ggufMix(),
+                    orEmpty(options.gguf().tokenizerPre()), orEmpty(options.gguf().imatrix()),
+                    orEmpty(options.gguf().routingStats()), options.gguf().sourceSha256() ? 1 : 0, res);
             check(res);
             try {
                 if (listener != null && !listener.onProgress(new Progress(0, 0, 0))) ktqswig.ktqs_token_cancel(token);
@@ -219,6 +221,10 @@ public final class Ktq {
                 return;
             }
         }
+    }
+
+    private static String orEmpty(Object o) {
+        return o == null ? "" : o.toString();
     }
 
     private static void joinQuietly(Thread t) {

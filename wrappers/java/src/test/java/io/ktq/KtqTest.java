@@ -120,6 +120,47 @@ class KtqTest {
         }
     }
 
+    // The GGUF writer options of ktq_writer_options v5 give the CLI's bytes for the same flags.
+    @Test
+    void ggufExtrasMatchTheCli(@TempDir Path tmp) throws Exception {
+        Path qwen = Path.of("..", "..", "..", "shared", "models", "tiny-qwen3-moe");
+        org.junit.jupiter.api.Assumptions.assumeTrue(Files.isDirectory(qwen), "shared tiny-qwen3-moe not found");
+        Path imatrix = Path.of("..", "..", "tests", "golden", "imatrix", "tiny-qwen3-moe.imatrix.gguf").toAbsolutePath();
+        Path stats = tmp.resolve("routing_stats.json");
+        Files.writeString(stats, "{\"layers\": {\"1\": [16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1]}}");
+        var cases = List.of(
+                new ConvertOptions.GgufExtras(null, imatrix, null, true),
+                new ConvertOptions.GgufExtras("qwen2", null, stats, false));
+        var flags = List.of(List.of("--imatrix", imatrix.toString(), "--source-sha256"),
+                List.of("--tokenizer-pre", "qwen2", "--routing-stats", stats.toString()));
+        var keys = List.of(List.of("quantize.imatrix.file", "ktq.source.sha256"),
+                List.of("qwen2", "ktq.routing.blk.1.expert_tokens"));
+        try (Model m = Model.open(qwen)) {
+            for (int i = 0; i < cases.size(); ++i) {
+                Path out = tmp.resolve("java-" + i + ".gguf");
+                Ktq.convert(m, out, ConvertOptions.defaults().withGgmlType(ConvertOptions.GgmlType.Q4_K).withThreads(2)
+                        .withGgufExtras(cases.get(i)), null);
+                String text = new String(Files.readAllBytes(out), java.nio.charset.StandardCharsets.ISO_8859_1);
+                for (String k : keys.get(i)) assertTrue(text.contains(k), k);
+                String bin = System.getenv("KTQ_BIN");
+                if (bin != null && !bin.isEmpty()) {
+                    Path cli = tmp.resolve("cli-" + i + ".gguf");
+                    List<String> args = new ArrayList<>(List.of(bin, "convert", qwen.toString(), cli.toString(), "--to",
+                            "gguf", "--type", "Q4_K", "--threads", "2", "--quiet"));
+                    args.addAll(flags.get(i));
+                    Process p = new ProcessBuilder(args).inheritIO().start();
+                    assertEquals(0, p.waitFor());
+                    assertArrayEquals(Files.readAllBytes(cli), Files.readAllBytes(out), "case " + i);
+                }
+            }
+            KtqException e = assertThrows(KtqException.class, () -> Ktq.convert(m, tmp.resolve("bad.gguf"),
+                    ConvertOptions.defaults().withGgmlType(ConvertOptions.GgmlType.Q4_K)
+                            .withGgufExtras(new ConvertOptions.GgufExtras(null, tmp.resolve("none.imatrix"), null, false)),
+                    null));
+            assertTrue(e.getMessage().contains("none.imatrix"), e.getMessage());
+        }
+    }
+
     @Test
     void ggufWeightsReadBackOverTheCheckpoint(@TempDir Path tmp) throws Exception {
         Path llama = Path.of("..", "..", "..", "shared", "models", "tiny-llama");
