@@ -50,6 +50,29 @@ func QuantizeBlocks(t GGMLType, src []float32) ([]byte, error) {
 	return dst, nil
 }
 
+// QuantizeRows encodes src, rows of nPerRow values, as ggml blocks of type
+// t with per-column importance (an imatrix's nPerRow values for this weight,
+// or one expert's slice): bit-identical to llama-quantize with that imatrix.
+// Types where ggml ignores importance (F32, F16, BF16, Q8_0) give
+// QuantizeBlocks' bytes.
+func QuantizeRows(t GGMLType, src []float32, nPerRow int, importance []float32) ([]byte, error) {
+	if nPerRow <= 0 || len(src)%nPerRow != 0 {
+		return nil, &Error{Status: StatusInvalidArgument,
+			Message: fmt.Sprintf("%d values are not whole rows of %d", len(src), nPerRow)}
+	}
+	size, err := ggmlBytes(t, len(src))
+	if err != nil {
+		return nil, err
+	}
+	dst := make([]byte, size)
+	if err := call(func(res ktqswig.Ktqs_result) {
+		ktqswig.Ktqs_ggml_quantize_rows(int(t), src, int64(nPerRow), importance, dst, res)
+	}); err != nil {
+		return nil, err
+	}
+	return dst, nil
+}
+
 // DequantizeBlocks decodes n values of type t from src, which must hold
 // exactly n / t.BlockSize() blocks (n / t.BlockSize() * t.TypeSize() bytes).
 func DequantizeBlocks(t GGMLType, src []byte, n int) ([]float32, error) {

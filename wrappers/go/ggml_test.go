@@ -113,3 +113,51 @@ func TestGGMLBlocksReject(t *testing.T) {
 		t.Fatal("unexpected Q8_0 / Q6_K / BF16 block description")
 	}
 }
+
+// QuantizeRows against ggml's importance-weighted quantizers (tests/golden/ggml_importance.json, made by
+// llama.cpp's ggml-quants.c with quant_weights).
+func TestQuantizeRowsMatchesGGMLsImportancePath(t *testing.T) {
+	var g struct {
+		NPerRow    int    `json:"n_per_row"`
+		Rows       int    `json:"rows"`
+		InputF32   string `json:"input_f32"`
+		Importance string `json:"importance_f32"`
+		Types      map[string]struct {
+			ID        int    `json:"id"`
+			Quantized string `json:"quantized"`
+		} `json:"types"`
+	}
+	golden(t, "ggml_importance.json", &g)
+	input, importance := decodeF32(t, g.InputF32), decodeF32(t, g.Importance)
+	if len(g.Types) == 0 || len(input) != g.Rows*g.NPerRow || len(importance) != len(input) {
+		t.Fatalf("nothing to check (%d types, %d importance values)", len(g.Types), len(importance))
+	}
+	for name, want := range g.Types {
+		typ := ktq.GGMLType(want.ID)
+		quantized, err := base64.StdEncoding.DecodeString(want.Quantized)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Each golden row has its own importance vector: one call per row.
+		var got []byte
+		for r := 0; r < g.Rows; r++ {
+			row := input[r*g.NPerRow : (r+1)*g.NPerRow]
+			q, err := ktq.QuantizeRows(typ, row, g.NPerRow, importance[r*g.NPerRow:(r+1)*g.NPerRow])
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			got = append(got, q...)
+		}
+		if !bytes.Equal(got, quantized) {
+			t.Fatalf("%s: differs from ggml's importance-weighted bytes", name)
+		}
+	}
+	var kerr *ktq.Error
+	if _, err := ktq.QuantizeRows(ktq.GGMLQ4K, input, g.NPerRow, importance[1:g.NPerRow]); !errors.As(err, &kerr) ||
+		kerr.Status != ktq.StatusInvalidArgument {
+		t.Fatalf("short importance: want an invalid-argument error, got %v", err)
+	}
+	if _, err := ktq.QuantizeRows(ktq.GGMLQ4K, input[:len(input)-1], g.NPerRow, importance[:g.NPerRow]); err == nil {
+		t.Fatal("a partial row was accepted")
+	}
+}

@@ -23,6 +23,7 @@
 %enddef
 
 KTQS_JAVA_ARRAY(float, float, jfloatArray, Float, F32_IN, F32_IN_N, JNI_ABORT)
+KTQS_JAVA_ARRAY(float, float, jfloatArray, Float, F32_IN2, F32_IN2_N, JNI_ABORT)
 KTQS_JAVA_ARRAY(float, float, jfloatArray, Float, F32_OUT, F32_OUT_N, 0)
 KTQS_JAVA_ARRAY(float, float, jfloatArray, Float, F32_OUT2, F32_OUT2_N, 0)
 KTQS_JAVA_ARRAY(int32_t, int, jintArray, Int, I32_OUT, I32_OUT_N, 0)

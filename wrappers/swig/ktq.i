@@ -554,6 +554,24 @@ void ktqs_ggml_quantize(int type, float *F32_IN, size_t F32_IN_N, void *BYTES_OU
     int st = ktq_quantize_tensor(BYTES_OUT, BYTES_OUT_N, F32_IN, F32_IN_N, (ktq_ggml_type)type, &err);
     ktqs_set(res, st, err);
 }
+/* ktq_quantize_rows: rows of n_per_row values (F32_IN) with per-column
+ * importance (F32_IN2, n_per_row values), as llama-quantize with an imatrix. */
+void ktqs_ggml_quantize_rows(int type, float *F32_IN, size_t F32_IN_N, long long n_per_row, float *F32_IN2,
+                             size_t F32_IN2_N, void *BYTES_OUT, size_t BYTES_OUT_N, ktqs_result *res) {
+    if (n_per_row <= 0 || F32_IN_N % (size_t)n_per_row != 0) {
+        ktqs_set(res, KTQ_ERR_INVALID_ARGUMENT, NULL);
+        snprintf(res->message, sizeof res->message, "%llu values are not whole rows of %lld",
+                 (unsigned long long)F32_IN_N, n_per_row);
+        return;
+    }
+    if (!ktqs_check_count(res, "importance values (one per column)", F32_IN2_N, (unsigned long long)n_per_row)) return;
+    long long need = ktqs_ggml_bytes(type, (long long)F32_IN_N, res);
+    if (res->status != KTQ_OK || !ktqs_check_count(res, "quantized blocks", BYTES_OUT_N, (unsigned long long)need)) return;
+    ktq_error *err = NULL;
+    int st = ktq_quantize_rows(BYTES_OUT, BYTES_OUT_N, F32_IN, F32_IN_N / (size_t)n_per_row, (size_t)n_per_row, F32_IN2,
+                               (ktq_ggml_type)type, &err);
+    ktqs_set(res, st, err);
+}
 void ktqs_ggml_dequantize(int type, void *BYTES_IN, size_t BYTES_IN_N, float *F32_OUT, size_t F32_OUT_N,
                           ktqs_result *res) {
     long long need = ktqs_ggml_bytes(type, (long long)F32_OUT_N, res);

@@ -100,6 +100,31 @@ public final class Ktq {
         }
     }
 
+    /**
+     * Rows of {@code nPerRow} values as ggml blocks of {@code type}, with per-column {@code importance} (an
+     * imatrix's {@code nPerRow} values for this weight, or one expert's slice): bit-identical to llama-quantize
+     * with that imatrix. Types where ggml ignores importance (F32, F16, BF16, Q8_0) give {@link #quantizeBlocks}'
+     * bytes.
+     */
+    public static byte[] quantizeRows(ConvertOptions.GgmlType type, float[] values, int nPerRow, float[] importance)
+            throws KtqException {
+        Objects.requireNonNull(type, "type");
+        Objects.requireNonNull(values, "values");
+        Objects.requireNonNull(importance, "importance");
+        NativeLibrary.load();
+        ktqs_result res = new ktqs_result();
+        try {
+            long bytes = ktqswig.ktqs_ggml_bytes(type.code, values.length, res);
+            check(res);
+            byte[] out = new byte[Model.arrayLength(bytes, type + " blocks")];
+            ktqswig.ktqs_ggml_quantize_rows(type.code, values, nPerRow, importance, out, res);
+            check(res);
+            return out;
+        } finally {
+            res.delete();
+        }
+    }
+
     /** The {@code n} values that the ggml blocks {@code blocks} of {@code type} stand for. */
     public static float[] dequantizeBlocks(ConvertOptions.GgmlType type, byte[] blocks, int n) throws KtqException {
         Objects.requireNonNull(type, "type");

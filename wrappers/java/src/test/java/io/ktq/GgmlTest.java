@@ -64,4 +64,30 @@ class GgmlTest {
         assertEquals(0, Ktq.quantizeBlocks(ConvertOptions.GgmlType.Q8_0, new float[0]).length);
         assertEquals(32, Ktq.dequantizeBlocks(ConvertOptions.GgmlType.Q8_0, new byte[34], 32).length);
     }
+
+    /** Ktq.quantizeRows against ggml's importance-weighted quantizers (ggml_importance.json). */
+    @Test
+    void quantizeRowsMatchesGgmlsImportancePath() throws Exception {
+        JSONObject g = TestData.golden("ggml_importance.json");
+        float[] x = TestData.base64Floats(g.getString("input_f32"));
+        float[] importance = TestData.base64Floats(g.getString("importance_f32"));
+        int nPerRow = g.getInt("n_per_row"), rows = g.getInt("rows");
+        assertEquals(rows * nPerRow, x.length);
+        assertEquals(x.length, importance.length);
+        JSONObject types = g.getJSONObject("types");
+        assertFalse(types.isEmpty());
+        for (String name : types.keySet()) {
+            ConvertOptions.GgmlType type = ConvertOptions.GgmlType.valueOf(name);
+            // Each golden row has its own importance vector: one call per row.
+            java.io.ByteArrayOutputStream got = new java.io.ByteArrayOutputStream();
+            for (int r = 0; r < rows; r++)
+                got.writeBytes(Ktq.quantizeRows(type, java.util.Arrays.copyOfRange(x, r * nPerRow, (r + 1) * nPerRow),
+                        nPerRow, java.util.Arrays.copyOfRange(importance, r * nPerRow, (r + 1) * nPerRow)));
+            assertArrayEquals(TestData.base64(types.getJSONObject(name).getString("quantized")), got.toByteArray(),
+                    name);
+        }
+        KtqException e = assertThrows(KtqException.class, () -> Ktq.quantizeRows(ConvertOptions.GgmlType.Q4_K, x,
+                nPerRow, java.util.Arrays.copyOf(importance, nPerRow - 1)));
+        assertEquals(KtqException.INVALID_ARGUMENT, e.status());
+    }
 }
