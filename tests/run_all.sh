@@ -10,9 +10,10 @@ set -euo pipefail
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"  # rustup's default place
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-# Each stage's header says how long the run has taken so far (CI's 90-minute limit).
+# Each stage's header says how long this script has run so far (CI's 90-minute limit also counts
+# .ci/run's first tests/setup_deps.sh).
 started=$(date +%s)
-stage() { echo "== $* [$(( ($(date +%s) - started) / 60 )) min $(( ($(date +%s) - started) % 60 )) s so far]"; }
+stage() { local t=$(( $(date +%s) - started )); echo "== $* [$((t / 60)) min $((t % 60)) s so far]"; }
 tests/setup_deps.sh
 stage "dependencies ready"
 jobs=$(nproc)

@@ -61,6 +61,10 @@ ktq_status ktq_quantize_rows(void *dst, size_t dst_bytes, const float *src, size
     return guarded(err, [&] {
         const ktq::GgmlTypeTraits &t = traits_or_fail(type);
         if (rows != 0 && n_per_row > SIZE_MAX / rows) fail(KTQ_ERR_INVALID_ARGUMENT, "rows * n_per_row overflows");
+        // Each row is its own run of blocks: a row that ends mid-block would leave bytes unwritten.
+        if (n_per_row % t.block_size)
+            fail(KTQ_ERR_INVALID_ARGUMENT, "rows of " + std::to_string(n_per_row) + " values are not whole " +
+                                               t.name + " blocks of " + std::to_string(t.block_size));
         check_sizes(t, rows * n_per_row, dst, src, dst_bytes);
         if (!importance || !t.quantize_importance) {
             t.quantize(static_cast<uint8_t *>(dst), src, rows * n_per_row / t.block_size);

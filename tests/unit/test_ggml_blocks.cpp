@@ -159,4 +159,13 @@ TEST(GgmlBlocks, ErrorsNameTheTypeAndSizes) {
     EXPECT_EQ(ktq_quantize_tensor(buf, sizeof buf, x, 32, static_cast<ktq_ggml_type>(16), &err), KTQ_ERR_UNSUPPORTED);
     ktq_error_free(err);
     EXPECT_EQ(ktq_ggml_block_size(static_cast<ktq_ggml_type>(16)), 0u);
+    // Rows that end mid-block: 2 rows of 128 make one Q4_K super-block in total, but neither row is one
+    // (each row is quantized on its own, so nothing would be written).
+    std::vector<float> rows(256, 0.5f), importance(128, 1.0f);
+    std::vector<uint8_t> out(144, 0xAA);
+    EXPECT_EQ(ktq_quantize_rows(out.data(), out.size(), rows.data(), 2, 128, importance.data(), KTQ_GGML_Q4_K, &err),
+              KTQ_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(ktq_error_message(err)).find("rows of 128 values are not whole Q4_K blocks of 256"),
+              std::string::npos) << ktq_error_message(err);
+    ktq_error_free(err);
 }

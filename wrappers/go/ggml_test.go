@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"strings"
 	"testing"
 
 	ktq "github.com/ktq/ktq/wrappers/go"
@@ -159,5 +160,10 @@ func TestQuantizeRowsMatchesGGMLsImportancePath(t *testing.T) {
 	}
 	if _, err := ktq.QuantizeRows(ktq.GGMLQ4K, input[:len(input)-1], g.NPerRow, importance[:g.NPerRow]); err == nil {
 		t.Fatal("a partial row was accepted")
+	}
+	// Two rows of 128 are one Q4_K super-block in all, but each row is quantized on its own.
+	if _, err := ktq.QuantizeRows(ktq.GGMLQ4K, input[:256], 128, importance[:128]); !errors.As(err, &kerr) ||
+		kerr.Status != ktq.StatusInvalidArgument || !strings.Contains(kerr.Message, "not whole Q4_K blocks") {
+		t.Fatalf("rows of 128 for Q4_K: want an invalid-argument error, got %v", err)
 	}
 }

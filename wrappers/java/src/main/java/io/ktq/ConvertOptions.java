@@ -185,9 +185,9 @@ public record ConvertOptions(Format format, int threads, long maxShardBytes, boo
         public static final GgufExtras NONE = new GgufExtras(null, null, null, false);
     }
 
-    /** GGUF: the options of {@link GgufExtras}. */
+    /** GGUF: the options of {@link GgufExtras} (also selects {@link Format#GGUF}). */
     public ConvertOptions withGgufExtras(GgufExtras extras) {
-        return new ConvertOptions(format, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
+        return new ConvertOptions(Format.GGUF, threads, maxShardBytes, overwrite, resume, progressIntervalMillis, numaParts,
                 looseFiles, scheme, targets, ignore, device, ggmlType, splitExperts, ggufMix,
                 extras == null ? GgufExtras.NONE : extras);
     }

@@ -89,5 +89,12 @@ class GgmlTest {
         KtqException e = assertThrows(KtqException.class, () -> Ktq.quantizeRows(ConvertOptions.GgmlType.Q4_K, x,
                 nPerRow, java.util.Arrays.copyOf(importance, nPerRow - 1)));
         assertEquals(KtqException.INVALID_ARGUMENT, e.status());
+        // A partial last row, and rows that end mid-block (two rows of 128 are one Q4_K super-block in all,
+        // but each row is quantized on its own).
+        assertThrows(KtqException.class, () -> Ktq.quantizeRows(ConvertOptions.GgmlType.Q4_K,
+                java.util.Arrays.copyOf(x, x.length - 1), nPerRow, java.util.Arrays.copyOf(importance, nPerRow)));
+        KtqException mid = assertThrows(KtqException.class, () -> Ktq.quantizeRows(ConvertOptions.GgmlType.Q4_K,
+                java.util.Arrays.copyOf(x, 256), 128, java.util.Arrays.copyOf(importance, 128)));
+        assertTrue(mid.getMessage().contains("not whole Q4_K blocks"), mid.getMessage());
     }
 }
