@@ -86,18 +86,7 @@ public final class Ktq {
     public static byte[] quantizeBlocks(ConvertOptions.GgmlType type, float[] values) throws KtqException {
         Objects.requireNonNull(type, "type");
         Objects.requireNonNull(values, "values");
-        NativeLibrary.load();
-        ktqs_result res = new ktqs_result();
-        try {
-            long bytes = ktqswig.ktqs_ggml_bytes(type.code, values.length, res);
-            check(res);
-            byte[] out = new byte[Model.arrayLength(bytes, type + " blocks")];
-            ktqswig.ktqs_ggml_quantize(type.code, values, out, res);
-            check(res);
-            return out;
-        } finally {
-            res.delete();
-        }
+        return blocks(type, values.length, (out, res) -> ktqswig.ktqs_ggml_quantize(type.code, values, out, res));
     }
 
     /**
@@ -111,13 +100,24 @@ public final class Ktq {
         Objects.requireNonNull(type, "type");
         Objects.requireNonNull(values, "values");
         Objects.requireNonNull(importance, "importance");
+        return blocks(type, values.length,
+                (out, res) -> ktqswig.ktqs_ggml_quantize_rows(type.code, values, nPerRow, importance, out, res));
+    }
+
+    /** Fills the blocks of {@code type} for {@code n} values with one quantizing call. */
+    private interface BlockQuantizer {
+        void quantize(byte[] out, ktqs_result res);
+    }
+
+    // The quantizers' shared part: the size of n values' blocks, the buffer, the call and its status.
+    private static byte[] blocks(ConvertOptions.GgmlType type, int n, BlockQuantizer quantizer) throws KtqException {
         NativeLibrary.load();
         ktqs_result res = new ktqs_result();
         try {
-            long bytes = ktqswig.ktqs_ggml_bytes(type.code, values.length, res);
+            long bytes = ktqswig.ktqs_ggml_bytes(type.code, n, res);
             check(res);
             byte[] out = new byte[Model.arrayLength(bytes, type + " blocks")];
-            ktqswig.ktqs_ggml_quantize_rows(type.code, values, nPerRow, importance, out, res);
+            quantizer.quantize(out, res);
             check(res);
             return out;
         } finally {
