@@ -31,7 +31,11 @@ cmake --build build -j "$jobs"
 ctest --no-tests=error --test-dir build --output-on-failure -j "$jobs"
 
 stage "AddressSanitizer + UndefinedBehaviorSanitizer build"
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKTQ_SANITIZE=ON -DKTQ_BUILD_TESTS=ON > /dev/null
+# The sanitized builds keep line tables only (-g1): their reports name every frame's function, file and
+# line, and leaving out the variables' debug information cuts their build time by about a quarter.
+sanitizer_flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG"
+                 "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG")
+cmake -S . -B build-asan -G Ninja "${sanitizer_flags[@]}" -DKTQ_SANITIZE=ON -DKTQ_BUILD_TESTS=ON > /dev/null
 cmake --build build-asan -j "$jobs"
 # The consumer test builds a plain (non-sanitized) program against the
 # installed library, which cannot link a sanitized libktq; it ran above.
@@ -58,7 +62,7 @@ stage "Java wrapper (SWIG from the same interface, JNI glue against the installe
 (cd wrappers/java && PKG_CONFIG_PATH="$root/build/prefix/lib/pkgconfig" KTQ_BIN="$root/build/ktq" mvn -q -B test)
 
 stage "ThreadSanitizer build (thread pool, parallel writers, concurrent models)"
-cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKTQ_TSAN=ON -DKTQ_BUILD_TESTS=ON > /dev/null
+cmake -S . -B build-tsan -G Ninja "${sanitizer_flags[@]}" -DKTQ_TSAN=ON -DKTQ_BUILD_TESTS=ON > /dev/null
 cmake --build build-tsan -j "$jobs"
 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
   ctest --no-tests=error --test-dir build-tsan --output-on-failure -j "$jobs" -E '^(consumer|python)\.'

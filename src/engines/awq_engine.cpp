@@ -703,6 +703,7 @@ void AwqEngine::record(Writer &writer) const {
     }
     rep["clipped_groups"] = clips;
     rep["clipped_groups_total"] = total;
+    rep["calibration_activations"] = cal_.activations_report();
     writer.add_file("awq_report.json", rep.dump(1) + "\n");
 }
 

@@ -368,6 +368,7 @@ void GptqEngine::record(Writer &writer) const {
     }
     rep["modules"] = modules;
     rep["rtn_fallbacks"] = fallbacks;
+    rep["calibration_activations"] = cal_.activations_report();
     writer.add_file("gptq_report.json", rep.dump(1) + "\n");
 }
 

@@ -206,6 +206,10 @@ uint64_t SequentialCalibration::tokens() const {
     return tokens;
 }
 
+nlohmann::ordered_json SequentialCalibration::activations_report() const {
+    return {{"bytes", activation_bytes()}, {"in_temporary_file", spilled()}};
+}
+
 nlohmann::ordered_json SequentialCalibration::routing_stats(const char *pass) const {
     nlohmann::ordered_json stats;
     stats["description"] = std::string("routed calibration tokens per expert, per MoE layer (ktq ") + pass +

@@ -75,6 +75,9 @@ public:
     std::vector<uint64_t> &expert_tokens(int layer);
     // routing_stats.json: tokens per expert per MoE layer seen so far.
     nlohmann::ordered_json routing_stats(const char *pass) const;
+    // For the engines' reports: the activations' size and whether --max-cpu-memory moved them to the
+    // temporary file (the file is unlinked at once, so the report is where a user sees it happened).
+    nlohmann::ordered_json activations_report() const;
     size_t samples() const { return lengths_.size(); }
     uint64_t tokens() const;
 

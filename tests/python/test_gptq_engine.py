@@ -88,6 +88,8 @@ def test_expert_without_routed_tokens_still_calibrated(tmp_path):
             assert m["rows_seen"] == 128 and m["rows_routed"] == 0 and not m["rtn_fallback"] and m["loss"] > 0
 
 
+@pytest.mark.skipif(os.environ.get("KTQ_SANITIZED") == "1",
+                    reason="determinism is the release build's to check: one more full run under the sanitizers")
 def test_same_bytes_whatever_the_thread_count(qwen_gptq, tmp_path):
     gptq("tiny-qwen3-moe", tmp_path / "t1", "--threads", "1")
     for f in ("model.safetensors", "config.json", "routing_stats.json", "gptq_report.json"):

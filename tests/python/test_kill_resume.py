@@ -57,7 +57,7 @@ def looks_complete(names, ref_names):
 def synthetic_fp8(tmp_path_factory):
     src = tmp_path_factory.mktemp("kill") / "fp8"
     subprocess.run([sys.executable, os.path.join(HERE, "..", "..", "bench", "make_synthetic_fp8.py"), str(src),
-                    "--layers", "4", "--hidden", "1024", "--experts", "32", "--moe-intermediate", "512",
+                    "--layers", "4", "--hidden", "1024", "--experts", "16", "--moe-intermediate", "512",
                     "--vocab", "8192", "--shard-gb", "0.1"], check=True, capture_output=True)
     return src
 
@@ -116,7 +116,7 @@ def test_killed_runs_resume_to_identical_output(model, tmp_path):
         assert not (redone & done), f"trial {trial}: layers {sorted(redone & done)} were journaled yet redone"
         skipped_layers += len({l for l in done if l >= 0})
         assert folder_bytes(out) == ref, f"trial {trial}: resumed output differs from the uninterrupted run"
-        shutil.rmtree(out)  # 20 trials of a 470 MB output would otherwise stay on disk until pytest ends
+        shutil.rmtree(out)  # 20 trials of a 270 MB output would otherwise stay on disk until pytest ends
     print(f"\n{CONVERT[1:4]}: {trials} kill trials: {killed_midway} killed mid-run, {completed_before_kill} finished before the kill, "
           f"{skipped_layers} journaled layers skipped on resume; all resumed byte-identical")
     assert killed_midway >= trials // 3, "too few kills landed mid-run to test anything"
@@ -145,7 +145,7 @@ def test_resume_refuses_a_different_plan(model, tmp_path):
 def synthetic_qwen3(tmp_path_factory):
     src = tmp_path_factory.mktemp("kill-gguf") / "qwen3"
     subprocess.run([sys.executable, os.path.join(HERE, "..", "..", "bench", "make_synthetic_bf16_moe.py"), str(src),
-                    "--hidden", "1024", "--moe-intermediate", "512", "--experts", "24", "--layers", "4"], check=True,
+                    "--hidden", "1024", "--moe-intermediate", "512", "--experts", "12", "--layers", "4"], check=True,
                    capture_output=True)
     shared = os.environ.get("KTQ_SHARED_DIR", os.path.join(HERE, "..", "..", "..", "shared"))
     tok = os.path.join(shared, "models", "tiny-qwen3-moe", "tokenizer.json")
