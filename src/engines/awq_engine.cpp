@@ -16,6 +16,7 @@
 #include "engines/cast_engine.h"
 #include "engines/ct_layer_outputs.h"
 #include "engines/gguf_engine.h"
+#include "engines/recorded_rows.h"
 #include "forward/decoder_layer.h"
 #include "forward/layer_weights.h"
 #include "quant/ct_rtn.h"
@@ -31,14 +32,17 @@ namespace {
 // activations are stored once).
 class InputRecorder : public ActivationObserver {
 public:
+    // in_files: every slot keeps its rows in a temporary file (a host memory limit they would not fit under).
+    explicit InputRecorder(bool in_files) : in_files_(in_files) {}
     struct Slot {
         int64_t in = 0;
-        std::vector<float> rows;  // [n, in]
+        RecordedRows rows;  // [n, in]
         int64_t count() const { return in > 0 ? static_cast<int64_t>(rows.size()) / in : 0; }
     };
     // Linears in one call share one slot.
     Slot *add_slot(std::initializer_list<const Linear *> readers) {
         slots_.push_back(std::make_unique<Slot>());
+        if (in_files_) slots_.back()->rows.use_file(kWhat);
         for (const Linear *l : readers)
             if (l && !l->empty()) slot_of_[l] = slots_.back().get();
         return slots_.back().get();
@@ -56,7 +60,10 @@ public:
         return true;  // the recorder needs only the input: the all-token products are skipped
     }
     // A routed expert's down inputs for the tokens the router sent it (blended expert calibration).
-    void record_routed(const Linear &down) { routed_[&down]; }
+    void record_routed(const Linear &down) {
+        Slot &s = routed_[&down];
+        if (in_files_) s.rows.use_file(kWhat);
+    }
     Slot *routed(const Linear &down) {
         auto it = routed_.find(&down);
         return it == routed_.end() ? nullptr : &it->second;
@@ -65,7 +72,7 @@ public:
         auto it = routed_.find(&linear);
         if (it == routed_.end()) return;
         it->second.in = linear.in;
-        it->second.rows.insert(it->second.rows.end(), x, x + rows * linear.in);
+        it->second.rows.append(x, static_cast<size_t>(rows * linear.in));
     }
 
 private:
@@ -74,8 +81,10 @@ private:
         if (!added && seen->second == std::make_pair(x, rows)) return;  // a sibling already stored it
         seen->second = {x, rows};
         s->in = in;
-        s->rows.insert(s->rows.end(), x, x + rows * in);
+        s->rows.append(x, static_cast<size_t>(rows * in));
     }
+    static constexpr const char *kWhat = "AWQ's recorded inputs";
+    const bool in_files_;
     std::vector<std::unique_ptr<Slot>> slots_;
     std::map<const Linear *, Slot *> slot_of_;
     std::map<const Slot *, std::pair<const float *, int64_t>> last_;
@@ -187,18 +196,34 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
     LayerWeights w = load_layer(model, cfg, layer);
     // Routed experts' down searched on their routed tokens blended with all tokens (else all tokens alone).
     const bool blend = w.moe && opts.moe_hessian == KTQ_MOE_HESSIAN_BLEND;
+    // The recorded inputs (attention input, MLA's q_b / kv_b inputs, o's input, MLP input, down's input for the
+    // dense and shared MLPs, each routed expert's down inputs) and what the searches hold beside them (the
+    // parent's reference output, and in the per-expert loop two [tokens, moe_intermediate] products). Under a
+    // host memory limit they would not fit under, the recorded inputs go to temporary files.
+    bool recorded_in_files = false;
     {
-        // The recorded inputs: attention input, o's input, MLP input, down's input (dense, shared), the parent's
-        // reference output, and in the per-expert loop two [tokens, moe_intermediate] products.
         const uint64_t t = cal_.tokens();
-        uint64_t per_token = static_cast<uint64_t>(3 * cfg.hidden + w.o.in + w.down.in + w.shared.down.in);
-        if (w.moe) per_token += 2 * static_cast<uint64_t>(cfg.moe_intermediate);
-        if (blend)  // each expert's routed down inputs
-            per_token += static_cast<uint64_t>(cfg.top_k) * static_cast<uint64_t>(cfg.moe_intermediate);
-        cal_.check_layer_memory(opts, "AWQ", layer,
-                                {{"layer weights", layer_float_bytes(w)},
-                                 {"recorded inputs (" + std::to_string(t) + " tokens)", t * per_token * sizeof(float)},
-                                 {"one batch", cal_.batch_bytes(opts.calibration_batch)}});
+        auto width = [](const Linear &l) { return l.empty() ? uint64_t{0} : static_cast<uint64_t>(l.in); };
+        uint64_t recorded = static_cast<uint64_t>(2 * cfg.hidden) + width(w.q_b) + width(w.kv_b) + width(w.o) +
+                            width(w.down) + width(w.shared.down);
+        if (blend) recorded += static_cast<uint64_t>(cfg.top_k) * static_cast<uint64_t>(cfg.moe_intermediate);
+        uint64_t working = static_cast<uint64_t>(cfg.hidden);
+        if (w.moe) working += 2 * static_cast<uint64_t>(cfg.moe_intermediate);
+        const uint64_t weights = layer_float_bytes(w), batch = cal_.batch_bytes(opts.calibration_batch);
+        const std::string tokens = " (" + std::to_string(t) + " tokens)";
+        recorded_in_files = opts.max_host_memory > 0 &&
+                            weights + batch + t * (recorded + working) * sizeof(float) > opts.max_host_memory;
+        std::vector<std::pair<std::string, uint64_t>> parts = {{"layer weights", weights}};
+        if (recorded_in_files)
+            parts.emplace_back("search buffers (" + std::to_string(t) + " tokens; the recorded inputs, " +
+                                   std::to_string((t * recorded * sizeof(float) + (1u << 20) - 1) >> 20) +
+                                   " MiB, in a temporary file)",
+                               t * working * sizeof(float));
+        else
+            parts.emplace_back("recorded inputs" + tokens, t * (recorded + working) * sizeof(float));
+        parts.emplace_back("one batch", batch);
+        cal_.check_layer_memory(opts, "AWQ", layer, parts);
+        if (recorded_in_files) recorded_to_file_.insert(layer);
     }
 
     // Which Linears the plan quantizes, and how. Compressed-tensors: the outputs made from each Linear; GGUF:
@@ -235,7 +260,7 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
     };
 
     // 1. Calibration forward: the inputs of each mapping's Linears.
-    InputRecorder rec;
+    InputRecorder rec(recorded_in_files);
     const bool mla = cfg.mla;
     InputRecorder::Slot *attn_in =
         mla ? rec.add_slot({&w.q_a, &w.q, &w.kv_a}) : rec.add_slot({&w.q, &w.k, &w.v});
@@ -493,7 +518,7 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
                                                 g.data(), n, in, Parent::Linears, mixed ? &stats : nullptr);
             if (!opts.awq_clip) continue;
             // The clipping search below needs down's inputs after the fold: the Gram matrices, kept per expert.
-            auto unscale = [&](std::vector<float> &rows) {
+            auto unscale = [&](auto &rows) {
                 if (s.empty()) return;
                 for (size_t i = 0; i < rows.size(); ++i) rows[i] /= s[i % static_cast<size_t>(in)];
             };
@@ -704,6 +729,7 @@ void AwqEngine::record(Writer &writer) const {
     rep["clipped_groups"] = clips;
     rep["clipped_groups_total"] = total;
     rep["calibration_activations"] = cal_.activations_report();
+    rep["recorded_inputs_in_temporary_file"] = recorded_to_file_;  // layers whose inputs a memory limit sent there
     writer.add_file("awq_report.json", rep.dump(1) + "\n");
 }
 

@@ -42,6 +42,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "engines/engine.h"
@@ -61,6 +62,7 @@ private:
     void restart() override {
         report_.clear();
         clipped_.clear();
+        recorded_to_file_.clear();
     }
     void process(const Model &model, int layer, Writer &writer, ThreadPool &pool, const ktq_quantize_options &opts,
                  const TensorDoneFn &on_tensor, bool write) override;
@@ -79,8 +81,9 @@ private:
     MatmulBackend *gpu(const ktq_quantize_options &opts);
     bool cuda_ = false;
     std::unique_ptr<MatmulBackend> gpu_;
-    std::map<std::string, MappingReport> report_;
-    std::map<std::string, uint64_t> clipped_;  // by Linear: (row, group) pairs the clipping search clipped  // by mapping name ("model.layers.0.input_layernorm -> ...")
+    std::map<std::string, MappingReport> report_;  // by mapping name ("model.layers.0.input_layernorm -> ...")
+    std::map<std::string, uint64_t> clipped_;      // by Linear: (row, group) pairs the clipping search clipped
+    std::set<int> recorded_to_file_;               // layers whose recorded inputs a memory limit sent to files
 };
 
 }  // namespace ktq
