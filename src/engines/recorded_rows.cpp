@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "runtime/error.h"
+#include "runtime/files.h"
 
 namespace ktq {
 
@@ -24,17 +25,10 @@ void RecordedRows::use_file(const std::string &what) {
 }
 
 void RecordedRows::open_file() {
-    const std::string &what = what_;
-    const char *dir = std::getenv("TMPDIR");
-    const std::string tmpl = std::string(dir && *dir ? dir : "/tmp") + "/ktq-recorded-XXXXXX";
-    std::vector<char> name(tmpl.begin(), tmpl.end());
-    name.push_back('\0');
-    fd_ = ::mkstemp(name.data());
+    fd_ = open_unlinked_temp_file("ktq-recorded-", &name_);
     if (fd_ < 0)
-        fail(KTQ_ERR_IO, tmpl + ": cannot create the file for " + what + " (" + std::strerror(errno) +
+        fail(KTQ_ERR_IO, name_ + ": cannot create the file for " + what_ + " (" + std::strerror(errno) +
                              "); set TMPDIR to a folder with room, or raise the memory limit");
-    name_ = name.data();
-    ::unlink(name.data());  // gone with the process, whatever happens
 }
 
 void RecordedRows::grow(size_t values) {

@@ -15,6 +15,7 @@
 #include "forward/layer_weights.h"
 #include "reading/model.h"
 #include "runtime/error.h"
+#include "runtime/files.h"
 #include "text/calibration_data.h"
 
 namespace ktq {
@@ -63,17 +64,11 @@ uint64_t SequentialCalibration::activation_bytes() const {
 }
 
 void SequentialCalibration::open_spill() {
-    const char *dir = std::getenv("TMPDIR");
-    const std::string tmpl = std::string(dir && *dir ? dir : "/tmp") + "/ktq-activations-XXXXXX";
-    std::vector<char> name(tmpl.begin(), tmpl.end());
-    name.push_back('\0');
-    spill_fd_ = ::mkstemp(name.data());
+    spill_fd_ = open_unlinked_temp_file("ktq-activations-", &spill_name_);
     if (spill_fd_ < 0)
-        fail(KTQ_ERR_IO, tmpl + ": cannot create the file for the calibration activations (" + std::strerror(errno) +
-                             "); set TMPDIR to a folder with " + std::to_string((activation_bytes() >> 20) + 1) +
-                             " MiB free, or raise the memory limit");
-    spill_name_ = name.data();
-    ::unlink(name.data());  // gone with the process, whatever happens
+        fail(KTQ_ERR_IO, spill_name_ + ": cannot create the file for the calibration activations (" +
+                             std::strerror(errno) + "); set TMPDIR to a folder with " +
+                             std::to_string((activation_bytes() >> 20) + 1) + " MiB free, or raise the memory limit");
 }
 
 void SequentialCalibration::spill() {

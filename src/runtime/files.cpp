@@ -2,6 +2,9 @@
 
 #include <dirent.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
 
 #include <algorithm>
 
@@ -23,6 +26,17 @@ std::vector<std::string> list_dir(const std::string &dir) {
 bool is_dir(const std::string &path) {
     struct stat st {};
     return ::lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int open_unlinked_temp_file(const std::string &prefix, std::string *name) {
+    const char *dir = std::getenv("TMPDIR");
+    const std::string tmpl = std::string(dir && *dir ? dir : "/tmp") + "/" + prefix + "XXXXXX";
+    std::vector<char> buf(tmpl.begin(), tmpl.end());
+    buf.push_back('\0');
+    const int fd = ::mkstemp(buf.data());
+    *name = fd < 0 ? tmpl : std::string(buf.data());
+    if (fd >= 0) ::unlink(buf.data());
+    return fd;
 }
 
 }  // namespace ktq
