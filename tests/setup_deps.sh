@@ -6,7 +6,7 @@
 set -euo pipefail
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"  # rustup's default place
 apt_packages=(g++ clang cmake ninja-build pkg-config libhwloc-dev nlohmann-json3-dev libcli11-dev libgtest-dev
-              python3 python3-pip python3-venv libclang-rt-14-dev swig libpcre2-dev libdnnl-dev liblapacke-dev libopenblas-dev libssl-dev)
+              python3 python3-pip python3-venv libclang-rt-14-dev swig libpcre2-dev libdnnl-dev liblapacke-dev libopenblas-dev libssl-dev strace)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

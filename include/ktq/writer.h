@@ -205,8 +205,19 @@ typedef struct ktq_writer_options {
      * a shard's digest is the Hugging Face hub's LFS id for it). Reads the
      * whole checkpoint once more before converting, so it is off by default. */
     int gguf_source_sha256;
+    /* ---- version 6 ---- */
+    /* Never wait for the disk (default 0): no fdatasync per layer (as
+     * no_layer_sync) and no fsync of the weight files before they get their
+     * final names; only the small files (journal, config, index) are still
+     * synced. The output is complete for every reader once the conversion
+     * returns and resuming after a killed process stays exact, but after a
+     * power loss or OS crash a file may hold less than it claims, however
+     * complete it looks: convert again then. For outputs that would be
+     * redone anyway (scratch disks, CI); kt-kernel's converter and
+     * transformers' save_pretrained never sync either. */
+    int no_sync;
 } ktq_writer_options;
-#define KTQ_WRITER_OPTIONS_VERSION 5
+#define KTQ_WRITER_OPTIONS_VERSION 6
 KTQ_API ktq_status ktq_writer_options_init(ktq_writer_options *opts, unsigned version);
 
 /* Plan the output of `model` in `format` into folder `out_dir` (created if

@@ -69,6 +69,7 @@ size_t writer_options_size(unsigned version) {
            : version == 2 ? offsetof(ktq_writer_options, weight_bits)
            : version == 3 ? offsetof(ktq_writer_options, gguf_mix)
            : version == 4 ? offsetof(ktq_writer_options, gguf_tokenizer_pre)
+           : version == 5 ? offsetof(ktq_writer_options, no_sync)
                           : sizeof(ktq_writer_options);
 }
 

@@ -24,6 +24,7 @@ struct Options {
     int numa_parts = 2;
     bool loose = false;
     bool no_layer_sync = false;
+    bool no_sync = false;
     std::string input_type;  // drop-in: checked against the model
     int threads = 0;
     uint64_t max_shard_bytes = 0;
@@ -168,6 +169,7 @@ int run(const Options &o) {
     wopts.numa_parts = o.numa_parts;
     wopts.loose_files = o.loose;
     wopts.no_layer_sync = o.no_layer_sync;
+    wopts.no_sync = o.no_sync;
     wopts.weight_bits = scheme_bits(o.scheme);
     wopts.group_size = o.group_size;
     // AWQ's usual scheme has zero points (llm-compressor's W4A16_ASYM, AutoAWQ's GEMM checkpoints).
@@ -507,6 +509,10 @@ Command add_convert_command(CLI::App &app) {
     cmd->add_flag("--no-layer-sync", o->no_layer_sync,
                   "Do not fsync each layer before journaling it (faster; --resume stays exact after a killed "
                   "process, but not after a power loss)");
+    cmd->add_flag("--no-sync", o->no_sync,
+                  "Never wait for the disk: no fsync of the weight files at all (fastest; complete once ktq "
+                  "returns, but a power loss or OS crash may leave files that look complete and are not)")
+        ->excludes("--no-layer-sync");
     cmd->add_flag("--no-aux", o->no_aux, "Do not copy tokenizer / generation / template files");
     cmd->add_flag("-q,--quiet", o->quiet, "No progress output");
     return {cmd, [o] { return run(*o); }};

@@ -181,6 +181,7 @@ CheckpointWriter::CheckpointWriter(const Model &model, const std::string &out_di
     }
     save_journal(out_dir_, journal_);
     shards_->set_keep_partial(false);  // from now on abort() decides, by the options
+    shards_->set_sync_on_commit(!opts.no_sync);
 }
 
 CheckpointWriter::~CheckpointWriter() { abort(); }
@@ -239,7 +240,7 @@ void CheckpointWriter::write(const OutputTensor &tensor, uint64_t offset, const 
 void CheckpointWriter::layer_done(int layer) {
     rethrow_sync_error();  // an earlier layer could not be made durable
     done_[static_cast<size_t>(layer + 1)] = true;
-    if (opts_.no_layer_sync) {
+    if (opts_.no_layer_sync || opts_.no_sync) {
         // The caller accepted the risk for power loss only: the page cache
         // survives a killed process.
         journal_.layers_done.insert(layer);

@@ -69,7 +69,7 @@ void GgufFileStore::sync_data() {
 }
 
 void GgufFileStore::commit() {
-    if (::fsync(fd_) != 0) fail_errno(errno, partial_ + ": fsync failed");
+    if (sync_on_commit_ && ::fsync(fd_) != 0) fail_errno(errno, partial_ + ": fsync failed");
     ::close(fd_);
     fd_ = -1;
     if (::rename(partial_.c_str(), final_.c_str()) != 0) fail_errno(errno, final_ + ": rename failed");

@@ -141,7 +141,7 @@ void LooseFileStore::commit() {
             fail(KTQ_ERR_STATE, path + ": has " + std::to_string(st.st_size) + " bytes, " +
                                     std::to_string(t->nbytes()) + " planned (damaged partial output)");
     }
-    sync_data();
+    if (sync_on_commit_) sync_data();
     for (const auto &layer : layer_folders()) {
         if (::rename((staging() + "/" + layer).c_str(), (dir_ + "/" + layer).c_str()) != 0)
             fail_errno(errno, staging() + "/" + layer + ": rename failed");

@@ -3,6 +3,7 @@ the independent Python safetensors reader (check_bf16_convert.py) and its JSON
 by the json module."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -145,3 +146,39 @@ def test_doctor_json():
 
 def test_version():
     assert ktq("--version").stdout.strip().startswith("ktq 0.")
+
+
+# What a conversion asks the disk for, as strace sees it: (system call, file) with -y naming each descriptor.
+def sync_calls(tmp_path, out, *args):
+    log = tmp_path / (out.name + ".strace")
+    subprocess.run(["strace", "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync,syncfs", "-o", str(log), KTQ, "convert",
+                    shared_model("tiny-qwen3-moe"), str(out), *args, "-q"], check=True)
+    calls = set()
+    for line in log.read_text().splitlines():
+        if "<" in line:
+            call = line.split()[1].split("(", 1)[0]
+            calls.add((call, line.split("<", 1)[1].split(">", 1)[0]))
+    return calls
+
+
+@pytest.mark.skipif(not shutil.which("strace"), reason="strace not installed (tests/setup_deps.sh installs it)")
+@pytest.mark.parametrize("args", [["--format", "kt", "--quant-method", "int4"], ["--to", "gguf", "--type", "Q8_0"],
+                                  ["--format", "kt", "--quant-method", "int8", "--no-merge-safetensor"]],
+                         ids=["kt", "gguf", "kt-loose"])
+def test_no_sync_never_waits_for_the_weight_files(tmp_path, args):
+    """--no-sync: no weight file is synced (per layer or before its rename; the loose layout's syncfs
+    neither), only the small files that say what is complete; the bytes are those of a synced run."""
+    gguf = args[1] == "gguf"
+    synced, unsynced = tmp_path / ("synced.gguf" if gguf else "synced"), tmp_path / ("unsynced.gguf" if gguf else "unsynced")
+    weights = lambda calls: {(c, f) for c, f in calls
+                             if c != "fsync" or f.endswith((".safetensors.ktq-partial", ".gguf.ktq-partial", ".kt"))}
+    assert weights(sync_calls(tmp_path, synced, *args))  # what the option leaves out, by default
+    without = sync_calls(tmp_path, unsynced, *args, "--no-sync")
+    assert not weights(without), without
+    assert any(f.endswith(".ktq-journal.json.ktq-partial") for _, f in without)  # the journal still is
+
+    def tree(p):
+        if p.is_file():
+            return {"": p.read_bytes()}
+        return {str(f.relative_to(p)): f.read_bytes() for f in sorted(p.rglob("*")) if f.is_file()}
+    assert tree(unsynced) == tree(synced)

@@ -178,7 +178,7 @@ pub struct ktq_writer {
     _private: [u8; 0],
 }
 
-pub const KTQ_WRITER_OPTIONS_VERSION: c_uint = 5;
+pub const KTQ_WRITER_OPTIONS_VERSION: c_uint = 6;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ktq_writer_options {
@@ -209,6 +209,8 @@ pub struct ktq_writer_options {
     pub gguf_imatrix: *const c_char,
     pub gguf_routing_stats: *const c_char,
     pub gguf_source_sha256: c_int,
+    // version 6
+    pub no_sync: c_int,
 }
 
 pub const KTQ_LAYER_GLOBALS: c_int = -1;

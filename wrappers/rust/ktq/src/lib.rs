@@ -432,6 +432,10 @@ pub struct WriterOptions {
     pub loose_files: bool,
     /// Skip the per-layer fdatasync (resume stays exact after a killed process, not after a power loss).
     pub no_layer_sync: bool,
+    /// Never fsync the weight files (no per-layer sync, none before the final names): complete for
+    /// every reader once the conversion returns, but a power loss or OS crash may leave files that
+    /// look complete and are not.
+    pub no_sync: bool,
     /// compressed-tensors: modules to quantize ("Linear", exact names, "re:REGEX"); empty = "Linear".
     pub targets: Vec<String>,
     /// compressed-tensors: modules kept in high precision, same syntax; `None` = kt-kernel's defaults
@@ -478,6 +482,10 @@ impl WriterOptions {
     }
     pub fn gguf_tensor_types<S: Into<String>>(mut self, rules: impl IntoIterator<Item = S>) -> Self {
         self.gguf_tensor_types = rules.into_iter().map(Into::into).collect();
+        self
+    }
+    pub fn no_sync(mut self, yes: bool) -> Self {
+        self.no_sync = yes;
         self
     }
     pub fn max_shard_bytes(mut self, bytes: u64) -> Self {
@@ -586,6 +594,7 @@ impl<'m> Writer<'m> {
             o.numa_parts = opts.numa_parts as c_int;
             o.loose_files = opts.loose_files as c_int;
             o.no_layer_sync = opts.no_layer_sync as c_int;
+            o.no_sync = opts.no_sync as c_int;
             let lines = |v: &[String]| cstring(&v.join("\n"));
             let targets = lines(&opts.targets)?;
             let ignore = opts.ignore.as_deref().map(lines).transpose()?;
