@@ -206,10 +206,11 @@ typedef struct ktq_writer_options {
      * whole checkpoint once more before converting, so it is off by default. */
     int gguf_source_sha256;
     /* ---- version 6 ---- */
-    /* Never wait for the disk (default 0): no fdatasync per layer (as
+    /* Do not sync the weight files (default 0): no fdatasync per layer (as
      * no_layer_sync) and no fsync of the weight files before they get their
      * final names; only the small files (journal, config, index) are still
-     * synced. The output is complete for every reader once the conversion
+     * synced, which on some file systems may still wait for data already
+     * being written back. The output is complete for every reader once the conversion
      * returns and resuming after a killed process stays exact, but after a
      * power loss or OS crash a file may hold less than it claims, however
      * complete it looks: convert again then. For outputs that would be

@@ -510,7 +510,7 @@ Command add_convert_command(CLI::App &app) {
                   "Do not fsync each layer before journaling it (faster; --resume stays exact after a killed "
                   "process, but not after a power loss)");
     cmd->add_flag("--no-sync", o->no_sync,
-                  "Never wait for the disk: no fsync of the weight files at all (fastest; complete once ktq "
+                  "No fsync of the weight files at all (fastest; complete once ktq "
                   "returns, but a power loss or OS crash may leave files that look complete and are not)")
         ->excludes("--no-layer-sync");
     cmd->add_flag("--no-aux", o->no_aux, "Do not copy tokenizer / generation / template files");
