@@ -210,10 +210,10 @@ typedef struct ktq_writer_options {
      * no_layer_sync) and no fsync of the weight files before they get their
      * final names; only the small files (journal, config, index) are still
      * synced, which on some file systems may still wait for data already
-     * being written back. The output is complete for every reader once the conversion
-     * returns and resuming after a killed process stays exact, but after a
-     * power loss or OS crash a file may hold less than it claims, however
-     * complete it looks: convert again then. For outputs that would be
+     * being written back. The output is complete for every reader once the
+     * conversion returns and resuming after a killed process stays exact,
+     * but after a power loss or OS crash a file may hold less than it
+     * claims, however complete it looks: convert again then. For outputs that would be
      * redone anyway (scratch disks, CI); kt-kernel's converter and
      * transformers' save_pretrained never sync either. */
     int no_sync;

@@ -1,6 +1,5 @@
 #include "engines/recorded_rows.h"
 
-#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -33,7 +32,7 @@ void RecordedRows::open_file() {
 
 void RecordedRows::grow(size_t values) {
     if (fd_ < 0) open_file();
-    size_t capacity = std::max<size_t>(capacity_ ? capacity_ : (size_t{1} << 20), 1);
+    size_t capacity = capacity_ ? capacity_ : size_t{1} << 20;
     while (capacity < values) capacity *= 2;
     const off_t old_bytes = static_cast<off_t>(capacity_ * sizeof(float));
     const off_t bytes = static_cast<off_t>(capacity * sizeof(float));

@@ -24,7 +24,6 @@ public:
     void write(const OutputTensor &tensor, uint64_t offset, const void *data, size_t bytes) override;
     void sync_data() override;
     void set_keep_partial(bool keep) override { keep_partial_ = keep; }
-    void set_sync_on_commit(bool sync) override { sync_on_commit_ = sync; }
     void commit() override;
     void abort() noexcept override;
 
@@ -34,7 +33,6 @@ private:
     std::map<std::string, std::pair<uint64_t, uint64_t>> placement_;  // name -> (file offset, bytes)
     bool committed_ = false;
     bool keep_partial_ = false;
-    bool sync_on_commit_ = true;
 };
 
 }  // namespace ktq

@@ -27,7 +27,6 @@ public:
     void write(const OutputTensor &tensor, uint64_t offset, const void *data, size_t bytes) override;
     void sync_data() override;
     void set_keep_partial(bool keep) override { keep_partial_ = keep; }
-    void set_sync_on_commit(bool sync) override { sync_on_commit_ = sync; }
     // Fails with KTQ_ERR_STATE naming the first file that is missing or has
     // the wrong size, before renaming anything.
     void commit() override;
@@ -42,7 +41,6 @@ private:
     std::vector<std::string> renamed_;  // layer folders moved into place by a commit in progress
     bool committed_ = false;
     bool keep_partial_ = false;
-    bool sync_on_commit_ = true;
 };
 
 // Removes the loose-layout folders (`_layer_N/...`, and the staging folder)

@@ -37,7 +37,6 @@ public:
     void sync_data() override;
     // Whether the partial files stay in place on destruction (for a later resume).
     void set_keep_partial(bool keep) override { keep_partial_ = keep; }
-    void set_sync_on_commit(bool sync) override { sync_on_commit_ = sync; }
     // fsync + rename every shard, then write the index (when sharded).
     void commit() override;
     // Close and unlink the partial files (no-op after commit()).
@@ -68,7 +67,6 @@ private:
     uint64_t payload_bytes_ = 0;
     bool committed_ = false;
     bool keep_partial_ = false;
-    bool sync_on_commit_ = true;
 };
 
 // Splits `tensors`, in order, into shards of at most `max_shard_bytes`

@@ -23,11 +23,14 @@ public:
     // Whether partial files survive abort() / destruction (for a later resume).
     virtual void set_keep_partial(bool keep) = 0;
     // false: commit() renames without fsyncing the data first (ktq_writer_options.no_sync).
-    virtual void set_sync_on_commit(bool sync) {}
+    void set_sync_on_commit(bool sync) { sync_on_commit_ = sync; }
     // Makes every file visible under its final name.
     virtual void commit() = 0;
     // Removes (or, with keep_partial, keeps) the partial files.
     virtual void abort() noexcept = 0;
+
+protected:
+    bool sync_on_commit_ = true;  // every store's commit() reads it
 };
 
 }  // namespace ktq
