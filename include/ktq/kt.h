@@ -62,8 +62,9 @@ KTQ_API ktq_status ktq_kt_output_dequantize(float *dst, size_t count, const ktq_
  * `out_dir` (one shard per MoE layer, as kt-kernel's converter lays them
  * out). With `model` (the checkpoint it was converted from, may be NULL) the
  * non-expert tensors, config.json and tokenizer files are added too, which
- * gives exactly the files a merged conversion writes. `opts` may be NULL
- * (overwrite is honoured). Nothing has a final name until all is written. */
+ * gives exactly the files a merged conversion writes. `opts` may be NULL;
+ * its overwrite, copy_aux_files and (version 6) no_sync are honoured. Nothing
+ * has a final name until all is written. */
 KTQ_API ktq_status ktq_kt_merge(const char *out_dir, const char *loose_dir, const ktq_model *model,
                                 const ktq_writer_options *opts, ktq_error **err);
 

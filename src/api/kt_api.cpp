@@ -140,6 +140,7 @@ ktq_status ktq_kt_merge(const char *out_dir, const char *loose_dir, const ktq_mo
             ktq::check_version(opts->version, KTQ_WRITER_OPTIONS_VERSION, "ktq_writer_options");
             o.overwrite = opts->overwrite;
             o.copy_aux_files = opts->copy_aux_files;
+            if (opts->version >= 6) o.no_sync = opts->no_sync;  // older callers' structs end before it
         }
         ktq::KtOutput loose(loose_dir);
         if (loose.merged()) fail(KTQ_ERR_INVALID_ARGUMENT, std::string(loose_dir) + ": already merged");
@@ -171,6 +172,7 @@ ktq_status ktq_kt_merge(const char *out_dir, const char *loose_dir, const ktq_mo
             for (size_t i : shard) groups.back().push_back(&plan.tensors[i]);
         }
         ktq::ShardedSafetensorsWriter store(out_dir, groups, plan.pt_metadata, false);
+        store.set_sync_on_commit(!o.no_sync);
         std::vector<uint8_t> packed;
         std::vector<float> scales;
         std::map<std::string, const ktq::OutputTensor *> planned;  // by name

@@ -24,6 +24,11 @@ Command add_doctor_command(CLI::App &app);
 Command add_tokenize_command(CLI::App &app);
 Command add_eval_ppl_command(CLI::App &app);
 
+// --no-sync's help, the same on every command that writes weights (ktq_writer_options.no_sync).
+inline constexpr const char *kNoSyncHelp =
+    "No fsync of the weight files at all (fastest; complete once ktq returns, but a power loss or OS crash may "
+    "leave files that look complete and are not)";
+
 // Prints "ktq: error: <message>" for a failed call and returns exit code 1.
 int report_error(int status, ktq_error *err);
 // Opens `path` with `threads` workers; on failure reports the error and

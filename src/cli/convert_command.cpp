@@ -509,10 +509,7 @@ Command add_convert_command(CLI::App &app) {
     cmd->add_flag("--no-layer-sync", o->no_layer_sync,
                   "Do not fsync each layer before journaling it (faster; --resume stays exact after a killed "
                   "process, but not after a power loss)");
-    cmd->add_flag("--no-sync", o->no_sync,
-                  "No fsync of the weight files at all (fastest; complete once ktq "
-                  "returns, but a power loss or OS crash may leave files that look complete and are not)")
-        ->excludes("--no-layer-sync");
+    cmd->add_flag("--no-sync", o->no_sync, kNoSyncHelp)->excludes("--no-layer-sync");
     cmd->add_flag("--no-aux", o->no_aux, "Do not copy tokenizer / generation / template files");
     cmd->add_flag("-q,--quiet", o->quiet, "No progress output");
     return {cmd, [o] { return run(*o); }};
@@ -545,6 +542,7 @@ Command add_convert_cpu_weights_command(CLI::App &app) {
     cmd->add_option("--gpu", *ignored_flag, "Accepted for compatibility; ktq needs no GPU (FP8 is dequantized on CPU)")
         ->expected(0, 1);
     cmd->add_option("--fp8-expert-batch", *ignored_int, "Accepted for compatibility; ignored");
+    cmd->add_flag("--no-sync", o->no_sync, kNoSyncHelp);
     cmd->add_flag("-q,--quiet", o->quiet, "No progress output");
     // The ignored options' storage lives as long as the command (CLI11 writes
     // into it while parsing).

@@ -18,7 +18,7 @@ namespace {
 
 struct MergeOptions {
     std::string input, output, original;
-    bool overwrite = false, quiet = false;
+    bool overwrite = false, quiet = false, no_sync = false;
 };
 
 int run_merge(const MergeOptions &o) {
@@ -28,6 +28,7 @@ int run_merge(const MergeOptions &o) {
     ktq_writer_options wopts;
     ktq_writer_options_init(&wopts, KTQ_WRITER_OPTIONS_VERSION);
     wopts.overwrite = o.overwrite;
+    wopts.no_sync = o.no_sync;
     const int st = ktq_kt_merge(o.output.c_str(), o.input.c_str(), model, &wopts, &err);
     ktq_model_free(model);
     if (st != KTQ_OK) return report_error(st, err);
@@ -146,6 +147,7 @@ Command add_merge_command(CLI::App &app) {
     cmd->add_option("-r,--original-path", o->original,
                     "The model they were converted from: adds its other tensors, config and tokenizer");
     cmd->add_flag("--overwrite", o->overwrite, "Write into a folder that already holds files");
+    cmd->add_flag("--no-sync", o->no_sync, kNoSyncHelp);
     cmd->add_flag("-q,--quiet", o->quiet, "No summary line");
     return {cmd, [o] { return run_merge(*o); }};
 }

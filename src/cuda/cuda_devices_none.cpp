@@ -1,5 +1,6 @@
 // Built when libktq is configured without CUDA.
 #include "cuda/ct_rtn_cuda.h"
+#include "cuda/cuda_forward.h"
 #include "cuda/cuda_matmul.h"
 #include "cuda/cuda_devices.h"
 #include "runtime/error.h"
@@ -15,6 +16,10 @@ uint64_t cuda_ct_quantize_rows(const ct::Scheme &, const void *, bool, uint64_t,
 }
 
 std::unique_ptr<MatmulBackend> make_cuda_matmul(int, size_t) {
+    fail(KTQ_ERR_UNSUPPORTED, "this libktq was built without CUDA (configure with -DKTQ_CUDA=ON): no GPU forward pass");
+}
+
+std::unique_ptr<DeviceForward> make_cuda_forward(const ForwardConfig &, int64_t, int64_t, int64_t, int, size_t) {
     fail(KTQ_ERR_UNSUPPORTED, "this libktq was built without CUDA (configure with -DKTQ_CUDA=ON): no GPU forward pass");
 }
 

@@ -25,13 +25,35 @@ std::vector<float> embed_tokens(const Model &model, const ForwardConfig &cfg, co
     return out;
 }
 
+MatrixView lm_head(const Model &model, const ForwardConfig &cfg) {
+    const MatrixView head = model.matrix(cfg.lm_head);
+    if (static_cast<int64_t>(head.cols) != cfg.hidden)
+        fail(KTQ_ERR_FORMAT, cfg.lm_head + ": columns differ from hidden_size");
+    return head;
+}
+
+std::vector<double> nll_from_logsumexp(const std::vector<float> &run_max, const std::vector<double> &run_sum,
+                                       const std::vector<float> &target, const int32_t *tokens, int64_t seqs,
+                                       int64_t seq_len, int64_t vocab) {
+    const int64_t n = seqs * seq_len;
+    std::vector<double> nll;
+    nll.reserve(static_cast<size_t>(seqs * (seq_len - 1)));
+    for (int64_t t = 0; t < n; ++t) {
+        if (t % seq_len == seq_len - 1) continue;
+        if (tokens[t + 1] < 0 || tokens[t + 1] >= vocab)
+            fail(KTQ_ERR_INVALID_ARGUMENT, "token id " + std::to_string(tokens[t + 1]) + " is outside the LM head");
+        nll.push_back(run_max[static_cast<size_t>(t)] + std::log(run_sum[static_cast<size_t>(t)]) -
+                      target[static_cast<size_t>(t)]);
+    }
+    return nll;
+}
+
 std::vector<double> next_token_nll(const Model &model, const ForwardConfig &cfg, float *hidden, const int32_t *tokens,
                                    int64_t seqs, int64_t seq_len, MatmulBackend *backend) {
     const int64_t n = seqs * seq_len, H = cfg.hidden;
     const std::vector<float> norm = load_vector(model, cfg.prefix + "norm.weight");
     rms_norm(hidden, hidden, norm.data(), n, H, cfg.rms_eps);
-    const MatrixView head = model.matrix(cfg.lm_head);
-    if (static_cast<int64_t>(head.cols) != H) fail(KTQ_ERR_FORMAT, cfg.lm_head + ": columns differ from hidden_size");
+    const MatrixView head = lm_head(model, cfg);
     const int64_t V = static_cast<int64_t>(head.rows);
     // Running log-sum-exp per token, and the target's logit.
     std::vector<float> run_max(static_cast<size_t>(n), -INFINITY), target(static_cast<size_t>(n), 0.0f);
@@ -61,16 +83,7 @@ std::vector<double> next_token_nll(const Model &model, const ForwardConfig &cfg,
             });
         }
     }
-    std::vector<double> nll;
-    nll.reserve(static_cast<size_t>(seqs * (seq_len - 1)));
-    for (int64_t t = 0; t < n; ++t) {
-        if (t % seq_len == seq_len - 1) continue;
-        if (tokens[t + 1] < 0 || tokens[t + 1] >= V)
-            fail(KTQ_ERR_INVALID_ARGUMENT, "token id " + std::to_string(tokens[t + 1]) + " is outside the LM head");
-        nll.push_back(run_max[static_cast<size_t>(t)] + std::log(run_sum[static_cast<size_t>(t)]) -
-                      target[static_cast<size_t>(t)]);
-    }
-    return nll;
+    return nll_from_logsumexp(run_max, run_sum, target, tokens, seqs, seq_len, V);
 }
 
 }  // namespace ktq

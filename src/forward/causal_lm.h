@@ -23,4 +23,15 @@ std::vector<float> embed_tokens(const Model &model, const ForwardConfig &cfg, co
 std::vector<double> next_token_nll(const Model &model, const ForwardConfig &cfg, float *hidden, const int32_t *tokens,
                                    int64_t seqs, int64_t seq_len, MatmulBackend *backend = nullptr);
 
+// The LM head (cfg.lm_head), its width checked against hidden_size.
+MatrixView lm_head(const Model &model, const ForwardConfig &cfg);
+
+// The losses from a running log-sum-exp over the vocabulary: per position t,
+// max logit, sum of exp(logit - max) and the next token's logit, [seqs *
+// seq_len] each; returns next_token_nll()'s [seqs * (seq_len - 1)], failing
+// on a next token outside the vocabulary.
+std::vector<double> nll_from_logsumexp(const std::vector<float> &run_max, const std::vector<double> &run_sum,
+                                       const std::vector<float> &target, const int32_t *tokens, int64_t seqs,
+                                       int64_t seq_len, int64_t vocab);
+
 }  // namespace ktq

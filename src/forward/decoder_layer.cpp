@@ -28,6 +28,18 @@ void apply_linear(float *y, const Linear &l, const float *x, int64_t rows, Threa
             for (int64_t j = 0; j < l.out; ++j) y[r * l.out + j] += l.b[static_cast<size_t>(j)];
 }
 
+void rope_tables(const ForwardConfig &c, int64_t seq_len, std::vector<float> &cos, std::vector<float> &sin) {
+    const int64_t half = static_cast<int64_t>(c.rope_inv_freq.size());
+    cos.resize(static_cast<size_t>(seq_len * half));
+    sin.resize(cos.size());
+    for (int64_t i = 0; i < half; ++i)
+        for (int64_t p = 0; p < seq_len; ++p) {
+            const float angle = static_cast<float>(p) * c.rope_inv_freq[static_cast<size_t>(i)];
+            cos[static_cast<size_t>(p * half + i)] = std::cos(angle) * c.rope_attention_factor;
+            sin[static_cast<size_t>(p * half + i)] = std::sin(angle) * c.rope_attention_factor;
+        }
+}
+
 namespace {
 
 float silu(float x) { return x / (1.0f + std::exp(-x)); }
@@ -44,22 +56,12 @@ std::vector<float> run_linear(const ForwardContext &ctx, const Linear &l, const 
     return y;
 }
 
-// cos/sin of position p, frequency i: [seq_len, dim/2], as transformers'
-// rotary embedding computes them from the config's inverse frequencies
-// (forward/rope_scaling.h), times the rope's attention factor (yarn).
+// RoPE on one head's rotary part, with rope_tables()' cos and sin.
 struct Rope {
     int64_t half = 0;
     std::vector<float> cos, sin;
-    Rope(const std::vector<float> &inv_freq, int64_t seq_len, float attention_factor)
-        : half(static_cast<int64_t>(inv_freq.size())) {
-        cos.resize(static_cast<size_t>(seq_len * half));
-        sin.resize(cos.size());
-        for (int64_t i = 0; i < half; ++i)
-            for (int64_t p = 0; p < seq_len; ++p) {
-                const float angle = static_cast<float>(p) * inv_freq[static_cast<size_t>(i)];
-                cos[static_cast<size_t>(p * half + i)] = std::cos(angle) * attention_factor;
-                sin[static_cast<size_t>(p * half + i)] = std::sin(angle) * attention_factor;
-            }
+    Rope(const ForwardConfig &c, int64_t seq_len) : half(static_cast<int64_t>(c.rope_inv_freq.size())) {
+        rope_tables(c, seq_len, cos, sin);
     }
     // rotate_half layout: pairs (i, i + half).
     void apply_half(float *x, int64_t pos) const {
@@ -103,7 +105,7 @@ std::vector<float> gqa_attention(const ForwardContext &ctx, const LayerWeights &
         fail(KTQ_ERR_FORMAT, w.q.name + ": q/k/v output sizes do not match the heads and head_dim of config.json");
     if (!w.q_norm.empty()) rms_norm(q.data(), q.data(), w.q_norm.data(), n * c.heads, hd, c.rms_eps);
     if (!w.k_norm.empty()) rms_norm(k.data(), k.data(), w.k_norm.data(), n * c.kv_heads, hd, c.rms_eps);
-    const Rope rope(c.rope_inv_freq, seq_len, c.rope_attention_factor);
+    const Rope rope(c, seq_len);
     for (int64_t t = 0; t < n; ++t) {
         const int64_t pos = t % seq_len;
         for (int64_t h = 0; h < c.heads; ++h) rope.apply_half(&q[static_cast<size_t>(t * qs + h * hd)], pos);
@@ -148,7 +150,7 @@ std::vector<float> mla_attention(const ForwardContext &ctx, const LayerWeights &
     std::vector<float> kv = run_linear(ctx, w.kv_b, latent.data(), n);  // [n, H, dn + dv]
     // Keys [n, H, dqk]: the per-head no-RoPE part, then the shared rotated part.
     std::vector<float> key(static_cast<size_t>(n * H * dqk)), tmp(static_cast<size_t>(dr));
-    const Rope rope(c.rope_inv_freq, seq_len, c.rope_attention_factor);
+    const Rope rope(c, seq_len);
     for (int64_t t = 0; t < n; ++t) {
         const int64_t pos = t % seq_len;
         float *krot = &ckv[static_cast<size_t>(t * (r + dr) + r)];
@@ -196,19 +198,17 @@ std::vector<float> swiglu(const ForwardContext &ctx, const Linear &gate, const L
     return run_linear(ctx, down, h.data(), rows);
 }
 
-// Router: for each token, its top_k experts and their weights.
-void route(const ForwardContext &ctx, const LayerWeights &w, const float *x, int64_t n, std::vector<int32_t> &idx,
-           std::vector<float> &wt) {
-    const ForwardConfig &c = *ctx.cfg;
+}  // namespace
+
+void choose_experts(const ForwardConfig &c, const LayerWeights &w, const float *logits, int64_t n,
+                    std::vector<int32_t> &idx, std::vector<float> &wt) {
     const int64_t E = c.num_experts, K = c.top_k;
-    std::vector<float> logits(static_cast<size_t>(n * E));
-    apply_linear(logits.data(), w.router, x, n, *ctx.pool, ctx.matmul);  // routers stay unquantized: not observed
     idx.assign(static_cast<size_t>(n * K), 0);
     wt.assign(static_cast<size_t>(n * K), 0.0f);
     std::vector<float> p(static_cast<size_t>(E)), choice(static_cast<size_t>(E));
     std::vector<int32_t> order(static_cast<size_t>(E));
     for (int64_t t = 0; t < n; ++t) {
-        const float *lt = &logits[static_cast<size_t>(t * E)];
+        const float *lt = logits + t * E;
         if (c.router == RouterKind::SoftmaxTopK) {
             const float mx = *std::max_element(lt, lt + E);
             float sum = 0;
@@ -250,6 +250,16 @@ void route(const ForwardContext &ctx, const LayerWeights &w, const float *x, int
             wt[static_cast<size_t>(t * K + j)] = v;
         }
     }
+}
+
+namespace {
+
+// Router: for each token, its top_k experts and their weights.
+void route(const ForwardContext &ctx, const LayerWeights &w, const float *x, int64_t n, std::vector<int32_t> &idx,
+           std::vector<float> &wt) {
+    std::vector<float> logits(static_cast<size_t>(n * ctx.cfg->num_experts));
+    apply_linear(logits.data(), w.router, x, n, *ctx.pool, ctx.matmul);  // routers stay unquantized: not observed
+    choose_experts(*ctx.cfg, w, logits.data(), n, idx, wt);
 }
 
 // Passes a routed expert's own inputs on as observe_routed().

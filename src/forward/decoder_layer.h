@@ -65,6 +65,17 @@ void forward_layer(const ForwardContext &ctx, const LayerWeights &w, float *hidd
 // y[rows, n] = x[rows, n] * rsqrt(mean(x^2) + eps) * weight
 void rms_norm(float *y, const float *x, const float *weight, int64_t rows, int64_t n, float eps);
 
+// The router's choice from its logits ([n, num_experts]): per token, top_k
+// expert indices and their weights (softmax or DeepSeek's grouped sigmoid,
+// renormalised and scaled as the config asks).
+void choose_experts(const ForwardConfig &cfg, const LayerWeights &w, const float *logits, int64_t n,
+                    std::vector<int32_t> &idx, std::vector<float> &wt);
+
+// cos and sin of position p, frequency i ([seq_len, rotary dim / 2]), as
+// transformers' rotary embedding computes them from the config's inverse
+// frequencies (forward/rope_scaling.h), times the rope's attention factor.
+void rope_tables(const ForwardConfig &cfg, int64_t seq_len, std::vector<float> &cos, std::vector<float> &sin);
+
 // y = x W^T + b for a Linear (its product on `backend` when given).
 void apply_linear(float *y, const Linear &l, const float *x, int64_t rows, ThreadPool &pool,
                   MatmulBackend *backend = nullptr);

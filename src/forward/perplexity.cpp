@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "cuda/cuda_forward.h"
 #include "cuda/cuda_matmul.h"
 #include "forward/causal_lm.h"
 #include "forward/decoder_layer.h"
@@ -23,20 +24,41 @@ PerplexityResult evaluate_perplexity(const Model &model, const std::vector<int32
     std::vector<float> hidden = embed_tokens(model, cfg, tokens.data(), seqs * T);
     const int64_t batch = std::max<int64_t>(1, opts.batch_windows);
     std::unique_ptr<MatmulBackend> gpu;
-    if (opts.cuda) gpu = make_cuda_matmul(0);
+    std::unique_ptr<DeviceForward> device;
+    if (opts.cuda) {
+        // Whole layers on the GPU while the hidden states fit there; a layer whose weights do not fit beside
+        // them (and every layer, when the hidden states do not fit) runs with only its products on the GPU.
+        device = make_cuda_forward(cfg, seqs, T, opts.cuda_batch_windows, 0, opts.cuda_memory_limit);
+        if (device) device->load_hidden(hidden.data());
+    }
+    auto per_product = [&]() -> MatmulBackend * {
+        if (opts.cuda && !gpu) gpu = make_cuda_matmul(0);
+        return gpu.get();
+    };
+    bool on_device = device != nullptr;  // where the current hidden states are
     ForwardContext ctx;
     ctx.cfg = &cfg;
     ctx.pool = &model.pool();
-    ctx.matmul = gpu.get();
     for (int l = 0; l < cfg.layers; ++l) {
         if (gpu) gpu->forget();  // the previous layer's weights
         const LayerWeights w = load_layer(model, cfg, l);
-        for (int64_t s0 = 0; s0 < seqs; s0 += batch)
-            forward_layer(ctx, w, &hidden[static_cast<size_t>(s0 * T * cfg.hidden)], std::min(batch, seqs - s0), T);
+        if (device && device->fits(w)) {
+            if (!on_device) device->load_hidden(hidden.data());
+            on_device = true;
+            device->forward_layer(w);
+        } else {
+            if (on_device) device->save_hidden(hidden.data());
+            on_device = false;
+            ctx.matmul = per_product();
+            for (int64_t s0 = 0; s0 < seqs; s0 += batch)
+                forward_layer(ctx, w, &hidden[static_cast<size_t>(s0 * T * cfg.hidden)], std::min(batch, seqs - s0), T);
+        }
         if (opts.progress && !opts.progress(l + 1, cfg.layers)) fail(KTQ_ERR_CANCELLED, "cancelled");
     }
     if (gpu) gpu->forget();
-    const std::vector<double> nll = next_token_nll(model, cfg, hidden.data(), tokens.data(), seqs, T, gpu.get());
+    if (device && !on_device) device->load_hidden(hidden.data());
+    const std::vector<double> nll = device ? device->next_token_nll(model, tokens.data())
+                                           : next_token_nll(model, cfg, hidden.data(), tokens.data(), seqs, T, per_product());
     double sum = 0;
     for (double v : nll) sum += v;
     PerplexityResult r;

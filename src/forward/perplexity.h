@@ -21,7 +21,12 @@ struct PerplexityOptions {
     // Called after each decoder layer and at the end; return false to cancel.
     std::function<bool(int layer, int layers)> progress;
     std::vector<double> *token_nll = nullptr;  // receives every position's loss when set
-    bool cuda = false;  // the products on CUDA device 0 (cuda/cuda_matmul.h)
+    // On CUDA device 0: whole decoder layers there (cuda/cuda_forward.h) while the hidden states of all windows
+    // fit in its memory, else the products only (cuda/cuda_matmul.h).
+    bool cuda = false;
+    int64_t cuda_batch_windows = 64;  // windows per batch on the GPU
+    size_t cuda_memory_limit = 0;     // device bytes the whole-layer forward may use (0: what is free); tests
+
 };
 
 struct PerplexityResult {

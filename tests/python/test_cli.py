@@ -150,11 +150,14 @@ def test_version():
 
 # What a conversion asks the disk for, as strace sees it: (system call, file) with -y naming each descriptor.
 def sync_calls(tmp_path, out, *args):
-    log = tmp_path / (out.name + ".strace")
+    return traced_sync_calls(tmp_path / (out.name + ".strace"), "convert", shared_model("tiny-qwen3-moe"), out, *args)
+
+
+def traced_sync_calls(log, *ktq_args):
     env = dict(os.environ)  # LeakSanitizer refuses to run under ptrace: the sanitized build checks leaks elsewhere
     env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":detect_leaks=0"
-    subprocess.run(["strace", "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync,syncfs", "-o", str(log), KTQ, "convert",
-                    shared_model("tiny-qwen3-moe"), str(out), *args, "-q"], check=True, env=env)
+    subprocess.run(["strace", "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync,syncfs", "-o", str(log), KTQ,
+                    *map(str, ktq_args), "-q"], check=True, env=env)
     calls = set()
     for line in log.read_text().splitlines():
         if "<" in line and "resumed>" not in line:  # a call another thread interrupted is named on its first line
@@ -184,3 +187,29 @@ def test_no_sync_never_waits_for_the_weight_files(tmp_path, args):
             return {"": p.read_bytes()}
         return {str(f.relative_to(p)): f.read_bytes() for f in sorted(p.rglob("*")) if f.is_file()}
     assert tree(unsynced) == tree(synced)
+
+
+def tree_bytes(p):
+    return {str(f.relative_to(p)): f.read_bytes() for f in sorted(p.rglob("*")) if f.is_file()}
+
+
+@pytest.mark.skipif(not shutil.which("strace"), reason="strace not installed (tests/setup_deps.sh installs it)")
+def test_no_sync_in_merge_and_the_kt_kernel_drop_in(tmp_path):
+    """`ktq merge --no-sync` and `ktq convert-cpu-weights --no-sync` sync no weight file either, and write the
+    bytes their synced runs write."""
+    model = shared_model("tiny-qwen3-moe")
+    weights = lambda calls: {(c, f) for c, f in calls if c == "syncfs" or f.endswith((".safetensors.ktq-partial", ".kt"))}
+    runs = {}
+    for sync in ("synced", "unsynced"):
+        extra = ["--no-sync"] if sync == "unsynced" else []
+        loose = tmp_path / f"loose-{sync}"
+        calls = traced_sync_calls(tmp_path / f"drop-in-{sync}.strace", "convert-cpu-weights", "--input-path", model,
+                                  "--input-type", "bf16", "--output", loose, "--quant-method", "int4",
+                                  "--no-merge-safetensor", *extra)
+        merged = tmp_path / f"merged-{sync}"
+        calls_merge = traced_sync_calls(tmp_path / f"merge-{sync}.strace", "merge", "--input-path", loose,
+                                        "--output", merged, "--original-path", model, *extra)
+        runs[sync] = (weights(calls), weights(calls_merge), tree_bytes(loose), tree_bytes(merged))
+    assert runs["synced"][0] and runs["synced"][1]  # what the option leaves out, by default
+    assert not runs["unsynced"][0] and not runs["unsynced"][1], runs["unsynced"][:2]
+    assert runs["unsynced"][2:] == runs["synced"][2:]

@@ -27,9 +27,13 @@ def ktq(*args, check=True):
     return r
 
 
+# KTQ_EVAL_DEVICE=cuda runs these checks on the GPU forward (on the GPU host: tests/interop/README.md).
+DEVICE = ("--device", os.environ["KTQ_EVAL_DEVICE"]) if os.environ.get("KTQ_EVAL_DEVICE") else ()
+
+
 def token_nll(model, tmp_path, *extra):
     out = tmp_path / "nll.bin"
-    r = ktq("eval-ppl", model, "--text", EVAL, "-q", "--json", "--nll-out", out, *extra)
+    r = ktq("eval-ppl", model, "--text", EVAL, "-q", "--json", "--nll-out", out, *DEVICE, *extra)
     return json.loads(r.stdout), np.fromfile(out, dtype=np.float64)
 
 

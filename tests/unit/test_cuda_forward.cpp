@@ -1,16 +1,25 @@
-// The forward pass's CUDA backend (cuda/cuda_matmul.h) against the CPU:
-// causal attention for GQA and MLA-shaped operands, and the weight cache's
-// invalidation by address that AWQ's candidate weights rely on. Runs on a
-// machine with a CUDA device (the GPU host); skips with the reason elsewhere.
+// The forward pass's CUDA backends against the CPU: cuda/cuda_matmul.h's
+// causal attention for GQA and MLA-shaped operands and the weight cache's
+// invalidation by address that AWQ's candidate weights rely on; and
+// cuda/cuda_forward.h's whole layers on the device, per-position losses of
+// real checkpoints (every architecture family the shared models and the
+// in-repo example cover) against the CPU forward, including the fallback to
+// per-product layers when device memory is short. Runs on a machine with a
+// CUDA device (the GPU host); skips with the reason elsewhere.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 
 #include "cuda/cuda_devices.h"
+#include "cuda/cuda_forward.h"
 #include "cuda/cuda_matmul.h"
 #include "forward/attention.h"
+#include "forward/forward_config.h"
+#include "forward/perplexity.h"
+#include "reading/model.h"
 #include "runtime/thread_pool.h"
+#include "test_support.h"
 
 namespace {
 
@@ -122,4 +131,87 @@ TEST(CudaForward, SwigluMatchesCpu) {
     ASSERT_TRUE(backend->swiglu(gy.data(), x.data(), gate.data(), up.data(), down.data(), rows, in, inter, out));
     EXPECT_LT(relative_gap(h, gh), 1e-5);
     EXPECT_LT(relative_gap(y, gy), 1e-5);
+}
+
+namespace {
+
+// Per-position losses of `model` on 6 windows of 96 pseudo-random tokens (every id below the vocabulary).
+std::vector<double> window_losses(const std::string &path, bool cuda, size_t memory_limit = 0,
+                                  int64_t cuda_batch = 4) {
+    ktq_open_options o;
+    ktq_open_options_init(&o, KTQ_OPEN_OPTIONS_VERSION);
+    o.threads = 2;
+    const ktq::Model model(path, o);
+    const ktq::ForwardConfig cfg = ktq::ForwardConfig::resolve(model);
+    std::mt19937 rng(11);
+    std::vector<int32_t> tokens(6 * 96);
+    for (int32_t &t : tokens) t = static_cast<int32_t>(rng() % static_cast<uint32_t>(cfg.vocab));
+    ktq::PerplexityOptions p;
+    p.window = 96;
+    p.max_tokens = 0;
+    p.batch_windows = 4;
+    p.cuda = cuda;
+    p.cuda_batch_windows = cuda_batch;  // 4 of 6: a full batch and a partial one
+    p.cuda_memory_limit = memory_limit;
+    std::vector<double> nll;
+    p.token_nll = &nll;
+    ktq::evaluate_perplexity(model, tokens, p);
+    return nll;
+}
+
+double max_gap(const std::vector<double> &a, const std::vector<double> &b) {
+    EXPECT_EQ(a.size(), b.size());
+    double gap = 0;
+    for (size_t i = 0; i < a.size() && i < b.size(); ++i) gap = std::max(gap, std::fabs(a[i] - b[i]));
+    return gap;
+}
+
+void expect_device_layers_match_cpu(const std::string &path) {
+    const std::vector<double> cpu = window_losses(path, false), gpu = window_losses(path, true);
+    ASSERT_EQ(cpu.size(), 6u * 95u);
+    // float32 on both sides; products and reductions sum in different orders.
+    EXPECT_LT(max_gap(cpu, gpu), 2e-4) << path;
+    double mean = 0;
+    for (double v : cpu) mean += v;
+    EXPECT_GT(mean / static_cast<double>(cpu.size()), 1.0) << "losses of a real model on random tokens";
+}
+
+}  // namespace
+
+TEST(CudaForward, WholeLayersOnTheDeviceMatchTheCpuDeepSeekMla) {
+    if (ktq::cuda_device_count(nullptr) == 0) GTEST_SKIP() << "no CUDA device on this machine (GPU tests run on the GPU host)";
+    // MLA with q_lora, interleaved RoPE, grouped sigmoid routing, shared experts, a dense first layer; FP8 input.
+    expect_device_layers_match_cpu(std::string(KTQ_REPO_DIR) + "/examples/models/tiny-deepseek-v3-fp8");
+}
+
+TEST(CudaForward, WholeLayersOnTheDeviceMatchTheCpuSharedModels) {
+    if (ktq::cuda_device_count(nullptr) == 0) GTEST_SKIP() << "no CUDA device on this machine (GPU tests run on the GPU host)";
+    const std::string llama = ktq_test::shared_model("tiny-llama");
+    KTQ_REQUIRE_SHARED(llama);
+    for (const char *name : {"tiny-llama", "tiny-qwen3-moe", "tiny-mixtral"}) {  // GQA, q/k norms, softmax top-k
+        const std::string path = ktq_test::shared_model(name);
+        if (path.empty()) ADD_FAILURE() << name << " is missing from the shared models";
+        else expect_device_layers_match_cpu(path);
+    }
+}
+
+TEST(CudaForward, ShortDeviceMemoryFallsBackToPerProductLayers) {
+    if (ktq::cuda_device_count(nullptr) == 0) GTEST_SKIP() << "no CUDA device on this machine (GPU tests run on the GPU host)";
+    const std::string path = std::string(KTQ_REPO_DIR) + "/examples/models/tiny-deepseek-v3-fp8";
+    const std::vector<double> cpu = window_losses(path, false);
+    // Room for the hidden states (6 x 96 x 256 floats) and the margin, not for any layer: every layer per product,
+    // the hidden states moving off the device and back.
+    const size_t hidden = 6 * 96 * 256 * 4, margin = size_t(256) << 20;
+    EXPECT_LT(max_gap(cpu, window_losses(path, true, hidden + margin + 4096)), 2e-4);
+    // No room for the hidden states at all: no whole-layer forward.
+    EXPECT_LT(max_gap(cpu, window_losses(path, true, hidden)), 2e-4);
+    ktq_open_options o;
+    ktq_open_options_init(&o, KTQ_OPEN_OPTIONS_VERSION);
+    const ktq::Model model(path, o);
+    const ktq::ForwardConfig cfg = ktq::ForwardConfig::resolve(model);
+    EXPECT_EQ(ktq::make_cuda_forward(cfg, 6, 96, 4, 0, hidden), nullptr);
+    EXPECT_NE(ktq::make_cuda_forward(cfg, 6, 96, 4, 0, hidden + margin + 4096), nullptr);
+    // One window per batch gives the same losses as four (cuBLAS may pick another kernel for another row count:
+    // measured 1.1e-5 on an H200; a batch's rows mixed up would move the losses by whole units).
+    EXPECT_LT(max_gap(window_losses(path, true), window_losses(path, true, 0, 1)), 1e-4);
 }
