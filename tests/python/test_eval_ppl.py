@@ -6,6 +6,7 @@ README's protocol: 256-token windows over the first 131072 tokens)."""
 import json
 import os
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -222,3 +223,20 @@ def test_gguf_weights_read_over_the_checkpoint(tmp_path):
     r = ktq("eval-ppl", os.path.join(MODELS, "tiny-llama"), "--text", EVAL, "--max-tokens", 1024, "-q",
             "--gguf", truncated, check=False)
     assert r.returncode != 0 and "cut.gguf: truncated GGUF header" in r.stderr, r.stderr
+
+
+@pytest.mark.skipif(not DEVICE, reason="GPU forward check: KTQ_EVAL_DEVICE=cuda on the GPU host")
+def test_device_forward_matches_the_cpu_on_qwen2_moe(tmp_path):
+    """The one architecture no shared model has (tests/data/make_tiny_qwen2_moe.py): q/k/v biases and the
+    shared expert's sigmoid gate, on the GPU forward against the CPU's, position by position."""
+    src = tmp_path / "tiny-qwen2-moe"
+    subprocess.run([sys.executable, os.path.join(REPO, "tests", "data", "make_tiny_qwen2_moe.py"), MODELS, str(src)],
+                   check=True, capture_output=True)
+    losses = {}
+    for dev in ("cpu", DEVICE[1]):
+        out = tmp_path / f"nll-{dev}.bin"
+        ktq("eval-ppl", src, "--text", EVAL, "-q", "--json", "--max-tokens", 8192, "--nll-out", out, "--device", dev)
+        losses[dev] = np.fromfile(out, dtype=np.float64)
+    cpu, dev = losses["cpu"], losses[DEVICE[1]]
+    assert len(cpu) == len(dev) == 32 * 255
+    assert np.abs(cpu - dev).max() < 2e-4, np.abs(cpu - dev).max()
