@@ -231,14 +231,15 @@ class KtOutput(_Handle):
         return out
 
 
-def kt_merge(out_dir, loose_dir, model=None, overwrite=False):
+def kt_merge(out_dir, loose_dir, model=None, overwrite=False, no_sync=False):
     """Merges loose .kt files (`loose_dir`) into kt-kernel's merged
     safetensors in `out_dir` (kt-kernel's merge_cpu_weights.py); with `model`
     (the Model they were converted from) also its other tensors, config and
-    tokenizer: the files of a merged conversion, byte for byte."""
+    tokenizer: the files of a merged conversion, byte for byte. `no_sync`:
+    as convert()'s."""
     opts = _lib.WriterOptions()
     lib.ktq_writer_options_init(ctypes.byref(opts), _lib.WRITER_OPTIONS_VERSION)
-    opts.overwrite = int(overwrite)
+    opts.overwrite, opts.no_sync = int(overwrite), int(no_sync)
     _call(lib.ktq_kt_merge, str(out_dir).encode(), str(loose_dir).encode(), model._handle() if model else None,
           ctypes.byref(opts))
 
@@ -384,7 +385,7 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
             engine="rtn", dataset=None, num_calibration_samples=512, max_sequence_length=2048,
             seed=42, dampening_frac=0.01, actorder="static", max_gpu_memory=0, devices=None,
             calibration_tokens=None, awq_grid=20, awq_scaling="duo", awq_clip=False, max_cpu_memory=0,
-            moe_hessian="blend", moe_all_tokens_weight=0.2):
+            moe_hessian="blend", moe_all_tokens_weight=0.2, no_sync=False):
     """Converts `model` into `out_dir`: to="bf16" (dequantized checkpoint),
     "kt-int4" or "kt-int8" (kt-kernel's AMX expert layout, split into
     `numa_parts`, merged safetensors or `loose_files`), "kt-awq" (an AutoAWQ
@@ -420,6 +421,8 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
     on device="cuda" the engine holds at most `max_gpu_memory` bytes there
     (0 = 80 % of what is free) and uses the CUDA `devices` (a list of
     indices; None = device 0).
+    `no_sync` skips every fsync of the weight files (ktq_writer_options.no_sync: as fast as kt-kernel's
+    converter and as durable; a power loss may leave files that look complete and are not).
     `progress(dict)` returns False to cancel
     (KtqError with status "cancelled"; nothing with a final name is left)."""
     if to not in _FORMATS:
@@ -429,6 +432,7 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
     wopts.max_shard_bytes, wopts.overwrite = max_shard_bytes, int(overwrite)
     wopts.resume, wopts.resume_layer = int(resume or resume_layer > 0), resume_layer
     wopts.numa_parts, wopts.loose_files = numa_parts, int(loose_files)
+    wopts.no_sync = int(no_sync)
     if to in ("W4A16", "W8A16"):
         if asymmetric is None:
             asymmetric = engine == "awq"

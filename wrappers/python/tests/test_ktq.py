@@ -1,7 +1,9 @@
 """The Python API end to end on the demo model shipped in the repository."""
 import os
+import shutil
 import struct
 import subprocess
+import sys
 import threading
 
 import pytest
@@ -233,3 +235,27 @@ def test_gptq_matches_the_cli(tmp_path):
                         "--quiet"], check=True)
         for name in sorted(os.listdir(tmp_path / "cli")):
             assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "py" / name).read_bytes(), name
+
+
+@pytest.mark.skipif(not shutil.which("strace"), reason="strace not installed (tests/setup_deps.sh installs it)")
+def test_no_sync_reaches_the_library(tmp_path):
+    """no_sync=True (writer options version 6): convert() and kt_merge() fsync no weight file, and write the
+    bytes of a synced run."""
+    script = (
+        "import sys, ktq\n"
+        "with ktq.Model(sys.argv[1]) as m:\n"
+        "    ns = sys.argv[3] == '1'\n"
+        "    ktq.convert(m, sys.argv[2] + '/loose', to='kt-int4', loose_files=True, threads=2, no_sync=ns)\n"
+        "    ktq.kt_merge(sys.argv[2] + '/merged', sys.argv[2] + '/loose', model=m, no_sync=ns)\n")
+    synced = {}
+    for ns in ("0", "1"):
+        out, log = tmp_path / f"run{ns}", tmp_path / f"run{ns}.strace"
+        out.mkdir()
+        subprocess.run(["strace", "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync,syncfs", "-o", str(log),
+                        sys.executable, "-c", script, DEMO, str(out), ns], check=True)
+        synced[ns] = [line for line in log.read_text().splitlines()
+                      if "resumed>" not in line and ("syncfs" in line or ".kt>" in line or ".safetensors.ktq-partial>" in line)]
+    assert synced["0"], "a default run syncs its weight files"
+    assert not synced["1"], synced["1"]
+    files = lambda d: {str(f.relative_to(d)): f.read_bytes() for f in sorted(d.rglob("*")) if f.is_file()}
+    assert files(tmp_path / "run1") == files(tmp_path / "run0")
