@@ -210,17 +210,17 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
         uint64_t working = static_cast<uint64_t>(cfg.hidden);
         if (w.moe) working += 2 * static_cast<uint64_t>(cfg.moe_intermediate);
         const uint64_t weights = layer_float_bytes(w), batch = cal_.batch_bytes(opts.calibration_batch);
-        const std::string tokens = " (" + std::to_string(t) + " tokens)";
+        const std::string tokens = std::to_string(t) + " tokens";
         recorded_in_files = opts.max_host_memory > 0 &&
                             weights + batch + t * (recorded + working) * sizeof(float) > opts.max_host_memory;
         std::vector<std::pair<std::string, uint64_t>> parts = {{"layer weights", weights}};
         if (recorded_in_files)
-            parts.emplace_back("search buffers (" + std::to_string(t) + " tokens; the recorded inputs, " +
+            parts.emplace_back("search buffers (" + tokens + "; the recorded inputs, " +
                                    std::to_string((t * recorded * sizeof(float) + (1u << 20) - 1) >> 20) +
                                    " MiB, in a temporary file)",
                                t * working * sizeof(float));
         else
-            parts.emplace_back("recorded inputs" + tokens, t * (recorded + working) * sizeof(float));
+            parts.emplace_back("recorded inputs (" + tokens + ")", t * (recorded + working) * sizeof(float));
         parts.emplace_back("one batch", batch);
         cal_.check_layer_memory(opts, "AWQ", layer, parts);
         if (recorded_in_files) recorded_to_file_.insert(layer);
