@@ -21,7 +21,7 @@ typedef struct ktq_eval_options {
     unsigned version;     /* KTQ_EVAL_OPTIONS_VERSION */
     int window;           /* tokens per window (default 256) */
     uint64_t max_tokens;  /* score the first max_tokens tokens (default 131072; 0 = all) */
-    int batch_windows;    /* windows per forward call (default 16; bounds activation memory) */
+    int batch_windows;    /* windows per forward call on the CPU (default 16; bounds activation memory) */
     ktq_progress_cb progress; /* after each decoder layer (layer, layers_total); may cancel */
     void *payload;
     /* Optional: receives -log p(next token) of every scored position, window
@@ -31,8 +31,11 @@ typedef struct ktq_eval_options {
     double *token_nll;
     size_t token_nll_capacity;
     /* ---- version 2 ---- */
-    /* Where the products of the forward pass run (default KTQ_DEVICE_CPU);
-     * KTQ_DEVICE_CUDA: cuBLAS on CUDA device 0, float32 (a build with CUDA). */
+    /* Where the forward pass runs (default KTQ_DEVICE_CPU). KTQ_DEVICE_CUDA
+     * (a build with CUDA): on CUDA device 0 in float32, whole decoder layers
+     * with the hidden states kept there while they fit (up to 64 windows per
+     * batch, fewer when a layer's work would not fit), else only the matrix
+     * products, layer by layer. */
     ktq_device device;
 } ktq_eval_options;
 #define KTQ_EVAL_OPTIONS_VERSION 2

@@ -115,7 +115,8 @@ Command add_eval_ppl_command(CLI::App &app) {
                     "A GGUF file of MODEL (ktq's or llama.cpp's): every weight it holds, dequantized, replaces the "
                     "checkpoint's (scores what llama.cpp or Candle compute with; MODEL gives config and tokenizer)")
         ->check(CLI::ExistingFile);
-    cmd->add_option("--device", a->device, "Where the forward's matrix products run: cpu, or cuda (cuBLAS, float32)")
+    cmd->add_option("--device", a->device, "Where the forward runs: cpu, or cuda (whole layers on CUDA device 0 in float32 while they fit, else "
+                    "their products)")
         ->check(CLI::IsMember({"cpu", "cuda"}))
         ->capture_default_str();
     cmd->add_flag("--json", a->json, "Print the result as JSON");

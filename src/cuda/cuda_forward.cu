@@ -2,6 +2,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <map>
 
@@ -20,16 +21,15 @@ namespace {
 using cuda::Buffer;
 using cuda::check;
 
-// Device memory left free beside ours: cuBLAS workspaces, the driver's own.
-constexpr size_t kMargin = size_t(256) << 20;
 constexpr int64_t kVocabChunk = 4096, kTokenChunk = 4096;
 
 size_t floats(const std::vector<float> &v) { return v.size(); }
 size_t floats(const Linear &l) { return l.w.size() + l.b.size(); }
 
+// What upload_layer() puts on the device.
 size_t weight_bytes(const LayerWeights &w) {
     size_t n = floats(w.input_norm) + floats(w.post_norm) + floats(w.q_norm) + floats(w.k_norm) +
-               floats(w.q_a_norm) + floats(w.kv_a_norm) + floats(w.router_bias);
+               floats(w.q_a_norm) + floats(w.kv_a_norm);
     for (const Linear *l : {&w.q, &w.k, &w.v, &w.o, &w.q_a, &w.q_b, &w.kv_a, &w.kv_b, &w.gate, &w.up, &w.down,
                             &w.router, &w.shared.gate, &w.shared.up, &w.shared.down, &w.shared_gate})
         n += floats(*l);
@@ -37,55 +37,115 @@ size_t weight_bytes(const LayerWeights &w) {
     return n * 4;
 }
 
-// The widest product output of the layer: what each work buffer is sized by.
-int64_t widest(const LayerWeights &w, const ForwardConfig &c) {
-    int64_t m = std::max<int64_t>(c.hidden, c.num_experts);
-    for (const Linear *l : {&w.q, &w.k, &w.v, &w.o, &w.q_a, &w.q_b, &w.kv_a, &w.kv_b, &w.gate, &w.up, &w.down,
-                            &w.shared.gate, &w.shared.up, &w.shared.down})
-        m = std::max(m, l->out);
-    for (const ExpertWeights &e : w.experts) m = std::max({m, e.gate.out, e.up.out});
-    return m;
+// The work buffers: 0 the normed input; 1-4 attention (q, k or MLA's kv_a output, v or kv_b output, heads'
+// output), MoE: router logits (1), gathered rows (2), expert output (3); 5 the block's output; 6-7 MLP
+// intermediates (MLA: q_a output, latent); 8 MLA keys; 9 the shared expert's gate.
+constexpr int kWorkBuffers = 10;
+
+// Floats per row each work buffer needs for layer w (the slots forward_layer() below uses).
+std::array<int64_t, kWorkBuffers> row_floats(const LayerWeights &w, const ForwardConfig &c) {
+    std::array<int64_t, kWorkBuffers> f{};
+    auto need = [&](int slot, int64_t n) { f[static_cast<size_t>(slot)] = std::max(f[static_cast<size_t>(slot)], n); };
+    auto mlp = [&](const Linear &gate, const Linear &up, const Linear &down, int out) {
+        need(6, gate.out);
+        need(7, up.out);
+        need(out, down.out);
+    };
+    need(0, c.hidden);
+    if (c.mla) {
+        const int64_t dqk = c.qk_nope_dim + c.qk_rope_dim;
+        need(6, w.q_a.out);
+        need(1, w.q_a.empty() ? w.q.out : w.q_b.out);
+        need(2, w.kv_a.out);
+        need(7, c.kv_lora_rank);
+        need(3, w.kv_b.out);
+        need(8, c.heads * dqk);
+        need(4, c.heads * c.v_head_dim);
+    } else {
+        need(1, w.q.out);
+        need(2, w.k.out);
+        need(3, w.v.out);
+        need(4, static_cast<int64_t>(c.heads) * c.head_dim);
+    }
+    need(5, std::max<int64_t>(w.o.out, c.hidden));
+    if (w.moe) {
+        need(1, w.router.out);
+        need(2, c.hidden);
+        for (const ExpertWeights &e : w.experts) mlp(e.gate, e.up, e.down, 3);
+        if (w.has_shared) mlp(w.shared.gate, w.shared.up, w.shared.down, 3);
+        need(9, w.shared_gate.out);
+    } else {
+        mlp(w.gate, w.up, w.down, 5);
+    }
+    return f;
 }
 
-constexpr int kWorkBuffers = 10;  // x, q, k, v, attention out, block out, a, b, c (MLP / MLA / experts), d
+// cuBLAS handle owned by one object (freed on every path).
+struct BlasHandle {
+    cublasHandle_t h = nullptr;
+    BlasHandle() {
+        check(cublasCreate(&h), "cublasCreate");
+        cublasSetMathMode(h, CUBLAS_DEFAULT_MATH);
+    }
+    ~BlasHandle() { cublasDestroy(h); }
+    BlasHandle(const BlasHandle &) = delete;
+    BlasHandle &operator=(const BlasHandle &) = delete;
+};
 
 class CudaForward : public DeviceForward {
 public:
     CudaForward(const ForwardConfig &cfg, int64_t seqs, int64_t seq_len, int64_t batch, int device, size_t limit)
         : cfg_(cfg), seqs_(seqs), seq_len_(seq_len), batch_(std::max<int64_t>(1, std::min(batch, seqs))),
           device_(device), limit_(limit) {
-        check(cudaSetDevice(device), "cudaSetDevice");
-        check(cublasCreate(&blas_), "cublasCreate");
-        cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH);
         hidden_.resize(static_cast<size_t>(seqs * seq_len * cfg.hidden), "hidden states");
         std::vector<float> cos, sin;
         rope_tables(cfg, seq_len, cos, sin);
         upload(cos_, cos, "RoPE cos");
         upload(sin_, sin, "RoPE sin");
     }
-    ~CudaForward() override { cublasDestroy(blas_); }
 
-    // Bytes left for weights and work buffers.
+    // Bytes left for weights and work buffers: what is free plus what we hold besides the hidden states (freed
+    // before a layer's weights go up), less the margin; within the limit when there is one.
     size_t available() const {
         size_t free_b = 0, total_b = 0;
         check(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
-        size_t held = weights_bytes_;  // freed before the next layer's go up
+        size_t held = weights_bytes_ + (scores_.size() + route_w_.size()) * 4 + rows_.size() * 4;
         for (const Buffer<float> &b : work_) held += b.size() * 4;
-        held += scores_.size() * 4 + rows_.size() * 4 + route_w_.size() * 4;
-        size_t avail = free_b + held > kMargin ? free_b + held - kMargin : 0;
-        if (limit_) {
-            const size_t ours = (hidden_.size() + cos_.size() + sin_.size()) * 4;
-            avail = std::min(avail, limit_ > ours ? limit_ - ours : 0);
-        }
+        const size_t fixed = (hidden_.size() + cos_.size() + sin_.size()) * 4 + kCudaForwardMargin;
+        size_t avail = free_b + held > kCudaForwardMargin ? free_b + held - kCudaForwardMargin : 0;
+        if (limit_) avail = std::min(avail, limit_ > fixed ? limit_ - fixed : 0);
         return avail;
     }
 
-    bool fits(const LayerWeights &w) const override {
-        const int64_t rows = batch_ * seq_len_;
-        const size_t work = static_cast<size_t>(rows * widest(w, cfg_)) * 4 * kWorkBuffers;
-        const size_t scores = static_cast<size_t>(seq_len_ * seq_len_ * batch_) * 4;
-        return weight_bytes(w) + work + std::min(scores, size_t(512) << 20) + static_cast<size_t>(rows) * 16 <=
-               available();
+    size_t bytes_needed(const LayerWeights &w, int64_t windows) const override {
+        const int64_t rows = windows * seq_len_;
+        size_t work = 0;
+        for (int64_t f : row_floats(w, cfg_)) work += static_cast<size_t>(rows * f);
+        const size_t routing = w.moe ? static_cast<size_t>(rows * cfg_.top_k) * 8 : 0;  // rows_ and route_w_
+        return weight_bytes(w) + (work + cuda::attention_score_floats(windows, seq_len_)) * 4 + routing;
+    }
+
+    int64_t windows_per_batch(const LayerWeights &w) const override {
+        const size_t avail = available();
+        for (int64_t b = batch_; b >= 1; b /= 2)
+            if (bytes_needed(w, b) <= avail) return b;
+        return 0;
+    }
+
+    void release() override {
+        weights_.clear();
+        weights_bytes_ = 0;
+        for (Buffer<float> &b : work_) b.resize(0, "");
+        scores_.resize(0, "");
+        rows_.resize(0, "");
+        route_w_.resize(0, "");
+    }
+
+    bool head_fits(int64_t vocab) const override {
+        const int64_t n = seqs_ * seq_len_, vc = std::min(kVocabChunk, vocab), tc = std::min(kTokenChunk, n);
+        const size_t need = static_cast<size_t>(vc * cfg_.hidden + tc * vc + cfg_.hidden) * 4 +
+                            static_cast<size_t>(n) * (4 + 8 + 4 + 4);  // head chunk, logits, norm; per token
+        return need <= available();
     }
 
     void load_hidden(const float *hidden) override {
@@ -97,12 +157,13 @@ public:
         check(cudaMemcpy(hidden, hidden_.get(), hidden_.size() * 4, cudaMemcpyDeviceToHost), "copy of hidden states");
     }
 
-    void forward_layer(const LayerWeights &w) override {
+    void forward_layer(const LayerWeights &w, int64_t windows) override {
         check(cudaSetDevice(device_), "cudaSetDevice");
+        if (windows < 1) fail(KTQ_ERR_INTERNAL, "GPU forward: no windows per batch");
         upload_layer(w);
         const int64_t H = cfg_.hidden;
-        for (int64_t s0 = 0; s0 < seqs_; s0 += batch_) {
-            const int64_t b = std::min(batch_, seqs_ - s0), rows = b * seq_len_;
+        for (int64_t s0 = 0; s0 < seqs_; s0 += windows) {
+            const int64_t b = std::min(windows, seqs_ - s0), rows = b * seq_len_;
             float *h = hidden_.get() + s0 * seq_len_ * H;
             float *x = work(0, rows * H);
             cuda::rms_norm(x, H, h, H, dev(w.input_norm), rows, H, cfg_.rms_eps);
@@ -116,8 +177,7 @@ public:
 
     std::vector<double> next_token_nll(const Model &model, const int32_t *tokens) override {
         check(cudaSetDevice(device_), "cudaSetDevice");
-        weights_.clear();
-        weights_bytes_ = 0;
+        release();
         const int64_t n = seqs_ * seq_len_, H = cfg_.hidden;
         const std::vector<float> norm = load_vector(model, cfg_.prefix + "norm.weight");
         Buffer<float> dnorm;
@@ -147,7 +207,7 @@ public:
             for (int64_t t0 = 0; t0 < n; t0 += kTokenChunk) {
                 const int64_t tc = std::min(kTokenChunk, n - t0);
                 float *logits = work(0, tc * vc);
-                cuda::product_abt(blas_, logits, hidden_.get() + t0 * H, dw.get(), tc, H, vc);
+                cuda::product_abt(blas_.h, logits, hidden_.get() + t0 * H, dw.get(), tc, H, vc);
                 cuda::logsumexp_update(logits, tc, vc, v0, dnext.get() + t0, dmax.get() + t0, dsum.get() + t0,
                                        dtarget.get() + t0);
             }
@@ -164,9 +224,10 @@ private:
         if (!v.empty()) check(cudaMemcpy(b.get(), v.data(), v.size() * 4, cudaMemcpyHostToDevice), what);
     }
 
+    // The layer's weights; the previous layer's weights and every work buffer are freed first, so that the
+    // room windows_per_batch() counted on is there (the buffers grow again to this layer's sizes).
     void upload_layer(const LayerWeights &w) {
-        weights_.clear();
-        weights_bytes_ = 0;
+        release();
         auto put = [&](const std::vector<float> &v) {
             if (v.empty()) return;
             upload(weights_[v.data()], v, "layer weights");
@@ -203,7 +264,7 @@ private:
     // y = x W^T + b into work buffer `slot`.
     float *linear(const Linear &l, const float *x, int64_t rows, int slot) {
         float *y = work(slot, rows * l.out);
-        cuda::product_abt(blas_, y, x, dev(l.w), rows, l.in, l.out);
+        cuda::product_abt(blas_.h, y, x, dev(l.w), rows, l.in, l.out);
         if (!l.b.empty()) cuda::add_bias(y, dev(l.b), rows, l.out);
         return y;
     }
@@ -245,7 +306,7 @@ private:
         a.q_head = a.k_head = a.v_head = a.out_head = hd;
         a.scale = 1.0f / std::sqrt(static_cast<float>(hd));
         float *out = work(4, rows * qs);
-        cuda::causal_attention(blas_, scores_, out, q, k, v, a);
+        cuda::causal_attention(blas_.h, scores_, out, q, k, v, a);
         return linear(w.o, out, rows, 5);
     }
 
@@ -285,7 +346,7 @@ private:
         a.out_head = dv;
         a.scale = 1.0f / std::sqrt(static_cast<float>(dqk)) * c.softmax_scale_factor;
         float *out = work(4, rows * H * dv);
-        cuda::causal_attention(blas_, scores_, out, q, key, kv + dn, a);
+        cuda::causal_attention(blas_.h, scores_, out, q, key, kv + dn, a);
         return linear(w.o, out, rows, 5);
     }
 
@@ -340,7 +401,7 @@ private:
     const int64_t seqs_, seq_len_, batch_;
     const int device_;
     const size_t limit_;
-    cublasHandle_t blas_ = nullptr;
+    BlasHandle blas_;
     Buffer<float> hidden_, cos_, sin_, scores_;
     Buffer<float> work_[kWorkBuffers];
     Buffer<int32_t> rows_;
@@ -358,8 +419,13 @@ std::unique_ptr<DeviceForward> make_cuda_forward(const ForwardConfig &cfg, int64
     check(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
     const size_t hidden = static_cast<size_t>(seqs * seq_len * cfg.hidden) * 4;
     const size_t room = memory_limit ? std::min(memory_limit, free_b) : free_b;
-    if (hidden + kMargin > room) return nullptr;
-    return std::make_unique<CudaForward>(cfg, seqs, seq_len, batch_windows, device, memory_limit);
+    if (hidden + kCudaForwardMargin > room) return nullptr;
+    try {
+        return std::make_unique<CudaForward>(cfg, seqs, seq_len, batch_windows, device, memory_limit);
+    } catch (const Error &e) {
+        if (e.status() == KTQ_ERR_NO_MEMORY) return nullptr;  // taken by someone else meanwhile
+        throw;
+    }
 }
 
 }  // namespace ktq

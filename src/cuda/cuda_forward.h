@@ -26,20 +26,32 @@ namespace ktq {
 class DeviceForward {
 public:
     virtual ~DeviceForward() = default;
-    // Whether a layer's weights and its work buffers fit in the device memory left beside the hidden states (the
-    // caller runs a layer that does not through the per-product path: save_hidden, the CPU forward, load_hidden).
-    virtual bool fits(const LayerWeights &w) const = 0;
+    // Windows per batch with which a layer's weights and work buffers fit in the device memory left beside the
+    // hidden states: the largest of batch_windows, its half, its quarter, ... that fits; 0 when even one window
+    // does not (the caller then runs the layer through the per-product path: release, save_hidden, the CPU
+    // forward, load_hidden).
+    virtual int64_t windows_per_batch(const LayerWeights &w) const = 0;
+    // Device bytes a layer needs with `windows` windows per batch: weights, work buffers, attention scores.
+    virtual size_t bytes_needed(const LayerWeights &w, int64_t windows) const = 0;
     // hidden: [seqs * seq_len, cfg.hidden].
     virtual void load_hidden(const float *hidden) = 0;
     virtual void save_hidden(float *hidden) = 0;
-    // forward_layer() over every window, batch_windows at a time.
-    virtual void forward_layer(const LayerWeights &w) = 0;
+    // forward_layer() over every window, `windows` (from windows_per_batch) at a time.
+    virtual void forward_layer(const LayerWeights &w, int64_t windows) = 0;
+    // Frees everything but the hidden states (the per-product path is about to need the room).
+    virtual void release() = 0;
+    // Whether next_token_nll() fits beside the hidden states (else: save_hidden and the host's next_token_nll).
+    virtual bool head_fits(int64_t vocab) const = 0;
     // next_token_nll() of causal_lm.h on the hidden states held here (final norm applied in place).
     virtual std::vector<double> next_token_nll(const Model &model, const int32_t *tokens) = 0;
 };
 
-// For seqs windows of seq_len tokens. memory_limit: bytes of device memory it may use (0: what is free, less a
-// margin). nullptr when the hidden states and one batch's work buffers do not fit.
+// Device memory left free beside ours (cuBLAS workspaces, the driver's own): never counted as available.
+constexpr size_t kCudaForwardMargin = size_t(256) << 20;
+
+// For seqs windows of seq_len tokens, at most batch_windows at a time. memory_limit: bytes of device memory the
+// hidden states, weights and work buffers may take together, the margin included (0: what is free now).
+// nullptr when the hidden states do not fit (or their allocation fails).
 std::unique_ptr<DeviceForward> make_cuda_forward(const ForwardConfig &cfg, int64_t seqs, int64_t seq_len,
                                                  int64_t batch_windows, int device, size_t memory_limit = 0);
 

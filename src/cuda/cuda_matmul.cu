@@ -97,7 +97,8 @@ public:
         check(cudaMemcpy(dv.get(), v, nv * 4, cudaMemcpyHostToDevice), "copy of values");
         // out may hold other values between the heads (a caller's wider rows): keep them.
         check(cudaMemcpy(dout.get(), out, no * 4, cudaMemcpyHostToDevice), "copy of the output rows");
-        cuda::causal_attention(blas_, scores_, dout.get(), dq.get(), dk.get(), dv.get(), a);
+        Buffer<float> scores;  // freed after the call: outside the weight cache's accounting
+        cuda::causal_attention(blas_, scores, dout.get(), dq.get(), dk.get(), dv.get(), a);
         check(cudaMemcpy(out, dout.get(), no * 4, cudaMemcpyDeviceToHost), "copy of the attention output");
         return true;
     }
@@ -132,7 +133,7 @@ private:
     cublasHandle_t blas_ = nullptr;
     std::map<const float *, Buffer<float>> weights_;
     size_t cached_ = 0, max_cached_ = 0;
-    Buffer<float> scratch_w_[3], a_, c_, g_, u_, scores_;
+    Buffer<float> scratch_w_[3], a_, c_, g_, u_;
 };
 
 }  // namespace

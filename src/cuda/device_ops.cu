@@ -193,6 +193,8 @@ void rope(float *x, int64_t tokens, int64_t row, int64_t heads, int64_t head, in
           const float *sin, int64_t half, int64_t seq_len, bool interleaved) {
     if (tokens * heads == 0 || half == 0) return;
     if (half > 1024) fail(KTQ_ERR_UNSUPPORTED, "RoPE on the GPU: more than 2048 rotary dimensions per head");
+    if (offset + 2 * half > (heads > 1 ? head : row))
+        fail(KTQ_ERR_INTERNAL, "RoPE on the GPU: the rotary dimensions run past their head");
     rope_kernel<<<static_cast<unsigned>(tokens * heads), static_cast<unsigned>(half)>>>(x, row, heads, head, offset, cos,
                                                                                        sin, half, seq_len, interleaved);
     launched("RoPE");
@@ -225,15 +227,24 @@ void add_gated(float *out, const float *y, const float *gate, int64_t rows, int6
     launched("shared expert");
 }
 
+namespace {
+int64_t score_windows(int64_t windows, int64_t seq_len, size_t score_bytes) {
+    return std::max<int64_t>(
+        1, std::min<int64_t>(windows, static_cast<int64_t>(score_bytes / (static_cast<size_t>(seq_len * seq_len) * 4))));
+}
+}  // namespace
+
+size_t attention_score_floats(int64_t windows, int64_t seq_len, size_t score_bytes) {
+    return static_cast<size_t>(score_windows(windows, seq_len, score_bytes) * seq_len * seq_len);
+}
+
 void causal_attention(cublasHandle_t blas, Buffer<float> &scores, float *out, const float *q, const float *k,
-                      const float *v, const AttentionShape &a) {
+                      const float *v, const AttentionShape &a, size_t score_bytes) {
     if (a.seqs == 0 || a.seq_len == 0 || a.heads == 0) return;
     const int64_t L = a.seq_len;
-    constexpr size_t kScoreBytes = size_t(512) << 20;
     // Per head, all windows of a chunk in one strided-batched product: S_w^T = K_w^T Q_w, then the softmax
     // of every row, then O_w = V_w P_w (column-major views of the row-major operands).
-    const int64_t chunk = std::max<int64_t>(
-        1, std::min<int64_t>(a.seqs, static_cast<int64_t>(kScoreBytes / (static_cast<size_t>(L * L) * 4))));
+    const int64_t chunk = score_windows(a.seqs, L, score_bytes);
     if (scores.size() < static_cast<size_t>(chunk * L * L)) scores.resize(static_cast<size_t>(chunk * L * L), "attention scores");
     const float one = 1.0f, zero = 0.0f;
     const int iL = static_cast<int>(L);

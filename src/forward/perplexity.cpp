@@ -36,17 +36,21 @@ PerplexityResult evaluate_perplexity(const Model &model, const std::vector<int32
         return gpu.get();
     };
     bool on_device = device != nullptr;  // where the current hidden states are
+    uint64_t device_layers = 0;
     ForwardContext ctx;
     ctx.cfg = &cfg;
     ctx.pool = &model.pool();
     for (int l = 0; l < cfg.layers; ++l) {
         if (gpu) gpu->forget();  // the previous layer's weights
         const LayerWeights w = load_layer(model, cfg, l);
-        if (device && device->fits(w)) {
+        const int64_t windows = device ? device->windows_per_batch(w) : 0;
+        if (windows > 0) {
             if (!on_device) device->load_hidden(hidden.data());
             on_device = true;
-            device->forward_layer(w);
+            device->forward_layer(w, windows);
+            ++device_layers;
         } else {
+            if (device) device->release();
             if (on_device) device->save_hidden(hidden.data());
             on_device = false;
             ctx.matmul = per_product();
@@ -55,10 +59,18 @@ PerplexityResult evaluate_perplexity(const Model &model, const std::vector<int32
         }
         if (opts.progress && !opts.progress(l + 1, cfg.layers)) fail(KTQ_ERR_CANCELLED, "cancelled");
     }
-    if (gpu) gpu->forget();
-    if (device && !on_device) device->load_hidden(hidden.data());
-    const std::vector<double> nll = device ? device->next_token_nll(model, tokens.data())
-                                           : next_token_nll(model, cfg, hidden.data(), tokens.data(), seqs, T, per_product());
+    gpu.reset();  // the head's room
+    bool head_on_device = false;
+    if (device) {
+        device->release();
+        head_on_device = device->head_fits(static_cast<int64_t>(lm_head(model, cfg).rows));
+        if (head_on_device && !on_device) device->load_hidden(hidden.data());
+        if (!head_on_device && on_device) device->save_hidden(hidden.data());
+        if (!head_on_device) device.reset();
+    }
+    const std::vector<double> nll = head_on_device
+                                        ? device->next_token_nll(model, tokens.data())
+                                        : next_token_nll(model, cfg, hidden.data(), tokens.data(), seqs, T, per_product());
     double sum = 0;
     for (double v : nll) sum += v;
     PerplexityResult r;
@@ -66,6 +78,8 @@ PerplexityResult evaluate_perplexity(const Model &model, const std::vector<int32
     r.windows = static_cast<uint64_t>(seqs);
     r.mean_nll = sum / static_cast<double>(nll.size());
     r.perplexity = std::exp(r.mean_nll);
+    r.device_layers = device_layers;
+    r.head_on_device = head_on_device;
     if (opts.token_nll) *opts.token_nll = nll;
     return r;
 }

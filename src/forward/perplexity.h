@@ -22,10 +22,10 @@ struct PerplexityOptions {
     std::function<bool(int layer, int layers)> progress;
     std::vector<double> *token_nll = nullptr;  // receives every position's loss when set
     // On CUDA device 0: whole decoder layers there (cuda/cuda_forward.h) while the hidden states of all windows
-    // fit in its memory, else the products only (cuda/cuda_matmul.h).
+    // fit in its memory, else the products only (cuda/cuda_matmul.h); per layer, whichever fits.
     bool cuda = false;
-    int64_t cuda_batch_windows = 64;  // windows per batch on the GPU
-    size_t cuda_memory_limit = 0;     // device bytes the whole-layer forward may use (0: what is free); tests
+    int64_t cuda_batch_windows = 64;  // windows per batch on the GPU, at most (halved until a layer fits)
+    size_t cuda_memory_limit = 0;     // device bytes the whole-layer forward may take (0: what is free); tests
 
 };
 
@@ -34,6 +34,9 @@ struct PerplexityResult {
     double mean_nll = 0;
     uint64_t tokens_scored = 0;
     uint64_t windows = 0;
+    // With cuda: decoder layers run whole on the device (the others per product), and whether the LM head did.
+    uint64_t device_layers = 0;
+    bool head_on_device = false;
 };
 
 PerplexityResult evaluate_perplexity(const Model &model, const std::vector<int32_t> &tokens,

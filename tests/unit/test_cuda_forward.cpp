@@ -137,7 +137,7 @@ namespace {
 
 // Per-position losses of `model` on 6 windows of 96 pseudo-random tokens (every id below the vocabulary).
 std::vector<double> window_losses(const std::string &path, bool cuda, size_t memory_limit = 0,
-                                  int64_t cuda_batch = 4) {
+                                  int64_t cuda_batch = 4, ktq::PerplexityResult *result = nullptr) {
     ktq_open_options o;
     ktq_open_options_init(&o, KTQ_OPEN_OPTIONS_VERSION);
     o.threads = 2;
@@ -155,7 +155,8 @@ std::vector<double> window_losses(const std::string &path, bool cuda, size_t mem
     p.cuda_memory_limit = memory_limit;
     std::vector<double> nll;
     p.token_nll = &nll;
-    ktq::evaluate_perplexity(model, tokens, p);
+    const ktq::PerplexityResult r = ktq::evaluate_perplexity(model, tokens, p);
+    if (result) *result = r;
     return nll;
 }
 
@@ -166,9 +167,18 @@ double max_gap(const std::vector<double> &a, const std::vector<double> &b) {
     return gap;
 }
 
+int layers_of(const std::string &path) {
+    ktq_open_options o;
+    ktq_open_options_init(&o, KTQ_OPEN_OPTIONS_VERSION);
+    return ktq::ForwardConfig::resolve(ktq::Model(path, o)).layers;
+}
+
 void expect_device_layers_match_cpu(const std::string &path) {
-    const std::vector<double> cpu = window_losses(path, false), gpu = window_losses(path, true);
+    ktq::PerplexityResult r;
+    const std::vector<double> cpu = window_losses(path, false), gpu = window_losses(path, true, 0, 4, &r);
     ASSERT_EQ(cpu.size(), 6u * 95u);
+    EXPECT_EQ(r.device_layers, static_cast<uint64_t>(layers_of(path))) << "every layer whole on the device";
+    EXPECT_TRUE(r.head_on_device);
     // float32 on both sides; products and reductions sum in different orders.
     EXPECT_LT(max_gap(cpu, gpu), 2e-4) << path;
     double mean = 0;
@@ -197,21 +207,46 @@ TEST(CudaForward, WholeLayersOnTheDeviceMatchTheCpuSharedModels) {
 
 TEST(CudaForward, ShortDeviceMemoryFallsBackToPerProductLayers) {
     if (ktq::cuda_device_count(nullptr) == 0) GTEST_SKIP() << "no CUDA device on this machine (GPU tests run on the GPU host)";
+    // tiny-deepseek-v3-fp8: layer 0 dense, layers 1-2 MoE (16 experts), which need more device memory.
     const std::string path = std::string(KTQ_REPO_DIR) + "/examples/models/tiny-deepseek-v3-fp8";
-    const std::vector<double> cpu = window_losses(path, false);
-    // Room for the hidden states (6 x 96 x 256 floats) and the margin, not for any layer: every layer per product,
-    // the hidden states moving off the device and back.
-    const size_t hidden = 6 * 96 * 256 * 4, margin = size_t(256) << 20;
-    EXPECT_LT(max_gap(cpu, window_losses(path, true, hidden + margin + 4096)), 2e-4);
-    // No room for the hidden states at all: no whole-layer forward.
-    EXPECT_LT(max_gap(cpu, window_losses(path, true, hidden)), 2e-4);
     ktq_open_options o;
     ktq_open_options_init(&o, KTQ_OPEN_OPTIONS_VERSION);
     const ktq::Model model(path, o);
     const ktq::ForwardConfig cfg = ktq::ForwardConfig::resolve(model);
-    EXPECT_EQ(ktq::make_cuda_forward(cfg, 6, 96, 4, 0, hidden), nullptr);
-    EXPECT_NE(ktq::make_cuda_forward(cfg, 6, 96, 4, 0, hidden + margin + 4096), nullptr);
+    auto probe = ktq::make_cuda_forward(cfg, 6, 96, 4, 0);
+    ASSERT_NE(probe, nullptr);
+    const size_t dense = probe->bytes_needed(ktq::load_layer(model, cfg, 0), 4),
+                 moe = probe->bytes_needed(ktq::load_layer(model, cfg, 1), 1);
+    ASSERT_LT(dense, moe);
+    probe.reset();
+    const size_t hidden_and_margin = 6 * 96 * static_cast<size_t>(cfg.hidden) * 4 + ktq::kCudaForwardMargin,
+                 fixed = hidden_and_margin + 2 * 96 * cfg.rope_inv_freq.size() * 4;  // + RoPE tables
+    const std::vector<double> cpu = window_losses(path, false);
+    ktq::PerplexityResult r;
+    // Room for the dense layer, not for a MoE one: device, then per product (hidden states down), then the head.
+    EXPECT_LT(max_gap(cpu, window_losses(path, true, fixed + (dense + moe) / 2, 4, &r)), 2e-4);
+    EXPECT_EQ(r.device_layers, 1u);
+    // Room for the MoE layers only with one window per batch: every layer on the device, smaller batches.
+    EXPECT_LT(max_gap(cpu, window_losses(path, true, fixed + moe + 4096, 4, &r)), 2e-4);
+    EXPECT_EQ(r.device_layers, 3u);
+    // No room for the hidden states: no whole-layer forward at all.
+    EXPECT_EQ(ktq::make_cuda_forward(cfg, 6, 96, 4, 0, hidden_and_margin - 4096), nullptr);
+    EXPECT_LT(max_gap(cpu, window_losses(path, true, hidden_and_margin - 4096, 4, &r)), 2e-4);
+    EXPECT_EQ(r.device_layers, 0u);
+    EXPECT_FALSE(r.head_on_device);
     // One window per batch gives the same losses as four (cuBLAS may pick another kernel for another row count:
     // measured 1.1e-5 on an H200; a batch's rows mixed up would move the losses by whole units).
     EXPECT_LT(max_gap(window_losses(path, true), window_losses(path, true, 0, 1)), 1e-4);
+}
+
+TEST(CudaForward, AttentionOverSeveralScoreChunksMatchesCpu) {
+    if (ktq::cuda_device_count(nullptr) == 0) GTEST_SKIP() << "no CUDA device on this machine (GPU tests run on the GPU host)";
+    // 9 windows of 4096 tokens: 576 MiB of scores per head, so two chunks of windows (8 + 1) under the 512 MiB cap.
+    ktq::AttentionShape a;
+    a.seqs = 9, a.seq_len = 4096, a.heads = 2, a.group = 2, a.dq = a.dv = 16;
+    a.q_row = a.out_row = 32, a.k_row = a.v_row = 16;
+    a.q_head = a.out_head = 16, a.k_head = a.v_head = 0;
+    a.scale = 0.25f;
+    const size_t n = static_cast<size_t>(a.tokens());
+    expect_same_attention(a, n * 32, n * 16, n * 16, 0, n * 32);
 }
