@@ -80,6 +80,13 @@ std::array<int64_t, kWorkBuffers> row_floats(const LayerWeights &w, const Forwar
     return f;
 }
 
+// What the forward holds for its whole life, with the margin: the hidden states and the RoPE tables.
+size_t fixed_bytes(const ForwardConfig &c, int64_t seqs, int64_t seq_len) {
+    return static_cast<size_t>(seqs * seq_len * c.hidden + 2 * seq_len * static_cast<int64_t>(c.rope_inv_freq.size())) *
+               4 +
+           kCudaForwardMargin;
+}
+
 // cuBLAS handle owned by one object (freed on every path).
 struct BlasHandle {
     cublasHandle_t h = nullptr;
@@ -107,11 +114,12 @@ public:
     // Bytes left for weights and work buffers: what is free plus what we hold besides the hidden states (freed
     // before a layer's weights go up), less the margin; within the limit when there is one.
     size_t available() const {
+        check(cudaSetDevice(device_), "cudaSetDevice");
         size_t free_b = 0, total_b = 0;
         check(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
         size_t held = weights_bytes_ + (scores_.size() + route_w_.size()) * 4 + rows_.size() * 4;
         for (const Buffer<float> &b : work_) held += b.size() * 4;
-        const size_t fixed = (hidden_.size() + cos_.size() + sin_.size()) * 4 + kCudaForwardMargin;
+        const size_t fixed = fixed_bytes(cfg_, seqs_, seq_len_);
         size_t avail = free_b + held > kCudaForwardMargin ? free_b + held - kCudaForwardMargin : 0;
         if (limit_) avail = std::min(avail, limit_ > fixed ? limit_ - fixed : 0);
         return avail;
@@ -157,10 +165,28 @@ public:
         check(cudaMemcpy(hidden, hidden_.get(), hidden_.size() * 4, cudaMemcpyDeviceToHost), "copy of hidden states");
     }
 
-    void forward_layer(const LayerWeights &w, int64_t windows) override {
+    bool forward_layer(const LayerWeights &w, int64_t windows) override {
         check(cudaSetDevice(device_), "cudaSetDevice");
         if (windows < 1) fail(KTQ_ERR_INTERNAL, "GPU forward: no windows per batch");
-        upload_layer(w);
+        if (w.moe && (w.router.out != cfg_.num_experts || static_cast<int64_t>(w.experts.size()) != cfg_.num_experts))
+            fail(KTQ_ERR_FORMAT, w.router.name + ": the router and the experts do not match num_experts of config.json");
+        // Every allocation before the hidden states change: memory short after all (another process took it
+        // since windows_per_batch) leaves them as they were, for the per-product path.
+        try {
+            upload_layer(w);
+            const int64_t rows = windows * seq_len_;
+            const std::array<int64_t, kWorkBuffers> f = row_floats(w, cfg_);
+            for (int slot = 0; slot < kWorkBuffers; ++slot) work(slot, rows * f[static_cast<size_t>(slot)]);
+            scores_.resize(cuda::attention_score_floats(windows, seq_len_), "attention scores");
+            if (w.moe) {
+                rows_.resize(static_cast<size_t>(rows * cfg_.top_k), "expert rows");
+                route_w_.resize(static_cast<size_t>(rows * cfg_.top_k), "routing weights");
+            }
+        } catch (const Error &e) {
+            if (e.status() != KTQ_ERR_NO_MEMORY) throw;
+            release();
+            return false;
+        }
         const int64_t H = cfg_.hidden;
         for (int64_t s0 = 0; s0 < seqs_; s0 += windows) {
             const int64_t b = std::min(windows, seqs_ - s0), rows = b * seq_len_;
@@ -173,6 +199,7 @@ public:
                            static_cast<size_t>(rows * H));
         }
         check(cudaDeviceSynchronize(), "decoder layer");
+        return true;
     }
 
     std::vector<double> next_token_nll(const Model &model, const int32_t *tokens) override {
@@ -417,9 +444,8 @@ std::unique_ptr<DeviceForward> make_cuda_forward(const ForwardConfig &cfg, int64
     check(cudaSetDevice(device), "cudaSetDevice");
     size_t free_b = 0, total_b = 0;
     check(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
-    const size_t hidden = static_cast<size_t>(seqs * seq_len * cfg.hidden) * 4;
     const size_t room = memory_limit ? std::min(memory_limit, free_b) : free_b;
-    if (hidden + kCudaForwardMargin > room) return nullptr;
+    if (fixed_bytes(cfg, seqs, seq_len) > room) return nullptr;
     try {
         return std::make_unique<CudaForward>(cfg, seqs, seq_len, batch_windows, device, memory_limit);
     } catch (const Error &e) {

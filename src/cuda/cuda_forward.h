@@ -36,8 +36,10 @@ public:
     // hidden: [seqs * seq_len, cfg.hidden].
     virtual void load_hidden(const float *hidden) = 0;
     virtual void save_hidden(float *hidden) = 0;
-    // forward_layer() over every window, `windows` (from windows_per_batch) at a time.
-    virtual void forward_layer(const LayerWeights &w, int64_t windows) = 0;
+    // forward_layer() over every window, `windows` (from windows_per_batch) at a time. false: the device ran out
+    // of memory while the layer's weights and buffers went up (before any hidden state changed); everything but
+    // the hidden states is freed again and the caller runs the layer through the per-product path.
+    virtual bool forward_layer(const LayerWeights &w, int64_t windows) = 0;
     // Frees everything but the hidden states (the per-product path is about to need the room).
     virtual void release() = 0;
     // Whether next_token_nll() fits beside the hidden states (else: save_hidden and the host's next_token_nll).
@@ -50,8 +52,8 @@ public:
 constexpr size_t kCudaForwardMargin = size_t(256) << 20;
 
 // For seqs windows of seq_len tokens, at most batch_windows at a time. memory_limit: bytes of device memory the
-// hidden states, weights and work buffers may take together, the margin included (0: what is free now).
-// nullptr when the hidden states do not fit (or their allocation fails).
+// hidden states, RoPE tables, weights and work buffers may take together, the margin included (0: what is free
+// now). nullptr when the hidden states and RoPE tables do not fit (or their allocation fails).
 std::unique_ptr<DeviceForward> make_cuda_forward(const ForwardConfig &cfg, int64_t seqs, int64_t seq_len,
                                                  int64_t batch_windows, int device, size_t memory_limit = 0);
 

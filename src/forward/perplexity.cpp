@@ -41,15 +41,18 @@ PerplexityResult evaluate_perplexity(const Model &model, const std::vector<int32
     ctx.cfg = &cfg;
     ctx.pool = &model.pool();
     for (int l = 0; l < cfg.layers; ++l) {
-        if (gpu) gpu->forget();  // the previous layer's weights
+        if (device) gpu.reset();    // all its memory back for the whole-layer forward
+        else if (gpu) gpu->forget();  // the previous layer's weights
         const LayerWeights w = load_layer(model, cfg, l);
         const int64_t windows = device ? device->windows_per_batch(w) : 0;
+        bool done = false;
         if (windows > 0) {
             if (!on_device) device->load_hidden(hidden.data());
             on_device = true;
-            device->forward_layer(w, windows);
-            ++device_layers;
-        } else {
+            done = device->forward_layer(w, windows);
+            device_layers += done;
+        }
+        if (!done) {
             if (device) device->release();
             if (on_device) device->save_hidden(hidden.data());
             on_device = false;

@@ -223,14 +223,18 @@ TEST(CudaForward, ShortDeviceMemoryFallsBackToPerProductLayers) {
                  fixed = hidden_and_margin + 2 * 96 * cfg.rope_inv_freq.size() * 4;  // + RoPE tables
     const std::vector<double> cpu = window_losses(path, false);
     ktq::PerplexityResult r;
-    // Room for the dense layer, not for a MoE one: device, then per product (hidden states down), then the head.
+    // Room for the dense layer, not for a MoE one: device, then per product (hidden states down), head on the host.
     EXPECT_LT(max_gap(cpu, window_losses(path, true, fixed + (dense + moe) / 2, 4, &r)), 2e-4);
     EXPECT_EQ(r.device_layers, 1u);
+    EXPECT_FALSE(r.head_on_device);  // the head's chunk and logits (13.6 MB) need more than the MoE layer
     // Room for the MoE layers only with one window per batch: every layer on the device, smaller batches.
     EXPECT_LT(max_gap(cpu, window_losses(path, true, fixed + moe + 4096, 4, &r)), 2e-4);
     EXPECT_EQ(r.device_layers, 3u);
+    EXPECT_TRUE(r.head_on_device);
     // No room for the hidden states: no whole-layer forward at all.
     EXPECT_EQ(ktq::make_cuda_forward(cfg, 6, 96, 4, 0, hidden_and_margin - 4096), nullptr);
+    EXPECT_EQ(ktq::make_cuda_forward(cfg, 6, 96, 4, 0, fixed - 1), nullptr);  // the RoPE tables count too
+    EXPECT_NE(ktq::make_cuda_forward(cfg, 6, 96, 4, 0, fixed), nullptr);
     EXPECT_LT(max_gap(cpu, window_losses(path, true, hidden_and_margin - 4096, 4, &r)), 2e-4);
     EXPECT_EQ(r.device_layers, 0u);
     EXPECT_FALSE(r.head_on_device);
