@@ -305,14 +305,6 @@ private:
         return linear(down, g, rows, out_slot);
     }
 
-    AttentionShape shape(int64_t windows) const {
-        AttentionShape a;
-        a.seqs = windows;
-        a.seq_len = seq_len_;
-        a.heads = cfg_.heads;
-        return a;
-    }
-
     const float *gqa_attention(const LayerWeights &w, const float *x, int64_t windows) {
         const ForwardConfig &c = cfg_;
         const int64_t rows = windows * seq_len_, hd = c.head_dim, qs = c.heads * hd, ks = c.kv_heads * hd;
@@ -325,15 +317,8 @@ private:
         const int64_t half = static_cast<int64_t>(c.rope_inv_freq.size());
         cuda::rope(q, rows, qs, c.heads, hd, 0, cos_.get(), sin_.get(), half, seq_len_, false);
         cuda::rope(k, rows, ks, c.kv_heads, hd, 0, cos_.get(), sin_.get(), half, seq_len_, false);
-        AttentionShape a = shape(windows);
-        a.group = c.heads / c.kv_heads;
-        a.dq = a.dv = hd;
-        a.q_row = a.out_row = qs;
-        a.k_row = a.v_row = ks;
-        a.q_head = a.k_head = a.v_head = a.out_head = hd;
-        a.scale = 1.0f / std::sqrt(static_cast<float>(hd));
         float *out = work(4, rows * qs);
-        cuda::causal_attention(blas_.h, scores_, out, q, k, v, a);
+        cuda::causal_attention(blas_.h, scores_, out, q, k, v, gqa_attention_shape(c, windows, seq_len_));
         return linear(w.o, out, rows, 5);
     }
 
@@ -362,18 +347,8 @@ private:
         cuda::rope(q, rows, H * dqk, H, dqk, dn, cos_.get(), sin_.get(), half, seq_len_, c.rope_interleave);
         float *key = work(8, rows * H * dqk);
         cuda::mla_keys(key, kv, ckv, rows, H, dn, dr, dv, r + dr, r);
-        AttentionShape a = shape(windows);
-        a.dq = dqk;
-        a.dv = dv;
-        a.q_row = a.k_row = H * dqk;
-        a.q_head = a.k_head = dqk;
-        a.v_row = H * (dn + dv);
-        a.v_head = dn + dv;
-        a.out_row = H * dv;
-        a.out_head = dv;
-        a.scale = 1.0f / std::sqrt(static_cast<float>(dqk)) * c.softmax_scale_factor;
         float *out = work(4, rows * H * dv);
-        cuda::causal_attention(blas_.h, scores_, out, q, key, kv + dn, a);
+        cuda::causal_attention(blas_.h, scores_, out, q, key, kv + dn, mla_attention_shape(c, windows, seq_len_));
         return linear(w.o, out, rows, 5);
     }
 

@@ -40,6 +40,39 @@ void rope_tables(const ForwardConfig &c, int64_t seq_len, std::vector<float> &co
         }
 }
 
+AttentionShape gqa_attention_shape(const ForwardConfig &c, int64_t seqs, int64_t seq_len) {
+    const int64_t hd = c.head_dim, qs = c.heads * hd, ks = c.kv_heads * hd;
+    AttentionShape a;
+    a.seqs = seqs;
+    a.seq_len = seq_len;
+    a.heads = c.heads;
+    a.group = c.heads / c.kv_heads;
+    a.dq = a.dv = hd;
+    a.q_row = a.out_row = qs;
+    a.k_row = a.v_row = ks;
+    a.q_head = a.k_head = a.v_head = a.out_head = hd;
+    a.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    return a;
+}
+
+AttentionShape mla_attention_shape(const ForwardConfig &c, int64_t seqs, int64_t seq_len) {
+    const int64_t H = c.heads, dn = c.qk_nope_dim, dv = c.v_head_dim, dqk = dn + c.qk_rope_dim;
+    AttentionShape a;
+    a.seqs = seqs;
+    a.seq_len = seq_len;
+    a.heads = H;
+    a.dq = dqk;
+    a.dv = dv;
+    a.q_row = a.k_row = H * dqk;
+    a.q_head = a.k_head = dqk;
+    a.v_row = H * (dn + dv);
+    a.v_head = dn + dv;
+    a.out_row = H * dv;
+    a.out_head = dv;
+    a.scale = 1.0f / std::sqrt(static_cast<float>(dqk)) * c.softmax_scale_factor;
+    return a;
+}
+
 namespace {
 
 float silu(float x) { return x / (1.0f + std::exp(-x)); }
@@ -112,17 +145,7 @@ std::vector<float> gqa_attention(const ForwardContext &ctx, const LayerWeights &
         for (int64_t h = 0; h < c.kv_heads; ++h) rope.apply_half(&k[static_cast<size_t>(t * ks + h * hd)], pos);
     }
     std::vector<float> out(static_cast<size_t>(n * qs));
-    AttentionShape a;
-    a.seqs = seqs;
-    a.seq_len = seq_len;
-    a.heads = c.heads;
-    a.group = c.heads / c.kv_heads;
-    a.dq = a.dv = hd;
-    a.q_row = a.out_row = qs;
-    a.k_row = a.v_row = ks;
-    a.q_head = a.k_head = a.v_head = a.out_head = hd;
-    a.scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    attention(ctx, out.data(), q.data(), k.data(), v.data(), a);
+    attention(ctx, out.data(), q.data(), k.data(), v.data(), gqa_attention_shape(c, seqs, seq_len));
     return out;
 }
 
@@ -167,20 +190,7 @@ std::vector<float> mla_attention(const ForwardContext &ctx, const LayerWeights &
         }
     }
     std::vector<float> out(static_cast<size_t>(n * H * dv));
-    AttentionShape a;
-    a.seqs = seqs;
-    a.seq_len = seq_len;
-    a.heads = H;
-    a.dq = dqk;
-    a.dv = dv;
-    a.q_row = a.k_row = H * dqk;
-    a.q_head = a.k_head = dqk;
-    a.v_row = H * (dn + dv);
-    a.v_head = dn + dv;
-    a.out_row = H * dv;
-    a.out_head = dv;
-    a.scale = 1.0f / std::sqrt(static_cast<float>(dqk)) * c.softmax_scale_factor;
-    attention(ctx, out.data(), q.data(), key.data(), kv.data() + dn, a);
+    attention(ctx, out.data(), q.data(), key.data(), kv.data() + dn, mla_attention_shape(c, seqs, seq_len));
     return out;
 }
 

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "forward/attention.h"
 #include "forward/forward_config.h"
 #include "forward/layer_weights.h"
 #include "forward/matmul.h"
@@ -75,6 +76,12 @@ void choose_experts(const ForwardConfig &cfg, const LayerWeights &w, const float
 // transformers' rotary embedding computes them from the config's inverse
 // frequencies (forward/rope_scaling.h), times the rope's attention factor.
 void rope_tables(const ForwardConfig &cfg, int64_t seq_len, std::vector<float> &cos, std::vector<float> &sin);
+
+// Where causal_attention() finds each head in the projections' outputs: GQA's q/k/v rows, and MLA's
+// [seqs * seq_len, heads, nope + rope] queries and keys with the values inside kv_b's [nope | v] rows
+// (the caller passes kv_b's output + nope as v). Shared by the CPU and GPU forwards.
+AttentionShape gqa_attention_shape(const ForwardConfig &cfg, int64_t seqs, int64_t seq_len);
+AttentionShape mla_attention_shape(const ForwardConfig &cfg, int64_t seqs, int64_t seq_len);
 
 // y = x W^T + b for a Linear (its product on `backend` when given).
 void apply_linear(float *y, const Linear &l, const float *x, int64_t rows, ThreadPool &pool,
