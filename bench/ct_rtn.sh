@@ -11,6 +11,8 @@
 # usage: bench/ct_rtn.sh WORK [THREADS]
 #   LLMC_PYTHON=/path/to/python (with torch, transformers, llmcompressor) enables the llm-compressor run;
 #   LLMC_DEVICE=cuda runs it on the GPU (default cpu).
+#   KTQ_ARGS="--observer mse" adds options to both ktq runs (word-split; the
+#   llm-compressor run and its byte comparison stay min-max).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$1 threads=${2:-$(nproc)}
@@ -28,13 +30,13 @@ print(time.monotonic() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxr
 cat "$model"/*.safetensors > /dev/null; sync
 rm -rf "$work/ktq"; sync
 read -r ktq_s ktq_rss < <(timed "$ktq" convert "$model" "$work/ktq" --to compressed-tensors --scheme W4A16 \
-                          --threads "$threads" --quiet)
+                          --threads "$threads" ${KTQ_ARGS:-} --quiet)
 out_bytes=$(du -cb "$work"/ktq/*.safetensors | tail -1 | cut -f1)
 cuda_s=0 cuda_same=n/a
 if "$ktq" doctor 2>/dev/null | grep -q '^cuda.*device'; then
   rm -rf "$work/ktq-cuda"; sync
   if read -r cuda_s _ < <(timed "$ktq" convert "$model" "$work/ktq-cuda" --to compressed-tensors --scheme W4A16 \
-                          --threads "$threads" --device cuda --quiet); then
+                          --threads "$threads" --device cuda ${KTQ_ARGS:-} --quiet); then
     cuda_same=yes
     for f in "$work"/ktq/*.safetensors; do cmp -s "$f" "$work/ktq-cuda/$(basename "$f")" || cuda_same="no ($(basename "$f"))"; done
   fi

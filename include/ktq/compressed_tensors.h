@@ -4,7 +4,7 @@
  * Rust / Go / Java pipeline).
  *
  * The same code as the KTQ_FORMAT_COMPRESSED_TENSORS writer: scales from a
- * min-max observer, round-to-nearest codes and the "pack-quantized" int32
+ * min-max (or MSE) observer, round-to-nearest codes and the "pack-quantized" int32
  * packing, byte-identical to llm-compressor / compressed-tensors (see
  * docs/formats/compressed-tensors.md). For a weight [rows, cols]
  * (out features x in features) with G = cols / group_size groups per row
@@ -35,6 +35,23 @@ typedef enum ktq_ct_rounding {
     KTQ_CT_ROUND_DTYPE = 1 /* as llm-compressor on a CPU */
 } ktq_ct_rounding;
 
+/* How each group's scale and zero point are chosen (compressed-tensors'
+ * "observer"). The codes, packing and file format are the same for both. */
+typedef enum ktq_ct_observer {
+    /* from the group's minimum and maximum (default; llm-compressor's
+     * "minmax", byte-identical to it) */
+    KTQ_CT_OBSERVER_MINMAX = 0,
+    /* from the range, shrunk by 0-19 % in steps of 1 %, whose codes give the
+     * smallest sum of |error|^2.4 over the group (llm-compressor's "mse"
+     * observer with its defaults). Each group is searched on its own, over
+     * all 20 steps, so the result does not depend on how weights are split
+     * into calls, threads or devices; llm-compressor stops the search of a
+     * whole tensor early and sums the errors in the model's dtype, so its
+     * scales can differ. About 20 times the observer's work: for RTN that
+     * is most of the run. */
+    KTQ_CT_OBSERVER_MSE = 1
+} ktq_ct_observer;
+
 typedef struct ktq_ct_scheme {
     unsigned version;  /* KTQ_CT_SCHEME_VERSION */
     int num_bits;      /* 2..8 (default 4: W4A16; 8: W8A16) */
@@ -44,8 +61,10 @@ typedef struct ktq_ct_scheme {
      * (torch's, in that dtype): KTQ_DTYPE_BF16 (default), F16 or F32. */
     ktq_dtype dtype;
     ktq_ct_rounding rounding; /* default KTQ_CT_ROUND_FP32 */
+    /* ---- version 2 ---- */
+    ktq_ct_observer observer; /* default KTQ_CT_OBSERVER_MINMAX */
 } ktq_ct_scheme;
-#define KTQ_CT_SCHEME_VERSION 1
+#define KTQ_CT_SCHEME_VERSION 2
 KTQ_API ktq_status ktq_ct_scheme_init(ktq_ct_scheme *scheme, unsigned version);
 
 /* Element counts of the three outputs for a [rows, cols] weight

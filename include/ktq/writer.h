@@ -217,8 +217,14 @@ typedef struct ktq_writer_options {
      * redone anyway (scratch disks, CI); kt-kernel's converter and
      * transformers' save_pretrained never sync either. */
     int no_sync;
+    /* ---- version 7 ---- */
+    /* compressed-tensors: how scales are chosen, KTQ_CT_OBSERVER_MINMAX
+     * (default) or KTQ_CT_OBSERVER_MSE (see ktq/compressed_tensors.h); also
+     * what the GPTQ engine starts from. config.json records it
+     * ("memoryless_minmax" / "memoryless_mse"). */
+    ktq_ct_observer ct_observer;
 } ktq_writer_options;
-#define KTQ_WRITER_OPTIONS_VERSION 6
+#define KTQ_WRITER_OPTIONS_VERSION 7
 KTQ_API ktq_status ktq_writer_options_init(ktq_writer_options *opts, unsigned version);
 
 /* Plan the output of `model` in `format` into folder `out_dir` (created if

@@ -18,7 +18,7 @@ using ktq::require;
 extern "C" {
 
 ktq_status ktq_ct_scheme_init(ktq_ct_scheme *scheme, unsigned version) {
-    ktq_status st = ktq::init_versioned(scheme, version, KTQ_CT_SCHEME_VERSION);
+    ktq_status st = ktq::init_versioned_prefix(scheme, version, KTQ_CT_SCHEME_VERSION, ktq::ct_arguments::scheme_size);
     if (st != KTQ_OK) return st;
     scheme->num_bits = 4;
     scheme->group_size = 128;

@@ -1,5 +1,6 @@
 #include "api/ct_arguments.h"
 
+#include <cstddef>
 #include <cstring>
 #include <string>
 
@@ -8,9 +9,21 @@
 
 namespace ktq::ct_arguments {
 
-ct::Scheme scheme_of(const ktq_ct_scheme *s) {
-    require(s != nullptr, "scheme is NULL");
-    check_version(s->version, KTQ_CT_SCHEME_VERSION, "ktq_ct_scheme");
+size_t scheme_size(unsigned version) {
+    return version == 1 ? offsetof(ktq_ct_scheme, observer) : sizeof(ktq_ct_scheme);
+}
+
+ct::Observer observer_of(ktq_ct_observer o) {
+    if (o == KTQ_CT_OBSERVER_MINMAX) return ct::Observer::kMinMax;
+    if (o == KTQ_CT_OBSERVER_MSE) return ct::Observer::kMse;
+    fail(KTQ_ERR_INVALID_ARGUMENT, "unknown observer " + std::to_string(static_cast<int>(o)));
+}
+
+ct::Scheme scheme_of(const ktq_ct_scheme *caller) {
+    require(caller != nullptr, "scheme is NULL");
+    ktq_ct_scheme full{};  // fields a caller's older version lacks stay 0: their defaults
+    overlay_versioned(full, caller, KTQ_CT_SCHEME_VERSION, "ktq_ct_scheme", scheme_size);
+    const ktq_ct_scheme *s = &full;
     ct::Scheme out;
     out.bits = s->num_bits;
     out.group_size = s->group_size;
@@ -19,6 +32,7 @@ ct::Scheme scheme_of(const ktq_ct_scheme *s) {
     if (s->rounding != KTQ_CT_ROUND_FP32 && s->rounding != KTQ_CT_ROUND_DTYPE)
         fail(KTQ_ERR_INVALID_ARGUMENT, "unknown rounding " + std::to_string(static_cast<int>(s->rounding)));
     out.dtype_rounding = s->rounding == KTQ_CT_ROUND_DTYPE;
+    out.observer = observer_of(s->observer);
     if (auto problem = ct::scheme_problem(out); !problem.empty()) fail(KTQ_ERR_INVALID_ARGUMENT, problem);
     return out;
 }

@@ -12,8 +12,13 @@
 
 namespace ktq::ct_arguments {
 
-// Validated ct::Scheme of a caller's ktq_ct_scheme (version, enums, bits).
+// Validated ct::Scheme of a caller's ktq_ct_scheme (version, enums, bits);
+// a version-1 struct (no observer field) means the min-max observer.
 ct::Scheme scheme_of(const ktq_ct_scheme *s);
+// Bytes of each ktq_ct_scheme version, for ktq_ct_scheme_init.
+size_t scheme_size(unsigned version);
+// The observer of a ktq_ct_observer value; KTQ_ERR_INVALID_ARGUMENT for others.
+ct::Observer observer_of(ktq_ct_observer o);
 
 struct Sizes {
     size_t packed, scales, zero_points;  // elements of weight_packed, weight_scale, weight_zero_point

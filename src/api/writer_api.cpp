@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "api/ct_arguments.h"
 #include "api/handles.h"
 #include <cstddef>
 #include <set>
@@ -70,6 +71,7 @@ size_t writer_options_size(unsigned version) {
            : version == 3 ? offsetof(ktq_writer_options, gguf_mix)
            : version == 4 ? offsetof(ktq_writer_options, gguf_tokenizer_pre)
            : version == 5 ? offsetof(ktq_writer_options, no_sync)
+           : version == 6 ? offsetof(ktq_writer_options, ct_observer)
                           : sizeof(ktq_writer_options);
 }
 
@@ -115,6 +117,7 @@ ktq::OutputPlan plan_for(const ktq::Model &m, ktq_format format, const ktq_write
         if (o.ct_rounding != KTQ_CT_ROUND_FP32 && o.ct_rounding != KTQ_CT_ROUND_DTYPE)
             fail(KTQ_ERR_INVALID_ARGUMENT, "unknown ct_rounding " + std::to_string(static_cast<int>(o.ct_rounding)));
         layout.scheme.dtype_rounding = o.ct_rounding == KTQ_CT_ROUND_DTYPE;
+        layout.scheme.observer = ktq::ct_arguments::observer_of(o.ct_observer);
         layout.targets = o.targets ? ktq::parse_ct_patterns(o.targets) : std::vector<std::string>{"Linear"};
         layout.ignore = o.ignore ? ktq::parse_ct_patterns(o.ignore) : ktq::default_ct_ignore(m);
         return ktq::plan_compressed_tensors(m, layout, o);

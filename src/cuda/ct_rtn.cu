@@ -21,7 +21,7 @@ struct KernelArgs {
     bool w_bf16;
     int64_t rows, cols, glen, groups, words;
     int dtype, bits;
-    bool symmetric, dtype_rounding;
+    bool symmetric, dtype_rounding, mse;
     float *scale_f;  // per group, the scale as float (a value of the dtype)
     float *zp_f;     // per group, the zero point
     unsigned long long *non_finite;
@@ -30,6 +30,13 @@ struct KernelArgs {
 __device__ __forceinline__ float load(const KernelArgs &a, int64_t i) {
     return a.w_bf16 ? m::from_bf16(static_cast<const uint16_t *>(a.w)[i]) : static_cast<const float *>(a.w)[i];
 }
+
+// One group's weights as floats, for the MSE search.
+struct GroupWeights {
+    const KernelArgs *a;
+    int64_t x0;
+    __device__ float operator[](int k) const { return load(*a, x0 + k); }
+};
 
 // One thread per (row, group): min/max, scale and zero point.
 __global__ void group_params_kernel(KernelArgs a, void *scales_out, int8_t *zp_out) {
@@ -46,7 +53,10 @@ __global__ void group_params_kernel(KernelArgs a, void *scales_out, int8_t *zp_o
         hi = fmaxf(hi, v);
     }
     if (bad) atomicAdd(a.non_finite, bad);
-    const m::GroupParams p = m::group_params(a.dtype, a.bits, a.symmetric, lo, hi);
+    const m::GroupParams p =
+        a.mse ? m::mse_group_params(a.dtype, a.bits, a.symmetric, a.dtype_rounding, GroupWeights{&a, x0},
+                                    static_cast<int>(a.glen), lo, hi)
+              : m::group_params(a.dtype, a.bits, a.symmetric, lo, hi);
     a.scale_f[i] = p.scale;
     a.zp_f[i] = p.zp;
     if (a.dtype == m::kF32)
@@ -123,6 +133,7 @@ uint64_t cuda_ct_quantize_rows(const ct::Scheme &s, const void *w, bool w_is_bf1
     a.bits = s.bits;
     a.symmetric = s.symmetric;
     a.dtype_rounding = s.dtype_rounding;
+    a.mse = s.observer == ct::Observer::kMse;
     a.scale_f = reinterpret_cast<float *>(d + o_sf);
     a.zp_f = reinterpret_cast<float *>(d + o_zf);
     a.non_finite = reinterpret_cast<unsigned long long *>(d + o_bad);

@@ -354,14 +354,15 @@ namespace {
 // Observer on the original weights, one thread per (problem, row, group):
 // the same ct::math::group_params as gptq::weight_params on the host.
 __global__ void params_kernel(const float *w, float *scale, float *zp, int64_t rows, int64_t cols, int64_t glen,
-                              int64_t groups, int64_t count, int dtype, int bits, bool symmetric) {
+                              int64_t groups, int64_t count, int dtype, int bits, bool symmetric, bool mse) {
     const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= count * rows * groups) return;
     const int64_t g = i % groups, pr = i / groups;  // pr = problem * rows + row
     const float *x = w + pr * cols + g * glen;
     float lo = x[0], hi = x[0];
     for (int64_t j = 1; j < glen; ++j) lo = fminf(lo, x[j]), hi = fmaxf(hi, x[j]);
-    const m::GroupParams p = m::group_params(dtype, bits, symmetric, lo, hi);
+    const m::GroupParams p = mse ? m::mse_group_params(dtype, bits, symmetric, false, x, static_cast<int>(glen), lo, hi)
+                                 : m::group_params(dtype, bits, symmetric, lo, hi);
     scale[i] = p.scale;
     zp[i] = p.zp;
 }
@@ -658,7 +659,8 @@ std::vector<gptq::Result> quantize(const Batch &batch, const gptq::Options &opts
             check(cudaMemset(loss_d.get(), 0, static_cast<size_t>(n * rows) * 8), "cudaMemset");
             clock.lap("weights to the device");
             params_kernel<<<blocks_for(n * rows * groups), 256>>>(w_in.get(), scale_d.get(), zp_d.get(), rows, cols, glen,
-                                                                 groups, n, dt, s.bits, s.symmetric);
+                                                                 groups, n, dt, s.bits, s.symmetric,
+                                                                 s.observer == ct::Observer::kMse);
             check(cudaGetLastError(), "observer kernel");
             permute_kernel<<<blocks_for(n * rows * cols), 256>>>(w_d.get(), w_in.get(), perm_d.get(),
                                                                  dead_d.get(), fof_d.get(), rows, cols, n);

@@ -301,7 +301,7 @@ void GptqEngine::process(const Model &model, int layer, Writer &writer, ThreadPo
             auto same = [&](const Job &j) {
                 const ct::Scheme &a = j.go.scheme, &b = f.go.scheme;
                 return j.l->out == f.l->out && j.l->in == f.l->in && a.bits == b.bits && a.group_size == b.group_size &&
-                       a.symmetric == b.symmetric && a.dtype == b.dtype;
+                       a.symmetric == b.symmetric && a.dtype == b.dtype && a.observer == b.observer;
             };
             cuda_gptq::Batch batch;
             batch.rows = f.l->out;

@@ -123,10 +123,56 @@ inline void group_codes_any(bool sym, const float *x, uint64_t n, const math::Gr
         group_codes<DT, false>(x, n, p, qmin, qmax, codes);
 }
 
-// One row: scales, zero points, codes, packed words. Returns its NaN/Inf count.
+// math::mse_group_params for the host: the same terms and the same partial
+// sums, but each candidate's terms computed in one straight loop the compiler
+// vectorises (the dtype rounding as bit work), then added in the fixed order.
+// Codes always add the zero point: for a symmetric group it is 0, and adding
+// 0 to a value already rounded to the dtype changes nothing.
+template <int DT, int RD>  // DT: the dtype; RD: the codes' rounding dtype (DT, or kF32 for none)
+__attribute__((always_inline)) inline math::GroupParams mse_search(int bits, bool sym, const float *x, uint64_t n,
+                                                                   float lo, float hi, float *terms) {
+    const float qmin = -static_cast<float>(1 << (bits - 1)), qmax = static_cast<float>((1 << (bits - 1)) - 1);
+    float best_lo = lo, best_hi = hi;
+    double best = 0;
+    for (int i = 0; i < math::kMseSteps; ++i) {
+        const float l = math::mse_bound(DT, i, lo), h = math::mse_bound(DT, i, hi);
+        const math::GroupParams gp = math::group_params(DT, bits, sym, l, h);
+        const float scale = gp.scale, zp = gp.zp;
+        for (uint64_t j = 0; j < n; ++j) {
+            float v = round_dt<RD>(round_dt<RD>(x[j] / scale) + zp);
+            v = v < qmin ? qmin : v;
+            v = v > qmax ? qmax : v;
+            const float value = round_dt<DT>(round_dt<DT>(rintf(v) - zp) * scale);
+            terms[j] = math::pow_2p4(value - x[j]);
+        }
+        double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        uint64_t j = 0;
+        for (; j + 8 <= n; j += 8)
+            for (int k = 0; k < 8; ++k) part[k] += static_cast<double>(terms[j + k]);
+        for (; j < n; ++j) part[j & 7] += static_cast<double>(terms[j]);
+        const double err = math::sum_parts(part);
+        if (i == 0 || err < best) best = err, best_lo = l, best_hi = h;
+    }
+    return math::group_params(DT, bits, sym, best_lo, best_hi);
+}
+
+__attribute__((always_inline)) inline math::GroupParams mse_params(int dt, bool dtype_rounding, int bits, bool sym,
+                                                                   const float *x, uint64_t n, float lo, float hi,
+                                                                   float *terms) {
+    const int rd = dtype_rounding ? dt : math::kF32;
+    if (dt == math::kBF16)
+        return rd == math::kBF16 ? mse_search<math::kBF16, math::kBF16>(bits, sym, x, n, lo, hi, terms)
+                                 : mse_search<math::kBF16, math::kF32>(bits, sym, x, n, lo, hi, terms);
+    if (dt == math::kF16)
+        return rd == math::kF16 ? mse_search<math::kF16, math::kF16>(bits, sym, x, n, lo, hi, terms)
+                                : mse_search<math::kF16, math::kF32>(bits, sym, x, n, lo, hi, terms);
+    return mse_search<math::kF32, math::kF32>(bits, sym, x, n, lo, hi, terms);
+}
+
+// One row: scales, zero points and (codes not null) codes. Returns its NaN/Inf count.
 // Compiled three times (AVX-512, AVX2, baseline) and picked at run time by a
 // plain function pointer (ifunc-based target_clones crash under TSan).
-__attribute__((always_inline)) inline uint64_t quantize_row_body(int dt, bool dtype_rounding, int bits, bool sym,
+__attribute__((always_inline)) inline uint64_t quantize_row_body(int dt, bool dtype_rounding, float *terms, int bits, bool sym,
                                                                  uint64_t glen, uint64_t groups, const float *row,
                                                                  int32_t *codes, float *scales_out, float *zp_out) {
     const float qmin = -static_cast<float>(1 << (bits - 1)), qmax = static_cast<float>((1 << (bits - 1)) - 1);
@@ -143,9 +189,11 @@ __attribute__((always_inline)) inline uint64_t quantize_row_body(int dt, bool dt
             hi = x[i] > hi ? x[i] : hi;
         }
         non_finite += bad;
-        const math::GroupParams p = math::group_params(dt, bits, sym, lo, hi);
+        const math::GroupParams p = terms ? mse_params(dt, dtype_rounding, bits, sym, x, glen, lo, hi, terms)
+                                          : math::group_params(dt, bits, sym, lo, hi);
         scales_out[g] = p.scale;
         zp_out[g] = p.zp;
+        if (!codes) continue;
         int32_t *c = codes + g * glen;
         const int rd = dtype_rounding ? dt : math::kF32;
         if (rd == math::kBF16)
@@ -159,9 +207,9 @@ __attribute__((always_inline)) inline uint64_t quantize_row_body(int dt, bool dt
 }
 
 #define KTQ_CT_ROW_ARGS                                                                                      \
-    int dt, bool dtype_rounding, int bits, bool sym, uint64_t glen, uint64_t groups, const float *row, \
+    int dt, bool dtype_rounding, float *terms, int bits, bool sym, uint64_t glen, uint64_t groups, const float *row, \
         int32_t *codes, float *scales_out, float *zp_out
-#define KTQ_CT_ROW_CALL dt, dtype_rounding, bits, sym, glen, groups, row, codes, scales_out, zp_out
+#define KTQ_CT_ROW_CALL dt, dtype_rounding, terms, bits, sym, glen, groups, row, codes, scales_out, zp_out
 
 __attribute__((target("avx512f,avx512bw,avx512vl"))) uint64_t quantize_row_avx512(KTQ_CT_ROW_ARGS) {
     return quantize_row_body(KTQ_CT_ROW_CALL);
@@ -224,6 +272,17 @@ void store_scales(const Scheme &s, const float *values, uint64_t n, void *scales
     for (uint64_t i = 0; i < n; ++i) store_scale(s.dtype, scales, i, values[i]);
 }
 
+uint64_t group_params_rows(const Scheme &s, const float *w, uint64_t rows, uint64_t cols, float *scales, float *zps) {
+    const int dt = dtype_code(s.dtype);
+    const uint64_t glen = group_len(s, cols), groups = cols / glen;
+    std::vector<float> mse_terms(s.observer == Observer::kMse ? glen : 0);
+    uint64_t non_finite = 0;
+    for (uint64_t r = 0; r < rows; ++r)
+        non_finite += quantize_row(dt, s.dtype_rounding, mse_terms.empty() ? nullptr : mse_terms.data(), s.bits,
+                                   s.symmetric, glen, groups, w + r * cols, nullptr, scales + r * groups, zps + r * groups);
+    return non_finite;
+}
+
 uint64_t quantize_rows(const Scheme &s, const float *w, uint64_t rows, uint64_t cols, uint32_t *packed, void *scales,
                        int8_t *zp) {
     const int dt = dtype_code(s.dtype);
@@ -231,8 +290,9 @@ uint64_t quantize_rows(const Scheme &s, const float *w, uint64_t rows, uint64_t 
     uint64_t non_finite = 0;
     std::vector<int32_t> codes(cols);
     std::vector<float> row_scales(groups), row_zps(groups);
+    std::vector<float> mse_terms(s.observer == Observer::kMse ? glen : 0);  // the MSE search's scratch, one group
     for (uint64_t r = 0; r < rows; ++r) {
-        non_finite += quantize_row(dt, s.dtype_rounding, s.bits, s.symmetric, glen, groups, w + r * cols, codes.data(), row_scales.data(),
+        non_finite += quantize_row(dt, s.dtype_rounding, mse_terms.empty() ? nullptr : mse_terms.data(), s.bits, s.symmetric, glen, groups, w + r * cols, codes.data(), row_scales.data(),
                                    row_zps.data());
         for (uint64_t g = 0; g < groups; ++g) {
             store_scale(s.dtype, scales, r * groups + g, row_scales[g]);

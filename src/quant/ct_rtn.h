@@ -19,6 +19,9 @@
 // with R = round to the dtype (nearest even) and [qmin, qmax] = [-2^(b-1),
 // 2^(b-1) - 1].
 //
+// With Observer::kMse the range [lo, hi] is first shrunk as
+// math::mse_group_params describes.
+//
 // The per-group math is written once, in ct_rtn_math.h, for the host and
 // for CUDA kernels.
 #pragma once
@@ -30,6 +33,11 @@
 
 namespace ktq::ct {
 
+// How a group's scale and zero point are chosen: from its minimum and maximum
+// (llm-compressor's default "minmax"), or from the range, shrunk by up to
+// 20 %, that minimises the group's rounding error ("mse"; ct_rtn_math.h).
+enum class Observer { kMinMax, kMse };
+
 struct Scheme {
     int bits = 4;          // 2..8
     int group_size = 128;  // > 0: groups along the input features; -1: one per output row (channel)
@@ -38,6 +46,7 @@ struct Scheme {
     // Codes from x / scale rounded to `dtype` first (llm-compressor on a CPU,
     // eager torch) instead of in float32 (llm-compressor on a GPU, Triton).
     bool dtype_rounding = false;
+    Observer observer = Observer::kMinMax;
 };
 
 // Empty when `s` is a scheme this library computes, otherwise why not.
@@ -60,6 +69,12 @@ uint64_t scale_bytes(const Scheme &s, uint64_t rows, uint64_t cols);
 // Returns the number of NaN/Inf inputs (their outputs are meaningless).
 uint64_t quantize_rows(const Scheme &s, const float *w, uint64_t rows, uint64_t cols, uint32_t *packed, void *scales,
                        int8_t *zp);
+
+// What quantize_rows chooses for each group of rows [0, rows): scales and zero
+// points [rows, groups] as floats (values of s.dtype; zero points integers, 0
+// when symmetric), for quantizers that make their own codes (GPTQ). Returns
+// the number of NaN/Inf inputs.
+uint64_t group_params_rows(const Scheme &s, const float *w, uint64_t rows, uint64_t cols, float *scales, float *zps);
 
 // Packs signed codes [rows, cols] (from another quantizer, e.g. GPTQ) into
 // rows x packed_words_per_row int32, exactly as quantize_rows packs its own.

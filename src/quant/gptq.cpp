@@ -116,17 +116,24 @@ Factor factorize(const std::vector<float> &h_in, int64_t cols, const Options &op
     return f;
 }
 
-std::vector<ct::math::GroupParams> weight_params(const float *w, int64_t rows, int64_t cols, const ct::Scheme &s) {
-    const int dt = dtype_code(s.dtype);
+std::vector<ct::math::GroupParams> weight_params(const float *w, int64_t rows, int64_t cols, const ct::Scheme &s,
+                                                 ThreadPool *pool) {
     const int64_t glen = s.group_size > 0 ? s.group_size : cols, groups = cols / glen;
-    std::vector<ct::math::GroupParams> params(static_cast<size_t>(rows * groups));
-    for (int64_t i = 0; i < rows; ++i)
-        for (int64_t g = 0; g < groups; ++g) {
-            const float *x = w + i * cols + g * glen;
-            float lo = x[0], hi = x[0];
-            for (int64_t j = 1; j < glen; ++j) lo = std::min(lo, x[j]), hi = std::max(hi, x[j]);
-            params[static_cast<size_t>(i * groups + g)] = ct::math::group_params(dt, s.bits, s.symmetric, lo, hi);
-        }
+    ct::Scheme observed = s;
+    observed.dtype_rounding = false;  // GPTQ's codes are rounded in float32: so are the MSE observer's candidates
+    std::vector<float> scales(static_cast<size_t>(rows * groups)), zps(scales.size());
+    auto chunk = [&](size_t c) {  // the MSE observer is worth spreading; groups are independent
+        const int64_t r0 = static_cast<int64_t>(c) * kRowsPerTask, r1 = std::min(rows, r0 + kRowsPerTask);
+        ct::group_params_rows(observed, w + r0 * cols, static_cast<uint64_t>(r1 - r0), static_cast<uint64_t>(cols),
+                              &scales[static_cast<size_t>(r0 * groups)], &zps[static_cast<size_t>(r0 * groups)]);
+    };
+    const size_t chunks = static_cast<size_t>((rows + kRowsPerTask - 1) / kRowsPerTask);
+    if (pool && s.observer != ct::Observer::kMinMax)
+        pool->parallel_for(chunks, chunk);
+    else
+        for (size_t c = 0; c < chunks; ++c) chunk(c);
+    std::vector<ct::math::GroupParams> params(scales.size());
+    for (size_t i = 0; i < params.size(); ++i) params[i] = {scales[i], zps[i]};
     return params;
 }
 
@@ -172,7 +179,7 @@ Result quantize(const float *w, int64_t rows, int64_t cols, const Factor &f, con
     Result r;
     r.rtn_fallback = f.rtn_fallback;
     // 1. Observer on the original weights: one scale (and zero point) per row and group.
-    const std::vector<ct::math::GroupParams> params = weight_params(w, rows, cols, s);
+    const std::vector<ct::math::GroupParams> params = weight_params(w, rows, cols, s, &pool);
     const std::vector<uint8_t> &dead = f.dead;
     const std::vector<int64_t> &perm = f.perm;
     const std::vector<float> &hinv = f.hinv;

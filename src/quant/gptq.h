@@ -92,8 +92,10 @@ struct FactorPlan {
 // diag: the normalized Hessian's diagonal (float32 values, as doubles).
 FactorPlan plan_factor(const std::vector<double> &diag, const Options &opts);
 // The observer on the original weights: one scale (and zero point) per row
-// and group, [rows, groups].
-std::vector<ct::math::GroupParams> weight_params(const float *w, int64_t rows, int64_t cols, const ct::Scheme &s);
+// and group, [rows, groups], as the RTN quantizer chooses them (ct_rtn.h;
+// the MSE observer's search spread over `pool` when given).
+std::vector<ct::math::GroupParams> weight_params(const float *w, int64_t rows, int64_t cols, const ct::Scheme &s,
+                                                 ThreadPool *pool = nullptr);
 // Checks the scheme, the shape and the block size for quantize().
 void check_problem(int64_t rows, int64_t cols, const Options &opts);
 // Fills r.scales, r.zero_points and r.dequantized from r.codes.

@@ -94,7 +94,8 @@ std::string ct_config(const Model &model, const CtLayout &layout, const std::vec
         {"dynamic", false},
         {"group_size", s.group_size > 0 ? nlohmann::json(s.group_size) : nlohmann::json(nullptr)},
         {"num_bits", s.bits},
-        {"observer", "memoryless_minmax"},
+        // llm-compressor's names of the memoryless weight observers.
+        {"observer", s.observer == ct::Observer::kMse ? "memoryless_mse" : "memoryless_minmax"},
         {"observer_kwargs", nlohmann::json::object()},
         {"scale_dtype", nullptr},
         {"strategy", s.group_size > 0 ? "group" : "channel"},

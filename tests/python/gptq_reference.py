@@ -24,13 +24,14 @@ def to_dtype(x, dtype):
     return np.asarray(x, np.float32)
 
 
-def observer(W, bits, group, symmetric, dtype):
-    """compressed-tensors' min-max scales (and zero points) per row and group."""
+def observer(W, bits, group, symmetric, dtype, lo=None, hi=None):
+    """compressed-tensors' min-max scales (and zero points) per row and group
+    (of the ranges lo, hi [rows, groups] when given)."""
     rows, cols = W.shape
     g = cols if group < 0 else group
     x = W.reshape(rows, cols // g, g).astype(np.float32)
-    lo = np.minimum(x.min(-1), 0).astype(np.float32)
-    hi = np.maximum(x.max(-1), 0).astype(np.float32)
+    lo = np.minimum(x.min(-1) if lo is None else lo, 0).astype(np.float32)
+    hi = np.maximum(x.max(-1) if hi is None else hi, 0).astype(np.float32)
     qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     if symmetric:
         half = to_dtype(np.float32(qmax - qmin) / np.float32(2), dtype)
@@ -46,12 +47,55 @@ def observer(W, bits, group, symmetric, dtype):
     return scale, zp, g
 
 
-def gptq(W, H, bits=4, group=128, symmetric=True, dtype="bf16", block=128, damp=0.01, actorder=False):
+def group_errors(W, scale, zp, bits, g, dtype, rounding_dtype=None, norm=2.4):
+    """sum over each group of |what its code stands for - w|^norm, float64."""
+    rows, cols = W.shape
+    qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    x = W.reshape(rows, cols // g, g).astype(np.float32)
+    v = x / scale[..., None]
+    if rounding_dtype:
+        v = to_dtype(v, rounding_dtype)
+    v = v + zp[..., None]
+    if rounding_dtype:
+        v = to_dtype(v, rounding_dtype)
+    q = np.rint(np.clip(v, qmin, qmax)).astype(np.float32)
+    deq = to_dtype(to_dtype(q - zp[..., None], dtype) * scale[..., None], dtype)
+    return np.sum(np.abs(deq.astype(np.float64) - x) ** norm, axis=-1)
+
+
+def mse_observer(W, bits, group, symmetric, dtype, rounding_dtype=None, steps=20, grid=100.0):
+    """llm-compressor's "mse" observer (maxshrink 0.2, grid 100, norm 2.4) as
+    ktq documents it: per group, the min-max range scaled by p = 1 - i / 100
+    (rounded to the dtype), i = 0 .. 19, every step tried, the first p with the
+    smallest error kept. Returns scale, zero point, group size and, per group,
+    the errors of all the candidates [steps, rows, groups]."""
+    rows, cols = W.shape
+    g = cols if group < 0 else group
+    x = W.reshape(rows, cols // g, g).astype(np.float32)
+    lo0, hi0 = x.min(-1), x.max(-1)
+    errs, params = [], []
+    for i in range(steps):
+        p = np.float32(1 - i / grid)
+        lo, hi = to_dtype(p * lo0, dtype), to_dtype(p * hi0, dtype)
+        scale, zp, _ = observer(W, bits, group, symmetric, dtype, lo, hi)
+        errs.append(group_errors(W, scale, zp, bits, g, dtype, rounding_dtype))
+        params.append((scale, zp))
+    errs = np.stack(errs)
+    best = np.argmin(errs, axis=0)  # first of equal minima
+    scale = np.choose(best, [p[0] for p in params]).astype(np.float32)
+    zp = np.choose(best, [p[1] for p in params]).astype(np.float32)
+    return scale, zp, g, errs
+
+
+def gptq(W, H, bits=4, group=128, symmetric=True, dtype="bf16", block=128, damp=0.01, actorder=False, mse=False):
     """Returns (codes [rows, cols] int, dequantized float64 weights, loss)."""
     W = np.array(W, dtype=np.float64)
     H = np.array(H, dtype=np.float64)
     rows, cols = W.shape
-    scale, zp, g = observer(W.astype(np.float32), bits, group, symmetric, dtype)
+    if mse:  # GPTQ rounds its codes in float32, so the search does too
+        scale, zp, g, _ = mse_observer(W.astype(np.float32), bits, group, symmetric, dtype)
+    else:
+        scale, zp, g = observer(W.astype(np.float32), bits, group, symmetric, dtype)
     qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     dead = np.diag(H) == 0
     H[dead, dead] = 1

@@ -255,3 +255,45 @@ def test_inspect_plan_predicts_the_output_size(tmp_path):
         assert plan[f"compressed-tensors {scheme}"]["output_bytes"] == payload
     dense = json.loads(ktq("inspect", shared_model("tiny-llama"), "--json", "--plan").stdout)["plan"]
     assert "without routed experts" in dense["kt-amxint4"]["unavailable"]
+
+
+@needs_shared
+def test_mse_observer_from_the_command_line(tmp_path):
+    """--observer mse: the scales are the reference MSE observer's
+    (gptq_reference.mse_observer, numpy) for the experts of tiny-qwen3-moe,
+    config.json says so, the bytes do not depend on the thread count, and the
+    MSE observer is refused where it does not apply."""
+    import gptq_reference
+    model = shared_model("tiny-qwen3-moe")
+    args = ["--to", "compressed-tensors", "--asymmetric", "--observer", "mse", "-q"]
+    ktq("convert", model, tmp_path / "t1", *args, "--threads", "1")
+    ktq("convert", model, tmp_path / "t2", *args, "--threads", "2")
+    got = read_tensors(tmp_path / "t1")
+    assert got == read_tensors(tmp_path / "t2")
+    weights = json.load(open(tmp_path / "t1" / "config.json"))["quantization_config"]["config_groups"]["group_0"]["weights"]
+    assert weights["observer"] == "memoryless_mse"
+    orig = read_tensors(model)
+    same = near_ties = 0
+    for name in [n for n in got if n.endswith(".weight_packed") and ".experts.1" in n]:
+        base = name[: -len("_packed")]
+        rows, cols = np.frombuffer(got[base + "_shape"][2], np.int64)
+        dt, shape, raw = got[base + "_scale"]
+        scale = as_float(dt, raw, shape)
+        zw = np.frombuffer(got[base + "_zero_point"][2], np.int32).reshape(got[base + "_zero_point"][1])
+        zp = unpack_int32(zw.T.copy(), 4, rows).T.astype(np.float32)
+        w = as_float(orig[base][0], orig[base][2], orig[base][1])
+        ref_s, ref_zp, g, errs = gptq_reference.mse_observer(w, 4, 128, False, "bf16")
+        eq = (scale == ref_s) & (zp == ref_zp)
+        same += eq.sum()
+        mine = gptq_reference.group_errors(w, scale, zp, 4, g, "bf16")
+        assert np.all(mine <= errs.min(axis=0) * (1 + 1e-5)), name  # any difference is a near tie
+        near_ties += (~eq).sum()
+    assert same > 0 and near_ties <= 0.001 * (same + near_ties), (same, near_ties)
+    minmax = tmp_path / "minmax"
+    ktq("convert", model, minmax, "--to", "compressed-tensors", "--asymmetric", "-q")
+    assert read_tensors(minmax) != got
+    for bad in (["--to", "gguf"], ["--to", "compressed-tensors", "--engine", "awq", "--dataset", os.path.join(MODELS, "..", "data", "calib.txt")],
+                ["--format", "kt", "--quant-method", "int4"]):
+        r = ktq("convert", model, tmp_path / "bad", *bad, "--observer", "mse", check=False)
+        assert r.returncode == 2 and "--observer mse is for --to compressed-tensors" in r.stderr, (bad, r.stderr)
+        assert not os.path.exists(tmp_path / "bad")

@@ -6,6 +6,7 @@
 // on real models by tests/python/test_compressed_tensors.py.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -197,6 +198,102 @@ TEST(CtRtnApi, SizesAndErrors) {
     for (uint16_t b : back) EXPECT_EQ(b, back[0]);
 }
 
+// The MSE observer's |e|^2.4 is a polynomial, not libm's pow: close enough
+// that the search ranks candidates as pow would, except for near ties.
+TEST(CtRtnMath, Pow2p4MatchesPow) {
+    double worst = 0;
+    for (float e = 1e-15f; e < 1e6f; e *= 1.0001f) {  // from where |e|^2.4 is still a normal float
+        for (float v : {e, -e}) {
+            const double want = std::pow(static_cast<double>(std::fabs(v)), 2.4);
+            worst = std::max(worst, std::fabs(m::pow_2p4(v) - want) / want);
+        }
+    }
+    EXPECT_LT(worst, 2e-6);
+    EXPECT_EQ(m::pow_2p4(0.0f), 0.0f);
+    EXPECT_EQ(m::pow_2p4(1e-30f), 0.0f);  // e^2 below FLT_MIN counts as 0
+    EXPECT_NEAR(m::pow_2p4(2.0f), 5.278031643091577, 5.28 * 2e-6);
+}
+
+// The MSE observer never does worse than min-max on its own measure (p = 1 is
+// its first candidate), does better on groups with an outlier, and leaves a
+// group whose range is already optimal alone.
+TEST(CtRtnMath, MseObserverSearchesTheShrunkRanges) {
+    std::mt19937 rng(3);
+    std::normal_distribution<float> normal(0.0f, 0.02f);
+    int better = 0;
+    for (int g = 0; g < 200; ++g) {
+        float x[128];
+        for (float &v : x) v = m::round_to(m::kBF16, normal(rng));
+        if (g % 2) x[g % 128] = m::round_to(m::kBF16, 0.2f);  // one outlier
+        float lo = x[0], hi = x[0];
+        for (float v : x) lo = std::min(lo, v), hi = std::max(hi, v);
+        for (bool sym : {true, false}) {
+            const m::GroupParams a = m::group_params(m::kBF16, 4, sym, lo, hi);
+            const m::GroupParams b = m::mse_group_params(m::kBF16, 4, sym, false, x, 128, lo, hi);
+            auto err = [&](const m::GroupParams &p) {
+                double e = 0;
+                for (float v : x) e += std::pow(std::fabs(m::value_of(m::kBF16, m::code_of(m::kBF16, 4, v, p, false), p) - v), 2.4);
+                return e;
+            };
+            EXPECT_LE(err(b), err(a) * (1 + 1e-5));
+            EXPECT_LE(b.scale, a.scale);  // only ever shrinks
+            better += err(b) < err(a) * 0.99;
+        }
+    }
+    EXPECT_GT(better, 100);
+    const float two_levels[4] = {-0.5f, 0.5f, -0.5f, 0.5f};  // every weight exactly on a code with p = 1
+    const m::GroupParams p = m::mse_group_params(m::kF32, 4, false, false, two_levels, 4, -0.5f, 0.5f);
+    const m::GroupParams q = m::group_params(m::kF32, 4, false, -0.5f, 0.5f);
+    EXPECT_EQ(p.scale, q.scale);
+    EXPECT_EQ(p.zp, q.zp);
+}
+
+// The host's row quantizer runs its own, vectorised copy of the MSE search:
+// the same scales and zero points as the generic math::mse_group_params
+// (what the CUDA kernels run), group by group.
+TEST(CtRtnMath, MseHostSearchMatchesTheGenericOne) {
+    size_t groups_checked = 0;
+    for (int bits : {4, 8})
+        for (int group : {128, 12, -1})
+            for (bool sym : {true, false})
+                for (ktq_dtype dtype : {KTQ_DTYPE_BF16, KTQ_DTYPE_F16, KTQ_DTYPE_F32})
+                    for (bool dtype_rounding : {false, true}) {
+                        ktq::ct::Scheme s;
+                        s.bits = bits;
+                        s.group_size = group;
+                        s.symmetric = sym;
+                        s.dtype = dtype;
+                        s.dtype_rounding = dtype_rounding;
+                        s.observer = ktq::ct::Observer::kMse;
+                        const uint64_t rows = 24, cols = 384;
+                        const auto w = test_weights(dtype, rows, cols, static_cast<uint32_t>(bits * 7 + group));
+                        const uint64_t groups = ktq::ct::groups_per_row(s, cols), glen = cols / groups;
+                        std::vector<uint32_t> packed(rows * ktq::ct::packed_words_per_row(s, cols));
+                        std::vector<uint8_t> scales(ktq::ct::scale_bytes(s, rows, cols));
+                        std::vector<int8_t> zp(rows * groups);
+                        ktq::ct::quantize_rows(s, w.data(), rows, cols, packed.data(), scales.data(), sym ? nullptr : zp.data());
+                        const int dt = dtype == KTQ_DTYPE_BF16 ? m::kBF16 : dtype == KTQ_DTYPE_F16 ? m::kF16 : m::kF32;
+                        for (uint64_t g = 0; g < rows * groups; ++g) {
+                            const float *x = w.data() + g * glen;
+                            float lo = x[0], hi = x[0];
+                            for (uint64_t k = 0; k < glen; ++k) lo = std::min(lo, x[k]), hi = std::max(hi, x[k]);
+                            const m::GroupParams p = m::mse_group_params(dt, bits, sym, dtype_rounding, x, static_cast<int>(glen), lo, hi);
+                            float got;
+                            if (dtype == KTQ_DTYPE_F32) {
+                                std::memcpy(&got, scales.data() + 4 * g, 4);
+                            } else {
+                                uint16_t b;
+                                std::memcpy(&b, scales.data() + 2 * g, 2);
+                                got = dtype == KTQ_DTYPE_BF16 ? m::from_bf16(b) : m::from_f16(b);
+                            }
+                            ASSERT_EQ(got, p.scale) << bits << " " << group << " " << sym << " " << dtype << " group " << g;
+                            if (!sym) ASSERT_EQ(zp[g], static_cast<int8_t>(p.zp)) << bits << " " << group << " group " << g;
+                            ++groups_checked;
+                        }
+                    }
+    EXPECT_GT(groups_checked, 10000u);
+}
+
 TEST(CudaCtRtn, SameBytesAsCpu) {
     std::string name;
     if (ktq::cuda_device_count(&name) == 0) GTEST_SKIP() << "no CUDA device on this machine (GPU tests run on the GPU host)";
@@ -205,8 +302,10 @@ TEST(CudaCtRtn, SameBytesAsCpu) {
         for (int group : {128, 32, -1})
             for (bool sym : {true, false})
                 for (ktq_dtype dtype : {KTQ_DTYPE_BF16, KTQ_DTYPE_F16, KTQ_DTYPE_F32})
-                  for (bool dtype_rounding : {false, true}) {
+                  for (bool dtype_rounding : {false, true})
+                   for (ktq::ct::Observer observer : {ktq::ct::Observer::kMinMax, ktq::ct::Observer::kMse}) {
                     ktq::ct::Scheme s;
+                    s.observer = observer;
                     s.dtype_rounding = dtype_rounding;
                     s.bits = bits;
                     s.group_size = group;

@@ -78,6 +78,7 @@ struct Case {
     bool symmetric;
     ktq::gptq::ActOrder order;
     int block;
+    ktq::ct::Observer observer = ktq::ct::Observer::kMinMax;
 };
 
 }  // namespace
@@ -89,6 +90,7 @@ TEST(CudaGptq, BatchAgreesWithCpu) {
         {"w4 g128 sym static", 4, 128, true, ktq::gptq::ActOrder::Static, 128},
         {"w4 g64 asym none", 4, 64, false, ktq::gptq::ActOrder::None, 128},
         {"w8 channel sym static block 96", 8, -1, true, ktq::gptq::ActOrder::Static, 96},
+        {"w4 g128 asym static mse observer", 4, 128, false, ktq::gptq::ActOrder::Static, 128, ktq::ct::Observer::kMse},
     };
     for (const Case &c : cases) {
         std::mt19937 rng(7);
@@ -108,6 +110,7 @@ TEST(CudaGptq, BatchAgreesWithCpu) {
         o.scheme.bits = c.bits;
         o.scheme.group_size = c.group;
         o.scheme.symmetric = c.symmetric;
+        o.scheme.observer = c.observer;
         o.act_order = c.order;
         o.block_size = c.block;
         ktq::cuda_gptq::Batch batch;

@@ -385,7 +385,7 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
             engine="rtn", dataset=None, num_calibration_samples=512, max_sequence_length=2048,
             seed=42, dampening_frac=0.01, actorder="static", max_gpu_memory=0, devices=None,
             calibration_tokens=None, awq_grid=20, awq_scaling="duo", awq_clip=False, max_cpu_memory=0,
-            moe_hessian="blend", moe_all_tokens_weight=0.2, no_sync=False):
+            moe_hessian="blend", moe_all_tokens_weight=0.2, no_sync=False, observer="minmax"):
     """Converts `model` into `out_dir`: to="bf16" (dequantized checkpoint),
     "kt-int4" or "kt-int8" (kt-kernel's AMX expert layout, split into
     `numa_parts`, merged safetensors or `loose_files`), "kt-awq" (an AutoAWQ
@@ -395,7 +395,10 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
     lists of compressed-tensors patterns, None = the defaults; computed on
     `device` "cpu" or "cuda"; `rounding` "fp32" gives the bytes llm-compressor
     writes on a GPU, "dtype" those it writes on a CPU; `dtype` "bfloat16",
-    "float16" or "float32" for scales and kept tensors, None = the model's).
+    "float16" or "float32" for scales and kept tensors, None = the model's;
+    `observer` "minmax" (llm-compressor's default) or "mse" (each group's
+    range shrunk to the smallest |error|^2.4, llm-compressor's "mse"; slower,
+    usually more accurate, most of all with engine="gptq"; not with "awq")).
     "gguf" writes one GGUF file at `out_dir` (a file path) with weights in
     `gguf_type` ("Q8_0", "Q4_K", ...; or a mixture that is not a type name:
     "Q4_K_M", "MOE_Q4_K", ...), or in the mixture `gguf_mix` (llama-quantize's
@@ -444,6 +447,9 @@ def convert(model, out_dir, to="bf16", threads=0, max_shard_bytes=0, overwrite=F
         if rounding not in ("fp32", "dtype"):
             raise ValueError(f"unknown rounding {rounding!r} (fp32 or dtype)")
         wopts.ct_rounding = 1 if rounding == "dtype" else 0
+        if observer not in ("minmax", "mse"):
+            raise ValueError(f"unknown observer {observer!r} (minmax or mse)")
+        wopts.ct_observer = 1 if observer == "mse" else 0
         dtypes = {None: 0, "bfloat16": _lib.DTYPE_BF16, "float16": _lib.DTYPE_F16, "float32": _lib.DTYPE_F32}
         if dtype not in dtypes:
             raise ValueError(f"unknown dtype {dtype!r} (bfloat16, float16 or float32)")

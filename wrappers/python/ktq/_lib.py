@@ -26,7 +26,7 @@ ENGINE_GPTQ = 5
 ENGINE_AWQ = 6
 ACT_ORDER = {"none": 0, "static": 1}
 MOE_HESSIAN = {"blend": 0, "all": 1}  # ktq_moe_hessian
-WRITER_OPTIONS_VERSION = 6
+WRITER_OPTIONS_VERSION = 7
 MAX_DIMS = 8
 DTYPE_F32, DTYPE_BF16 = 1, 3
 FORMAT_HF_BF16 = 1
@@ -78,7 +78,8 @@ class WriterOptions(ctypes.Structure):
                 ("ct_rounding", c_int), ("gguf_type", c_int), ("gguf_split_experts", c_int),
                 ("gguf_tensor_types", c_char_p), ("gguf_mix", c_char_p),
                 ("gguf_tokenizer_pre", c_char_p), ("gguf_imatrix", c_char_p),
-                ("gguf_routing_stats", c_char_p), ("gguf_source_sha256", c_int), ("no_sync", c_int)]
+                ("gguf_routing_stats", c_char_p), ("gguf_source_sha256", c_int), ("no_sync", c_int),
+                ("ct_observer", c_int)]
 
 
 class QuantizeOptions(ctypes.Structure):

@@ -129,6 +129,24 @@ def test_compressed_tensors_matches_the_cli(tmp_path):
             ktq.convert(m, tmp_path / "bad", to="W4A16", device="tpu")
 
 
+def test_mse_observer_matches_the_cli(tmp_path):
+    """observer="mse" (writer options version 7) gives the CLI's --observer mse bytes, which differ from min-max."""
+    with ktq.Model(DEMO) as m:
+        ktq.convert(m, tmp_path / "mse", to="W4A16", observer="mse", threads=2)
+        ktq.convert(m, tmp_path / "minmax", to="W4A16", threads=2)
+        with pytest.raises(ValueError):
+            ktq.convert(m, tmp_path / "bad", to="W4A16", observer="max")
+    shard = "model.safetensors"
+    assert (tmp_path / "mse" / shard).read_bytes() != (tmp_path / "minmax" / shard).read_bytes()
+    assert '"observer": "memoryless_mse"' in (tmp_path / "mse" / "config.json").read_text()
+    ktq_bin = os.environ.get("KTQ_BIN")
+    if ktq_bin:
+        subprocess.run([ktq_bin, "convert", DEMO, str(tmp_path / "cli"), "--to", "compressed-tensors", "--observer", "mse",
+                        "--quiet"], check=True)
+        for name in sorted(os.listdir(tmp_path / "cli")):
+            assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "mse" / name).read_bytes(), name
+
+
 def test_convert_gpu_weights_entry_point_matches_the_cli(tmp_path):
     """kt-kernel's convert_gpu_weights.py flags through Python give the CLI's bytes."""
     from ktq import convert_gpu_weights

@@ -178,7 +178,7 @@ pub struct ktq_writer {
     _private: [u8; 0],
 }
 
-pub const KTQ_WRITER_OPTIONS_VERSION: c_uint = 6;
+pub const KTQ_WRITER_OPTIONS_VERSION: c_uint = 7;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ktq_writer_options {
@@ -211,6 +211,8 @@ pub struct ktq_writer_options {
     pub gguf_source_sha256: c_int,
     // version 6
     pub no_sync: c_int,
+    // version 7
+    pub ct_observer: ktq_ct_observer,
 }
 
 pub const KTQ_LAYER_GLOBALS: c_int = -1;
@@ -345,7 +347,11 @@ pub type ktq_ct_rounding = c_int;
 pub const KTQ_CT_ROUND_FP32: ktq_ct_rounding = 0;
 pub const KTQ_CT_ROUND_DTYPE: ktq_ct_rounding = 1;
 
-pub const KTQ_CT_SCHEME_VERSION: c_uint = 1;
+pub type ktq_ct_observer = c_int;
+pub const KTQ_CT_OBSERVER_MINMAX: ktq_ct_observer = 0;
+pub const KTQ_CT_OBSERVER_MSE: ktq_ct_observer = 1;
+
+pub const KTQ_CT_SCHEME_VERSION: c_uint = 2;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ktq_ct_scheme {
@@ -355,6 +361,8 @@ pub struct ktq_ct_scheme {
     pub symmetric: c_int,
     pub dtype: ktq_dtype,
     pub rounding: ktq_ct_rounding,
+    // version 2
+    pub observer: ktq_ct_observer,
 }
 
 extern "C" {

@@ -193,10 +193,11 @@ fn kt_amx_format_matches_the_cli() {
 
 #[test]
 fn compressed_tensors_format_matches_the_cli() {
-    // W4A16 with zero points, only the routed experts quantized: the same files as `ktq convert --to compressed-tensors`.
+    // W4A16 with zero points and the MSE observer, only the routed experts quantized: the same files as
+    // `ktq convert --to compressed-tensors` (the observer changes the bytes, so a dropped option shows).
     let model = ktq::Model::open(demo_model()).unwrap();
     let out = temp_dir("ct");
-    let scheme = ktq::CtScheme { bits: 4, group_size: 128, symmetric: false, dtype_rounding: true };
+    let scheme = ktq::CtScheme { bits: 4, group_size: 128, symmetric: false, dtype_rounding: true, observer: ktq::CtObserver::Mse };
     {
         let opts = ktq::WriterOptions::default().targets(["re:.*experts.*"]);
         let mut writer = ktq::Writer::open(&model, &out, ktq::Format::CompressedTensors(scheme), &opts).unwrap();
@@ -210,7 +211,7 @@ fn compressed_tensors_format_matches_the_cli() {
         let status = std::process::Command::new(bin)
             .args(["convert"]).arg(demo_model()).arg(&cli)
             .args(["--to", "compressed-tensors", "--scheme", "W4A16", "--asymmetric", "--target", "re:.*experts.*"])
-            .args(["--rounding", "dtype", "--quiet"])
+            .args(["--rounding", "dtype", "--observer", "mse", "--quiet"])
             .status().unwrap();
         assert!(status.success());
         for name in ["model.safetensors", "config.json"] {
@@ -228,7 +229,7 @@ fn ct_quantization_in_situ_round_trips() {
     let bf16: Vec<u16> = w.iter().map(|v| (v.to_bits() >> 16) as u16).collect();
     let w: Vec<f32> = bf16.iter().map(|b| f32::from_bits((*b as u32) << 16)).collect(); // the values quantized
     let (rows, cols) = (256u64, (w.len() / 256) as u64);
-    for scheme in [ktq::CtScheme::w4a16(), ktq::CtScheme::w8a16(), ktq::CtScheme { bits: 4, group_size: 64, symmetric: false, dtype_rounding: false }] {
+    for scheme in [ktq::CtScheme::w4a16(), ktq::CtScheme::w8a16(), ktq::CtScheme { bits: 4, group_size: 64, symmetric: false, dtype_rounding: false, observer: ktq::CtObserver::MinMax }] {
         let t = ktq::ct_quantize_bf16(&bf16, rows, cols, scheme).unwrap();
         assert_eq!(t.packed.len() as u64, rows * cols * scheme.bits as u64 / 32);
         assert_eq!(t.zero_points.is_empty(), scheme.symmetric);
@@ -245,6 +246,12 @@ fn ct_quantization_in_situ_round_trips() {
             }
         }
     }
+    // The MSE observer only ever shrinks a group's range, and does for some groups.
+    let minmax = ktq::ct_quantize_bf16(&bf16, rows, cols, ktq::CtScheme::w4a16()).unwrap();
+    let mse = ktq::ct_quantize_bf16(&bf16, rows, cols, ktq::CtScheme { observer: ktq::CtObserver::Mse, ..ktq::CtScheme::w4a16() }).unwrap();
+    let as_f32 = |b: &u16| f32::from_bits((*b as u32) << 16);
+    assert!(mse.scales.iter().zip(&minmax.scales).all(|(a, b)| as_f32(a) <= as_f32(b)));
+    assert!(mse.scales.iter().zip(&minmax.scales).filter(|(a, b)| as_f32(a) < as_f32(b)).count() > mse.scales.len() / 10);
     let err = ktq::ct_quantize_bf16(&bf16[..256 * 100], 256, 100, ktq::CtScheme::w4a16()).unwrap_err();
     assert_eq!(err.status, ktq::Status::InvalidArgument);
 }
