@@ -222,19 +222,20 @@ func TestCompressedTensorsMatchesTheCLI(t *testing.T) {
 	}
 	defer m.Close()
 	out := filepath.Join(t.TempDir(), "go-ct")
-	opts := ktq.ConvertOptions{Format: ktq.FormatCompressedTensors, Scheme: ktq.Scheme{Bits: 4, GroupSize: 64},
+	opts := ktq.ConvertOptions{Format: ktq.FormatCompressedTensors, Scheme: ktq.Scheme{Bits: 4, GroupSize: 64, MseObserver: true},
 		Ignore: []string{}, Threads: 2} // nothing ignored: attention and lm_head quantized too
 	if err := ktq.Convert(context.Background(), m, out, opts); err != nil {
 		t.Fatal(err)
 	}
 	got := files(t, out)
-	if !bytes.Contains(got["config.json"], []byte(`"ignore": []`)) {
-		t.Fatalf("config.json should ignore nothing:\n%s", got["config.json"])
+	if !bytes.Contains(got["config.json"], []byte(`"ignore": []`)) ||
+		!bytes.Contains(got["config.json"], []byte(`"observer": "memoryless_mse"`)) {
+		t.Fatalf("config.json should ignore nothing and name the MSE observer:\n%s", got["config.json"])
 	}
 	if bin := os.Getenv("KTQ_BIN"); bin != "" {
 		cli := filepath.Join(t.TempDir(), "cli-ct")
 		cmd := exec.Command(bin, "convert", demo, cli, "--to", "compressed-tensors", "--group-size", "64",
-			"--no-default-ignore", "--quiet")
+			"--no-default-ignore", "--observer", "mse", "--quiet")
 		if b, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("%v: %s", err, b)
 		}

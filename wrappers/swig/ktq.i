@@ -202,7 +202,8 @@ const char *ktqs_model_text(ktq_model *m, const char *field, ktqs_result *res) {
  * loose_files apply to the kt-kernel formats; weight_bits, group_size,
  * asymmetric, targets and ignore (newline-separated patterns; "" targets =
  * "Linear"; default_ignore = 1 keeps the library's default ignore list;
- * dtype_rounding = 1 matches llm-compressor run on a CPU, 0 on a GPU) to
+ * dtype_rounding = 1 matches llm-compressor run on a CPU, 0 on a GPU;
+ * mse_observer = 1 chooses scales with the MSE observer, KTQ_CT_OBSERVER_MSE) to
  * compressed-tensors; gguf_type (a ktq_ggml_type, -1 = Q8_0) and
  * gguf_split_experts to GGUF, where out_dir is the file's path; gguf_mix
  * (a mixture name such as "Q4_K_M", "" = none) instead of one gguf_type;
@@ -211,7 +212,8 @@ const char *ktqs_model_text(ktq_model *m, const char *field, ktqs_result *res) {
 ktq_writer *ktqs_writer_open(ktq_model *m, const char *out_dir, int format, unsigned long long max_shard_bytes,
                              int overwrite, int resume, int numa_parts, int loose_files, int weight_bits,
                              int group_size, int asymmetric, const char *targets, const char *ignore,
-                             int default_ignore, int dtype_rounding, int gguf_type, int gguf_split_experts,
+                             int default_ignore, int dtype_rounding, int mse_observer, int gguf_type,
+                             int gguf_split_experts,
                              const char *gguf_mix, const char *gguf_tokenizer_pre, const char *gguf_imatrix,
                              const char *gguf_routing_stats, int gguf_source_sha256, ktqs_result *res) {
     ktq_writer_options o;
@@ -227,6 +229,7 @@ ktq_writer *ktqs_writer_open(ktq_model *m, const char *out_dir, int format, unsi
     o.targets = targets && *targets ? targets : NULL;
     o.ignore = default_ignore ? NULL : (ignore ? ignore : "");
     o.ct_rounding = dtype_rounding ? KTQ_CT_ROUND_DTYPE : KTQ_CT_ROUND_FP32;
+    o.ct_observer = mse_observer ? KTQ_CT_OBSERVER_MSE : KTQ_CT_OBSERVER_MINMAX;
     if (gguf_type >= 0) o.gguf_type = gguf_type;
     o.gguf_split_experts = gguf_split_experts;
     o.gguf_mix = gguf_mix && *gguf_mix ? gguf_mix : NULL;

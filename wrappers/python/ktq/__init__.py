@@ -321,17 +321,21 @@ class Gptq(_Handle):
         return rows.value
 
     def quantize(self, weights, bits=4, group_size=128, symmetric=True, dtype="bfloat16", dampening_frac=0.01,
-                 actorder="static", device="cpu", cuda_device=0):
+                 actorder="static", device="cpu", cuda_device=0, observer="minmax"):
         """Quantizes `weights` ([rows, in_features]: raw BF16/F16 bit
         patterns (array('H'), numpy uint16) for dtype "bfloat16"/"float16",
         float32 for "float32") with the accumulated Hessian. Returns a dict:
         packed (array('i'), compressed-tensors weight_packed), scales (array
         of `dtype`: 'H' bit patterns or 'f'), zero_points (array('i'), empty
         when symmetric), dequantized (array('f')), loss, rtn_fallback (the
-        damped Hessian was not positive definite: rounded to nearest)."""
+        damped Hessian was not positive definite: rounded to nearest).
+        `observer` "mse" starts from llm-compressor's MSE observer's scales
+        instead of the min-max ones (see convert())."""
         dtypes = {"bfloat16": (_lib.DTYPE_BF16, "H"), "float16": (_lib.DTYPE_F16, "H"), "float32": (_lib.DTYPE_F32, "f")}
         if dtype not in dtypes:
             raise ValueError(f"unknown dtype {dtype!r} (bfloat16, float16 or float32)")
+        if observer not in ("minmax", "mse"):
+            raise ValueError(f"unknown observer {observer!r} (minmax or mse)")
         if actorder not in _lib.ACT_ORDER or device not in ("cpu", "cuda"):
             raise ValueError(f"actorder is static or none (got {actorder!r}), device cpu or cuda (got {device!r})")
         code, typecode = dtypes[dtype]
@@ -342,6 +346,7 @@ class Gptq(_Handle):
         scheme = _lib.CtScheme()
         lib.ktq_ct_scheme_init(ctypes.byref(scheme), _lib.CT_SCHEME_VERSION)
         scheme.num_bits, scheme.group_size, scheme.symmetric, scheme.dtype = bits, group_size, int(symmetric), code
+        scheme.observer = 1 if observer == "mse" else 0
         sizes = [c_size_t(), c_size_t(), c_size_t()]
         _call(lib.ktq_ct_sizes, *map(ctypes.byref, sizes), rows, self.in_features, ctypes.byref(scheme))
         packed = array.array("i", bytes(4 * sizes[0].value))

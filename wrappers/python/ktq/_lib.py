@@ -19,7 +19,8 @@ PROGRESS_VERSION = 1
 QUANTIZE_OPTIONS_VERSION = 6
 SYSTEM_INFO_VERSION = 1
 EVAL_OPTIONS_VERSION = 2
-KT_PART_INFO_VERSION = CT_SCHEME_VERSION = 1
+KT_PART_INFO_VERSION = 1
+CT_SCHEME_VERSION = 2
 GPTQ_OPTIONS_VERSION = 2
 CALIBRATION_OPTIONS_VERSION = 1
 ENGINE_GPTQ = 5
@@ -123,7 +124,7 @@ class KtPartInfo(ctypes.Structure):
 
 class CtScheme(ctypes.Structure):
     _fields_ = [("version", c_uint), ("num_bits", c_int), ("group_size", c_int), ("symmetric", c_int),
-                ("dtype", c_int), ("rounding", c_int)]
+                ("dtype", c_int), ("rounding", c_int), ("observer", c_int)]
 
 
 class GptqOptions(ctypes.Structure):

@@ -188,7 +188,8 @@ public final class Ktq {
                     options.scheme().bits(), options.scheme().groupSize(), options.scheme().asymmetric() ? 1 : 0,
                     String.join("\n", options.targets()),
                     options.ignore() == null ? "" : String.join("\n", options.ignore()),
-                    options.ignore() == null ? 1 : 0, options.scheme().dtypeRounding() ? 1 : 0, options.ggmlType().code,
+                    options.ignore() == null ? 1 : 0, options.scheme().dtypeRounding() ? 1 : 0,
+                    options.scheme().mseObserver() ? 1 : 0, options.ggmlType().code,
                     options.splitExperts() ? 1 : 0, options.ggufMix() == null ? "" : options.ggufMix(),
                     orEmpty(options.gguf().tokenizerPre()), orEmpty(options.gguf().imatrix()),
                     orEmpty(options.gguf().routingStats()), options.gguf().sourceSha256() ? 1 : 0, res);

@@ -85,16 +85,18 @@ class KtqTest {
     void compressedTensorsMatchesTheCli(@TempDir Path tmp) throws Exception {
         Path out = tmp.resolve("java-ct");
         try (Model m = Model.open(DEMO)) {
-            Ktq.convert(m, out, ConvertOptions.defaults().withScheme(ConvertOptions.Scheme.W8A16)
+            Ktq.convert(m, out, ConvertOptions.defaults().withScheme(ConvertOptions.Scheme.W8A16.withMseObserver())
                     .withTargets(java.util.List.of("re:.*mlp.*")).withThreads(2), null);
         }
         String config = Files.readString(out.resolve("config.json"));
         assertTrue(config.contains("\"num_bits\": 8"), config);
+        assertTrue(config.contains("\"observer\": \"memoryless_mse\""), config);
         String bin = System.getenv("KTQ_BIN");
         if (bin != null && !bin.isEmpty()) {
             Path cli = tmp.resolve("cli-ct");
             Process p = new ProcessBuilder(bin, "convert", DEMO.toString(), cli.toString(), "--to",
-                    "compressed-tensors", "--scheme", "W8A16", "--target", "re:.*mlp.*", "--quiet").inheritIO().start();
+                    "compressed-tensors", "--scheme", "W8A16", "--target", "re:.*mlp.*", "--observer", "mse", "--quiet")
+                    .inheritIO().start();
             assertEquals(0, p.waitFor());
             assertEquals(names(cli), names(out));
             for (String n : names(cli))
