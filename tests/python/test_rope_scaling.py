@@ -5,7 +5,9 @@ config asks for a scaled rope gives transformers' loss on the same tokens
 tests/golden/make_rope_scaling_golden.py with transformers in float32).
 Every scaled case differs from the unscaled control by far more than the
 tolerance, so ignoring a parameter fails. Unimplemented rope types are
-refused by name."""
+refused by name. Also the two MLA forms no shared model has (RoPE on
+halves, no q_lora). KTQ_EVAL_DEVICE=cuda runs the loss checks on the GPU
+forward (on the GPU host: tests/interop/README.md)."""
 import json
 import os
 import subprocess
@@ -24,9 +26,12 @@ GOLDEN = json.load(open(os.path.join(os.path.dirname(__file__), "..", "golden", 
 pytestmark = pytest.mark.skipif(not os.path.exists(EVAL), reason=f"shared data not found at {SHARED}")
 
 
+DEVICE = ["--device", os.environ["KTQ_EVAL_DEVICE"]] if os.environ.get("KTQ_EVAL_DEVICE") else []
+
+
 def eval_ppl(model, check=True):
     r = subprocess.run([KTQ, "eval-ppl", str(model), "--text", EVAL, "--max-tokens", str(WINDOW * WINDOWS),
-                        "--window", str(WINDOW), "--json", "-q"], capture_output=True, text=True)
+                        "--window", str(WINDOW), "--json", "-q", *DEVICE], capture_output=True, text=True)
     if check and r.returncode != 0:
         raise AssertionError(r.stderr)
     return r
@@ -58,8 +63,12 @@ def test_unimplemented_or_incomplete_rope_is_refused(rope, tmp_path):
 # ---- GGUF: what llama.cpp needs to compute the same positions ----
 # (tests/interop/llama_cpp_rope_agreement.sh runs llama.cpp on these files: same perplexity to 8e-5)
 
-gguf = pytest.importorskip("gguf")
-np = pytest.importorskip("numpy")
+try:  # only the GGUF checks need them (the GPU host runs the loss checks without gguf-py)
+    import gguf
+    import numpy as np
+except ImportError:
+    gguf = np = None
+needs_gguf = pytest.mark.skipif(gguf is None, reason="gguf-py and numpy are needed to read the GGUF files")
 
 
 def to_gguf(case, tmp_path, check=True):
@@ -77,6 +86,7 @@ def fields(path):
     return {k: f.contents() for k, f in reader.fields.items()}, {t.name: t for t in reader.tensors}
 
 
+@needs_gguf
 @pytest.mark.parametrize("case,want", [
     ("llama-linear", {"llama.rope.scaling.type": "linear", "llama.rope.scaling.factor": 2.0}),
     ("llama-yarn", {"llama.rope.scaling.type": "yarn", "llama.rope.scaling.factor": 4.0,
@@ -93,6 +103,7 @@ def test_gguf_rope_scaling_keys(case, want, tmp_path):
     assert "rope_freqs.weight" not in tensors
 
 
+@needs_gguf
 def test_gguf_llama3_rope_freqs(tmp_path):
     """Llama 3.1's rope goes into GGUF as llama.cpp's rope_freqs.weight: per
     frequency the divisor of theta's (1 for short wavelengths, factor for
@@ -113,6 +124,7 @@ def test_gguf_llama3_rope_freqs(tmp_path):
     assert (got == 1).any() and (got == factor).any() and ((got > 1) & (got < factor)).any()  # all three regimes
 
 
+@needs_gguf
 @pytest.mark.parametrize("model,rope,word", [
     ("tiny-qwen3-moe", {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                         "original_max_position_embeddings": 64, "rope_theta": 10000.0}, "llama models only"),
