@@ -36,6 +36,7 @@ struct ktq_writer {
     std::unique_ptr<ktq::Engine> engine;  // kept between layers (see run_layer)
     ktq_engine engine_kind = KTQ_ENGINE_DEFAULT;
     ktq_device engine_device = KTQ_DEVICE_CPU;
+    bool ct_mse_observer = false;  // compressed-tensors with KTQ_CT_OBSERVER_MSE (engines that cannot take it refuse)
 };
 
 struct ktq_tokenizer {

@@ -170,6 +170,11 @@ void run_layer(const ktq_model *model, int layer, const ktq_quantize_options &op
     // The engine lives as long as the writer: calibration engines carry
     // their activations from one layer to the next.
     if (!writer->engine || writer->engine_kind != opts.engine || writer->engine_device != opts.device) {
+        // Before any calibration: the AWQ engine's grid search quantizes every candidate scaling, and the
+        // MSE search on top would multiply that by 20 (the engine checks again per layer).
+        if (opts.engine == KTQ_ENGINE_AWQ && writer->ct_mse_observer)
+            fail(KTQ_ERR_UNSUPPORTED, "the AWQ engine chooses scales with the min-max observer; the MSE observer is "
+                                      "for the RTN and GPTQ engines");
         writer->engine = ktq::make_engine(opts.engine, writer->format, opts.device);
         writer->engine_kind = opts.engine;
         writer->engine_device = opts.device;
@@ -255,6 +260,7 @@ ktq_status ktq_writer_open(ktq_writer **out, const ktq_model *model, const char 
         w->model = model;
         w->format = format;
         w->out_dir = out_dir;
+        w->ct_mse_observer = format == KTQ_FORMAT_COMPRESSED_TENSORS && o.ct_observer == KTQ_CT_OBSERVER_MSE;
         w->impl = std::make_unique<ktq::CheckpointWriter>(*model->impl, dir, o, std::move(plan));
         *out = w.release();
     });

@@ -35,7 +35,7 @@ namespace ktq::ct {
 
 // How a group's scale and zero point are chosen: from its minimum and maximum
 // (llm-compressor's default "minmax"), or from the range, shrunk by up to
-// 20 %, that minimises the group's rounding error ("mse"; ct_rtn_math.h).
+// 19 %, that minimises the group's rounding error ("mse"; ct_rtn_math.h).
 enum class Observer { kMinMax, kMse };
 
 struct Scheme {

@@ -171,7 +171,6 @@ KTQ_HD float mse_bound(int dtype, int i, float bound) {
 // order (8 partial sums), the same on every device and thread count.
 constexpr int kMseSteps = 20;
 
-// `x` is anything indexable that gives the group's weights as floats.
 // `x` is anything indexable that gives the group's weights as floats. The
 // host's row quantizer (ct_rtn.cpp) computes the same sums in a vectorised
 // loop; tests check the two against each other.

@@ -182,7 +182,11 @@ OutputPlan plan_compressed_tensors(const Model &model, const CtLayout &layout, c
     OutputPlan plan;
     std::ostringstream desc;
     desc << "compressed-tensors bits=" << s.bits << " group=" << s.group_size << " sym=" << s.symmetric
-         << " dtype=" << dtype_name(s.dtype) << " rounding=" << (s.dtype_rounding ? "dtype" : "fp32") << " targets=";
+         << " dtype=" << dtype_name(s.dtype) << " rounding=" << (s.dtype_rounding ? "dtype" : "fp32");
+    // The resume fingerprint: named only when not the default, so that runs begun before the option existed
+    // still resume.
+    if (s.observer == ct::Observer::kMse) desc << " observer=mse";
+    desc << " targets=";
     for (const auto &t : layout.targets) desc << t << ";";
     desc << " ignore=";
     for (const auto &t : layout.ignore) desc << t << ";";

@@ -10,8 +10,6 @@ import json
 import os
 import struct
 
-import numpy as np
-
 WINDOW, WINDOWS = 256, 2
 
 # name -> (shared model, config edit)
@@ -49,6 +47,7 @@ def fold_q_lora(src, dst, cfg):
     divided by, on average). Not the same function as the original, but a
     well-defined model of the other MLA form, deterministic, and a plausible
     language model (its loss is recorded with the others)."""
+    import numpy as np  # only this case needs it
     with open(src, "rb") as f:
         n = struct.unpack("<Q", f.read(8))[0]
         header = json.loads(f.read(n))

@@ -292,6 +292,10 @@ def test_mse_observer_from_the_command_line(tmp_path):
     minmax = tmp_path / "minmax"
     ktq("convert", model, minmax, "--to", "compressed-tensors", "--asymmetric", "-q")
     assert read_tensors(minmax) != got
+    # The observer is part of what --resume checks: a min-max output is not taken for an MSE one.
+    r = ktq("convert", model, minmax, "--to", "compressed-tensors", "--asymmetric", "--observer", "mse", "--resume",
+            check=False)
+    assert r.returncode == 1 and "other options" in r.stderr, r.stderr
     for bad in (["--to", "gguf"], ["--to", "compressed-tensors", "--engine", "awq", "--dataset", os.path.join(MODELS, "..", "data", "calib.txt")],
                 ["--format", "kt", "--quant-method", "int4"]):
         r = ktq("convert", model, tmp_path / "bad", *bad, "--observer", "mse", check=False)

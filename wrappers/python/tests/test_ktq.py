@@ -136,6 +136,13 @@ def test_mse_observer_matches_the_cli(tmp_path):
         ktq.convert(m, tmp_path / "minmax", to="W4A16", threads=2)
         with pytest.raises(ValueError):
             ktq.convert(m, tmp_path / "bad", to="W4A16", observer="max")
+        # AWQ keeps the min-max observer: refused before any calibration, nothing written under the final name.
+        calib = tmp_path / "calib.txt"
+        calib.write_text(open(os.path.join(REPO, "README.md"), encoding="utf-8").read() * 4, encoding="utf-8")
+        with pytest.raises(ktq.KtqError) as e:
+            ktq.convert(m, tmp_path / "awq", to="W4A16", engine="awq", dataset=calib, num_calibration_samples=4,
+                        max_sequence_length=64, observer="mse")
+        assert "MSE observer" in str(e.value) and not (tmp_path / "awq" / "config.json").exists()
     shard = "model.safetensors"
     assert (tmp_path / "mse" / shard).read_bytes() != (tmp_path / "minmax" / shard).read_bytes()
     assert '"observer": "memoryless_mse"' in (tmp_path / "mse" / "config.json").read_text()
