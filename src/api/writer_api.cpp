@@ -170,8 +170,8 @@ void run_layer(const ktq_model *model, int layer, const ktq_quantize_options &op
     // The engine lives as long as the writer: calibration engines carry
     // their activations from one layer to the next.
     if (!writer->engine || writer->engine_kind != opts.engine || writer->engine_device != opts.device) {
-        // Before any calibration: the AWQ engine's grid search quantizes every candidate scaling, and the
-        // MSE search on top would multiply that by 20 (the engine checks again per layer).
+        // Before any calibration (every engine is made here): the AWQ engine's grid search quantizes every
+        // candidate scaling with the min-max observer, and the MSE search on top would multiply that by 20.
         if (opts.engine == KTQ_ENGINE_AWQ && writer->ct_mse_observer)
             fail(KTQ_ERR_UNSUPPORTED, "the AWQ engine chooses scales with the min-max observer; the MSE observer is "
                                       "for the RTN and GPTQ engines");

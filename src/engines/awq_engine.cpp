@@ -240,11 +240,6 @@ void AwqEngine::process(const Model &model, int layer, Writer &writer, ThreadPoo
         outputs = ct_layer_outputs(writer, layer, w, cfg.family, "AWQ");
         for (const auto &[l, o] : outputs.targets) quant[l] = {&o.packed->ct_scheme, nullptr};
     }
-    for (const auto &[l, o] : outputs.targets)
-        if (o.packed && o.packed->ct_scheme.observer != ct::Observer::kMinMax)
-            // Its grid search quantizes every candidate scaling: the MSE search on top would multiply that by 20.
-            fail(KTQ_ERR_UNSUPPORTED, "the AWQ engine chooses scales with the min-max observer; the MSE observer is "
-                                      "for the RTN and GPTQ engines");
     auto &targets = outputs.targets;
     const std::vector<const OutputTensor *> &copies = outputs.copies;
     // The model's dtype: the weights' arithmetic after scaling (as torch does it in that dtype). GGUF keeps

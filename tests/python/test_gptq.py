@@ -71,6 +71,16 @@ def scheme(lib, bits, group, symmetric, dtype, mse=False, rounding=0):
     return s
 
 
+def ct_buffers(lib, s, rows, cols, dtype):
+    """Output buffers for a [rows, cols] weight under scheme s, sized by ktq_ct_sizes: packed, scales (raw
+    dtype bits, or float32), zero points (at least one element) and the zero-point word count."""
+    pw, sc, zw = ctypes.c_size_t(), ctypes.c_size_t(), ctypes.c_size_t()
+    check(lib.ktq_ct_sizes(ctypes.byref(pw), ctypes.byref(sc), ctypes.byref(zw), ctypes.c_uint64(rows),
+                           ctypes.c_uint64(cols), ctypes.byref(s), None))
+    return (np.zeros(pw.value, dtype=np.int32), np.zeros(sc.value, dtype=np.float32 if dtype == "f32" else np.uint16),
+            np.zeros(max(zw.value, 1), dtype=np.int32), zw.value)
+
+
 def weights_buffer(W, dtype):
     if dtype == "bf16":
         return np.ascontiguousarray(W.astype(ml_dtypes.bfloat16)).view(np.uint16)
@@ -101,12 +111,7 @@ def ktq_gptq(lib, W, X=None, H=None, bits=4, group=128, symmetric=True, dtype="b
         n = ctypes.c_uint64()
         check(lib.ktq_gptq_hessian(Hk.ctypes.data, ctypes.c_size_t(Hk.size), ctypes.byref(n), g, None))
         s = scheme(lib, bits, group, symmetric, dtype, mse)
-        pw, sc, zw = ctypes.c_size_t(), ctypes.c_size_t(), ctypes.c_size_t()
-        check(lib.ktq_ct_sizes(ctypes.byref(pw), ctypes.byref(sc), ctypes.byref(zw), ctypes.c_uint64(rows),
-                               ctypes.c_uint64(cols), ctypes.byref(s), None))
-        packed = np.zeros(pw.value, dtype=np.int32)
-        scales = np.zeros(sc.value, dtype=np.float32 if dtype == "f32" else np.uint16)
-        zps = np.zeros(max(zw.value, 1), dtype=np.int32)
+        packed, scales, zps, _ = ct_buffers(lib, s, rows, cols, dtype)
         deq = np.zeros((rows, cols), dtype=np.float32)
         loss, fallback = ctypes.c_double(), ctypes.c_int()
         o = GptqOptions()
@@ -199,16 +204,11 @@ def ktq_rtn(lib, W, bits, group, symmetric, dtype, mse, rounding=0):
     """ktq_ct_quantize: scales (as floats) and zero points [rows, groups]."""
     rows, cols = W.shape
     s = scheme(lib, bits, group, symmetric, dtype, mse, rounding)
-    pw, sc, zw = ctypes.c_size_t(), ctypes.c_size_t(), ctypes.c_size_t()
-    check(lib.ktq_ct_sizes(ctypes.byref(pw), ctypes.byref(sc), ctypes.byref(zw), ctypes.c_uint64(rows),
-                           ctypes.c_uint64(cols), ctypes.byref(s), None))
-    packed = np.zeros(pw.value, dtype=np.int32)
-    scales = np.zeros(sc.value, dtype=np.float32 if dtype == "f32" else np.uint16)
-    zps = np.zeros(max(zw.value, 1), dtype=np.int32)
+    packed, scales, zps, zw = ct_buffers(lib, s, rows, cols, dtype)
     wb = weights_buffer(W, dtype)
     check(lib.ktq_ct_quantize(packed.ctypes.data, ctypes.c_size_t(packed.size), scales.ctypes.data,
-                              ctypes.c_size_t(scales.size), zps.ctypes.data if zw.value else None,
-                              ctypes.c_size_t(zw.value), wb.ctypes.data, ctypes.c_uint64(rows), ctypes.c_uint64(cols),
+                              ctypes.c_size_t(scales.size), zps.ctypes.data if zw else None,
+                              ctypes.c_size_t(zw), wb.ctypes.data, ctypes.c_uint64(rows), ctypes.c_uint64(cols),
                               ctypes.byref(s), None))
     groups = cols // (cols if group < 0 else group)
     if dtype == "bf16":
@@ -219,7 +219,7 @@ def ktq_rtn(lib, W, bits, group, symmetric, dtype, mse, rounding=0):
         sf = scales
     zp = np.zeros((rows, groups), np.float32)
     if not symmetric:
-        zp = unpack(zps[: zw.value].reshape(-1, groups).T.copy(), groups, rows, bits).T.astype(np.float32)
+        zp = unpack(zps[:zw].reshape(-1, groups).T.copy(), groups, rows, bits).T.astype(np.float32)
     return sf.reshape(rows, groups), zp, packed
 
 
